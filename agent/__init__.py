@@ -1,0 +1,1 @@
+"""The market maker. Depends only on hlmm.venue / hlmm.instrument, never on sim or live."""

@@ -1,0 +1,1 @@
+"""hlmm: a simulation-first market maker for Hyperliquid perpetuals."""

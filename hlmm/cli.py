@@ -1,0 +1,196 @@
+"""The ``hlmm`` command line. Every command imports its implementation lazily, so
+``hlmm --help`` stays fast and a command only pays for what it uses (torch, numba, aiohttp)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="hlmm: a simulation-first market maker for Hyperliquid perpetuals.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+sim_app = typer.Typer(help="Run the simulated venue.", no_args_is_help=True)
+venue_app = typer.Typer(help="The local Hyperliquid-compatible venue.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+app.add_typer(venue_app, name="venue")
+
+AgentKind = Annotated[
+    str,
+    typer.Option(help="production (GLFT market maker), incident (the Feb 12 failure replay) or baseline"),
+]
+PolicyOpt = Annotated[Path | None, typer.Option(help="frozen policy file (.npz) for the learned adjustment")]
+ConfigOpt = Annotated[Path | None, typer.Option(help="agent configuration TOML (defaults documented in agent/README)")]
+
+
+def _exit(code: int) -> None:
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="output directory for the report and plots")] = Path("out/demo"),
+    seeds: Annotated[int, typer.Option(min=1, help="seeds to run")] = 4,
+) -> None:
+    """The main job: the Feb 12 cascade stress scenario against the local venue, with a report and plots."""
+    from hlmm.demo import run_demo
+
+    _exit(run_demo(out=out, seeds=seeds))
+
+
+@sim_app.command("run")
+def sim_run(
+    scenario: Annotated[str, typer.Argument(help="scenario TOML file or built-in name")],
+    seed: Annotated[int | None, typer.Option(help="random seed (default: the scenario's)")] = None,
+    out: Annotated[Path, typer.Option(help="directory for the session log")] = Path("out/sim"),
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the JSON summary here")] = None,
+    agent: AgentKind = "production",
+    policy: PolicyOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run one scenario with one seed and print a summary."""
+    from sim.runner import run_cli
+
+    _exit(run_cli(scenario, seed=seed, out=out, json_path=json_path, agent=agent, policy=policy, config=config))
+
+
+@app.command()
+def stress(
+    scenarios: Annotated[list[str] | None, typer.Argument(help="scenario files or names (default: all built-ins)")] = None,
+    seeds: Annotated[int, typer.Option(min=1)] = 8,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write per-scenario, per-seed results here")] = None,
+    report: Annotated[Path | None, typer.Option(help="write a Markdown report with plots here")] = None,
+    agent: AgentKind = "production",
+    policy: PolicyOpt = None,
+    config: ConfigOpt = None,
+    venue: Annotated[str, typer.Option(help="sim (in-process) or local (through the local Hyperliquid venue)")] = "sim",
+    workers: Annotated[int, typer.Option(min=1, help="parallel processes")] = 2,
+) -> None:
+    """Run scenarios over seeds, check each scenario's pass criteria; exit 1 when any fails."""
+    from scenarios.stress import stress_cli
+
+    _exit(
+        stress_cli(
+            scenarios or [], seeds=seeds, json_path=json_path, report=report, agent=agent,
+            policy=policy, config=config, venue=venue, workers=workers,
+        )
+    )
+
+
+@app.command()
+def audit(
+    session_log: Annotated[Path, typer.Argument(help="a session log (.jsonl) from the simulator or a live session")],
+    out: Annotated[Path, typer.Option(help="report directory")] = Path("out/audit"),
+) -> None:
+    """Write a Markdown audit report with plots for one session log."""
+    from hlmm.audit import audit_cli
+
+    _exit(audit_cli(session_log, out=out))
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="training config TOML (see experiments/)")],
+    timesteps: Annotated[int | None, typer.Option(min=1)] = None,
+    out: Annotated[Path | None, typer.Option(help="run directory")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Train the policy's adjustment with stable-baselines3 (PPO or SAC)."""
+    from hlmm.training import train_cli
+
+    _exit(train_cli(config, timesteps=timesteps, out=out, seed=seed))
+
+
+@app.command("eval")
+def evaluate(
+    policy: Annotated[Path, typer.Argument(help="frozen policy file")],
+    scenarios: Annotated[list[str] | None, typer.Option("--scenarios", help="scenario names or files")] = None,
+    seeds: Annotated[int, typer.Option(min=1)] = 8,
+    first_seed: Annotated[int, typer.Option(help="first held-out seed")] = 10_000,
+    json_path: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """Compare a frozen policy with pure GLFT on held-out seeds."""
+    from hlmm.training import eval_cli
+
+    _exit(eval_cli(policy, scenarios=scenarios or [], seeds=seeds, first_seed=first_seed, json_path=json_path))
+
+
+@venue_app.command("serve")
+def venue_serve(
+    scenario: Annotated[str, typer.Option(help="scenario TOML file or built-in name")] = "calm",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 18081,
+    host: Annotated[str, typer.Option(help="loopback only")] = "127.0.0.1",
+    seed: Annotated[int | None, typer.Option()] = None,
+    speed: Annotated[float, typer.Option(min=0.01, help="simulated seconds per wall second")] = 1.0,
+) -> None:
+    """Serve the simulated venue behind Hyperliquid's /info, /exchange and /ws on loopback."""
+    from live.localvenue.server import serve_cli
+
+    _exit(serve_cli(scenario=scenario, port=port, host=host, seed=seed, speed=speed))
+
+
+@app.command()
+def live(
+    venue: Annotated[str, typer.Option(help="local (default, paper trading), testnet or mainnet")] = "local",
+    policy: PolicyOpt = None,
+    config: ConfigOpt = None,
+    scenario: Annotated[str, typer.Option(help="scenario for --venue local")] = "feb12_cascade",
+    seed: Annotated[int | None, typer.Option()] = None,
+    duration: Annotated[float | None, typer.Option(help="stop after this many (venue) seconds")] = None,
+    out: Annotated[Path, typer.Option(help="session log directory")] = Path("out/live"),
+    keystore: Annotated[Path | None, typer.Option(help="encrypted keystore file (password from HLMM_KEYSTORE_PASSWORD)")] = None,
+    i_understand_mainnet: Annotated[bool, typer.Option("--i-understand-this-trades-real-money")] = False,
+) -> None:
+    """Run the market maker live through hyperliquid-python-sdk (local venue by default)."""
+    from live.runner import live_cli
+
+    _exit(
+        live_cli(
+            venue=venue, policy=policy, config=config, scenario=scenario, seed=seed, duration=duration,
+            out=out, keystore=keystore, confirm_mainnet=i_understand_mainnet,
+        )
+    )
+
+
+@app.command()
+def flatten(
+    venue: Annotated[str, typer.Option(help="local, testnet or mainnet")] = "local",
+    keystore: Annotated[Path | None, typer.Option()] = None,
+    i_understand_mainnet: Annotated[bool, typer.Option("--i-understand-this-trades-real-money")] = False,
+) -> None:
+    """Cancel every order and close the position with reduce-only orders, confirming flat."""
+    from live.runner import flatten_cli
+
+    _exit(flatten_cli(venue=venue, keystore=keystore, confirm_mainnet=i_understand_mainnet))
+
+
+@app.command()
+def chaos(
+    runs: Annotated[int, typer.Option(min=1)] = 200,
+    first_seed: Annotated[int, typer.Option()] = 0,
+    json_path: Annotated[Path | None, typer.Option("--json")] = None,
+    workers: Annotated[int, typer.Option(min=1)] = 2,
+) -> None:
+    """Fault-injection campaign: seeded runs with dropped/duplicated messages, rejects, timeouts, disconnects."""
+    from live.chaos import chaos_cli
+
+    _exit(chaos_cli(runs=runs, first_seed=first_seed, json_path=json_path, workers=workers))
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option(help="small sizes, for a smoke run")] = False,
+    json_path: Annotated[Path | None, typer.Option("--json")] = Path("out/bench.json"),
+) -> None:
+    """Benchmarks against the peers (hftbacktest, SB3 on a trivial env), measured in one run."""
+    from bench.run import bench_cli
+
+    _exit(bench_cli(quick=quick, json_path=json_path))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,136 @@
+"""The session log: one JSON object per line, written by the simulator and the live bridge alike.
+
+Format (version 1)
+------------------
+The first line is a header ``{"type": "session", "version": 1, "source": "sim"|"live", ...}``
+with the instrument, fees, scenario name, seed and agent configuration hash. Every later line
+has ``"type"`` and ``"rx"`` (the session clock, seconds, when the line was written) and the
+fields of the record:
+
+- venue events, as delivered to the agent: ``book``, ``trade``, ``ack``, ``reject``, ``fill``,
+  ``canceled``, ``cancel_reject``, ``account``, ``funding``, ``connection``, ``timer``
+  (fields of the :mod:`hlmm.venue` dataclass of the same ``kind``);
+- agent commands, as sent: ``place``, ``cancel``, ``modify``, ``cancel_all``,
+  ``schedule_cancel``, ``query``;
+- agent records: ``cycle`` (one decision cycle: market state, signals, quotes, overlay state),
+  ``markout`` (a fill's resolved markouts), ``overlay`` (risk state changes with a reason),
+  ``kill`` (kill-switch steps), ``alarm``;
+- simulator ground truth: ``regime`` (a changepoint of the hidden regime), ``venue_fill``
+  (a fill as it happened at the venue, before any delivery latency).
+
+Prices are integer ticks and sizes integer lots, as everywhere inside hlmm; the header's
+instrument converts them. Floats are written with ``repr`` precision, so the same run gives
+byte-identical files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator
+from enum import Enum
+from pathlib import Path
+from typing import IO, Any
+
+from hlmm.instrument import Instrument
+
+FORMAT_VERSION = 1
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        return value.item()
+    return value
+
+
+def record_of(obj: Any) -> dict[str, Any]:
+    """A venue event or command as a log record (``type`` = its ``kind``)."""
+    rec: dict[str, Any] = {"type": obj.kind}
+    for f in dataclasses.fields(obj):
+        rec[f.name] = _plain(getattr(obj, f.name))
+    return rec
+
+
+class SessionLog:
+    """Append-only JSON-lines writer. Use as a context manager or call :meth:`close`.
+
+    ``path=None`` keeps records in memory only (``records``), which tests and the RL
+    environment use to avoid disk I/O.
+    """
+
+    def __init__(self, path: str | Path | None, header: dict[str, Any], keep_in_memory: bool = False) -> None:
+        self.path = Path(path) if path is not None else None
+        self._fh: IO[str] | None = None
+        self._hash = hashlib.sha256()
+        self.keep_in_memory = keep_in_memory or path is None
+        self.records: list[dict[str, Any]] = []
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("w", encoding="utf-8")
+        self._write({"type": "session", "version": FORMAT_VERSION, **_plain(header)})
+
+    def _write(self, rec: dict[str, Any]) -> None:
+        line = json.dumps(rec, separators=(",", ":"), allow_nan=False) + "\n"
+        self._hash.update(line.encode())
+        if self._fh is not None:
+            self._fh.write(line)
+        if self.keep_in_memory:
+            self.records.append(rec)
+
+    def write(self, rx: float, rec_type: str, **fields: Any) -> None:
+        """An agent or simulator record."""
+        self._write({"type": rec_type, "rx": rx, **{k: _plain(v) for k, v in fields.items()}})
+
+    def event(self, rx: float, obj: Any) -> None:
+        """A venue event or an agent command (any :mod:`hlmm.venue` dataclass)."""
+        rec = record_of(obj)
+        self._write({"type": rec.pop("type"), "rx": rx, **rec})
+
+    @property
+    def sha256(self) -> str:
+        """Digest of every line written so far (equals the file's sha256 once closed)."""
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> SessionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def instrument_header(instrument: Instrument) -> dict[str, Any]:
+    return dataclasses.asdict(instrument)
+
+
+def read_session_log(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Records of a session log in order; raises ``ValueError`` naming the line on bad input."""
+    with Path(path).open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg})") from exc
+            if not isinstance(rec, dict) or "type" not in rec:
+                raise ValueError(f"{path}:{lineno}: record without 'type'")
+            if lineno == 1 and (rec["type"] != "session" or rec.get("version") != FORMAT_VERSION):
+                raise ValueError(
+                    f"{path}:1: expected a session header of version {FORMAT_VERSION}, got "
+                    f"type={rec.get('type')!r} version={rec.get('version')!r}"
+                )
+            yield rec

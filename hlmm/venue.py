@@ -1,0 +1,269 @@
+"""The seam between the market maker and a venue (DESIGN.md section 2).
+
+The same types are produced by the simulated venue (``sim``) and the Hyperliquid bridge
+(``live``), and consumed by the agent (``agent``), which never imports either side.
+
+Conventions:
+- ``t`` is the venue's timestamp in seconds (session-relative in simulation, epoch in live).
+- prices are integer ticks, sizes integer lots, ``side`` is +1 (buy/bid) or -1 (sell/ask).
+- ``client_id`` is assigned by the agent (monotonic int; a Hyperliquid cloid on the wire);
+  ``oid`` is assigned by the venue.
+
+Events flow venue -> agent; commands flow agent -> venue. The driver (simulation loop or
+live runner) hands each delivered event to :meth:`Agent.on_event` and sends the commands it
+returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar, Protocol
+
+from hlmm.instrument import Instrument
+
+BUY = 1
+SELL = -1
+
+
+class Tif(StrEnum):
+    ALO = "Alo"  # post-only: rejected if it would cross
+    GTC = "Gtc"
+    IOC = "Ioc"
+
+
+Level = tuple[int, int]  # (px_ticks, size_lots)
+
+
+# ---------------------------------------------------------------------- events
+@dataclass(frozen=True, slots=True)
+class BookUpdate:
+    """Top-of-book snapshot, best level first. Includes the agent's own resting orders."""
+
+    kind: ClassVar[str] = "book"
+    t: float
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """A public trade. ``aggressor`` is the taker's side."""
+
+    kind: ClassVar[str] = "trade"
+    t: float
+    px_ticks: int
+    size_lots: int
+    aggressor: int
+    trade_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAccepted:
+    """The venue accepted an order; ``resting`` is False when it was fully filled on entry."""
+
+    kind: ClassVar[str] = "ack"
+    t: float
+    client_id: int
+    oid: int
+    resting: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRejected:
+    kind: ClassVar[str] = "reject"
+    t: float
+    client_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """A fill of one of the agent's orders. ``trade_id`` is unique per fill (dedupe key)."""
+
+    kind: ClassVar[str] = "fill"
+    t: float
+    client_id: int
+    oid: int
+    side: int
+    px_ticks: int
+    size_lots: int
+    fee_usd: float
+    trade_id: int
+    is_maker: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCanceled:
+    """An order left the book without filling (fully). ``reason`` uses Hyperliquid's status
+    words: ``canceled``, ``scheduledCancel``, ``reduceOnlyCanceled``, ``selfTradeCanceled``,
+    ``iocCancel``, ``marginCanceled``."""
+
+    kind: ClassVar[str] = "canceled"
+    t: float
+    client_id: int
+    oid: int
+    reason: str = "canceled"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRejected:
+    kind: ClassVar[str] = "cancel_reject"
+    t: float
+    client_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOrder:
+    client_id: int | None
+    oid: int
+    side: int
+    px_ticks: int
+    size_lots: int
+    reduce_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    """The venue's truth, answered to :class:`QueryAccount` (and sent at start-up)."""
+
+    kind: ClassVar[str] = "account"
+    t: float
+    position_lots: int
+    entry_px_ticks: float
+    account_value_usd: float
+    margin_used_usd: float
+    max_position_lots_margin: int
+    open_orders: tuple[OpenOrder, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FundingPayment:
+    """Hourly funding. ``amount_usd`` > 0 means the agent received it."""
+
+    kind: ClassVar[str] = "funding"
+    t: float
+    rate: float
+    amount_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatus:
+    kind: ClassVar[str] = "connection"
+    t: float
+    connected: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """Driver heartbeat, so timers (reconciliation, kill switch, dead man's switch) run
+    even when no market data arrives."""
+
+    kind: ClassVar[str] = "timer"
+    t: float
+
+
+Event = (
+    BookUpdate
+    | Trade
+    | OrderAccepted
+    | OrderRejected
+    | Fill
+    | OrderCanceled
+    | CancelRejected
+    | AccountSnapshot
+    | FundingPayment
+    | ConnectionStatus
+    | Timer
+)
+
+
+# -------------------------------------------------------------------- commands
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    kind: ClassVar[str] = "place"
+    client_id: int
+    side: int
+    px_ticks: int
+    size_lots: int
+    tif: Tif = Tif.ALO
+    reduce_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    kind: ClassVar[str] = "cancel"
+    client_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyOrder:
+    """Cancel-replace in place: new price and size, new queue position, same client id."""
+
+    kind: ClassVar[str] = "modify"
+    client_id: int
+    px_ticks: int
+    size_lots: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAll:
+    kind: ClassVar[str] = "cancel_all"
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleCancel:
+    """Dead man's switch: cancel all orders at ``at_t`` unless re-armed; ``None`` clears it."""
+
+    kind: ClassVar[str] = "schedule_cancel"
+    at_t: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueryAccount:
+    kind: ClassVar[str] = "query"
+
+
+Command = PlaceOrder | CancelOrder | ModifyOrder | CancelAll | ScheduleCancel | QueryAccount
+
+
+@dataclass(frozen=True, slots=True)
+class FeeSchedule:
+    """Fees in basis points of notional; a negative maker fee is a rebate."""
+
+    maker_bps: float = 1.5
+    taker_bps: float = 4.5
+
+
+class Venue(Protocol):
+    """What the driver needs from a venue. Events come back through the driver."""
+
+    instrument: Instrument
+    fees: FeeSchedule
+
+    def send(self, commands: Sequence[Command]) -> None: ...
+
+
+class Agent(Protocol):
+    """Anything that turns venue events into commands (the market maker, a baseline)."""
+
+    def on_event(self, event: Event) -> Sequence[Command]: ...
+
+
+EVENT_TYPES: tuple[type, ...] = (
+    BookUpdate,
+    Trade,
+    OrderAccepted,
+    OrderRejected,
+    Fill,
+    OrderCanceled,
+    CancelRejected,
+    AccountSnapshot,
+    FundingPayment,
+    ConnectionStatus,
+    Timer,
+)
+COMMAND_TYPES: tuple[type, ...] = (PlaceOrder, CancelOrder, ModifyOrder, CancelAll, ScheduleCancel, QueryAccount)

@@ -1,0 +1,1 @@
+"""The Hyperliquid bridge and the local Hyperliquid-compatible venue."""

@@ -1,0 +1,1 @@
+"""Built-in scenario files and the stress-suite runner."""

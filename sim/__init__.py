@@ -1,0 +1,1 @@
+"""The simulated venue: order book, order flow, regimes, latency, and the gymnasium environment."""

@@ -1,0 +1,91 @@
+"""Hyperliquid's price/size/notional rules, against hand cases and a decimal reference."""
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hlmm.instrument import (
+    ERR_INVALID_SIZE,
+    ERR_MIN_NOTIONAL,
+    ERR_REDUCE_ONLY,
+    ERR_TICK,
+    Instrument,
+)
+
+HYPE = Instrument.for_price("HYPE", sz_decimals=2, price=30.88)
+
+
+def reference_price_ok(price: Decimal, sz_decimals: int) -> bool:
+    """Hyperliquid's rule stated directly on the decimal string."""
+    if price == price.to_integral_value():
+        return True
+    digits = price.normalize().as_tuple()
+    decimals = -digits.exponent if digits.exponent < 0 else 0
+    sig = len(digits.digits)
+    return sig <= 5 and decimals <= 6 - sz_decimals
+
+
+def test_hype_grid():
+    assert HYPE.tick_size == Decimal("0.001")
+    assert HYPE.lot_size == Decimal("0.01")
+    assert HYPE.price_to_ticks("30.88") == 30880
+    assert HYPE.price_wire(30880) == "30.88"
+    assert HYPE.size_wire(150) == "1.5"
+    assert HYPE.size_to_lots("12.81") == 1281
+
+
+def test_grid_follows_magnitude():
+    assert Instrument.for_price("BTC", 5, 97000.0).tick_decimals == 0
+    assert Instrument.for_price("X", 0, 0.012345).tick_decimals == 6
+    # 6 - szDecimals caps decimals even where 5 significant figures would allow more
+    assert Instrument.for_price("Y", 4, 0.5).tick_decimals == 2
+
+
+def test_off_grid_rejected_with_value():
+    with pytest.raises(ValueError, match=r"price='30\.8805'"):
+        HYPE.price_to_ticks("30.8805")
+    with pytest.raises(ValueError, match="rounds to zero"):
+        HYPE.size_to_lots_floor(0.004)
+    with pytest.raises(ValueError, match="not a finite"):
+        HYPE.size_to_lots_floor(float("nan"))
+
+
+def test_check_order_hand_cases():
+    assert HYPE.check_order(1, 30880, 33) is None  # $10.19
+    assert HYPE.check_order(1, 30880, 32) == ERR_MIN_NOTIONAL  # $9.88
+    assert HYPE.check_order(1, 30880, 0) == ERR_INVALID_SIZE
+    # reduce-only: closing the whole position is exempt from the minimum, a partial close is not
+    assert HYPE.check_order(-1, 30880, 20, reduce_only=True, position_lots=20) is None
+    assert HYPE.check_order(-1, 30880, 10, reduce_only=True, position_lots=20) == ERR_MIN_NOTIONAL
+    assert HYPE.check_order(1, 30880, 20, reduce_only=True, position_lots=20) == ERR_REDUCE_ONLY
+    assert HYPE.check_order(-1, 30880, 20, reduce_only=True, position_lots=0) == ERR_REDUCE_ONLY
+    # above $100 the 5-significant-figure rule makes 0.001 steps invalid
+    assert HYPE.check_order(1, 123_456, 100) == ERR_TICK
+    assert HYPE.check_order(1, 123_450, 100) is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(ticks=st.integers(min_value=1, max_value=10**9), sz=st.integers(min_value=0, max_value=5))
+def test_price_validity_matches_reference(ticks, sz):
+    inst = Instrument(coin="T", sz_decimals=sz, tick_decimals=6 - sz)
+    price = inst.ticks_to_price(ticks)
+    assert inst.is_valid_price_ticks(ticks) == reference_price_ok(price, sz)
+
+
+@settings(max_examples=400, deadline=None)
+@given(ticks=st.integers(min_value=1, max_value=10**8), side=st.sampled_from([1, -1]))
+def test_passive_rounding_is_valid_and_never_more_aggressive(ticks, side):
+    rounded = HYPE.round_price_passive(ticks, side)
+    assert HYPE.is_valid_price_ticks(rounded)
+    assert (rounded <= ticks) if side > 0 else (rounded >= ticks)
+    assert abs(rounded - ticks) < HYPE.price_step_ticks(ticks) * 10
+
+
+@settings(max_examples=200, deadline=None)
+@given(ticks=st.integers(min_value=10_000, max_value=99_999))
+def test_min_lots_reaches_min_notional(ticks):
+    lots = HYPE.min_lots_at(ticks)
+    assert HYPE.notional_usd(ticks, lots) >= 10.0
+    assert HYPE.notional_usd(ticks, lots - 1) < 10.0
