@@ -18,6 +18,25 @@ fields of the record:
 - simulator ground truth: ``regime`` (a changepoint of the hidden regime), ``venue_fill``
   (a fill as it happened at the venue, before any delivery latency).
 
+Agent record fields (the contract between the agent, which writes them, and ``hlmm audit``):
+
+- ``cycle``: ``mid`` (ticks, ex-own), ``position`` (lots), ``cap_lots`` (effective cap),
+  ``state`` (ACTIVE/REDUCING/HALTED), ``reasons`` (list), ``bid_px``/``ask_px``/``bid_sz``/
+  ``ask_sz`` (what the overlay allowed; null when that side is not quoted), ``live_bid``/
+  ``live_ask`` (bool: an order of ours is resting or in flight on that side after this cycle),
+  ``half_spread_bps``, ``glft_half_spread_bps``, ``skew_bps``, ``inventory_skew_bps``,
+  ``signal_skew_bps``, ``policy_half_spread_bps``, ``policy_skew_bps``, ``floor_bound`` (bool),
+  ``kappa_eff`` (per bps), ``a_eff`` (per s), ``sigma`` (bps/sqrt s), ``cp_prob``, ``alarm``,
+  ``toxicity``, ``signals`` ({name: [value, spread_bps, skew_bps, active]}).
+- ``markout``: ``fill_t``, ``trade_id``, ``side``, ``px``, ``size``, ``mid_at_placement``,
+  ``mid_at_fill``, ``quoted_depth_bps``, ``drift_to_fill_bps``, ``fee_usd``, and per horizon
+  (keys are seconds as strings, e.g. ``"5"``): ``markout_bps``, ``as_bps``, ``edge_bps``.
+- ``overlay``: ``from``, ``to``, ``reason`` (one record per state change; an emergency pull of a
+  side is an ``overlay`` record with ``pull`` naming the side and ``reason`` the trigger).
+- ``kill``: ``step`` (triggered/cancel_all/close/confirm_flat/flat/alarm), ``reason``, ``position``.
+- ``alarm``: ``name``, ``detail``.
+- ``summary`` (last line of a finished run): the run's figures as the runner computed them.
+
 Prices are integer ticks and sizes integer lots, as everywhere inside hlmm; the header's
 instrument converts them. Floats are written with ``repr`` precision, so the same run gives
 byte-identical files.
