@@ -1,0 +1,468 @@
+"""The order manager: every order's life, the diff of desired vs live quotes, the rate budget,
+the exposure the risk overlay needs, reconciliation with the venue, and the last check before
+a command leaves (DESIGN.md section 5.5, reliability-anchors.md section 4).
+
+Order state machine (anything else is counted in ``counters["invalid_transition"]`` and
+dropped)::
+
+    PENDING_NEW --ack--> OPEN --fill--> PARTIALLY_FILLED --fill--> FILLED
+    PENDING_NEW --reject--> REJECTED          PENDING_NEW --fill--> PARTIALLY_FILLED | FILLED
+    OPEN | PARTIALLY_FILLED | PENDING_NEW --cancel sent--> PENDING_CANCEL --canceled--> CANCELED
+    PENDING_CANCEL --fill--> PENDING_CANCEL | FILLED     (a cancel racing a fill)
+    PENDING_CANCEL --cancel rejected--> PENDING_NEW | OPEN | PARTIALLY_FILLED (by acks and fills)
+    OPEN | PARTIALLY_FILLED | PENDING_NEW --canceled by the venue--> CANCELED
+
+A fill always moves the position, whatever the order's state (the venue is the truth), and a
+``trade_id`` seen before is ignored. A timeout never finalizes an order: an order waiting too
+long for its ack triggers a venue query, and only the venue's answer (an ``AccountSnapshot``)
+may drop it.
+
+Sizes are lots, prices ticks, ``side`` +1 bid / -1 ask, times are venue seconds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.types import DesiredOrder, DesiredQuotes
+from hlmm.instrument import Instrument
+from hlmm.sessionlog import SessionLog
+from hlmm.venue import (
+    AccountSnapshot,
+    CancelAll,
+    CancelOrder,
+    CancelRejected,
+    Command,
+    Fill,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    PlaceOrder,
+    QueryAccount,
+    Tif,
+)
+
+# Hyperliquid weights (hyperliquid-api.md section 4): an action weighs 1 + n // 40 for a batch
+# of n; ``clearinghouseState`` weighs 2 and ``openOrders`` 20, which a reconciliation needs both.
+_QUERY_WEIGHT = 22
+_BATCH_PER_WEIGHT = 40
+
+
+class OrderManagerConfig(BaseModel):
+    """Tolerances, timers and the rate budget of the order manager."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    price_tolerance_ticks: int = Field(
+        default=2, ge=0, description="a live order within this many ticks of the desired price is kept"
+    )
+    size_keep_fraction: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="a live order is kept while its remaining size is in [fraction * desired, desired]",
+    )
+    rate_budget_weight_per_min: float = Field(
+        default=900.0, gt=0, le=1200.0, description="our share of Hyperliquid's 1200 weight/min per IP"
+    )
+    rate_burst_weight: float = Field(default=60.0, gt=0, description="token-bucket capacity, weight")
+    ack_timeout_s: float = Field(
+        default=5.0, gt=0, description="an un-acked order older than this asks the venue"
+    )
+    reconcile_interval_s: float = Field(default=30.0, gt=0, description="periodic reconciliation, seconds")
+
+
+class OrderStatus(StrEnum):
+    PENDING_NEW = "PENDING_NEW"
+    OPEN = "OPEN"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    PENDING_CANCEL = "PENDING_CANCEL"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+
+
+TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED})
+_CANCELABLE = frozenset({OrderStatus.PENDING_NEW, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED})
+
+
+@dataclass(slots=True)
+class Order:
+    """One order as the agent tracks it. ``mid_at_placement_ticks`` feeds the markouts."""
+
+    client_id: int
+    side: int
+    px_ticks: int
+    size_lots: int
+    tif: Tif
+    reduce_only: bool
+    mid_at_placement_ticks: float
+    sent_t: float
+    send_seq: int  # position in the command stream, to order it against queries
+    status: OrderStatus = OrderStatus.PENDING_NEW
+    filled_lots: int = 0
+    oid: int | None = None
+    acked: bool = False
+    adopted: bool = False  # found at the venue by reconciliation, not placed by this agent
+
+    @property
+    def remaining_lots(self) -> int:
+        return self.size_lots - self.filled_lots
+
+    @property
+    def live(self) -> bool:
+        return self.status not in TERMINAL
+
+
+class OrderManager:
+    """Tracks orders and turns :class:`DesiredQuotes` into venue commands.
+
+    The effective cap is passed to :meth:`sync` on every cycle rather than stored, so the
+    pre-send cap check always uses the cap the overlay used in the same cycle.
+    """
+
+    def __init__(
+        self, config: OrderManagerConfig, instrument: Instrument, log: SessionLog | None = None
+    ) -> None:
+        self.config = config
+        self.instrument = instrument
+        self.log = log
+        self.orders: dict[int, Order] = {}
+        self.position_lots = 0
+        self.counters: Counter[str] = Counter()
+        self.rejects_by_reason: Counter[str] = Counter()
+        self._next_client_id = 1
+        self._seq = 0
+        self._seen_trade_ids: set[int] = set()
+        self._pending_queries: deque[int] = deque()  # send_seq of each QueryAccount in flight
+        self._tokens = config.rate_burst_weight
+        self._tokens_t: float | None = None
+        self._last_reconcile_t: float | None = None
+        self.needs_reconcile = True  # nothing is known until the venue has answered once
+        self.reconciled_once = False
+
+    # ------------------------------------------------------------ exposure
+    def live_orders(self, side: int | None = None) -> list[Order]:
+        return [o for o in self.orders.values() if o.live and (side is None or o.side == side)]
+
+    def resting_lots(self, side: int) -> int:
+        """Remaining lots of acknowledged live orders on ``side`` (incl. ones being canceled)."""
+        return sum(o.remaining_lots for o in self.live_orders(side) if o.acked)
+
+    def inflight_lots(self, side: int) -> int:
+        """Remaining lots of orders on ``side`` sent but not yet acknowledged."""
+        return sum(o.remaining_lots for o in self.live_orders(side) if not o.acked)
+
+    def worst_case_lots(self, side: int) -> int:
+        """``side * position + every live same-side lot``: the exposure if all of them fill."""
+        return side * self.position_lots + self.resting_lots(side) + self.inflight_lots(side)
+
+    def committed_lots(self, side: int) -> int:
+        """Lots on ``side`` the next diff cannot take back: orders already being canceled."""
+        return sum(o.remaining_lots for o in self.live_orders(side) if o.status is OrderStatus.PENDING_CANCEL)
+
+    def own_resting(self) -> list[tuple[int, int, int]]:
+        """``(side, px_ticks, remaining_lots)`` of our acknowledged resting orders (for the ex-own book)."""
+        return [
+            (o.side, o.px_ticks, o.remaining_lots) for o in self.live_orders() if o.acked and o.tif != Tif.IOC
+        ]
+
+    def has_live(self, side: int, ioc: bool = False) -> bool:
+        """Whether an order of ours (resting or in flight, not being canceled) is on ``side``."""
+        return any(
+            o.status is not OrderStatus.PENDING_CANCEL and (o.tif == Tif.IOC) == ioc
+            for o in self.live_orders(side)
+        )
+
+    # ------------------------------------------------------------ events
+    def on_ack(self, ev: OrderAccepted) -> None:
+        o = self.orders.get(ev.client_id)
+        if o is None or o.acked:
+            self._invalid("ack")
+            return
+        o.acked = True
+        o.oid = ev.oid
+        if o.status is OrderStatus.PENDING_NEW:
+            o.status = OrderStatus.OPEN
+
+    def on_reject(self, ev: OrderRejected) -> None:
+        self.rejects_by_reason[ev.reason] += 1
+        o = self.orders.get(ev.client_id)
+        if o is None or o.status is not OrderStatus.PENDING_NEW:
+            self._invalid("reject")
+            return
+        o.status = OrderStatus.REJECTED
+        # A reject means our view and the venue's may differ (margin, reduce-only): ask.
+        self.needs_reconcile = True
+
+    def on_fill(self, ev: Fill) -> Order | None:
+        """Apply a fill; returns the order it belongs to, or ``None`` for a duplicate/unknown one.
+
+        The position moves for every new ``trade_id``, even for an order we do not know or
+        consider finished: the venue filled it, so it happened.
+        """
+        if ev.trade_id in self._seen_trade_ids:
+            self.counters["duplicate_fill"] += 1
+            return None
+        self._seen_trade_ids.add(ev.trade_id)
+        self.position_lots += ev.side * ev.size_lots
+        o = self.orders.get(ev.client_id)
+        if o is None:
+            self._invalid("fill")
+            self.needs_reconcile = True
+            return None
+        if o.status in TERMINAL and o.status is not OrderStatus.CANCELED:
+            self._invalid("fill")
+        if o.status is OrderStatus.CANCELED:
+            self.counters["fill_after_cancel"] += 1  # the cancel raced the fill; position already counted
+        take = min(ev.size_lots, o.remaining_lots)
+        if take < ev.size_lots:
+            self.counters["overfill"] += 1
+            self.needs_reconcile = True
+        o.filled_lots += take
+        o.acked = True  # a fill proves the venue has it
+        if o.status in TERMINAL:
+            return o
+        if o.remaining_lots == 0:
+            o.status = OrderStatus.FILLED
+        elif o.status is not OrderStatus.PENDING_CANCEL:
+            o.status = OrderStatus.PARTIALLY_FILLED
+        return o
+
+    def on_canceled(self, ev: OrderCanceled) -> None:
+        o = self.orders.get(ev.client_id)
+        if o is None or o.status in TERMINAL:
+            self._invalid("canceled")
+            return
+        o.status = OrderStatus.CANCELED
+
+    def on_cancel_rejected(self, ev: CancelRejected) -> None:
+        o = self.orders.get(ev.client_id)
+        if o is None or o.status is not OrderStatus.PENDING_CANCEL:
+            self._invalid("cancel_reject")
+            return
+        # Usually "already filled or canceled": the fill/cancel event is on its way; until then
+        # the order still counts as exposure, and the venue query settles it if nothing comes.
+        if o.filled_lots > 0:
+            o.status = OrderStatus.PARTIALLY_FILLED
+        elif o.acked:
+            o.status = OrderStatus.OPEN
+        else:
+            o.status = OrderStatus.PENDING_NEW
+        self.needs_reconcile = True
+
+    def on_account(self, snap: AccountSnapshot) -> None:
+        """Adopt the venue's truth: position, and the set of open orders.
+
+        An order of ours missing from the snapshot is dropped only if it was sent before the
+        query this snapshot answers (else the venue may simply not have seen it yet).
+        """
+        query_seq = self._pending_queries.popleft() if self._pending_queries else self._seq
+        if self.position_lots != snap.position_lots:
+            self.counters["position_fixed"] += 1
+        self.position_lots = snap.position_lots
+        at_venue = {oo.client_id if oo.client_id is not None else -oo.oid: oo for oo in snap.open_orders}
+        for cid, o in self.orders.items():
+            if not o.live:
+                continue
+            oo = at_venue.pop(cid, None)
+            if oo is None:
+                if o.send_seq < query_seq:
+                    o.status = OrderStatus.CANCELED
+                    self.counters["reconcile_dropped"] += 1
+                continue
+            o.acked = True
+            o.oid = oo.oid
+            if o.remaining_lots != oo.size_lots:
+                self.counters["reconcile_resized"] += 1
+                o.filled_lots = max(0, o.size_lots - oo.size_lots)
+            if o.status is OrderStatus.PENDING_NEW:
+                o.status = OrderStatus.OPEN
+        for key, oo in at_venue.items():
+            # An order we do not know (a previous session, a lost ack): adopt it so it counts.
+            self.orders[key] = Order(
+                client_id=key,
+                side=oo.side,
+                px_ticks=oo.px_ticks,
+                size_lots=oo.size_lots,
+                tif=Tif.GTC,
+                reduce_only=oo.reduce_only,
+                mid_at_placement_ticks=float(oo.px_ticks),
+                sent_t=snap.t,
+                send_seq=-1,
+                status=OrderStatus.OPEN,
+                oid=oo.oid,
+                acked=True,
+                adopted=True,
+            )
+            self.counters["reconcile_adopted"] += 1
+        self._last_reconcile_t = snap.t
+        if not self._pending_queries:
+            self.needs_reconcile = False
+        self.reconciled_once = True
+
+    def reconcile_due(self, t: float) -> bool:
+        """A query is needed: after a fault, on the timer, or when an ack is overdue."""
+        if self._pending_queries:
+            return False
+        if self.needs_reconcile:
+            return True
+        if self._last_reconcile_t is None or t - self._last_reconcile_t >= self.config.reconcile_interval_s:
+            return True
+        return any(not o.acked and t - o.sent_t > self.config.ack_timeout_s for o in self.live_orders())
+
+    def query(self, t: float) -> QueryAccount:
+        """Record that a venue query is being sent (the caller sends it)."""
+        self._seq += 1
+        self._pending_queries.append(self._seq)
+        self._spend(t, _QUERY_WEIGHT, force=True)
+        return QueryAccount()
+
+    # ------------------------------------------------------------ commands
+    def sync(
+        self, t: float, desired: DesiredQuotes, cap_lots: int, mid_ticks: float, allow_new: bool = True
+    ) -> list[Command]:
+        """Commands that move the live orders toward ``desired``.
+
+        Cancels are always sent (they are never starved). New orders pass, in order, the rate
+        budget, :meth:`Instrument.check_order` and the worst-case cap check; one that fails is
+        clipped (size) or not sent, and counted. ``allow_new=False`` (while reconciling) sends
+        cancels only.
+        """
+        cancels: list[Command] = []
+        places: list[PlaceOrder] = []
+        wanted: dict[int, DesiredOrder] = {d.side: d for d in desired.orders if not d.ioc}
+        for side in (1, -1):
+            d = wanted.get(side)
+            keep: Order | None = None
+            for o in sorted(self.live_orders(side), key=lambda o: o.client_id):
+                if o.status is OrderStatus.PENDING_CANCEL or o.tif == Tif.IOC:
+                    continue
+                if keep is None and d is not None and self._keeps(o, d):
+                    keep = o
+                    continue
+                cancels.extend(self._cancel(o))
+            if d is not None and keep is None and allow_new:
+                cmd = self.place(t, d, cap_lots, mid_ticks)
+                if cmd is not None:
+                    places.append(cmd)
+        if allow_new:
+            for d in desired.orders:
+                if d.ioc and not self.has_live(d.side, ioc=True):
+                    cmd = self.place(t, d, cap_lots, mid_ticks)
+                    if cmd is not None:
+                        places.append(cmd)
+        if cancels:
+            self._spend(t, 1 + len(cancels) // _BATCH_PER_WEIGHT, force=True)
+        return cancels + places
+
+    def cancel_all(self, t: float) -> list[Command]:
+        """Every live order to PENDING_CANCEL and one ``CancelAll`` (the kill switch)."""
+        for o in self.live_orders():
+            if o.status in _CANCELABLE:
+                o.status = OrderStatus.PENDING_CANCEL
+        self._spend(t, 1, force=True)
+        return [CancelAll()]
+
+    def _keeps(self, o: Order, d: DesiredOrder) -> bool:
+        return (
+            o.reduce_only == d.reduce_only
+            and abs(o.px_ticks - d.px_ticks) <= self.config.price_tolerance_ticks
+            and self.config.size_keep_fraction * d.size_lots <= o.remaining_lots <= d.size_lots
+        )
+
+    def _cancel(self, o: Order) -> list[Command]:
+        if o.adopted and o.client_id < 0:
+            # An adopted order without a client id cannot be cancelled by cloid: clear the book.
+            self.counters["cancel_all_for_foreign"] += 1
+            return self.cancel_all(o.sent_t)
+        o.status = OrderStatus.PENDING_CANCEL
+        return [CancelOrder(client_id=o.client_id)]
+
+    def place(self, t: float, d: DesiredOrder, cap_lots: int, mid_ticks: float) -> PlaceOrder | None:
+        """The last gate before an order leaves: cap (clip), venue rules, rate budget.
+
+        Returns the command (and starts tracking the order) or ``None`` when it may not go.
+        ``mid_ticks`` is stored as the order's ``mid_at_placement``.
+        """
+        size = d.size_lots
+        if not d.reduce_only:
+            # Worst case on this side after the order: never above the cap; clip, never send over.
+            headroom = cap_lots - self.worst_case_lots(d.side)
+            if headroom < size:
+                self.counters["cap_clipped"] += 1
+                size = max(0, headroom)
+        else:
+            # A reduce-only order larger than the position is shrunk to it (as the venue does).
+            size = min(size, abs(self.position_lots))
+        if size <= 0:
+            self._block(t, d, "cap")
+            return None
+        verdict = self.instrument.check_order(d.side, d.px_ticks, size, d.reduce_only, self.position_lots)
+        if verdict is not None:
+            self._block(t, d, verdict)
+            return None
+        if not self._spend(t, 1):
+            self.counters["rate_limited"] += 1
+            return None
+        self._seq += 1
+        cid = self._next_client_id
+        self._next_client_id += 1
+        tif = Tif.IOC if d.ioc else Tif.ALO
+        self.orders[cid] = Order(
+            client_id=cid,
+            side=d.side,
+            px_ticks=d.px_ticks,
+            size_lots=size,
+            tif=tif,
+            reduce_only=d.reduce_only,
+            mid_at_placement_ticks=mid_ticks,
+            sent_t=t,
+            send_seq=self._seq,
+        )
+        return PlaceOrder(
+            client_id=cid,
+            side=d.side,
+            px_ticks=d.px_ticks,
+            size_lots=size,
+            tif=tif,
+            reduce_only=d.reduce_only,
+        )
+
+    def _block(self, t: float, d: DesiredOrder, why: str) -> None:
+        self.counters["invalid_order_blocked"] += 1
+        self.counters[f"blocked:{why}"] += 1
+        if self.log is not None:
+            self.log.write(
+                t,
+                "alarm",
+                name="order_blocked",
+                detail=f"{why}: side={d.side} px={d.px_ticks} size={d.size_lots}",
+            )
+
+    def _spend(self, t: float, weight: float, force: bool = False) -> bool:
+        """Token bucket over the per-minute weight budget; ``force`` spends even into debt
+        (cancels and queries must never wait behind quotes)."""
+        if self._tokens_t is not None:
+            refill = (t - self._tokens_t) * self.config.rate_budget_weight_per_min / 60.0
+            self._tokens = min(self.config.rate_burst_weight, self._tokens + max(0.0, refill))
+        self._tokens_t = t
+        if self._tokens < weight and not force:
+            return False
+        self._tokens -= weight
+        return True
+
+    def _invalid(self, event: str) -> None:
+        self.counters["invalid_transition"] += 1
+        self.counters[f"invalid_transition:{event}"] += 1
+
+    def prune(self) -> None:
+        """Forget finished orders (they are only needed while events about them may arrive)."""
+        if len(self.orders) > 4096:
+            finished = [cid for cid, o in self.orders.items() if not o.live]
+            for cid in finished[: len(finished) - 1024]:
+                del self.orders[cid]

@@ -1,0 +1,207 @@
+"""Order manager: state machine, pre-send gate, diff, rate budget, reconciliation."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.orders import OrderManager, OrderManagerConfig, OrderStatus
+from agent.types import DesiredOrder, DesiredQuotes, OverlayState
+from hlmm.instrument import Instrument
+from hlmm.venue import (
+    AccountSnapshot,
+    CancelOrder,
+    CancelRejected,
+    Fill,
+    OpenOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    PlaceOrder,
+    QueryAccount,
+    Tif,
+)
+
+HYPE = Instrument(coin="HYPE", sz_decimals=2, tick_decimals=3)
+MID = 30880  # $30.88
+CAP = 324  # 3.24 HYPE
+
+
+def quotes(*orders: DesiredOrder) -> DesiredQuotes:
+    return DesiredQuotes(OverlayState.ACTIVE, tuple(orders))
+
+
+def om(**kw: float) -> OrderManager:
+    return OrderManager(OrderManagerConfig(**kw), HYPE)
+
+
+def test_place_assigns_monotonic_ids_and_stores_mid_at_placement() -> None:
+    m = om()
+    cmds = m.sync(0.0, quotes(DesiredOrder(1, 30870, 50), DesiredOrder(-1, 30890, 50)), CAP, 30880.5)
+    assert [type(c) for c in cmds] == [PlaceOrder, PlaceOrder]
+    assert [c.client_id for c in cmds] == [1, 2]
+    assert all(c.tif == Tif.ALO for c in cmds)
+    assert m.orders[1].mid_at_placement_ticks == 30880.5
+    assert m.inflight_lots(1) == 50 and m.resting_lots(1) == 0
+    m.on_ack(OrderAccepted(0.1, 1, 101))
+    assert m.orders[1].status is OrderStatus.OPEN
+    assert m.inflight_lots(1) == 0 and m.resting_lots(1) == 50
+
+
+def test_diff_keeps_within_tolerance_and_replaces_outside() -> None:
+    m = om(price_tolerance_ticks=2)
+    m.sync(0.0, quotes(DesiredOrder(1, 30870, 50)), CAP, MID)
+    m.on_ack(OrderAccepted(0.1, 1, 101))
+    assert m.sync(1.0, quotes(DesiredOrder(1, 30872, 50)), CAP, MID) == []
+    cmds = m.sync(2.0, quotes(DesiredOrder(1, 30860, 50)), CAP, MID)
+    assert cmds[0] == CancelOrder(client_id=1)
+    assert isinstance(cmds[1], PlaceOrder) and cmds[1].px_ticks == 30860
+    # the order being cancelled still counts as exposure until the venue confirms
+    assert m.worst_case_lots(1) == 100
+
+
+def test_gate_clips_to_cap_counting_resting_and_inflight() -> None:
+    m = om()
+    m.position_lots = 250
+    cmds = m.sync(0.0, quotes(DesiredOrder(1, 30870, 100)), CAP, MID)
+    assert cmds[0].size_lots == 74  # 324 - 250
+    assert m.counters["cap_clipped"] == 1
+    # nothing left on that side: the next order is blocked, not sent
+    m.on_ack(OrderAccepted(0.1, 1, 1))
+    m.orders[1].px_ticks = 1  # force a replace
+    cmds = m.sync(1.0, quotes(DesiredOrder(1, 30870, 74)), CAP, MID)
+    assert cmds == [CancelOrder(client_id=1)]
+    assert m.counters["blocked:cap"] == 1
+
+
+def test_gate_blocks_venue_invalid_orders() -> None:
+    m = om()
+    cmds = m.sync(0.0, quotes(DesiredOrder(1, 30870, 10)), CAP, MID)  # $3: below the $10 minimum
+    assert cmds == []
+    assert m.counters["invalid_order_blocked"] == 1
+    assert m.counters["blocked:" + "Order must have minimum value of $10."] == 1
+    # reduce-only with no position would increase it
+    assert m.sync(0.0, quotes(DesiredOrder(-1, 30890, 50, reduce_only=True)), CAP, MID) == []
+
+
+def test_cancel_racing_fill_and_cancel_reject() -> None:
+    m = om()
+    m.sync(0.0, quotes(DesiredOrder(-1, 30890, 50)), CAP, MID)
+    m.on_ack(OrderAccepted(0.1, 1, 11))
+    m.sync(1.0, quotes(), CAP, MID)
+    assert m.orders[1].status is OrderStatus.PENDING_CANCEL
+    m.on_fill(Fill(1.1, 1, 11, -1, 30890, 20, 0.01, trade_id=7, is_maker=True))
+    assert m.orders[1].status is OrderStatus.PENDING_CANCEL and m.position_lots == -20
+    m.on_cancel_rejected(CancelRejected(1.2, 1, "already filled"))
+    assert m.orders[1].status is OrderStatus.PARTIALLY_FILLED
+    m.on_fill(Fill(1.3, 1, 11, -1, 30890, 30, 0.01, trade_id=8, is_maker=True))
+    assert m.orders[1].status is OrderStatus.FILLED and m.position_lots == -50
+    # a late cancel of a filled order is an invalid transition: counted, dropped
+    m.on_canceled(OrderCanceled(1.4, 1, 11))
+    assert m.orders[1].status is OrderStatus.FILLED
+    assert m.counters["invalid_transition"] == 1
+
+
+def test_fill_after_cancel_still_moves_position() -> None:
+    m = om()
+    m.sync(0.0, quotes(DesiredOrder(1, 30870, 50)), CAP, MID)
+    m.on_ack(OrderAccepted(0.1, 1, 11))
+    m.on_canceled(OrderCanceled(0.2, 1, 11))
+    m.on_fill(Fill(0.3, 1, 11, 1, 30870, 50, 0.01, trade_id=3, is_maker=True))
+    assert m.position_lots == 50 and m.counters["fill_after_cancel"] == 1
+
+
+def test_timeout_never_finalizes_only_the_venue_does() -> None:
+    m = om(ack_timeout_s=2.0)
+    m.sync(0.0, quotes(DesiredOrder(1, 30870, 50)), CAP, MID)
+    m.on_account(AccountSnapshot(0.0, 0, 0.0, 100.0, 0.0, 10_000))  # an answer to no query
+    assert m.orders[1].status is OrderStatus.PENDING_NEW  # sent after: the venue may not know it yet
+    assert not m.reconcile_due(1.0)
+    assert m.reconcile_due(3.0)  # overdue ack -> ask the venue
+    assert m.orders[1].status is OrderStatus.PENDING_NEW
+    assert isinstance(m.query(3.0), QueryAccount)
+    m.on_account(AccountSnapshot(3.5, 0, 0.0, 100.0, 0.0, 10_000))  # venue never saw it
+    assert m.orders[1].status is OrderStatus.CANCELED
+    assert m.counters["reconcile_dropped"] == 1
+
+
+def test_reconcile_adopts_unknown_orders_and_fixes_position() -> None:
+    m = om()
+    m.query(0.0)
+    snap = AccountSnapshot(
+        0.5, 120, 30800.0, 100.0, 5.0, 10_000,
+        open_orders=(OpenOrder(client_id=99, oid=5, side=-1, px_ticks=30900, size_lots=40),),
+    )  # fmt: skip
+    m.on_account(snap)
+    assert m.position_lots == 120
+    assert m.orders[99].adopted and m.resting_lots(-1) == 40
+    # the diff cancels an adopted order that is not desired
+    assert m.sync(1.0, quotes(), CAP, MID) == [CancelOrder(client_id=99)]
+
+
+def test_rate_budget_blocks_new_orders_but_never_cancels() -> None:
+    m = om(rate_budget_weight_per_min=60.0, rate_burst_weight=2.0)
+    placed = cancelled = 0
+    for i in range(10):
+        cmds = m.sync(0.0, quotes(DesiredOrder(1, 30870 - 5 * i, 50)), 10_000, MID)
+        placed += sum(isinstance(c, PlaceOrder) for c in cmds)
+        cancelled += sum(isinstance(c, CancelOrder) for c in cmds)
+    assert placed == 2 and m.counters["rate_limited"] == 8
+    assert cancelled == 2  # both placed orders were cancelled when the price moved, budget or not
+    # refilled after a while (1 weight per second here)
+    cmds = m.sync(5.0, quotes(DesiredOrder(1, 30000, 50)), 10_000, MID)
+    assert any(isinstance(c, PlaceOrder) for c in cmds)
+
+
+# ------------------------------------------------------------------ property: state machine
+_events = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["place", "ack", "reject", "fill", "cancel", "canceled", "cancel_reject", "dup_fill"]
+        ),
+        st.integers(0, 7),  # which order
+        st.integers(1, 80),  # size
+        st.sampled_from([1, -1]),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_events)
+def test_state_machine_invariants(events: list[tuple[str, int, int, int]]) -> None:
+    """filled only rises, stays <= qty; position = sum of fills; duplicates ignored."""
+    m = om(rate_burst_weight=1000.0)
+    fills: list[Fill] = []
+    applied = 0
+    prev_filled: dict[int, int] = {}
+    trade_id = 0
+    for t, (kind, k, size, side) in enumerate(events):
+        cids = sorted(m.orders)
+        cid = cids[k % len(cids)] if cids else 1
+        o = m.orders.get(cid)
+        if kind == "place":
+            m.sync(float(t), quotes(DesiredOrder(side, 30000 + 10 * k, 40 + size)), 10_000, MID)
+        elif kind == "ack":
+            m.on_ack(OrderAccepted(t, cid, cid + 1000))
+        elif kind == "reject":
+            m.on_reject(OrderRejected(t, cid, "x"))
+        elif kind == "fill" and o is not None:
+            trade_id += 1
+            f = Fill(t, cid, cid + 1000, o.side, o.px_ticks, size, 0.0, trade_id, True)
+            fills.append(f)
+            m.on_fill(f)
+            applied += o.side * size  # every new trade_id moves the position, whatever the order's state
+        elif kind == "dup_fill" and fills:
+            m.on_fill(fills[k % len(fills)])
+        elif kind == "cancel":
+            m.sync(float(t), quotes(), 10_000, MID)
+        elif kind == "canceled":
+            m.on_canceled(OrderCanceled(t, cid, cid + 1000))
+        elif kind == "cancel_reject":
+            m.on_cancel_rejected(CancelRejected(t, cid, "x"))
+        for c, order in m.orders.items():
+            assert 0 <= order.filled_lots <= order.size_lots
+            assert order.filled_lots >= prev_filled.get(c, 0)
+            prev_filled[c] = order.filled_lots
+    assert m.position_lots == applied == sum(f.side * f.size_lots for f in fills)
