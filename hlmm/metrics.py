@@ -1,0 +1,613 @@
+"""A session's figures, computed from its log records (hlmm/sessionlog.py).
+
+This is the one implementation the stress runner, the audit report and anything else use, so
+the figures in a stress table and in an audit of the same log are the same numbers.
+
+Two steps:
+
+- :func:`parse_session` reads the records once, checks the fields it needs (a bad record is
+  reported with its 1-based record number, the header being record 1, and the missing or
+  malformed field) and keeps the time series the audit plots: :class:`SessionSeries`.
+- :func:`session_metrics` turns those into :class:`SessionMetrics`, a flat dataclass of
+  figures (``to_dict()`` gives JSON-ready values).
+
+Conventions: the clock is each record's ``rx`` (session seconds); prices in the log are integer
+ticks and sizes integer lots and are converted to dollars with the header's instrument; bps are
+basis points of the mid; a "fill" is one ``fill`` record, deduplicated on ``trade_id`` (the venue
+may deliver a fill twice).
+
+Time-weighted figures (uptimes, overlay time by state) hold each ``cycle`` record's state from
+its ``rx`` until the next cycle, the last one until the end of the session (the last ``rx``);
+time before the first cycle counts as not quoted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hlmm.instrument import (
+    ERR_INVALID_PRICE,
+    ERR_INVALID_SIZE,
+    ERR_MIN_NOTIONAL,
+    ERR_TICK,
+    Instrument,
+)
+
+MARKOUT_HORIZONS_S: tuple[str, ...] = ("1", "5", "30", "60", "300")
+"""Markout horizons (seconds, as the log's keys) the curves report when present."""
+
+ATTRIBUTION_HORIZON_S = "5"
+"""Horizon whose adverse selection the PnL attribution uses (the realized-edge horizon)."""
+
+SKEW_ACTIVE_BPS = 0.1
+"""|signal skew| above this (bps) counts as skew being active in a cycle. The incident's largest
+skew (inventory only) was 0.42 bps; its signal skew was exactly 0."""
+
+DIRECTIONAL_REGIMES: frozenset[str] = frozenset({"cascade", "flash", "squeeze", "trending"})
+"""Ground-truth regimes with one-sided flow, where a sound agent must lean its quotes."""
+
+CHANGEPOINT_MATCH_WINDOW_S = 180.0
+"""A detector alarm within this many seconds after a true changepoint detects it."""
+
+INVALID_ORDER_ERRORS: tuple[str, ...] = (ERR_INVALID_SIZE, ERR_INVALID_PRICE, ERR_TICK, ERR_MIN_NOTIONAL)
+"""Reject reasons that mean the agent built an order the exchange's rules forbid."""
+
+
+class SessionLogError(ValueError):
+    """A record the metrics cannot read; the message names the record number and the field."""
+
+
+# ------------------------------------------------------------------ parsing
+@dataclass
+class SessionSeries:
+    """Everything read from one log, as time series (lists in ``rx`` order).
+
+    Units: times in session seconds, prices in ticks (mids may be half ticks), sizes in lots,
+    money in USD.
+    """
+
+    header: dict[str, Any]
+    instrument: Instrument
+    start_s: float
+    end_s: float
+    # cycles: (rx, record) for every cycle record
+    cycles: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    # fills after dedup: (rx, side, px_ticks, size_lots, fee_usd, trade_id)
+    fills: list[tuple[float, int, int, int, float, int]] = field(default_factory=list)
+    duplicate_fills: int = 0
+    markouts: list[dict[str, Any]] = field(default_factory=list)
+    funding: list[tuple[float, float]] = field(default_factory=list)  # (rx, amount_usd)
+    books: list[tuple[float, float]] = field(default_factory=list)  # (rx, mid_ticks incl. own orders)
+    rejects: list[tuple[float, str]] = field(default_factory=list)
+    overlays: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    kills: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    alarms: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    regimes: list[tuple[float, str]] = field(default_factory=list)  # ground truth (rx, regime name)
+    connections: list[tuple[float, bool, str]] = field(default_factory=list)
+    places: list[float] = field(default_factory=list)  # rx of place commands
+    initial_position_lots: int = 0
+    summary: dict[str, Any] | None = None
+
+    # ---- derived series
+    def position_path(self) -> list[tuple[float, int]]:
+        """(rx, position_lots) after each fill, starting with the initial position at start."""
+        pos = self.initial_position_lots
+        path = [(self.start_s, pos)]
+        for rx, side, _px, size, _fee, _tid in self.fills:
+            pos += side * size
+            path.append((rx, pos))
+        return path
+
+    def mid_path(self) -> list[tuple[float, float]]:
+        """(rx, mid_ticks): the agent's ex-own mid from cycles, or the book's mid without cycles."""
+        if self.cycles:
+            return [(rx, float(c["mid"])) for rx, c in self.cycles if c.get("mid") is not None]
+        return list(self.books)
+
+
+def _need(rec: dict[str, Any], key: str, n: int, kinds: tuple[type, ...] = (int, float)) -> Any:
+    if key not in rec:
+        raise SessionLogError(f"record {n} (type={rec.get('type')!r}): missing field {key!r}")
+    value = rec[key]
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise SessionLogError(f"record {n} (type={rec.get('type')!r}): field {key!r} = {value!r} has the wrong type")
+    return value
+
+
+def _instrument_of(header: dict[str, Any]) -> Instrument:
+    spec = header.get("instrument", header)
+    if not isinstance(spec, dict):
+        raise SessionLogError(f"record 1 (session header): field 'instrument' = {spec!r} is not an object")
+    try:
+        return Instrument(
+            coin=str(spec["coin"]),
+            sz_decimals=int(spec["sz_decimals"]),
+            tick_decimals=int(spec["tick_decimals"]),
+            asset_id=int(spec.get("asset_id", 0)),
+            min_notional_usd=float(spec.get("min_notional_usd", 10.0)),
+        )
+    except KeyError as exc:
+        raise SessionLogError(f"record 1 (session header): instrument has no field {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise SessionLogError(f"record 1 (session header): bad instrument: {exc}") from None
+
+
+def _book_mid(rec: dict[str, Any], n: int) -> float | None:
+    bids, asks = rec.get("bids"), rec.get("asks")
+    if not isinstance(bids, list) or not isinstance(asks, list):
+        raise SessionLogError(f"record {n} (type='book'): fields 'bids'/'asks' must be lists of [px_ticks, size_lots]")
+    if not bids or not asks:
+        return None
+    try:
+        return (bids[0][0] + asks[0][0]) / 2.0
+    except (TypeError, IndexError):
+        raise SessionLogError(f"record {n} (type='book'): top level {bids[0]!r}/{asks[0]!r} is not [px_ticks, size_lots]") from None
+
+
+def parse_session(records: Iterable[dict[str, Any]]) -> SessionSeries:
+    """Read a session's records (header first) into :class:`SessionSeries`.
+
+    Raises :class:`SessionLogError` naming the record number and field of the first bad record.
+    """
+    it = iter(records)
+    header = next(it, None)
+    if header is None:
+        raise SessionLogError("record 1: the log is empty (expected a session header)")
+    if header.get("type") != "session":
+        raise SessionLogError(f"record 1: expected the session header, got type={header.get('type')!r}")
+    s = SessionSeries(header=header, instrument=_instrument_of(header), start_s=math.inf, end_s=-math.inf)
+    seen_trade_ids: set[int] = set()
+    position_seen = False
+    for n, rec in enumerate(it, start=2):
+        if not isinstance(rec, dict) or "type" not in rec:
+            raise SessionLogError(f"record {n}: not an object with a 'type'")
+        kind = rec["type"]
+        rx = float(_need(rec, "rx", n))
+        if not math.isfinite(rx):
+            raise SessionLogError(f"record {n} (type={kind!r}): field 'rx' = {rx!r} is not finite")
+        s.start_s = min(s.start_s, rx)
+        s.end_s = max(s.end_s, rx)
+        if kind == "cycle":
+            _need(rec, "position", n, (int,))
+            _need(rec, "state", n, (str,))
+            signals = rec.get("signals") or {}
+            if not isinstance(signals, dict) or not all(
+                isinstance(v, list | tuple) and len(v) == 4 for v in signals.values()
+            ):
+                raise SessionLogError(
+                    f"record {n} (type='cycle'): field 'signals' must map names to [value, spread_bps, skew_bps, active]"
+                )
+            s.cycles.append((rx, rec))
+        elif kind == "fill":
+            side = _need(rec, "side", n, (int,))
+            if side not in (1, -1):
+                raise SessionLogError(f"record {n} (type='fill'): field 'side' = {side!r} must be +1 or -1")
+            px = _need(rec, "px_ticks", n, (int,))
+            size = _need(rec, "size_lots", n, (int,))
+            fee = float(_need(rec, "fee_usd", n))
+            tid = _need(rec, "trade_id", n, (int, str))
+            position_seen = True
+            if tid in seen_trade_ids:
+                s.duplicate_fills += 1
+                continue
+            seen_trade_ids.add(tid)
+            s.fills.append((rx, side, px, size, fee, tid))
+        elif kind == "markout":
+            for key in ("side", "px", "size", "mid_at_placement"):
+                _need(rec, key, n)
+            s.markouts.append(rec)
+        elif kind == "funding":
+            s.funding.append((rx, float(_need(rec, "amount_usd", n))))
+        elif kind == "book":
+            mid = _book_mid(rec, n)
+            if mid is not None:
+                s.books.append((rx, mid))
+        elif kind == "reject":
+            s.rejects.append((rx, str(_need(rec, "reason", n, (str,)))))
+        elif kind == "overlay":
+            s.overlays.append((rx, rec))
+        elif kind == "kill":
+            _need(rec, "step", n, (str,))
+            s.kills.append((rx, rec))
+        elif kind == "alarm":
+            s.alarms.append((rx, rec))
+        elif kind == "regime":
+            name = rec.get("name", rec.get("regime"))
+            if not isinstance(name, str):
+                raise SessionLogError(f"record {n} (type='regime'): missing field 'name'")
+            s.regimes.append((rx, name))
+        elif kind == "connection":
+            s.connections.append((rx, bool(_need(rec, "connected", n, (bool,))), str(rec.get("reason", ""))))
+        elif kind == "place":
+            s.places.append(rx)
+        elif kind == "account" and not position_seen:
+            # The venue's position before our first fill is where the session started.
+            s.initial_position_lots = int(_need(rec, "position_lots", n, (int,)))
+        elif kind == "summary":
+            s.summary = rec
+    if not math.isfinite(s.start_s):
+        s.start_s = s.end_s = 0.0
+    return s
+
+
+# ------------------------------------------------------------------ figures
+@dataclass
+class SessionMetrics:
+    """The figures of one session. Fractions are in [0, 1]; ``None`` means undefined (e.g. no
+    REDUCING time with a position, so no reducing-side uptime)."""
+
+    duration_s: float
+    cap_lots: int | None
+    max_position_lots: int
+    final_position_lots: int
+    max_position_ratio: float | None
+    quoting_uptime: float
+    two_sided_uptime: float
+    reducing_time_s: float
+    reducing_side_uptime_when_pulled: float | None
+    buy_fills: int
+    sell_fills: int
+    duplicate_fills: int
+    fill_imbalance: float
+    fill_imbalance_p_value: float
+    cycles: int
+    skew_active_fraction: float
+    skew_active_fraction_cascade: float | None
+    pnl_usd: float
+    realized_edge_bps_5s: float | None
+    markout_curves: dict[str, dict[str, dict[str, float | int]]]
+    pnl_attribution_usd: dict[str, float]
+    max_drawdown_usd: float
+    kill_switch_fired: bool
+    kill_reason: str | None
+    ended_flat: bool
+    invalid_order_rejects: int
+    rejects_by_reason: dict[str, int]
+    emergency_pulls_by_reason: dict[str, int]
+    overlay_time_s_by_state: dict[str, float]
+    floor_binding_fraction: float
+    reconciliation_mismatches: int
+    alarms_by_name: dict[str, int]
+    signals: dict[str, dict[str, float]]
+    changepoint_detection: dict[str, float | int | None]
+    start_mid_ticks: float | None
+    end_mid_ticks: float | None
+    price_move_bps: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def fills(self) -> int:
+        return self.buy_fills + self.sell_fills
+
+
+def binomial_two_sided_p(k: int, n: int) -> float:
+    """Exact two-sided p-value of ``k`` successes in ``n`` fair coin flips (1.0 when n = 0).
+
+    Sums the probabilities of outcomes no more likely than ``k``; for p = 1/2 that is twice the
+    smaller tail (capped at 1). The incident's 24 buys / 5 sells give 5.5e-4.
+    """
+    if n <= 0:
+        return 1.0
+    lo = min(k, n - k)
+    tail = sum(math.comb(n, i) for i in range(lo + 1)) / 2.0**n
+    return min(1.0, 2.0 * tail) if 2 * lo != n else 1.0
+
+
+def _norm_reason(reason: str) -> str:
+    """Hyperliquid suffixes per-order errors with `` asset=N``; group reasons without it."""
+    head, sep, tail = reason.rpartition(" asset=")
+    return head if sep and tail.isdigit() else reason
+
+
+def _mean_se(values: list[float]) -> dict[str, float | int]:
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return {"n": n, "mean": mean, "se": math.sqrt(var / n) if n > 1 else 0.0}
+
+
+def horizon_values(markout: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """``{horizon_s: {"markout_bps", "as_bps", "edge_bps"}}`` of one markout record.
+
+    Accepts both shapes of the contract's "per horizon" fields: keyed by horizon first
+    (``{"5": {"markout_bps": ...}}``) or by measure first (``{"markout_bps": {"5": ...}}``).
+    Unresolved horizons (null, e.g. at the end of a session) are left out.
+    """
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for key, value in markout.items():
+        if key.isdigit() and isinstance(value, dict):
+            for measure, x in value.items():
+                if isinstance(x, int | float) and not isinstance(x, bool):
+                    out[key][measure] = float(x)
+        elif key in ("markout_bps", "as_bps", "edge_bps") and isinstance(value, dict):
+            for h, x in value.items():
+                if isinstance(x, int | float) and not isinstance(x, bool):
+                    out[str(h)][key] = float(x)
+    return dict(out)
+
+
+def _hz_sort_key(h: str) -> float:
+    return float(h) if h.replace(".", "", 1).isdigit() else math.inf
+
+
+def _markout_curves(markouts: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float | int]]]:
+    per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for m in markouts:
+        for h, measures in horizon_values(m).items():
+            for measure, x in measures.items():
+                per[h][measure].append(x)
+    return {
+        h: {measure: _mean_se(xs) for measure, xs in sorted(per[h].items())}
+        for h in sorted(per, key=_hz_sort_key)
+    }
+
+
+def _attribution(s: SessionSeries, pnl_usd: float) -> dict[str, float]:
+    """PnL split (USD) following theory.md section 2, everything divided by the placement mid.
+
+    spread = sum v*D, pre-fill drift = sum v*F, adverse selection = -sum v*AS_5s, from the
+    markout records (bps of the placement mid times the fill's notional at that mid); fees from
+    every fill; funding from every payment; ``inventory`` is the remainder: the mark-to-market
+    of the position held after each fill's 5 s horizon (and of fills without a markout record).
+    """
+    inst = s.instrument
+    spread = drift = adverse = 0.0
+    for m in s.markouts:
+        notional_usd = inst.ticks_to_float(float(m["mid_at_placement"])) * inst.lots_to_float(float(m["size"]))
+        side = int(m["side"])
+        spread += side * (float(m["mid_at_placement"]) - float(m["px"])) * inst.tick * inst.lots_to_float(float(m["size"]))
+        if m.get("mid_at_fill") is not None:
+            drift += side * (float(m["mid_at_fill"]) - float(m["mid_at_placement"])) * inst.tick * inst.lots_to_float(
+                float(m["size"])
+            )
+        as_bps = horizon_values(m).get(ATTRIBUTION_HORIZON_S, {}).get("as_bps")
+        if as_bps is not None:
+            adverse -= as_bps * 1e-4 * notional_usd
+    fees = -sum(f[4] for f in s.fills)
+    funding = sum(a for _rx, a in s.funding)
+    inventory = pnl_usd - (spread + drift + adverse + fees + funding)
+    return {
+        "spread_capture": spread,
+        "pre_fill_drift": drift,
+        "adverse_selection_5s": adverse,
+        "inventory": inventory,
+        "fees": fees,
+        "funding": funding,
+        "total": pnl_usd,
+    }
+
+
+def equity_path(s: SessionSeries) -> list[tuple[float, float]]:
+    """(rx, PnL in USD) marked to the mid at every mid observation and fill, in time order.
+
+    PnL = cash (fills, fees, funding) + position x mid - initial position x first mid.
+    """
+    mids = s.mid_path()
+    if not mids:
+        return []
+    inst = s.instrument
+    # At equal rx, fills and funding (order 0) happened before the mark (order 1) that follows.
+    events: list[tuple[float, int, str, Any]] = [(rx, 1, "mark", mid) for rx, mid in mids]
+    events += [(f[0], 0, "fill", f) for f in s.fills]
+    events += [(rx, 0, "funding", amount) for rx, amount in s.funding]
+    events.sort(key=lambda e: (e[0], e[1]))
+    cash = 0.0
+    pos = s.initial_position_lots
+    first_mid = mids[0][1]
+    initial_value = inst.lots_to_float(pos) * inst.ticks_to_float(first_mid)
+    mid = first_mid
+    path: list[tuple[float, float]] = []
+    for rx, _order, kind, payload in events:
+        if kind == "mark":
+            mid = payload
+        elif kind == "fill":
+            _rx, side, px, size, fee, _tid = payload
+            cash -= side * inst.ticks_to_float(px) * inst.lots_to_float(size) + fee
+            pos += side * size
+        else:
+            cash += payload
+        path.append((rx, cash + inst.lots_to_float(pos) * inst.ticks_to_float(mid) - initial_value))
+    return path
+
+
+def _time_weighted(s: SessionSeries) -> tuple[float, float, float, float | None, dict[str, float]]:
+    """quoted time, two-sided time, REDUCING time with a position, its reducing-side-quoted share,
+    and time by overlay state (all seconds)."""
+    quoted = two_sided = reducing = reducing_quoted = 0.0
+    by_state: dict[str, float] = defaultdict(float)
+    for i, (rx, c) in enumerate(s.cycles):
+        until = s.cycles[i + 1][0] if i + 1 < len(s.cycles) else s.end_s
+        dt = max(0.0, until - rx)
+        bid, ask = bool(c.get("live_bid")), bool(c.get("live_ask"))
+        quoted += dt * (bid or ask)
+        two_sided += dt * (bid and ask)
+        by_state[str(c["state"])] += dt
+        pos = int(c["position"])
+        if c["state"] == "REDUCING" and pos != 0:
+            reducing += dt
+            reducing_quoted += dt * (ask if pos > 0 else bid)
+    share = reducing_quoted / reducing if reducing > 0 else None
+    return quoted, two_sided, reducing, share, dict(by_state)
+
+
+def _signal_table(cycles: list[tuple[float, dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    acc: dict[str, dict[str, Any]] = {}
+    for _rx, c in cycles:
+        for name, entry in (c.get("signals") or {}).items():
+            _value, spread_bps, skew_bps, active = entry
+            a = acc.setdefault(name, {"n": 0, "active": 0, "spread": [], "skew": []})
+            a["n"] += 1
+            a["active"] += bool(active)
+            a["spread"].append(float(spread_bps or 0.0))
+            a["skew"].append(float(skew_bps or 0.0))
+    return {
+        name: {
+            "active_fraction": a["active"] / a["n"],
+            "spread_bps_min": min(a["spread"]),
+            "spread_bps_max": max(a["spread"]),
+            "spread_bps_mean": sum(a["spread"]) / a["n"],
+            "skew_bps_min": min(a["skew"]),
+            "skew_bps_max": max(a["skew"]),
+            "skew_bps_mean": sum(a["skew"]) / a["n"],
+        }
+        for name, a in sorted(acc.items())
+    }
+
+
+def alarm_onsets(s: SessionSeries) -> list[float]:
+    """rx of each cycle where the changepoint alarm switched on."""
+    onsets, prev = [], False
+    for rx, c in s.cycles:
+        on = bool(c.get("alarm"))
+        if on and not prev:
+            onsets.append(rx)
+        prev = on
+    return onsets
+
+
+def true_changepoints(s: SessionSeries) -> list[tuple[float, str]]:
+    """Ground-truth regime changes after the session's start (the first segment is no change)."""
+    return [(t, name) for i, (t, name) in enumerate(s.regimes) if i > 0 or t > s.start_s]
+
+
+def _changepoint_scores(s: SessionSeries, window_s: float) -> dict[str, float | int | None]:
+    truth = [t for t, _ in true_changepoints(s)]
+    detections = alarm_onsets(s)
+    matched: dict[int, float] = {}
+    true_pos = 0
+    for d in detections:
+        # the latest true changepoint at or before d, within the window, not yet detected
+        candidates = [i for i, t in enumerate(truth) if 0 <= d - t <= window_s and i not in matched]
+        if candidates:
+            matched[candidates[-1]] = d - truth[candidates[-1]]
+            true_pos += 1
+    delays = list(matched.values())
+    alarm_time = sum(
+        max(0.0, (s.cycles[i + 1][0] if i + 1 < len(s.cycles) else s.end_s) - rx)
+        for i, (rx, c) in enumerate(s.cycles) if c.get("alarm")
+    )
+    duration = s.end_s - s.start_s
+    return {
+        "true_changepoints": len(truth),
+        "detections": len(detections),
+        "true_positives": true_pos,
+        "precision": true_pos / len(detections) if detections else None,
+        "recall": len(matched) / len(truth) if truth else None,
+        "mean_delay_s": sum(delays) / len(delays) if delays else None,
+        "alarm_time_fraction": alarm_time / duration if duration > 0 else 0.0,
+        "match_window_s": window_s,
+    }
+
+
+def _in_segments(t: float, s: SessionSeries, names: frozenset[str]) -> bool:
+    current = None
+    for start, name in s.regimes:
+        if start <= t:
+            current = name
+        else:
+            break
+    return current in names
+
+
+def configured_cap_lots(s: SessionSeries) -> int | None:
+    """The cap a position is judged against: the header's ``cap_lots`` (or the agent config's
+    ``max_position_lots``) when present, else the largest effective cap the cycles report."""
+    for source in (s.header, s.header.get("agent") if isinstance(s.header.get("agent"), dict) else {}):
+        for key in ("cap_lots", "max_position_lots"):
+            if isinstance(source.get(key), int) and source[key] > 0:
+                return int(source[key])
+    caps = [int(c["cap_lots"]) for _rx, c in s.cycles if isinstance(c.get("cap_lots"), int | float)]
+    return max(caps) if caps else None
+
+
+def metrics_from_series(s: SessionSeries, cap_lots: int | None = None) -> SessionMetrics:
+    """The figures of a parsed session (see :func:`session_metrics`)."""
+    cap = cap_lots if cap_lots is not None else configured_cap_lots(s)
+    path = s.position_path()
+    max_pos = max(abs(p) for _rx, p in path)
+    final_pos = path[-1][1]
+    duration = max(0.0, s.end_s - s.start_s)
+    quoted, two_sided, reducing, reducing_share, by_state = _time_weighted(s)
+
+    buys = sum(1 for f in s.fills if f[1] > 0)
+    sells = len(s.fills) - buys
+
+    skew_flags = [abs(float(c.get("signal_skew_bps") or 0.0)) > SKEW_ACTIVE_BPS for _rx, c in s.cycles]
+    cascade_flags = [
+        flag for (rx, _c), flag in zip(s.cycles, skew_flags, strict=True) if _in_segments(rx, s, DIRECTIONAL_REGIMES)
+    ]
+
+    mids = s.mid_path()
+    equity = equity_path(s)
+    pnl = equity[-1][1] if equity else (-sum(f[4] for f in s.fills) + sum(a for _rx, a in s.funding))
+    peak, max_dd = 0.0, 0.0
+    for _rx, v in equity:
+        peak = max(peak, v)
+        max_dd = max(max_dd, peak - v)
+
+    curves = _markout_curves(s.markouts)
+    edge_5s = curves.get("5", {}).get("edge_bps", {}).get("mean")
+
+    kill_triggered = [k for _rx, k in s.kills if k["step"] == "triggered"]
+    rejects_by_reason = Counter(_norm_reason(r) for _rx, r in s.rejects)
+    invalid = sum(n for reason, n in rejects_by_reason.items() if any(e in reason for e in INVALID_ORDER_ERRORS))
+    pulls = Counter(str(o.get("reason", "")) for _rx, o in s.overlays if o.get("pull"))
+    alarms = Counter(str(a.get("name", "")) for _rx, a in s.alarms)
+    floor = sum(1 for _rx, c in s.cycles if c.get("floor_bound"))
+    start_mid, end_mid = (mids[0][1], mids[-1][1]) if mids else (None, None)
+
+    return SessionMetrics(
+        duration_s=duration,
+        cap_lots=cap,
+        max_position_lots=max_pos,
+        final_position_lots=final_pos,
+        max_position_ratio=max_pos / cap if cap else None,
+        quoting_uptime=quoted / duration if duration > 0 else 0.0,
+        two_sided_uptime=two_sided / duration if duration > 0 else 0.0,
+        reducing_time_s=reducing,
+        reducing_side_uptime_when_pulled=reducing_share,
+        buy_fills=buys,
+        sell_fills=sells,
+        duplicate_fills=s.duplicate_fills,
+        fill_imbalance=max(buys, sells) / max(1, min(buys, sells)),
+        fill_imbalance_p_value=binomial_two_sided_p(buys, buys + sells),
+        cycles=len(s.cycles),
+        skew_active_fraction=sum(skew_flags) / len(skew_flags) if skew_flags else 0.0,
+        skew_active_fraction_cascade=sum(cascade_flags) / len(cascade_flags) if cascade_flags else None,
+        pnl_usd=pnl,
+        realized_edge_bps_5s=edge_5s,
+        markout_curves=curves,
+        pnl_attribution_usd=_attribution(s, pnl),
+        max_drawdown_usd=max_dd,
+        kill_switch_fired=bool(kill_triggered),
+        kill_reason=str(kill_triggered[0].get("reason")) if kill_triggered else None,
+        ended_flat=final_pos == 0,
+        invalid_order_rejects=invalid,
+        rejects_by_reason=dict(rejects_by_reason.most_common()),
+        emergency_pulls_by_reason=dict(pulls.most_common()),
+        overlay_time_s_by_state=by_state,
+        floor_binding_fraction=floor / len(s.cycles) if s.cycles else 0.0,
+        reconciliation_mismatches=sum(n for name, n in alarms.items() if "mismatch" in name or "reconcil" in name),
+        alarms_by_name=dict(alarms.most_common()),
+        signals=_signal_table(s.cycles),
+        changepoint_detection=_changepoint_scores(s, CHANGEPOINT_MATCH_WINDOW_S),
+        start_mid_ticks=start_mid,
+        end_mid_ticks=end_mid,
+        price_move_bps=(end_mid - start_mid) / start_mid * 1e4 if mids and start_mid else None,
+    )
+
+
+def session_metrics(records: Iterable[dict[str, Any]], cap_lots: int | None = None) -> SessionMetrics:
+    """The figures of one session log's records (header first).
+
+    :param cap_lots: the configured position cap in lots; by default the header's, else the
+        largest effective cap the agent's cycle records report.
+    """
+    return metrics_from_series(parse_session(records), cap_lots=cap_lots)

@@ -1,0 +1,162 @@
+"""Session metrics on a hand-built log whose figures are worked out by hand below."""
+
+import math
+import re
+
+import pytest
+
+from hlmm.instrument import Instrument
+from hlmm.metrics import (
+    SessionLogError,
+    binomial_two_sided_p,
+    horizon_values,
+    parse_session,
+    session_metrics,
+)
+from hlmm.sessionlog import SessionLog, instrument_header
+from hlmm.venue import BUY, SELL, Fill, OrderRejected
+
+HYPE = Instrument.for_price("HYPE", sz_decimals=2, price=30.88)  # tick 0.001, lot 0.01
+
+
+def cycle(log: SessionLog, rx: float, mid: int, pos: int, state: str, bid: bool, ask: bool, **kw) -> None:
+    fields = dict(
+        mid=mid, position=pos, cap_lots=150, state=state, reasons=[], live_bid=bid, live_ask=ask,
+        signal_skew_bps=0.0, floor_bound=False, alarm=False, signals={},
+    )
+    fields.update(kw)
+    log.write(rx, "cycle", **fields)
+
+
+def hand_session() -> list[dict]:
+    """60 s: buy 1.00 HYPE at 30.870, get pulled while long, sell it at 30.850.
+
+    Quoting by interval: [0,10) both, [10,20) bid, [20,40) ask (REDUCING, long), [40,50) none
+    (REDUCING, long), [50,60) both.
+    """
+    log = SessionLog(None, {"source": "sim", "instrument": instrument_header(HYPE)})
+    log.write(0.0, "regime", name="calm")
+    cycle(log, 0.0, 30880, 0, "ACTIVE", True, True,
+          signals={"flow": [0.1, 0.0, 0.0, False], "vpin": [0.4, 1.0, 0.0, True]})
+    log.event(10.0, Fill(t=10.0, client_id=1, oid=1, side=BUY, px_ticks=30870, size_lots=100,
+                         fee_usd=0.0046, trade_id=7, is_maker=True))
+    log.event(10.0, Fill(t=10.0, client_id=1, oid=1, side=BUY, px_ticks=30870, size_lots=100,
+                         fee_usd=0.0046, trade_id=7, is_maker=True))  # duplicate delivery
+    cycle(log, 10.0, 30860, 100, "ACTIVE", True, False, floor_bound=True,
+          signals={"flow": [-0.5, 0.0, -1.0, True], "vpin": [0.6, 3.0, 0.0, True]})
+    log.write(20.0, "regime", name="cascade")
+    cycle(log, 20.0, 30855, 100, "REDUCING", False, True, signal_skew_bps=-2.0, alarm=True)
+    log.write(20.0, "overlay", **{"from": "ACTIVE", "to": "REDUCING", "reason": "changepoint", "pull": "bid"})
+    log.event(30.0, OrderRejected(t=30.0, client_id=2, reason="Order has invalid size. asset=0"))
+    log.event(31.0, OrderRejected(t=31.0, client_id=3, reason="Post only order would have immediately matched"))
+    cycle(log, 40.0, 30845, 100, "REDUCING", False, False, signal_skew_bps=-0.05, alarm=True)
+    log.write(45.0, "alarm", name="reconcile_mismatch", detail="open orders 1 vs 2")
+    log.event(50.0, Fill(t=50.0, client_id=4, oid=4, side=SELL, px_ticks=30850, size_lots=100,
+                         fee_usd=0.0046, trade_id=8, is_maker=True))
+    log.write(50.5, "markout", fill_t=10.0, trade_id=7, side=1, px=30870, size=100, mid_at_placement=30880,
+              mid_at_fill=30875, fee_usd=0.0046,
+              **{"1": {"markout_bps": -1.0, "as_bps": 2.0, "edge_bps": -2.5},
+                 "5": {"markout_bps": -2.0, "as_bps": 4.0, "edge_bps": -3.5}})
+    cycle(log, 50.0, 30850, 0, "ACTIVE", True, True)
+    log.write(60.0, "timer")
+    return log.records
+
+
+def test_hand_session_figures():
+    m = session_metrics(hand_session())
+    assert m.duration_s == 60.0
+    assert m.buy_fills == 1 and m.sell_fills == 1 and m.duplicate_fills == 1
+    assert m.quoting_uptime == pytest.approx(50 / 60)
+    assert m.two_sided_uptime == pytest.approx(20 / 60)
+    assert m.reducing_time_s == pytest.approx(30.0)
+    assert m.reducing_side_uptime_when_pulled == pytest.approx(20 / 30)
+    assert m.overlay_time_s_by_state == {"ACTIVE": pytest.approx(30.0), "REDUCING": pytest.approx(30.0)}
+    assert m.cap_lots == 150 and m.max_position_lots == 100
+    assert m.max_position_ratio == pytest.approx(100 / 150)
+    assert m.final_position_lots == 0 and m.ended_flat
+    # bought 1.00 at 30.870, sold at 30.850, two fees of 0.0046
+    assert m.pnl_usd == pytest.approx(-0.02 - 0.0092)
+    assert m.pnl_attribution_usd["total"] == pytest.approx(m.pnl_usd)
+    parts = ("spread_capture", "pre_fill_drift", "adverse_selection_5s", "inventory", "fees", "funding")
+    assert sum(m.pnl_attribution_usd[k] for k in parts) == pytest.approx(m.pnl_usd)
+    assert m.pnl_attribution_usd["spread_capture"] == pytest.approx(0.010)  # (30.880 - 30.870) x 1
+    assert m.pnl_attribution_usd["pre_fill_drift"] == pytest.approx(-0.005)
+    assert m.pnl_attribution_usd["adverse_selection_5s"] == pytest.approx(-4e-4 * 30.88)
+    assert m.pnl_attribution_usd["fees"] == pytest.approx(-0.0092)
+    # peak: just filled at 30.870 while the mid is still 30.880 (+0.010 - fee); trough: long
+    # 1.00 marked at 30.845 (-0.025 - fee)
+    assert m.max_drawdown_usd == pytest.approx((0.010 - 0.0046) - (-0.025 - 0.0046))
+    assert m.realized_edge_bps_5s == pytest.approx(-3.5)
+    assert m.markout_curves["1"]["markout_bps"]["mean"] == pytest.approx(-1.0)
+    assert m.cycles == 5
+    assert m.skew_active_fraction == pytest.approx(1 / 5)  # only the -2.0 bps cycle
+    assert m.skew_active_fraction_cascade == pytest.approx(1 / 3)  # cycles at 20, 40 and 50 s
+    assert m.invalid_order_rejects == 1
+    assert m.rejects_by_reason == {"Order has invalid size.": 1, "Post only order would have immediately matched": 1}
+    assert m.emergency_pulls_by_reason == {"changepoint": 1}
+    assert m.reconciliation_mismatches == 1
+    assert m.floor_binding_fraction == pytest.approx(1 / 5)
+    assert not m.kill_switch_fired
+    assert m.signals["vpin"]["active_fraction"] == 1.0
+    assert m.signals["flow"]["active_fraction"] == 0.5
+    assert (m.signals["vpin"]["spread_bps_min"], m.signals["vpin"]["spread_bps_max"]) == (1.0, 3.0)
+    assert m.signals["flow"]["skew_bps_min"] == -1.0
+    cp = m.changepoint_detection
+    assert (cp["true_changepoints"], cp["detections"], cp["true_positives"]) == (1, 1, 1)
+    assert cp["precision"] == 1.0 and cp["recall"] == 1.0 and cp["mean_delay_s"] == 0.0
+    assert m.price_move_bps == pytest.approx((30850 - 30880) / 30880 * 1e4)
+    assert m.to_dict()["buy_fills"] == 1
+
+
+def test_kill_switch_and_position_left_open():
+    recs = hand_session()
+    # drop the closing sell: the session ends long 1.00, then a kill switch fires
+    recs = [r for r in recs if not (r["type"] == "fill" and r["side"] == SELL)]
+    recs.append({"type": "kill", "rx": 61.0, "step": "triggered", "reason": "daily_loss", "position": 100})
+    m = session_metrics(recs, cap_lots=50)
+    assert m.kill_switch_fired and m.kill_reason == "daily_loss"
+    assert not m.ended_flat and m.final_position_lots == 100
+    assert m.max_position_ratio == pytest.approx(2.0)
+    # marked at the last mid, 30.850: lost 0.020 on the position and one fee
+    assert m.pnl_usd == pytest.approx(-0.02 - 0.0046)
+
+
+def test_markout_horizon_shapes_agree():
+    by_horizon = {"5": {"markout_bps": 1.0, "as_bps": 2.0, "edge_bps": -0.5}, "60": {"markout_bps": None}}
+    by_measure = {"markout_bps": {"5": 1.0, "60": None}, "as_bps": {"5": 2.0}, "edge_bps": {"5": -0.5}}
+    assert horizon_values(by_horizon) == horizon_values(by_measure) == {
+        "5": {"markout_bps": 1.0, "as_bps": 2.0, "edge_bps": -0.5}
+    }
+
+
+def test_binomial_p_value():
+    # the incident's 24 buys / 5 sells: one tail is 2.7e-4 (theory.md), two-sided twice that
+    assert binomial_two_sided_p(24, 29) == pytest.approx(2 * 146596 / 2**29)
+    assert binomial_two_sided_p(5, 29) == binomial_two_sided_p(24, 29)
+    assert binomial_two_sided_p(5, 10) == 1.0
+    assert binomial_two_sided_p(0, 0) == 1.0
+    assert math.isclose(binomial_two_sided_p(0, 1), 1.0)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"type": "fill", "rx": 1.0, "side": 2, "px_ticks": 1, "size_lots": 1, "fee_usd": 0.0, "trade_id": 1},
+         "record 3 (type='fill'): field 'side' = 2"),
+        ({"type": "fill", "rx": 1.0, "side": 1, "px_ticks": 1.5, "size_lots": 1, "fee_usd": 0.0, "trade_id": 1},
+         "record 3 (type='fill'): field 'px_ticks' = 1.5 has the wrong type"),
+        ({"type": "cycle", "rx": 1.0, "state": "ACTIVE"}, "record 3 (type='cycle'): missing field 'position'"),
+        ({"type": "trade"}, "record 3 (type='trade'): missing field 'rx'"),
+    ],
+)
+def test_bad_records_are_named(bad, message):
+    recs = [*hand_session()[:2], bad]
+    with pytest.raises(SessionLogError, match=re.escape(message)):
+        parse_session(recs)
+
+
+def test_header_must_come_first_and_carry_the_instrument():
+    with pytest.raises(SessionLogError, match="record 1"):
+        parse_session([{"type": "cycle", "rx": 0.0}])
+    with pytest.raises(SessionLogError, match="instrument has no field 'tick_decimals'"):
+        parse_session([{"type": "session", "version": 1, "instrument": {"coin": "HYPE", "sz_decimals": 2}}])
