@@ -1,0 +1,119 @@
+"""The policy's observation: one fixed-size float32 vector built from the market maker's state.
+
+The simulator's gymnasium env and the frozen policy (in simulation and live) call the same
+:func:`build_observation`, so the policy sees in production exactly what it was trained on.
+Every component is scaled to be O(1) and clipped to [-:data:`CLIP`, :data:`CLIP`]; a training
+run may additionally standardize it (VecNormalize, stored in the policy file).
+
+Components (``OBS_NAMES``, in order; bps are basis points of the mid):
+
+==================  =========================================================  ===============
+name                meaning                                                     scaling
+==================  =========================================================  ===============
+spread_bps          touch spread, ex-own orders                                 / 10
+micro_offset_bps    microprice - mid                                            / 2
+depth_imbalance     (bid depth - ask depth) / (bid + ask), top levels ex-own    as is, [-1, 1]
+sigma               volatility, bps per sqrt(s)                                 / 5
+log_kappa           ln(kappa_effective per bps), regime-aware                   as is
+log_a               ln(1 + A_effective per s)                                   as is
+flow_<h>            signed trade-flow imbalance over h in 1s, 10s, 30s, 300s    as is, [-1, 1]
+ofi                 order-flow imbalance of the book                            as is
+vpin                volume-synchronized informed-trading probability            as is, [0, 1]
+toxicity            informed-flow probability                                   as is, [0, 1]
+cp_prob             changepoint probability                                     as is, [0, 1]
+cp_alarm            changepoint alarm after hysteresis (0/1)                    as is
+since_alarm         seconds since the last alarm                                / 300, 1 = never
+signal_skew_bps     skew from signals                                           / 5
+signal_spread_bps   spread added by signals                                     / 10
+inventory           position / effective cap                                    as is, [-1, 1]
+reducing            overlay is REDUCING (0/1)                                   as is
+edge_5s_bps         mean realized edge of recent fills at 5 s (resolved only)   / 10
+edge_30s_bps        the same at 30 s (resolved only)                            / 10
+==================  =========================================================  ===============
+
+Markouts enter only once resolved (h seconds after the fill), never as a same-instant proxy.
+Before the first decision cycle every component is 0 (``since_alarm`` is 1). A non-finite
+component is an upstream defect and raises ``ValueError`` naming it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from agent.types import OverlayState
+
+if TYPE_CHECKING:
+    from agent.market_maker import MarketMaker
+
+CLIP = 10.0
+FLOW_HORIZONS = ("1s", "10s", "30s", "300s")
+SINCE_ALARM_SCALE_S = 300.0
+EDGE_HORIZONS_S = (5.0, 30.0)
+
+OBS_NAMES: tuple[str, ...] = (
+    "spread_bps",
+    "micro_offset_bps",
+    "depth_imbalance",
+    "sigma",
+    "log_kappa",
+    "log_a",
+    *(f"flow_{h}" for h in FLOW_HORIZONS),
+    "ofi",
+    "vpin",
+    "toxicity",
+    "cp_prob",
+    "cp_alarm",
+    "since_alarm",
+    "signal_skew_bps",
+    "signal_spread_bps",
+    "inventory",
+    "reducing",
+    "edge_5s_bps",
+    "edge_30s_bps",
+)
+OBS_DIM = len(OBS_NAMES)
+_IDX = {name: i for i, name in enumerate(OBS_NAMES)}
+
+
+def build_observation(mm: MarketMaker) -> np.ndarray:
+    """The observation of ``mm`` now: float32, shape ``(OBS_DIM,)``, see the module table."""
+    obs = np.zeros(OBS_DIM, dtype=np.float64)
+    obs[_IDX["since_alarm"]] = 1.0
+    ms = mm.last_market_state
+    if ms is not None and ms.mid_ticks > 0:
+        obs[_IDX["spread_bps"]] = ms.spread_ticks / ms.mid_ticks * 1e4 / 10.0
+        obs[_IDX["micro_offset_bps"]] = (ms.microprice_ticks - ms.mid_ticks) / ms.mid_ticks * 1e4 / 2.0
+        depth = ms.bid_depth_lots + ms.ask_depth_lots
+        obs[_IDX["depth_imbalance"]] = (ms.bid_depth_lots - ms.ask_depth_lots) / depth if depth > 0 else 0.0
+    sig = mm.last_signals
+    if sig is not None:
+        obs[_IDX["sigma"]] = sig.sigma_bps_per_sqrt_s / 5.0
+        obs[_IDX["log_kappa"]] = math.log(max(sig.kappa_effective_per_bps, 1e-6))
+        obs[_IDX["log_a"]] = math.log1p(max(sig.a_effective_per_s, 0.0))
+        values = mm.signal_values
+        for h in FLOW_HORIZONS:
+            obs[_IDX[f"flow_{h}"]] = values[f"flow_{h}"]
+        obs[_IDX["ofi"]] = values["ofi"]
+        obs[_IDX["vpin"]] = values["vpin"]
+        obs[_IDX["toxicity"]] = sig.toxicity
+        obs[_IDX["cp_prob"]] = sig.changepoint_prob
+        obs[_IDX["cp_alarm"]] = 1.0 if sig.changepoint_alarm else 0.0
+        obs[_IDX["signal_skew_bps"]] = sig.skew_bps / 5.0
+        obs[_IDX["signal_spread_bps"]] = sig.spread_add_bps / 10.0
+    since = mm.seconds_since_alarm
+    if since is not None:
+        obs[_IDX["since_alarm"]] = min(since / SINCE_ALARM_SCALE_S, 1.0)
+    cap = mm.cap_lots
+    obs[_IDX["inventory"]] = mm.position_lots / cap if cap > 0 else 0.0
+    obs[_IDX["reducing"]] = 1.0 if mm.state == OverlayState.REDUCING else 0.0
+    for h, name in zip(EDGE_HORIZONS_S, ("edge_5s_bps", "edge_30s_bps"), strict=True):
+        edge = mm.markouts.recent_edge_bps(h)
+        obs[_IDX[name]] = edge / 10.0 if edge is not None else 0.0
+    bad = ~np.isfinite(obs)
+    if bad.any():
+        # an upstream defect; feeding it to the network would silently act on garbage
+        raise ValueError(f"observation components not finite: {dict(zip(np.array(OBS_NAMES)[bad], obs[bad], strict=True))}")
+    return np.clip(obs, -CLIP, CLIP).astype(np.float32)

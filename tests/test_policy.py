@@ -1,0 +1,124 @@
+"""The frozen policy: numpy inference equals SB3's deterministic prediction, the file round-trips,
+and a policy is refused for an agent configuration it was not trained with."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from agent.observation import OBS_DIM
+from agent.policy import (
+    ACTION_DIM,
+    ActionBounds,
+    FrozenPolicy,
+    PolicyConfigMismatch,
+    PolicyError,
+    export_policy,
+)
+from agent.types import PolicyAdjustment
+
+
+class _BoxEnv(gym.Env):
+    """Just the spaces of the market-making env, for building SB3 models without a simulator."""
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(-10.0, 10.0, (OBS_DIM,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(OBS_DIM, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(OBS_DIM, np.float32), 0.0, True, False, {}
+
+
+def _random_obs(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.0, 2.0, (n, OBS_DIM)).astype(np.float32)
+
+
+def _perturb(model, seed: int) -> None:
+    """Untrained heads are near zero; random weights make the comparison meaningful."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.policy.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.15)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_numpy_forward_equals_sb3_deterministic_prediction(algo: str, tmp_path) -> None:
+    from stable_baselines3 import PPO, SAC
+
+    env = _BoxEnv()
+    if algo == "ppo":
+        model = PPO("MlpPolicy", env, seed=3, n_steps=64, device="cpu")
+    else:
+        model = SAC("MlpPolicy", env, seed=3, learning_starts=0, buffer_size=100, device="cpu",
+                    policy_kwargs={"net_arch": [32, 32]})
+    _perturb(model, 7)
+    frozen = export_policy(model, tmp_path / "p.npz", config_digest="cfg123")
+    loaded = FrozenPolicy.load(tmp_path / "p.npz", config_digest="cfg123")
+    obs = _random_obs(256, 11)
+    expected, _ = model.predict(obs, deterministic=True)
+    got = loaded.predict(obs)
+    assert got.shape == (256, ACTION_DIM) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
+    # not a degenerate comparison: actions vary and some are saturated at the bounds
+    assert np.std(expected) > 0.1
+    np.testing.assert_allclose(frozen.predict(obs[0]), expected[0], atol=1e-6, rtol=0)
+
+
+def test_numpy_forward_applies_vecnormalize_stats(tmp_path) -> None:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    venv = VecNormalize(DummyVecEnv([_BoxEnv]), norm_reward=False, clip_obs=5.0)
+    rng = np.random.default_rng(0)
+    venv.obs_rms.mean = rng.normal(0, 1, OBS_DIM)
+    venv.obs_rms.var = rng.uniform(0.1, 4.0, OBS_DIM)
+    model = PPO("MlpPolicy", venv, seed=1, n_steps=64, device="cpu")
+    _perturb(model, 2)
+    export_policy(model, tmp_path / "p.npz", "cfg", obs_rms=venv.obs_rms, clip_obs=venv.clip_obs, epsilon=venv.epsilon)
+    loaded = FrozenPolicy.load(tmp_path / "p.npz", "cfg")
+    obs = _random_obs(128, 5)
+    expected, _ = model.predict(venv.normalize_obs(obs), deterministic=True)
+    np.testing.assert_allclose(loaded.predict(obs), expected, atol=1e-6, rtol=0)
+    # without the stats the actions would differ
+    plain, _ = model.predict(obs, deterministic=True)
+    assert np.max(np.abs(plain - expected)) > 1e-3
+
+
+def test_config_mismatch_is_refused_naming_both_hashes(tmp_path) -> None:
+    from stable_baselines3 import PPO
+
+    export_policy(PPO("MlpPolicy", _BoxEnv(), seed=0, n_steps=64, device="cpu"), tmp_path / "p.npz", "aaaa1111")
+    with pytest.raises(PolicyConfigMismatch) as exc:
+        FrozenPolicy.load(tmp_path / "p.npz", config_digest="bbbb2222")
+    assert "aaaa1111" in str(exc.value) and "bbbb2222" in str(exc.value)
+    assert FrozenPolicy.load(tmp_path / "p.npz", config_digest="aaaa1111").config_digest == "aaaa1111"
+
+
+def test_policy_file_records_versions_and_rejects_garbage(tmp_path) -> None:
+    from stable_baselines3 import PPO
+
+    export_policy(PPO("MlpPolicy", _BoxEnv(), seed=0, n_steps=64, device="cpu"), tmp_path / "p.npz", "c")
+    loaded = FrozenPolicy.load(tmp_path / "p.npz", None)
+    assert "sb3=" in loaded.versions and "torch=" in loaded.versions and "hlmm=" in loaded.versions
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(PolicyError, match=r"bad\.npz"):
+        FrozenPolicy.load(bad, "c")
+
+
+def test_zero_action_is_pure_glft_and_bounds_are_respected() -> None:
+    bounds = ActionBounds(half_spread_tighten_bps=2.0, half_spread_widen_bps=10.0, skew_bps=5.0, size_log_mult=0.5)
+    assert bounds.adjustment(np.zeros(ACTION_DIM)) == PolicyAdjustment()
+    hi = bounds.adjustment(np.full(ACTION_DIM, 3.0))  # out of range actions are clipped
+    assert hi == PolicyAdjustment(10.0, 5.0, 0.5, 0.5)
+    lo = bounds.adjustment(-np.ones(ACTION_DIM))
+    assert lo == PolicyAdjustment(-2.0, -5.0, -0.5, -0.5)
+    with pytest.raises(ValueError, match="size_log_mult"):
+        ActionBounds(size_log_mult=-1.0)
