@@ -1,0 +1,304 @@
+"""Markouts and PnL attribution with one denominator (theory.md section 2, DESIGN.md 5.1).
+
+For a fill of side s (+1 bought, −1 sold) of v coins at price p, with the mid when the order
+was sent m0 (``mid_at_placement``), the mid when it filled mf and the first mid at or after
+``fill_t + h`` mh, everything divided by m0:
+
+- quoted depth        D    = s(m0 − p)/m0
+- drift to fill       F    = s(mf − m0)/m0        (negative when the book moved through us)
+- adverse selection   AS_h = −s(mh − mf)/m0       (positive when adverse)
+- markout             M_h  = s(mh − p)/m0 = D + F − AS_h
+- realized edge       E_h  = M_h − fee/(v·m0)
+
+The incident's tautology (depth and AS both from the mid at the fill instant) cannot happen
+here: a fill is only accepted together with ``mid_at_placement``, and AS only resolves from a
+mid observed at or after ``fill_t + h``. All mids are ex-own (the caller's ``BookView``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hlmm.instrument import Instrument
+from hlmm.sessionlog import SessionLog
+from hlmm.venue import FeeSchedule, Fill
+
+BPS = 1e4
+
+
+class MarkoutConfig(BaseModel):
+    """Markout horizons and the windows the running statistics use."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    horizons_s: tuple[float, ...] = Field(default=(1.0, 5.0, 30.0, 60.0, 300.0), min_length=1)
+    attribution_horizon_s: float = Field(
+        default=60.0, gt=0, description="h that splits adverse selection from inventory PnL; one of horizons_s"
+    )
+    recent_fills: int = Field(default=50, ge=1, le=100_000, description="resolved fills the recent means use")
+
+    @field_validator("horizons_s")
+    @classmethod
+    def _horizons_positive_sorted(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(h <= 0 for h in v) or list(v) != sorted(set(v)):
+            raise ValueError(f"horizons_s={v!r}: must be positive, strictly increasing")
+        return v
+
+    def model_post_init(self, _ctx: object) -> None:
+        if self.attribution_horizon_s not in self.horizons_s:
+            raise ValueError(
+                f"attribution_horizon_s={self.attribution_horizon_s!r}: must be one of horizons_s={self.horizons_s!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class MarkoutRecord:
+    """One fill's markout at one horizon. Prices in ticks (float mids), figures in bps of m0."""
+
+    fill_t: float
+    trade_id: int
+    side: int
+    px_ticks: int
+    size_lots: int
+    horizon_s: float
+    resolved_t: float
+    mid_at_placement_ticks: float
+    mid_at_fill_ticks: float
+    mid_at_horizon_ticks: float
+    quoted_depth_bps: float
+    drift_to_fill_bps: float
+    as_bps: float
+    markout_bps: float
+    fee_bps: float
+    edge_bps: float
+
+
+@dataclass(frozen=True, slots=True)
+class PnlAttribution:
+    """PnL split into additive pieces, all in USD; ``total_usd`` = cash + position·mark.
+
+    Every piece is a PnL contribution (positive = earned): ``adverse_selection_usd`` is
+    −Σ v·AS_h (negative when fills were adverse); ``inventory_usd`` is Σ v·s·(m_T − m_{t+h}),
+    the mark-to-market of inventory after the horizon (for fills younger than h it is 0 and
+    their move so far counts as adverse selection); ``fees_usd`` is −Σ fee.
+    """
+
+    spread_capture_usd: float
+    drift_to_fill_usd: float
+    adverse_selection_usd: float
+    inventory_usd: float
+    fees_usd: float
+    funding_usd: float
+    total_usd: float
+
+
+@dataclass(slots=True)
+class _Pending:
+    fill: Fill
+    m0: float
+    mf: float
+    resolved: dict[float, MarkoutRecord] = field(default_factory=dict)
+
+
+class MarkoutTracker:
+    """Tracks every own fill until all its horizons resolve; keeps the exact PnL attribution.
+
+    :param log: if given, one ``markout`` record is written when all horizons of a fill resolved.
+    """
+
+    def __init__(self, cfg: MarkoutConfig, instrument: Instrument, fees: FeeSchedule, log: SessionLog | None = None):
+        self.cfg = cfg
+        self.instrument = instrument
+        self.fees = fees
+        self.log = log
+        self._pending: list[_Pending] = []
+        self._seen_trade_ids: set[int] = set()
+        self._recent: dict[float, deque[MarkoutRecord]] = {h: deque(maxlen=cfg.recent_fills) for h in cfg.horizons_s}
+        # Attribution accumulators in USD (v·price differences), see PnlAttribution.
+        self._usd_per_tick_lot = instrument.tick * instrument.lot
+        self._cash_usd = 0.0
+        self._position_lots = 0
+        self._spread_usd = 0.0
+        self._drift_usd = 0.0
+        self._as_resolved_usd = 0.0  # −Σ v s (m_h − m_f) over fills whose attribution horizon resolved
+        self._inv_resolved_lots_ticks = 0.0  # −Σ v s m_h, to which position·m_T is added at the mark
+        self._fees_usd = 0.0
+        self._funding_usd = 0.0
+
+    # ---------------------------------------------------------------- inputs
+    def on_fill(self, fill: Fill, mid_at_placement_ticks: float, mid_at_fill_ticks: float) -> None:
+        """Register an own fill. Duplicate ``trade_id`` values are ignored (the venue may resend)."""
+        if fill.side not in (1, -1):
+            raise ValueError(f"fill.side={fill.side!r}: must be +1 or -1")
+        if fill.size_lots <= 0:
+            raise ValueError(f"fill.size_lots={fill.size_lots!r}: must be > 0")
+        if not mid_at_placement_ticks > 0:
+            raise ValueError(f"mid_at_placement_ticks={mid_at_placement_ticks!r}: must be > 0")
+        if not mid_at_fill_ticks > 0:
+            raise ValueError(f"mid_at_fill_ticks={mid_at_fill_ticks!r}: must be > 0")
+        if fill.trade_id in self._seen_trade_ids:
+            return
+        self._seen_trade_ids.add(fill.trade_id)
+        s, v = fill.side, fill.size_lots
+        k = self._usd_per_tick_lot
+        self._cash_usd -= s * v * fill.px_ticks * k + fill.fee_usd
+        self._position_lots += s * v
+        self._spread_usd += s * v * (mid_at_placement_ticks - fill.px_ticks) * k
+        self._drift_usd += s * v * (mid_at_fill_ticks - mid_at_placement_ticks) * k
+        self._fees_usd -= fill.fee_usd
+        self._pending.append(_Pending(fill, mid_at_placement_ticks, mid_at_fill_ticks))
+
+    def on_funding(self, amount_usd: float) -> None:
+        """Funding received (> 0) or paid (< 0), USD."""
+        self._cash_usd += amount_usd
+        self._funding_usd += amount_usd
+
+    def on_mid(self, t: float, mid_ticks: float) -> list[MarkoutRecord]:
+        """Resolve every pending horizon with ``fill_t + h <= t`` at this (ex-own) mid.
+
+        Called on every book state, so this is the first mid at or after ``fill_t + h``.
+        Returns the newly resolved records.
+        """
+        if not self._pending:
+            return []
+        out: list[MarkoutRecord] = []
+        still: list[_Pending] = []
+        for p in self._pending:
+            for h in self.cfg.horizons_s:
+                if h not in p.resolved and p.fill.t + h <= t:
+                    rec = self._resolve(p, h, t, mid_ticks)
+                    p.resolved[h] = rec
+                    self._recent[h].append(rec)
+                    out.append(rec)
+            if len(p.resolved) == len(self.cfg.horizons_s):
+                self._log(p, t)
+            else:
+                still.append(p)
+        self._pending = still
+        return out
+
+    # --------------------------------------------------------------- outputs
+    def attribution(self, mark_mid_ticks: float) -> PnlAttribution:
+        """The exact split of PnL at mark ``mark_mid_ticks`` (ex-own mid, ticks)."""
+        k = self._usd_per_tick_lot
+        h = self.cfg.attribution_horizon_s
+        as_usd = self._as_resolved_usd
+        unresolved_lots = 0
+        for p in self._pending:
+            if h not in p.resolved:
+                # Not yet at the horizon: the whole move since the fill is (provisional) AS.
+                s, v = p.fill.side, p.fill.size_lots
+                as_usd += s * v * (mark_mid_ticks - p.mf) * k
+                unresolved_lots += s * v
+        resolved_lots = self._position_lots - unresolved_lots
+        inventory_usd = (self._inv_resolved_lots_ticks + resolved_lots * mark_mid_ticks) * k
+        total = self._cash_usd + self._position_lots * mark_mid_ticks * k
+        return PnlAttribution(
+            spread_capture_usd=self._spread_usd,
+            drift_to_fill_usd=self._drift_usd,
+            adverse_selection_usd=as_usd,
+            inventory_usd=inventory_usd,
+            fees_usd=self._fees_usd,
+            funding_usd=self._funding_usd,
+            total_usd=total,
+        )
+
+    def recent_edge_bps(self, horizon_s: float) -> float:
+        """Mean realized edge (bps) of the last ``recent_fills`` fills resolved at ``horizon_s``; 0 if none."""
+        recs = self._recent_at(horizon_s)
+        return sum(r.edge_bps for r in recs) / len(recs) if recs else 0.0
+
+    def mean_as_bps(self, horizon_s: float) -> float:
+        """Mean adverse selection (bps, positive = adverse) of recent fills at ``horizon_s``; 0 if none."""
+        recs = self._recent_at(horizon_s)
+        return sum(r.as_bps for r in recs) / len(recs) if recs else 0.0
+
+    def edge_stats(self, horizon_s: float) -> tuple[float, float, int]:
+        """``(mean_edge_bps, standard_error_bps, n)`` of recent fills at ``horizon_s`` (SE is 0 for n < 2)."""
+        recs = self._recent_at(horizon_s)
+        n = len(recs)
+        if n == 0:
+            return 0.0, 0.0, 0
+        mean = sum(r.edge_bps for r in recs) / n
+        if n < 2:
+            return mean, 0.0, n
+        var = sum((r.edge_bps - mean) ** 2 for r in recs) / (n - 1)
+        return mean, (var / n) ** 0.5, n
+
+    @property
+    def position_lots(self) -> int:
+        """Position implied by the fills seen (lots)."""
+        return self._position_lots
+
+    @property
+    def pending_fills(self) -> int:
+        return len(self._pending)
+
+    # --------------------------------------------------------------- helpers
+    def _recent_at(self, horizon_s: float) -> deque[MarkoutRecord]:
+        if horizon_s not in self._recent:
+            raise ValueError(f"horizon_s={horizon_s!r}: not one of horizons_s={self.cfg.horizons_s!r}")
+        return self._recent[horizon_s]
+
+    def _resolve(self, p: _Pending, h: float, t: float, mh: float) -> MarkoutRecord:
+        f, m0, mf = p.fill, p.m0, p.mf
+        s = f.side
+        depth = s * (m0 - f.px_ticks) / m0 * BPS
+        drift = s * (mf - m0) / m0 * BPS
+        as_bps = -s * (mh - mf) / m0 * BPS
+        markout = s * (mh - f.px_ticks) / m0 * BPS
+        fee_bps = f.fee_usd / (f.size_lots * m0 * self._usd_per_tick_lot) * BPS
+        if h == self.cfg.attribution_horizon_s:
+            k = self._usd_per_tick_lot
+            self._as_resolved_usd += s * f.size_lots * (mh - mf) * k
+            self._inv_resolved_lots_ticks -= s * f.size_lots * mh
+        return MarkoutRecord(
+            fill_t=f.t,
+            trade_id=f.trade_id,
+            side=s,
+            px_ticks=f.px_ticks,
+            size_lots=f.size_lots,
+            horizon_s=h,
+            resolved_t=t,
+            mid_at_placement_ticks=m0,
+            mid_at_fill_ticks=mf,
+            mid_at_horizon_ticks=mh,
+            quoted_depth_bps=depth,
+            drift_to_fill_bps=drift,
+            as_bps=as_bps,
+            markout_bps=markout,
+            fee_bps=fee_bps,
+            edge_bps=markout - fee_bps,
+        )
+
+    def _log(self, p: _Pending, t: float) -> None:
+        if self.log is None:
+            return
+        first = p.resolved[self.cfg.horizons_s[0]]
+        per_h = {
+            _horizon_key(h): {"markout_bps": r.markout_bps, "as_bps": r.as_bps, "edge_bps": r.edge_bps}
+            for h, r in sorted(p.resolved.items())
+        }
+        self.log.write(
+            t,
+            "markout",
+            fill_t=p.fill.t,
+            trade_id=p.fill.trade_id,
+            side=p.fill.side,
+            px=p.fill.px_ticks,
+            size=p.fill.size_lots,
+            mid_at_placement=p.m0,
+            mid_at_fill=p.mf,
+            quoted_depth_bps=first.quoted_depth_bps,
+            drift_to_fill_bps=first.drift_to_fill_bps,
+            fee_usd=p.fill.fee_usd,
+            **per_h,
+        )
+
+
+def _horizon_key(h: float) -> str:
+    """Session-log key of a horizon: seconds as a string, ``"5"`` for 5.0, ``"0.5"`` for 0.5."""
+    return str(int(h)) if float(h).is_integer() else repr(h)
