@@ -383,25 +383,31 @@ class OrderManager:
         o.status = OrderStatus.PENDING_CANCEL
         return [CancelOrder(client_id=o.client_id)]
 
-    def place(self, t: float, d: DesiredOrder, cap_lots: int, mid_ticks: float) -> PlaceOrder | None:
+    def place(self, t: float, d: DesiredOrder, cap_lots: int | None, mid_ticks: float) -> PlaceOrder | None:
         """The last gate before an order leaves: cap (clip), venue rules, rate budget.
 
         Returns the command (and starts tracking the order) or ``None`` when it may not go.
-        ``mid_ticks`` is stored as the order's ``mid_at_placement``.
+        ``mid_ticks`` is stored as the order's ``mid_at_placement``. ``cap_lots=None`` skips the
+        cap check and is accepted only for a reduce-only order (the kill switch's close, which
+        must never be blocked: it can only shrink the position).
         """
         size = d.size_lots
-        if not d.reduce_only:
-            # Worst case on this side after the order: never above the cap; clip, never send over.
+        if d.reduce_only and self.position_lots != 0:
+            # A reduce-only order larger than the position is shrunk to it (as the venue does).
+            size = min(size, abs(self.position_lots))
+        if cap_lots is None:
+            if not d.reduce_only:
+                raise ValueError(f"cap_lots=None: only a reduce-only order may skip the cap check, got {d!r}")
+        else:
+            # Worst case on this side after the order (position + every live same-side lot,
+            # reduce-only ones included: they can fill before the others): never above the cap.
             headroom = cap_lots - self.worst_case_lots(d.side)
             if headroom < size:
                 self.counters["cap_clipped"] += 1
                 size = max(0, headroom)
-        else:
-            # A reduce-only order larger than the position is shrunk to it (as the venue does).
-            size = min(size, abs(self.position_lots))
-        if size <= 0:
-            self._block(t, d, "cap")
-            return None
+            if size <= 0:
+                self._block(t, d, "cap")
+                return None
         verdict = self.instrument.check_order(d.side, d.px_ticks, size, d.reduce_only, self.position_lots)
         if verdict is not None:
             self._block(t, d, verdict)

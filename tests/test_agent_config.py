@@ -1,0 +1,69 @@
+"""Agent configuration: defaults, TOML loading, overrides, errors that name field and value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import AgentConfig, AgentConfigError, load_agent_config
+from hlmm.instrument import Instrument
+
+HYPE = Instrument(coin="HYPE", sz_decimals=2, tick_decimals=3)
+
+
+def test_defaults_and_lot_conversion() -> None:
+    cfg = load_agent_config(None)
+    assert cfg == AgentConfig()
+    assert cfg.max_position_lots(HYPE) == 324
+    assert cfg.order_size_lots(HYPE) == 50
+
+
+def test_toml_and_overrides(tmp_path: Path) -> None:
+    p = tmp_path / "agent.toml"
+    p.write_text(
+        "max_position = 5.0\n[risk]\ntoxicity_threshold = 0.9\n[kill]\ndaily_loss_limit_usd = 20.0\n"
+    )
+    cfg = load_agent_config(p, {"risk": {"escalate_after_s": 60.0}, "order_size": 1.0})
+    assert cfg.max_position == 5.0 and cfg.order_size == 1.0
+    assert cfg.risk.toxicity_threshold == 0.9 and cfg.risk.escalate_after_s == 60.0
+    assert cfg.kill.daily_loss_limit_usd == 20.0
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "value"),
+    [
+        ("max_position = -1.0\n", "max_position", "-1.0"),
+        ("[risk]\ntoxicity_threshold = 1.5\n", "risk.toxicity_threshold", "1.5"),
+        ("[kill]\nschedule_cancel_s = 2.0\n", "kill.schedule_cancel_s", "2.0"),
+        ("[orders]\nrate_budget_weight_per_min = 5000.0\n", "orders.rate_budget_weight_per_min", "5000.0"),
+        ("max_postion = 3.0\n", "max_postion", "3.0"),  # a typo is an error, not a silent default
+        ("order_size = 10.0\n", "order_size", "10.0"),  # larger than the cap
+    ],
+)
+def test_errors_name_file_field_and_value(tmp_path: Path, text: str, field: str, value: str) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(AgentConfigError) as exc:
+        load_agent_config(p)
+    msg = str(exc.value)
+    assert str(p) in msg and field in msg and value in msg
+
+
+def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(AgentConfigError, match="no such agent config file"):
+        load_agent_config(tmp_path / "nope.toml")
+    p = tmp_path / "broken.toml"
+    p.write_text("max_position = [\n")
+    with pytest.raises(AgentConfigError, match="not valid TOML"):
+        load_agent_config(p)
+
+
+def test_digest_is_stable_and_content_sensitive(tmp_path: Path) -> None:
+    a = tmp_path / "a.toml"
+    b = tmp_path / "b.toml"
+    a.write_text("order_size = 1.0\nmax_position = 4.0\n")
+    b.write_text("# same content, other order\nmax_position = 4.0\norder_size = 1.0\n")
+    assert load_agent_config(a).digest() == load_agent_config(b).digest()
+    assert load_agent_config(a).digest() != AgentConfig().digest()
+    assert AgentConfig().digest() == AgentConfig().digest()
