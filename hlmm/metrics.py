@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -59,7 +60,14 @@ INVALID_ORDER_ERRORS: tuple[str, ...] = (ERR_INVALID_SIZE, ERR_INVALID_PRICE, ER
 
 
 class SessionLogError(ValueError):
-    """A record the metrics cannot read; the message names the record number and the field."""
+    """A record the metrics cannot read; the message starts ``record N`` (1-based, the header
+    is record 1) and names the field."""
+
+    @property
+    def record(self) -> int | None:
+        """The bad record's number, read back from the message."""
+        found = re.match(r"record (\d+)", str(self))
+        return int(found.group(1)) if found else None
 
 
 # ------------------------------------------------------------------ parsing
@@ -313,16 +321,23 @@ def _mean_se(values: list[float]) -> dict[str, float | int]:
     return {"n": n, "mean": mean, "se": math.sqrt(var / n) if n > 1 else 0.0}
 
 
+def _is_horizon(key: str) -> bool:
+    try:
+        return float(key) > 0
+    except ValueError:
+        return False
+
+
 def horizon_values(markout: dict[str, Any]) -> dict[str, dict[str, float]]:
     """``{horizon_s: {"markout_bps", "as_bps", "edge_bps"}}`` of one markout record.
 
     Accepts both shapes of the contract's "per horizon" fields: keyed by horizon first
     (``{"5": {"markout_bps": ...}}``) or by measure first (``{"markout_bps": {"5": ...}}``).
-    Unresolved horizons (null, e.g. at the end of a session) are left out.
+    Horizon keys are seconds as strings (``"5"``, ``"0.5"``). Unresolved horizons (null) are left out.
     """
     out: dict[str, dict[str, float]] = defaultdict(dict)
     for key, value in markout.items():
-        if key.isdigit() and isinstance(value, dict):
+        if _is_horizon(key) and isinstance(value, dict):
             for measure, x in value.items():
                 if isinstance(x, int | float) and not isinstance(x, bool):
                     out[key][measure] = float(x)
@@ -333,10 +348,6 @@ def horizon_values(markout: dict[str, Any]) -> dict[str, dict[str, float]]:
     return dict(out)
 
 
-def _hz_sort_key(h: str) -> float:
-    return float(h) if h.replace(".", "", 1).isdigit() else math.inf
-
-
 def _markout_curves(markouts: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float | int]]]:
     per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for m in markouts:
@@ -345,7 +356,7 @@ def _markout_curves(markouts: list[dict[str, Any]]) -> dict[str, dict[str, dict[
                 per[h][measure].append(x)
     return {
         h: {measure: _mean_se(xs) for measure, xs in sorted(per[h].items())}
-        for h in sorted(per, key=_hz_sort_key)
+        for h in sorted(per, key=float)
     }
 
 

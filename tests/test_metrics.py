@@ -122,10 +122,11 @@ def test_kill_switch_and_position_left_open():
 
 
 def test_markout_horizon_shapes_agree():
-    by_horizon = {"5": {"markout_bps": 1.0, "as_bps": 2.0, "edge_bps": -0.5}, "60": {"markout_bps": None}}
-    by_measure = {"markout_bps": {"5": 1.0, "60": None}, "as_bps": {"5": 2.0}, "edge_bps": {"5": -0.5}}
+    by_horizon = {"fill_t": 1.0, "0.5": {"markout_bps": 0.5}, "5": {"markout_bps": 1.0, "as_bps": 2.0, "edge_bps": -0.5},
+                  "60": {"markout_bps": None}}
+    by_measure = {"markout_bps": {"0.5": 0.5, "5": 1.0, "60": None}, "as_bps": {"5": 2.0}, "edge_bps": {"5": -0.5}}
     assert horizon_values(by_horizon) == horizon_values(by_measure) == {
-        "5": {"markout_bps": 1.0, "as_bps": 2.0, "edge_bps": -0.5}
+        "0.5": {"markout_bps": 0.5}, "5": {"markout_bps": 1.0, "as_bps": 2.0, "edge_bps": -0.5}
     }
 
 

@@ -1,0 +1,160 @@
+"""``hlmm audit``: the report's figures against an independent reading of the raw log."""
+
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from hlmm.audit import audit_cli
+from hlmm.instrument import Instrument
+from hlmm.sessionlog import SessionLog, instrument_header, read_session_log
+from hlmm.venue import Fill, FundingPayment, OrderRejected
+
+HYPE = Instrument.for_price("HYPE", sz_decimals=2, price=30.88)
+
+
+def random_session(path: Path, seed: int, duration_s: int = 900) -> None:
+    """A seeded session with the log's record types: one cycle a second on a random-walk mid,
+    fills on quoted sides, pulls, rejects, funding, a duplicate fill delivery."""
+    rng = random.Random(seed)
+    mid, pos, tid = 30880, 0, 0
+    state = "ACTIVE"
+    with SessionLog(path, {"source": "sim", "scenario": "synthetic", "seed": seed,
+                           "instrument": instrument_header(HYPE)}) as log:
+        log.write(0.0, "regime", name="calm")
+        for t in range(duration_s):
+            if t == duration_s // 2:
+                log.write(float(t), "regime", name="cascade")
+            mid += rng.choice((-2, -1, 0, 0, 1, 2))
+            if rng.random() < 0.02:
+                new = "REDUCING" if state == "ACTIVE" else "ACTIVE"
+                log.write(float(t), "overlay", **{"from": state, "to": new, "reason": "changepoint"})
+                state = new
+                if new == "REDUCING":
+                    log.write(float(t), "overlay", **{"from": new, "to": new, "pull": "bid", "reason": "changepoint"})
+            bid, ask = rng.random() < 0.7, rng.random() < 0.7
+            if state == "REDUCING":
+                bid = bid and pos < 0
+            for side, quoted in ((1, bid), (-1, ask)):
+                if quoted and rng.random() < 0.05:
+                    tid += 1
+                    size = rng.randint(33, 120)
+                    fill = Fill(t=t + 0.5, client_id=tid, oid=tid, side=side, px_ticks=mid - side * 5,
+                                size_lots=size, fee_usd=round(size * 0.01 * 30.88 * 1.5e-4, 6), trade_id=tid,
+                                is_maker=True)
+                    log.event(t + 0.5, fill)
+                    if rng.random() < 0.1:
+                        log.event(t + 0.6, fill)  # delivered twice
+                    pos += side * size
+            if rng.random() < 0.01:
+                log.event(t + 0.2, OrderRejected(t=t + 0.2, client_id=0, reason="Order has invalid size. asset=0"))
+            if t % 300 == 299:
+                log.event(float(t), FundingPayment(t=float(t), rate=1e-5, amount_usd=-0.001))
+            log.write(float(t) + 0.7, "cycle", mid=mid, position=pos, cap_lots=400, state=state, reasons=[],
+                      live_bid=bid, live_ask=ask, bid_px=mid - 5, ask_px=mid + 5, signal_skew_bps=rng.gauss(0, 0.3),
+                      floor_bound=False, alarm=False, signals={"flow": [0.0, 0.0, rng.gauss(0, 0.3), True]})
+        log.write(float(duration_s), "timer")
+
+
+def independent_figures(path: Path) -> dict:
+    """The headline figures straight from the raw lines, written without hlmm.metrics."""
+    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    tick, lot = 10.0**-recs[0]["instrument"]["tick_decimals"], 10.0**-recs[0]["instrument"]["sz_decimals"]
+    seen, buys, sells, pos, cash, max_abs = set(), 0, 0, 0, 0.0, 0
+    for r in recs:
+        if r["type"] == "fill" and r["trade_id"] not in seen:
+            seen.add(r["trade_id"])
+            buys += r["side"] == 1
+            sells += r["side"] == -1
+            pos += r["side"] * r["size_lots"]
+            max_abs = max(max_abs, abs(pos))
+            cash -= r["side"] * r["px_ticks"] * tick * r["size_lots"] * lot + r["fee_usd"]
+        if r["type"] == "funding":
+            cash += r["amount_usd"]
+    cycles = [r for r in recs if r["type"] == "cycle"]
+    times = [r["rx"] for r in recs[1:]]
+    start, end = min(times), max(times)
+    quoted = 0.0
+    for a, b in zip(cycles, [*cycles[1:], {"rx": end}], strict=True):
+        if a["live_bid"] or a["live_ask"]:
+            quoted += b["rx"] - a["rx"]
+    return {
+        "buys": buys, "sells": sells, "final_pos": pos, "max_abs": max_abs,
+        "pnl": cash + pos * lot * cycles[-1]["mid"] * tick,
+        "uptime": quoted / (end - start),
+        "invalid": sum(1 for r in recs if r["type"] == "reject" and "invalid size" in r["reason"]),
+        "pulls": sum(1 for r in recs if r["type"] == "overlay" and r.get("pull")),
+    }
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_audit_matches_the_raw_log(tmp_path, seed, capsys):
+    log_path = tmp_path / "session.jsonl"
+    random_session(log_path, seed)
+    expected = independent_figures(log_path)
+    assert expected["buys"] > 5 and expected["sells"] > 5  # the seeded run is not degenerate
+
+    assert audit_cli(log_path, tmp_path / "audit") == 0
+    m = json.loads((tmp_path / "audit" / "metrics.json").read_text())
+    assert m["buy_fills"] == expected["buys"] and m["sell_fills"] == expected["sells"]
+    assert m["final_position_lots"] == expected["final_pos"]
+    assert m["max_position_lots"] == expected["max_abs"]
+    assert m["max_position_ratio"] == pytest.approx(expected["max_abs"] / 400)
+    assert m["pnl_usd"] == pytest.approx(expected["pnl"], abs=1e-9)
+    assert m["quoting_uptime"] == pytest.approx(expected["uptime"])
+    assert m["invalid_order_rejects"] == expected["invalid"]
+    assert sum(m["emergency_pulls_by_reason"].values()) == expected["pulls"]
+    parts = m["pnl_attribution_usd"]
+    assert sum(v for k, v in parts.items() if k != "total") == pytest.approx(expected["pnl"], abs=1e-9)
+
+    report = (tmp_path / "audit" / "report.md").read_text()
+    assert f"{expected['buys'] + expected['sells']} total ({expected['buys']} buys / {expected['sells']} sells" in report
+    assert f"**Quoting uptime**: {100 * expected['uptime']:.1f}%" in report
+    assert f"Invalid-order rejects (tick, size or notional rule): **{expected['invalid']}**" in report
+    pnl = expected["pnl"]
+    assert f"**PnL**: {'-' if pnl < 0 else '+'}${abs(pnl):.{2 if abs(pnl) >= 1 else 4}f}" in report
+    for png in ("mid_quotes_fills.png", "inventory.png", "pnl_components.png"):
+        assert (tmp_path / "audit" / png).read_bytes()[:4] == b"\x89PNG"
+        assert f"({png})" in report
+    assert "report.md" in capsys.readouterr().out
+
+
+def test_bad_log_names_the_line(tmp_path, capsys):
+    log_path = tmp_path / "session.jsonl"
+    random_session(log_path, seed=3, duration_s=20)
+    lines = log_path.read_text().splitlines()
+    bad = json.loads(lines[5])
+    bad.pop("rx")
+    lines[5] = json.dumps(bad)
+    log_path.write_text("\n".join([*lines[:3], "", *lines[3:]]) + "\n")  # a blank line shifts line numbers
+    assert audit_cli(log_path, tmp_path / "audit") == 2
+    err = capsys.readouterr().err
+    assert re.search(rf"{re.escape(str(log_path))}:7: .*missing field 'rx'", err), err
+    assert not (tmp_path / "audit" / "report.md").exists()
+
+    log_path.write_text(lines[0] + "\n{not json\n")
+    assert audit_cli(log_path, tmp_path / "audit") == 2
+    assert ":2: not JSON" in capsys.readouterr().err
+    assert audit_cli(tmp_path / "missing.jsonl", tmp_path / "audit") == 2
+    assert "missing.jsonl: no such file" in capsys.readouterr().err
+
+
+def test_ablation_fills_the_signal_table(tmp_path):
+    log_path = tmp_path / "session.jsonl"
+    random_session(log_path, seed=4, duration_s=60)
+    ablation = tmp_path / "ablation.json"
+    ablation.write_text(json.dumps({"flow": {"marginal_bps": 0.31}}))
+    assert audit_cli(log_path, tmp_path / "audit", ablation=ablation) == 0
+    row = next(line for line in (tmp_path / "audit" / "report.md").read_text().splitlines() if line.startswith("| flow"))
+    assert row.rstrip(" |").endswith("+0.31 bps") and "100.0%" in row
+
+    ablation.write_text(json.dumps({"flow": "big"}))
+    assert audit_cli(log_path, tmp_path / "audit2", ablation=ablation) == 2
+
+
+def test_written_log_round_trips(tmp_path):
+    log_path = tmp_path / "session.jsonl"
+    random_session(log_path, seed=5, duration_s=10)
+    assert sum(1 for _ in read_session_log(log_path)) == len(log_path.read_text().splitlines())
