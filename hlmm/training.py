@@ -1,0 +1,389 @@
+"""``hlmm train`` and ``hlmm eval``: train the policy's adjustment with stable-baselines3 and
+judge the frozen result against pure GLFT on held-out seeds.
+
+Training config (TOML, see ``experiments/README.md``)::
+
+    [train]            algo ("ppo"|"sac"), timesteps, seed, n_envs, vec_env ("subproc"|"dummy"),
+                       normalize_obs, normalize_reward, checkpoint_every (steps), net_arch
+    [ppo] / [sac]      keyword arguments of the SB3 algorithm (learning_rate, n_steps, ...)
+    [env]              sim.env.EnvConfig: scenario mix, episode length, step, reward, randomization
+
+A run directory holds ``config.toml`` (a copy), ``model.zip``, ``vecnormalize.pkl``,
+``checkpoints/``, ``tb/`` (TensorBoard), ``monitor.csv`` (episodes), ``training_curve.png``,
+``train.json`` (what was run, how long) and ``policy.npz`` (the frozen policy).
+
+Evaluation runs every (scenario, seed) twice, with pure GLFT and with the policy, on the same
+seed (paired), for the scenario's full duration, and computes each run's figures from its
+session log with :mod:`hlmm.metrics`. Differences are policy minus GLFT with a paired
+Student-t 95% confidence interval over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+import tomllib
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sim.env import EnvConfig
+
+# ---------------------------------------------------------------------- config
+
+
+class TrainSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    algo: Literal["ppo", "sac"] = "ppo"
+    timesteps: int = Field(default=50_000, ge=1)
+    seed: int = Field(default=0, ge=0)
+    n_envs: int = Field(default=2, ge=1, le=64)
+    vec_env: Literal["subproc", "dummy"] = "subproc"
+    normalize_obs: bool = True
+    normalize_reward: bool = True
+    clip_obs: float = Field(default=10.0, gt=0)
+    checkpoint_every: int = Field(default=10_000, ge=1, description="environment steps between checkpoints")
+    net_arch: tuple[int, ...] = Field(default=(64, 64), min_length=1)
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(default="run", pattern=r"^[A-Za-z0-9_\-]+$")
+    train: TrainSection = TrainSection()
+    ppo: dict[str, Any] = Field(default_factory=dict)
+    sac: dict[str, Any] = Field(default_factory=dict)
+    env: EnvConfig = EnvConfig()
+
+
+def load_train_config(path: Path) -> TrainConfig:
+    """Parse and validate a training config; errors name the file, field and value."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such training config") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [
+            f"{path}: {'.'.join(str(p) for p in e['loc'])} = {e.get('input')!r}: {e['msg']}" for e in exc.errors()
+        ]
+        raise ValueError("\n".join(lines)) from None
+
+
+# ---------------------------------------------------------------------- training
+
+
+def _make_env(env_cfg: dict[str, Any], rank: int, seed: int) -> Any:
+    def _init() -> Any:
+        from sim.env import MarketMakingEnv
+
+        env = MarketMakingEnv(EnvConfig.model_validate(env_cfg))
+        env.reset(seed=seed + rank)
+        return env
+
+    return _init
+
+
+def train(cfg: TrainConfig, out: Path, timesteps: int | None = None, seed: int | None = None,
+          progress_bar: bool = True) -> dict[str, Any]:
+    """Train, checkpoint, export ``policy.npz`` and plot the curve into ``out``; returns ``train.json``'s content."""
+    import torch
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.callbacks import CheckpointCallback
+    from stable_baselines3.common.utils import set_random_seed
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor, VecNormalize
+
+    from agent.policy import export_policy
+    from sim.env import MarketMakingEnv
+
+    t = cfg.train
+    steps = timesteps if timesteps is not None else t.timesteps
+    seed = t.seed if seed is None else seed
+    out.mkdir(parents=True, exist_ok=True)
+    set_random_seed(seed)
+    # one thread: two cores are shared by the env workers; determinism of CPU kernels helps too
+    torch.set_num_threads(1)
+
+    probe = MarketMakingEnv(cfg.env)  # validates the mix and gives the agent config digest
+    digest = probe.config_digest
+    env_cfg = cfg.env.model_dump(mode="json")
+    fns = [_make_env(env_cfg, i, seed) for i in range(t.n_envs)]
+    venv: Any = SubprocVecEnv(fns, start_method="fork") if t.vec_env == "subproc" and t.n_envs > 1 else DummyVecEnv(fns)
+    venv.seed(seed)
+    venv = VecMonitor(venv, filename=str(out / "monitor.csv"))
+    venv = VecNormalize(venv, norm_obs=t.normalize_obs, norm_reward=t.normalize_reward, clip_obs=t.clip_obs)
+
+    policy_kwargs = {"net_arch": list(t.net_arch)}
+    if t.algo == "ppo":
+        model: Any = PPO("MlpPolicy", venv, seed=seed, device="cpu", tensorboard_log=str(out / "tb"),
+                         policy_kwargs=policy_kwargs, verbose=0, **cfg.ppo)
+    else:
+        model = SAC("MlpPolicy", venv, seed=seed, device="cpu", tensorboard_log=str(out / "tb"),
+                    policy_kwargs=policy_kwargs, verbose=0, **cfg.sac)
+    ckpt = CheckpointCallback(
+        save_freq=max(1, t.checkpoint_every // t.n_envs), save_path=str(out / "checkpoints"),
+        name_prefix=cfg.name, save_vecnormalize=True,
+    )
+    started = time.perf_counter()
+    model.learn(total_timesteps=steps, callback=ckpt, progress_bar=progress_bar, tb_log_name=cfg.name)
+    wall_s = time.perf_counter() - started
+    model.save(out / "model.zip")
+    venv.save(str(out / "vecnormalize.pkl"))
+    venv.close()
+
+    frozen = export_policy(
+        model, out / "policy.npz", digest,
+        obs_rms=venv.obs_rms if t.normalize_obs else None, bounds=probe.bounds,
+        clip_obs=venv.clip_obs, epsilon=venv.epsilon,
+    )
+    curve = plot_training_curve(out / "monitor.csv", out / "training_curve.png", title=f"{cfg.name} ({t.algo}, seed {seed})")
+    meta = {
+        "name": cfg.name, "algo": t.algo, "seed": seed, "timesteps": steps, "n_envs": t.n_envs,
+        "wall_s": round(wall_s, 1), "steps_per_s": round(steps / wall_s, 1) if wall_s > 0 else None,
+        "config_digest": digest, "versions": frozen.versions, "episodes": curve["episodes"],
+        "first_episodes_mean_reward": curve["first_mean"], "last_episodes_mean_reward": curve["last_mean"],
+        "command": " ".join(["hlmm", "train", *sys.argv[2:]]) if sys.argv[1:2] == ["train"] else None,
+    }
+    (out / "train.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return meta
+
+
+def plot_training_curve(monitor_csv: Path, png: Path, title: str) -> dict[str, Any]:
+    """Episode reward (USD) against environment steps, with a rolling mean; returns summary figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    with monitor_csv.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("#") or line.startswith("r,"):
+                continue
+            r, length, _t = line.strip().split(",")[:3]
+            rows.append((float(r), int(length)))
+    rewards = np.array([r for r, _ in rows])
+    steps = np.cumsum([n for _, n in rows])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if len(rows):
+        ax.plot(steps, rewards, ".", alpha=0.35, label="episode")
+        k = max(1, min(10, len(rows) // 3))
+        rolling = np.convolve(rewards, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1:], rolling, "-", label=f"mean of {k}")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode reward (USD: 5 s realized edge - inventory penalty)")
+    ax.set_title(title)
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    k = max(1, len(rows) // 5)
+    return {
+        "episodes": len(rows),
+        "first_mean": float(rewards[:k].mean()) if len(rows) else None,
+        "last_mean": float(rewards[-k:].mean()) if len(rows) else None,
+    }
+
+
+def train_cli(config: Path, timesteps: int | None = None, out: Path | None = None, seed: int | None = None) -> int:
+    """``hlmm train CONFIG``: exit 0 on success, 2 on a bad config."""
+    try:
+        cfg = load_train_config(config)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    run_seed = cfg.train.seed if seed is None else seed
+    out = out or Path("out/train") / f"{cfg.name}-seed{run_seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(config, out / "config.toml")
+    meta = train(cfg, out, timesteps=timesteps, seed=run_seed)
+    print(f"trained {meta['algo']} for {meta['timesteps']} steps in {meta['wall_s']} s "
+          f"({meta['steps_per_s']} steps/s); episode reward first {meta['first_episodes_mean_reward']} -> "
+          f"last {meta['last_episodes_mean_reward']} USD")
+    print(f"policy: {out / 'policy.npz'}  curve: {out / 'training_curve.png'}  tensorboard: {out / 'tb'}")
+    return 0
+
+
+# ---------------------------------------------------------------------- evaluation
+
+METRICS: tuple[tuple[str, str], ...] = (
+    ("pnl_usd", "PnL, USD"),
+    ("edge_5s_bps", "realized edge per fill at 5 s, bps"),
+    ("sharpe_per_min", "Sharpe of per-minute PnL"),
+    ("max_drawdown_usd", "max drawdown, USD"),
+    ("inventory_std_coins", "inventory std, coins"),
+    ("fill_imbalance", "fill imbalance max/min"),
+    ("max_position_ratio", "max |position| / cap"),
+    ("fills", "fills"),
+)
+
+
+def t_quantile_975(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (bisection on its CDF)."""
+    if df < 1:
+        raise ValueError(f"df={df}: need at least 1 degree of freedom")
+
+    def pdf(x: float) -> float:
+        c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+        return math.exp(c - (df + 1) / 2 * math.log1p(x * x / df))
+
+    def cdf_from_zero(x: float, n: int = 2000) -> float:  # Simpson's rule on [0, x]
+        h = x / n
+        s = pdf(0.0) + pdf(x) + sum((4 if i % 2 else 2) * pdf(i * h) for i in range(1, n))
+        return s * h / 3
+
+    lo, hi = 0.0, 100.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf_from_zero(mid) < 0.475 else (lo, mid)
+    return (lo + hi) / 2
+
+
+def paired_ci(diffs: list[float]) -> tuple[float, float, float]:
+    """Mean of paired differences and its 95% Student-t interval (NaN bounds for n < 2)."""
+    d = np.asarray(diffs, dtype=np.float64)
+    mean = float(d.mean())
+    if len(d) < 2:
+        return mean, math.nan, math.nan
+    half = t_quantile_975(len(d) - 1) * float(d.std(ddof=1)) / math.sqrt(len(d))
+    return mean, mean - half, mean + half
+
+
+def run_figures(records: list[dict[str, Any]]) -> dict[str, float]:
+    """The evaluation figures of one session from its log records (see :data:`METRICS`)."""
+    from hlmm.metrics import equity_path, metrics_from_series, parse_session
+
+    series = parse_session(records)
+    m = metrics_from_series(series)
+    equity = equity_path(series)
+    # per-minute PnL from the equity path sampled at whole minutes
+    per_min: list[float] = []
+    if equity:
+        t0 = equity[0][0]
+        marks, j, last = [], 0, equity[0][1]
+        minute = 1
+        while t0 + 60 * minute <= equity[-1][0]:
+            while j < len(equity) and equity[j][0] <= t0 + 60 * minute:
+                last = equity[j][1]
+                j += 1
+            marks.append(last)
+            minute += 1
+        per_min = list(np.diff([0.0, *marks]))
+    sharpe = float(np.mean(per_min) / np.std(per_min, ddof=1)) if len(per_min) > 1 and np.std(per_min) > 0 else 0.0
+    inst = series.instrument
+    path = series.position_path()
+    if len(path) > 1:
+        # time-weighted std of the position
+        ts = np.array([p[0] for p in path] + [series.end_s])
+        pos = np.array([inst.lots_to_float(p[1]) for p in path])
+        w = np.clip(np.diff(ts), 0.0, None)
+        mean = float(np.average(pos, weights=w)) if w.sum() > 0 else float(pos.mean())
+        inv_std = math.sqrt(float(np.average((pos - mean) ** 2, weights=w))) if w.sum() > 0 else float(pos.std())
+    else:
+        inv_std = 0.0
+    return {
+        "pnl_usd": m.pnl_usd,
+        "edge_5s_bps": m.realized_edge_bps_5s if m.realized_edge_bps_5s is not None else math.nan,
+        "sharpe_per_min": sharpe,
+        "max_drawdown_usd": m.max_drawdown_usd,
+        "inventory_std_coins": inv_std,
+        "fill_imbalance": m.fill_imbalance,
+        "max_position_ratio": m.max_position_ratio if m.max_position_ratio is not None else math.nan,
+        "fills": float(m.fills),
+    }
+
+
+def _eval_one(job: tuple[str, int, str | None]) -> tuple[str, int, str, dict[str, float]]:
+    """One (scenario, seed) run with the policy file, or pure GLFT when it is None."""
+    from sim.runner import run_session
+
+    scenario, seed, policy = job
+    records = run_session(scenario, seed=seed, policy=Path(policy) if policy else None)
+    return scenario, seed, "policy" if policy else "glft", run_figures(records)
+
+
+def default_eval_scenarios() -> list[str]:
+    """The built-in cascade scenarios: the regime the policy must prove itself in."""
+    from sim.scenario import builtin_scenarios
+
+    return [s for s in builtin_scenarios() if "cascade" in s]
+
+
+def evaluate(policy: Path, scenarios: list[str], seeds: int, first_seed: int, workers: int = 2) -> dict[str, Any]:
+    """Paired evaluation; returns per-run figures and per-scenario differences with CIs."""
+    jobs = [(s, first_seed + i, p) for s in scenarios for i in range(seeds) for p in (None, str(policy))]
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_eval_one, jobs))
+    else:
+        results = [_eval_one(j) for j in jobs]
+    runs: dict[str, dict[int, dict[str, dict[str, float]]]] = {}
+    for scenario, seed, who, figs in results:
+        runs.setdefault(scenario, {}).setdefault(seed, {})[who] = figs
+    summary: dict[str, Any] = {}
+    for scenario, by_seed in runs.items():
+        rows = {}
+        for key, _label in METRICS:
+            pairs = [(r["glft"][key], r["policy"][key]) for r in by_seed.values()]
+            pairs = [(g, p) for g, p in pairs if math.isfinite(g) and math.isfinite(p)]
+            if not pairs:
+                continue
+            mean, lo, hi = paired_ci([p - g for g, p in pairs])
+            rows[key] = {
+                "glft": float(np.mean([g for g, _ in pairs])), "policy": float(np.mean([p for _, p in pairs])),
+                "diff": mean, "ci_low": lo, "ci_high": hi, "n": len(pairs),
+            }
+        summary[scenario] = rows
+    return {
+        "policy": str(policy), "seeds": list(range(first_seed, first_seed + seeds)), "summary": summary,
+        "runs": {s: {str(k): v for k, v in d.items()} for s, d in runs.items()},
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Markdown table: one block per scenario, GLFT vs policy and the paired difference."""
+    seeds = result["seeds"]
+    lines = [f"Held-out seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}), paired; diff = policy - GLFT, 95% t-CI.", ""]
+    for scenario, rows in result["summary"].items():
+        lines += [f"### {scenario}", "", "| metric | GLFT | policy | diff | 95% CI | n |", "|---|---:|---:|---:|---|---:|"]
+        for key, label in METRICS:
+            if key in rows:
+                r = rows[key]
+                lines.append(
+                    f"| {label} | {r['glft']:.4f} | {r['policy']:.4f} | {r['diff']:+.4f} | "
+                    f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {r['n']} |"
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def eval_cli(policy: Path, scenarios: list[str], seeds: int, first_seed: int, json_path: Path | None) -> int:
+    """``hlmm eval POLICY``: print the comparison table; exit 2 when the policy cannot be used."""
+    from agent.policy import FrozenPolicy, PolicyError
+
+    try:
+        FrozenPolicy.load(policy, None)
+    except PolicyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    names = scenarios or default_eval_scenarios()
+    if not names:
+        print("error: no scenarios given and no built-in cascade scenario found", file=sys.stderr)
+        return 2
+    result = evaluate(policy, names, seeds, first_seed)
+    print(format_table(result))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    return 0
