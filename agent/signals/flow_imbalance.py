@@ -1,0 +1,110 @@
+"""Multi-timescale trade-flow imbalance (theory.md section 4) -> skew.
+
+For each time constant τ_w (default 1, 10, 30, 300 s) exponentially forgotten aggressor buy
+and sell volume (B_w, S_w) and counts are kept, so average buy and sell sizes are tracked
+(the incident had them hard-coded to 0). TI_w is the mean of the volume and count
+imbalances, shrunk towards 0 when few trades were seen; the predicted move is Σ β_w·TI_w bps
+and leans with the flow: sell-heavy flow gives a negative skew (quotes move down).
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agent.types import SignalContribution
+
+
+class FlowConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timescales_s: tuple[float, ...] = Field(default=(1.0, 10.0, 30.0, 300.0), min_length=1)
+    skew_bps_per_imbalance: tuple[float, ...] = Field(
+        default=(0.5, 1.0, 1.5, 1.0), description="β_w: bps of skew per unit imbalance at each timescale"
+    )
+    shrink_trades: float = Field(default=2.0, ge=0, le=1000.0, description="TI is scaled by n/(n + this)")
+    max_skew_bps: float = Field(default=6.0, ge=0, le=100.0)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> FlowConfig:
+        if len(self.timescales_s) != len(self.skew_bps_per_imbalance) or min(self.timescales_s) <= 0:
+            raise ValueError(
+                f"timescales_s={self.timescales_s!r}, skew_bps_per_imbalance={self.skew_bps_per_imbalance!r}: "
+                "need one positive timescale per weight"
+            )
+        return self
+
+
+class TradeFlowImbalance:
+    """EWMA aggressor volume and counts per side at several timescales."""
+
+    def __init__(self, cfg: FlowConfig) -> None:
+        self.cfg = cfg
+        n = len(cfg.timescales_s)
+        self._t: float | None = None
+        self._buy_vol = [0.0] * n
+        self._sell_vol = [0.0] * n
+        self._buy_n = [0.0] * n
+        self._sell_n = [0.0] * n
+
+    def on_trade(self, t: float, size_lots: int, aggressor: int) -> None:
+        self._advance(t)
+        for i in range(len(self.cfg.timescales_s)):
+            if aggressor > 0:
+                self._buy_vol[i] += size_lots
+                self._buy_n[i] += 1.0
+            else:
+                self._sell_vol[i] += size_lots
+                self._sell_n[i] += 1.0
+
+    def imbalances(self, t: float) -> list[float]:
+        """TI_w in [−1, 1] per timescale (positive = buyers aggress)."""
+        self._advance(t)
+        out = []
+        for i in range(len(self.cfg.timescales_s)):
+            b, s, nb, ns = self._buy_vol[i], self._sell_vol[i], self._buy_n[i], self._sell_n[i]
+            n = nb + ns
+            if n <= 0 or b + s <= 0:
+                out.append(0.0)
+                continue
+            ti = 0.5 * ((b - s) / (b + s) + (nb - ns) / n)
+            out.append(ti * n / (n + self.cfg.shrink_trades))
+        return out
+
+    def average_sizes_lots(self, t: float) -> tuple[float, float]:
+        """(average buy size, average sell size) in lots over the longest timescale; 0 when none."""
+        self._advance(t)
+        i = len(self.cfg.timescales_s) - 1
+        buy = self._buy_vol[i] / self._buy_n[i] if self._buy_n[i] > 1e-12 else 0.0
+        sell = self._sell_vol[i] / self._sell_n[i] if self._sell_n[i] > 1e-12 else 0.0
+        return buy, sell
+
+    def contributions(self, t: float) -> dict[str, SignalContribution]:
+        """``flow`` (combined, carries the skew), ``flow_<τ>s`` per timescale, average sizes (value only)."""
+        tis = self.imbalances(t)
+        parts = [beta * ti for beta, ti in zip(self.cfg.skew_bps_per_imbalance, tis, strict=True)]
+        skew = max(-self.cfg.max_skew_bps, min(self.cfg.max_skew_bps, sum(parts)))
+        total_beta = sum(abs(b) for b in self.cfg.skew_bps_per_imbalance) or 1.0
+        out = {"flow": SignalContribution(value=sum(parts) / total_beta, skew_bps=skew, active=skew != 0.0)}
+        for tau, ti in zip(self.cfg.timescales_s, tis, strict=True):
+            out[f"flow_{tau:g}s"] = SignalContribution(value=ti, active=ti != 0.0)
+        buy, sell = self.average_sizes_lots(t)
+        out["avg_buy_size_lots"] = SignalContribution(value=buy, active=buy > 0)
+        out["avg_sell_size_lots"] = SignalContribution(value=sell, active=sell > 0)
+        return out
+
+    def _advance(self, t: float) -> None:
+        if self._t is None:
+            self._t = t
+            return
+        dt = t - self._t
+        if dt <= 0:
+            return
+        for i, tau in enumerate(self.cfg.timescales_s):
+            w = math.exp(-dt / tau)
+            self._buy_vol[i] *= w
+            self._sell_vol[i] *= w
+            self._buy_n[i] *= w
+            self._sell_n[i] *= w
+        self._t = t
