@@ -20,8 +20,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agent.markouts import MarkoutConfig
 from agent.orders import OrderManagerConfig
+from agent.quote_engine import GlftConfig
 from agent.risk import KillSwitchConfig, RiskConfig
+from agent.signals import SignalsConfig
 from hlmm.instrument import Instrument
 
 
@@ -50,6 +53,9 @@ class AgentConfig(BaseModel):
     risk: RiskConfig = RiskConfig()
     kill: KillSwitchConfig = KillSwitchConfig()
     orders: OrderManagerConfig = OrderManagerConfig()
+    glft: GlftConfig = GlftConfig()
+    signals: SignalsConfig = SignalsConfig()  # includes the A/kappa/sigma estimators (signals.estimators)
+    markouts: MarkoutConfig = MarkoutConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> AgentConfig:

@@ -49,6 +49,7 @@ from hlmm.venue import (
 # Hyperliquid weights (hyperliquid-api.md section 4): an action weighs 1 + n // 40 for a batch
 # of n; ``clearinghouseState`` weighs 2 and ``openOrders`` 20, which a reconciliation needs both.
 _QUERY_WEIGHT = 22
+POST_ONLY_REJECT = "Post only order would have immediately matched"
 _BATCH_PER_WEIGHT = 40
 
 
@@ -196,8 +197,14 @@ class OrderManager:
             self._invalid("reject")
             return
         o.status = OrderStatus.REJECTED
-        # A reject means our view and the venue's may differ (margin, reduce-only): ask.
-        self.needs_reconcile = True
+        # A reject other than a post-only price race means our view and the venue's may differ
+        # (margin, reduce-only, size): ask the venue.
+        if not ev.reason.startswith(POST_ONLY_REJECT):
+            self.needs_reconcile = True
+
+    def seen_trade(self, trade_id: int) -> bool:
+        """Whether a fill with this ``trade_id`` was applied already."""
+        return trade_id in self._seen_trade_ids
 
     def on_fill(self, ev: Fill) -> Order | None:
         """Apply a fill; returns the order it belongs to, or ``None`` for a duplicate/unknown one.

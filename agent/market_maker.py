@@ -1,0 +1,354 @@
+"""The market maker: one decision loop over the Venue interface (DESIGN.md section 2).
+
+Per ``BookUpdate`` (at most one decision per ``decision_interval_s``)::
+
+    BookView (ex-own) -> SignalBank.compute -> QuoteEngine.quote (+ policy adjustment)
+        -> RiskOverlay.decide -> OrderManager.sync -> commands     (+ one ``cycle`` record)
+
+``Trade`` feeds the signals, ``Fill`` the order manager, markouts (with the order's
+``mid_at_placement``), signals and the overlay's fill-imbalance alarm; ``AccountSnapshot``
+reconciles (the venue is the truth) and sets the margin cap; ``Timer`` runs the kill-switch
+check, the reconciliation timer, the dead man's switch re-arm and the stale-data check.
+Nothing is quoted before the venue has answered one ``QueryAccount`` (start-up
+reconciliation). The agent never imports ``sim`` or ``live``.
+
+Units: prices ticks, sizes lots, times venue seconds, money USD.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections import Counter
+from collections.abc import Callable
+
+from agent.config import AgentConfig
+from agent.market_state import BookView
+from agent.markouts import MarkoutTracker
+from agent.orders import OrderManager
+from agent.quote_engine import QuoteEngine
+from agent.risk import Flattener, RiskOverlay
+from agent.signals import SignalBank
+from agent.types import DesiredQuotes, MarketState, OverlayState, PolicyAdjustment, QuoteTarget, SignalOutput
+from hlmm.instrument import Instrument
+from hlmm.sessionlog import SessionLog
+from hlmm.venue import (
+    AccountSnapshot,
+    BookUpdate,
+    CancelRejected,
+    Command,
+    ConnectionStatus,
+    Event,
+    FeeSchedule,
+    Fill,
+    FundingPayment,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    ScheduleCancel,
+    Timer,
+    Trade,
+)
+
+FUNDING_INTERVAL_S = 3600.0  # Hyperliquid pays funding hourly
+
+Adjustment = Callable[["MarketMaker"], PolicyAdjustment]
+
+
+class MarketMaker:
+    """Implements :class:`hlmm.venue.Agent`.
+
+    :param adjustment: called once per decision with this market maker; returns the policy's
+        bounded :class:`PolicyAdjustment`. ``None`` means pure GLFT (all zeros).
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        instrument: Instrument,
+        fees: FeeSchedule,
+        log: SessionLog | None = None,
+        adjustment: Adjustment | None = None,
+    ) -> None:
+        self.config = config
+        self.instrument = instrument
+        self.fees = fees
+        self.log = log
+        self.adjustment = adjustment
+        self.order_size_lots = config.order_size_lots(instrument)
+        self.book = BookView(instrument, stale_after_s=config.risk.stale_after_s)
+        self.signal_bank = SignalBank(config.signals, instrument)
+        self.engine = QuoteEngine(config.glft, instrument, fees)
+        self.markouts = MarkoutTracker(config.markouts, instrument, fees, log)
+        self.overlay = RiskOverlay(config.risk, instrument, config.max_position_lots(instrument), log)
+        self.orders = OrderManager(config.orders, instrument, log)
+        self.flattener = Flattener(config.kill, instrument, log)
+        self._counters: Counter[str] = Counter()
+        self.last_market_state: MarketState | None = None
+        self.last_signals: SignalOutput | None = None
+        self.last_quote: QuoteTarget | None = None
+        self.last_desired: DesiredQuotes | None = None
+        self.last_adjustment = PolicyAdjustment()
+        self._t = 0.0
+        self._last_decision_t = -math.inf
+        self._last_alarm_t: float | None = None
+        self._armed_t = -math.inf
+        self._start_position_lots = 0
+        self._start_mark_ticks: float | None = None
+        self._pending_operator_halt = False
+
+    # ------------------------------------------------------------- read-only views
+    @property
+    def position_lots(self) -> int:
+        return self.orders.position_lots
+
+    @property
+    def state(self) -> OverlayState:
+        return self.overlay.state
+
+    @property
+    def cap_lots(self) -> int:
+        """The effective cap, ``min(config, margin)``, lots."""
+        return self.overlay.effective_cap_lots
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Everything counted so far: blocked orders (``invalid_order_blocked``, ``blocked:<why>``),
+        rejects by reason (``reject:<reason>``), pulls by reason (``pull:<reason>``), invalid
+        order-state transitions, reconciliation fixes, faults."""
+        out: Counter[str] = Counter(self._counters)
+        out.update(self.orders.counters)
+        out.update({f"reject:{r}": n for r, n in self.orders.rejects_by_reason.items()})
+        out.update({f"pull:{r}": n for r, n in self.overlay.pulls.items()})
+        return dict(out)
+
+    @property
+    def kill_switch_fired(self) -> bool:
+        return self.flattener.active
+
+    @property
+    def stopped(self) -> bool:
+        """Halted and confirmed flat by the venue: nothing more will be sent."""
+        return self.flattener.flat
+
+    @property
+    def seconds_since_alarm(self) -> float | None:
+        """Seconds since the changepoint alarm was last on; ``None`` if it never was."""
+        return None if self._last_alarm_t is None else self._t - self._last_alarm_t
+
+    @property
+    def signal_values(self) -> dict[str, float]:
+        """Each signal's raw value in the last cycle (name -> value)."""
+        if self.last_signals is None:
+            return {}
+        return {name: c.value for name, c in self.last_signals.contributions.items()}
+
+    def pnl_usd(self, mark_ticks: float | None = None) -> float:
+        """Session PnL in USD, realized + unrealized at ``mark_ticks`` (default: the last ex-own
+        mid), fees and funding included; a position held at start is marked from the first mid."""
+        mark = mark_ticks if mark_ticks is not None else self._mark()
+        if mark is None:
+            return 0.0
+        pnl = self.markouts.attribution(mark).total_usd
+        if self._start_position_lots and self._start_mark_ticks is not None:
+            pnl += (
+                self._start_position_lots
+                * (mark - self._start_mark_ticks)
+                * self.instrument.tick
+                * self.instrument.lot
+            )
+        return pnl
+
+    def operator_halt(self) -> None:
+        """Fire the kill switch on the next event (the operator's stop; it flattens first)."""
+        self._pending_operator_halt = True
+
+    # ------------------------------------------------------------- the loop
+    def on_event(self, event: Event) -> list[Command]:
+        self._t = event.t
+        try:
+            cmds = self._dispatch(event)
+            cmds.extend(self._housekeeping(event.t))
+        except Exception as exc:  # a defect must not leave a position unattended: flatten
+            if self.flattener.active:
+                raise
+            self._counters["fatal_error"] += 1
+            if self.log is not None:
+                detail = "".join(traceback.format_exception_only(exc)).strip()
+                self.log.write(event.t, "alarm", name="fatal_error", detail=detail)
+            cmds = self._kill(event.t, "fatal_error")
+        return cmds
+
+    def _dispatch(self, ev: Event) -> list[Command]:
+        if isinstance(ev, BookUpdate):
+            return self._on_book(ev)
+        if isinstance(ev, Trade):
+            self.signal_bank.on_trade(ev, self.last_market_state)
+            return []
+        if isinstance(ev, Fill):
+            self._on_fill(ev)
+            return []
+        if isinstance(ev, OrderAccepted):
+            self.orders.on_ack(ev)
+        elif isinstance(ev, OrderRejected):
+            self.orders.on_reject(ev)
+        elif isinstance(ev, OrderCanceled):
+            self.orders.on_canceled(ev)
+        elif isinstance(ev, CancelRejected):
+            self.orders.on_cancel_rejected(ev)
+        elif isinstance(ev, AccountSnapshot):
+            return self._on_account(ev)
+        elif isinstance(ev, FundingPayment):
+            self.markouts.on_funding(ev.amount_usd)
+            self.signal_bank.on_funding_rate(ev.t, ev.rate, ev.t + FUNDING_INTERVAL_S)
+        elif isinstance(ev, ConnectionStatus):
+            self._counters["disconnect" if not ev.connected else "reconnect"] += 1
+            self.orders.needs_reconcile = True
+        elif isinstance(ev, Timer):
+            return self._on_timer(ev.t)
+        return []
+
+    def _on_book(self, ev: BookUpdate) -> list[Command]:
+        state = self.book.update(ev, self.orders.own_resting(), ev.t)
+        if state is None:
+            self._counters["book_unusable"] += 1
+            return []
+        self.last_market_state = state
+        if self._start_mark_ticks is None:
+            self._start_mark_ticks = state.mid_ticks
+        self.markouts.on_mid(ev.t, state.mid_ticks)
+        self.signal_bank.on_book(state)
+        if ev.t - self._last_decision_t < self.config.decision_interval_s:
+            return []
+        return self._decide(ev.t, state)
+
+    def _on_fill(self, ev: Fill) -> None:
+        new = not self.orders.seen_trade(ev.trade_id)
+        order = self.orders.on_fill(ev)
+        if not new:
+            return
+        mid_now = self._mark()
+        m0 = order.mid_at_placement_ticks if order is not None else mid_now
+        if m0 is None:  # a fill before any book: the fill price is the only reference
+            m0 = float(ev.px_ticks)
+        self.markouts.on_fill(ev, m0, mid_now if mid_now is not None else m0)
+        self.signal_bank.on_fill(ev)
+        self.overlay.on_fill(ev.t, ev.side, ev.size_lots)
+
+    def _on_account(self, snap: AccountSnapshot) -> list[Command]:
+        first = not self.orders.reconciled_once
+        self.orders.on_account(snap)
+        self.overlay.set_margin_cap(snap.max_position_lots_margin)
+        if first:
+            self._start_position_lots = snap.position_lots
+        return self.flattener.on_account(snap, self.orders, self.last_market_state)
+
+    def _on_timer(self, t: float) -> list[Command]:
+        if self.flattener.active or not self.book.is_stale(t):
+            return []
+        state = self.book.state_at(t)
+        if state is None:
+            return []
+        # Stale data: decide now on the last book so the overlay can pull the risky side.
+        return self._decide(t, state)
+
+    def _housekeeping(self, t: float) -> list[Command]:
+        cmds: list[Command] = []
+        if self._pending_operator_halt:
+            self._pending_operator_halt = False
+            cmds.extend(self._kill(t, "operator"))
+        mark = self._mark()
+        if not self.flattener.active and mark is not None:
+            if self.pnl_usd(mark) < -self.config.kill.daily_loss_limit_usd:
+                cmds.extend(self._kill(t, "daily_loss"))
+        if self.flattener.active:
+            cmds.extend(self.flattener.poll(t, self.orders))
+            return cmds
+        if self.orders.reconcile_due(t):
+            cmds.append(self.orders.query(t))
+        if t - self._armed_t >= self.config.dead_mans_rearm_s:
+            self._armed_t = t
+            cmds.append(ScheduleCancel(at_t=t + self.config.dead_mans_switch_s))
+        self.orders.prune()
+        return cmds
+
+    def _kill(self, t: float, reason: str) -> list[Command]:
+        self.overlay.halt(t, reason)
+        return self.flattener.trigger(t, reason, self.orders)
+
+    def _mark(self) -> float | None:
+        return self.last_market_state.mid_ticks if self.last_market_state is not None else None
+
+    # ------------------------------------------------------------- one decision
+    def _decide(self, t: float, state: MarketState) -> list[Command]:
+        if self.flattener.active or not self.orders.reconciled_once:
+            return []
+        self._last_decision_t = t
+        q = self.orders.position_lots
+        # Measured adverse selection (resolved markouts only) feeds GLFT's AS term and the
+        # informed-flow widening.
+        as_bps = self.markouts.mean_as_bps(self.config.markouts.attribution_horizon_s)
+        self.signal_bank.set_adverse_move_bps(as_bps)
+        sig = self.signal_bank.compute(state, q)
+        if sig.changepoint_alarm:
+            self._last_alarm_t = t
+        adj = self.adjustment(self) if self.adjustment is not None else PolicyAdjustment()
+        target = self.engine.quote(state, sig, q, self.order_size_lots, adj, adverse_selection_bps=as_bps)
+        committed = {s: self.orders.committed_lots(s) for s in (1, -1)}
+        desired = self.overlay.decide(t, target, state, sig, q, committed)
+        cap = self.overlay.effective_cap_lots
+        cmds = self.orders.sync(t, desired, cap, state.mid_ticks, allow_new=not self.orders.needs_reconcile)
+        self.last_signals, self.last_quote, self.last_desired, self.last_adjustment = (
+            sig,
+            target,
+            desired,
+            adj,
+        )
+        if self.log is not None:
+            self._log_cycle(t, state, sig, target, desired, adj, q, cap)
+        return cmds
+
+    def _log_cycle(
+        self,
+        t: float,
+        state: MarketState,
+        sig: SignalOutput,
+        target: QuoteTarget,
+        desired: DesiredQuotes,
+        adj: PolicyAdjustment,
+        q: int,
+        cap: int,
+    ) -> None:
+        assert self.log is not None
+        quoted = {o.side: o for o in desired.orders if not o.ioc}
+        bid, ask = quoted.get(1), quoted.get(-1)
+        self.log.write(
+            t,
+            "cycle",
+            mid=state.mid_ticks,
+            position=q,
+            cap_lots=cap,
+            state=desired.state.value,
+            reasons=list(desired.reasons),
+            bid_px=bid.px_ticks if bid else None,
+            ask_px=ask.px_ticks if ask else None,
+            bid_sz=bid.size_lots if bid else None,
+            ask_sz=ask.size_lots if ask else None,
+            live_bid=self.orders.has_live(1),
+            live_ask=self.orders.has_live(-1),
+            half_spread_bps=target.half_spread_bps,
+            glft_half_spread_bps=target.glft_half_spread_bps,
+            skew_bps=target.skew_bps,
+            inventory_skew_bps=target.inventory_skew_bps,
+            signal_skew_bps=sig.skew_bps,
+            policy_half_spread_bps=adj.half_spread_bps,
+            policy_skew_bps=adj.skew_bps,
+            floor_bound=target.floor_bound,
+            kappa_eff=sig.kappa_effective_per_bps,
+            a_eff=sig.a_effective_per_s,
+            sigma=sig.sigma_bps_per_sqrt_s,
+            cp_prob=sig.changepoint_prob,
+            alarm=sig.changepoint_alarm,
+            toxicity=sig.toxicity,
+            signals={n: [c.value, c.spread_bps, c.skew_bps, c.active] for n, c in sig.contributions.items()},
+        )
