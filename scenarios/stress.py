@@ -1,0 +1,399 @@
+"""``hlmm stress``: run scenarios over seeds, judge each run by its scenario's ``[criteria]``.
+
+Each (scenario, seed) runs in its own process (``concurrent.futures``) through
+``sim.runner.run_session`` (or the local Hyperliquid venue with ``--venue local``); its figures
+come from :mod:`hlmm.metrics` (the same code as ``hlmm audit``) and are judged per seed against
+the scenario's :class:`sim.scenario.Criteria`. The exit code is 0 when every run passed, 1 when
+any criterion failed, 2 when nothing could run (bad scenario, option or configuration).
+
+Seeds of a scenario are ``default_seed, default_seed + 1, ...`` so a scenario file pins its runs.
+
+The JSON result (``--json``)::
+
+    {"agent": ..., "venue": ..., "seeds": N, "passed": bool,
+     "scenarios": {name: {"passed": bool, "criteria": {...}, "runs": [RUN, ...]}}}
+
+where each RUN has ``seed``, ``passed``, ``failed_criteria`` (names of the failed
+:class:`Criteria` fields), ``failures`` (name -> what was measured against what bound) and the
+figures in :data:`RUN_FIELDS`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sim.scenario import Criteria, ScenarioError, builtin_scenarios, load_scenario, scenario_path
+
+AGENTS = ("production", "incident", "baseline")
+VENUES = ("sim", "local")
+
+RUN_FIELDS: tuple[str, ...] = (
+    "max_position_ratio",
+    "quoting_uptime",
+    "reducing_side_uptime_when_pulled",
+    "buy_fills",
+    "sell_fills",
+    "fill_imbalance",
+    "skew_active_fraction",
+    "skew_active_fraction_cascade",
+    "pnl_usd",
+    "realized_edge_bps_5s",
+    "max_drawdown_usd",
+    "kill_switch_fired",
+    "ended_flat",
+    "invalid_order_rejects",
+    "emergency_pulls_by_reason",
+    "duration_s",
+    "price_move_bps",
+)
+"""Figures of :class:`hlmm.metrics.SessionMetrics` copied into each run of the JSON."""
+
+
+# ------------------------------------------------------------------ criteria
+def check_criteria(run: dict[str, Any], criteria: Criteria) -> dict[str, str]:
+    """The criteria a run failed: ``{criterion field name: measured vs bound}``; empty = passed.
+
+    ``run`` holds the :data:`RUN_FIELDS` figures. Undefined figures pass where the criterion is
+    vacuous (no REDUCING time with a position means no reducing-side uptime to judge) and fail
+    where it is not (an unknown cap cannot show the position stayed under it).
+    ``min_skew_active_fraction`` is judged inside directional regimes when the run had any.
+    """
+    failed: dict[str, str] = {}
+    c = criteria
+    if c.max_position_ratio is not None:
+        ratio = run["max_position_ratio"]
+        if ratio is None:
+            failed["max_position_ratio"] = "no position cap known to judge against"
+        elif ratio > c.max_position_ratio + 1e-12:
+            failed["max_position_ratio"] = f"max_position_ratio={ratio:.3f} > {c.max_position_ratio}"
+    if c.min_quoting_uptime is not None and run["quoting_uptime"] < c.min_quoting_uptime:
+        failed["min_quoting_uptime"] = f"quoting_uptime={run['quoting_uptime']:.3f} < {c.min_quoting_uptime}"
+    if c.min_reducing_side_uptime_when_pulled is not None:
+        share = run["reducing_side_uptime_when_pulled"]
+        if share is not None and share < c.min_reducing_side_uptime_when_pulled:
+            failed["min_reducing_side_uptime_when_pulled"] = (
+                f"reducing_side_uptime_when_pulled={share:.3f} < {c.min_reducing_side_uptime_when_pulled}"
+            )
+    if c.max_fill_imbalance is not None and run["fill_imbalance"] > c.max_fill_imbalance:
+        failed["max_fill_imbalance"] = (
+            f"fill_imbalance={run['fill_imbalance']:.2f} ({run['buy_fills']} buys / {run['sell_fills']} sells)"
+            f" > {c.max_fill_imbalance}"
+        )
+    if c.min_skew_active_fraction is not None:
+        inside = run.get("skew_active_fraction_cascade")
+        share, where = (inside, "in directional regimes") if inside is not None else (run["skew_active_fraction"], "overall")
+        if share < c.min_skew_active_fraction:
+            failed["min_skew_active_fraction"] = f"skew active {share:.3f} of cycles {where} < {c.min_skew_active_fraction}"
+    if c.require_flat_after_kill and run["kill_switch_fired"] and not run["ended_flat"]:
+        failed["require_flat_after_kill"] = "kill switch fired and the session ended holding a position"
+    if c.max_invalid_order_rejects is not None and run["invalid_order_rejects"] > c.max_invalid_order_rejects:
+        failed["max_invalid_order_rejects"] = (
+            f"invalid_order_rejects={run['invalid_order_rejects']} > {c.max_invalid_order_rejects}"
+        )
+    if c.min_pnl_usd is not None and run["pnl_usd"] < c.min_pnl_usd:
+        failed["min_pnl_usd"] = f"pnl_usd={run['pnl_usd']:.2f} < {c.min_pnl_usd}"
+    if c.max_drawdown_usd is not None and run["max_drawdown_usd"] > c.max_drawdown_usd:
+        failed["max_drawdown_usd"] = f"max_drawdown_usd={run['max_drawdown_usd']:.2f} > {c.max_drawdown_usd}"
+    return failed
+
+
+# ------------------------------------------------------------------ one run (in a worker)
+@dataclass(frozen=True)
+class Job:
+    scenario: str  # a scenario file path (built-ins resolved in the parent)
+    seed: int
+    agent: str
+    policy: str | None
+    config: str | None
+    venue: str
+    log_path: str
+    cap_lots: int | None
+
+
+def configured_cap_lots(scenario_file: str, config: str | None) -> int | None:
+    """The agent's configured cap in lots for this scenario (its ``[agent]`` overrides applied),
+    so a margin-derived cap in the log can never hide a breach; ``None`` without the agent."""
+    try:
+        from agent.config import load_agent_config
+    except ImportError:
+        return None
+    sc = load_scenario(scenario_file)
+    cfg = load_agent_config(Path(config) if config else None, overrides=sc.agent)
+    return cfg.max_position_lots(sc.instrument.instrument())
+
+
+def _simulate(job: Job) -> None:
+    """Run one session and leave its log at ``job.log_path``."""
+    if job.venue == "local":
+        from live.runner import run_local_session  # the live helper's piece; checked in stress_cli
+
+        run_local_session(
+            job.scenario, seed=job.seed, agent=job.agent, policy=job.policy, config=job.config, log_path=job.log_path
+        )
+        return
+    from sim.runner import run_session
+
+    records = run_session(
+        job.scenario, seed=job.seed, agent=job.agent,
+        policy=Path(job.policy) if job.policy else None, config=Path(job.config) if job.config else None,
+    )
+    with open(job.log_path, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, separators=(",", ":"), allow_nan=False) + "\n")
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """One (scenario, seed): simulate, then the figures of its log (criteria are judged later)."""
+    from hlmm.metrics import session_metrics
+    from hlmm.sessionlog import read_session_log
+
+    _simulate(job)
+    m = session_metrics(read_session_log(job.log_path), cap_lots=job.cap_lots).to_dict()
+    return {"seed": job.seed, **{k: m[k] for k in RUN_FIELDS}, "cap_lots": m["cap_lots"],
+            "max_position_lots": m["max_position_lots"], "log": job.log_path}
+
+
+# ------------------------------------------------------------------ table and report
+def _fmt(x: Any, spec: str) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return format(x, spec)
+
+
+TABLE_COLUMNS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
+    ("seed", ">5", lambda r: str(r["seed"])),
+    ("pos/cap", ">7", lambda r: _fmt(r["max_position_ratio"], ".2f")),
+    ("uptime", ">6", lambda r: _fmt(r["quoting_uptime"], ".0%")),
+    ("reduce", ">6", lambda r: _fmt(r["reducing_side_uptime_when_pulled"], ".0%")),
+    ("buys/sells", ">10", lambda r: f"{r['buy_fills']}/{r['sell_fills']}"),
+    ("skew", ">5", lambda r: _fmt(r["skew_active_fraction_cascade"] if r["skew_active_fraction_cascade"] is not None
+                                   else r["skew_active_fraction"], ".0%")),
+    ("pnl $", ">7", lambda r: _fmt(r["pnl_usd"], "+.2f")),
+    ("edge5s", ">6", lambda r: _fmt(r["realized_edge_bps_5s"], "+.2f")),
+    ("dd $", ">6", lambda r: _fmt(r["max_drawdown_usd"], ".2f")),
+    ("kill", ">4", lambda r: "yes" if r["kill_switch_fired"] else "no"),
+    ("flat", ">4", lambda r: "yes" if r["ended_flat"] else "NO"),
+    ("inval", ">5", lambda r: str(r["invalid_order_rejects"])),
+)
+
+
+def format_table(results: dict[str, dict[str, Any]]) -> str:
+    """One row per run, grouped by scenario, with PASS or the failed criteria."""
+    head = " ".join(format(name, spec) for name, spec, _ in TABLE_COLUMNS) + "  result"
+    lines = []
+    for name, sc in results.items():
+        lines += ["", f"{name}: {'PASS' if sc['passed'] else 'FAIL'}", head]
+        for r in sc["runs"]:
+            cells = " ".join(format(get(r), spec) for _n, spec, get in TABLE_COLUMNS)
+            lines.append(cells + "  " + ("PASS" if r["passed"] else "FAIL " + ", ".join(r["failed_criteria"])))
+    return "\n".join(lines)
+
+
+def representative_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run to audit: the first failing one (the failure is what a reader needs to see),
+    else the one with the median PnL."""
+    failing = [r for r in runs if not r["passed"]]
+    if failing:
+        return failing[0]
+    ordered = sorted(runs, key=lambda r: (r["pnl_usd"], r["seed"]))
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _scenario_plot(name: str, runs: list[dict[str, Any]], criteria: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seeds = [str(r["seed"]) for r in runs]
+    colors = ["tab:green" if r["passed"] else "tab:red" for r in runs]
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3))
+    panels = (
+        ("max |position| / cap", [r["max_position_ratio"] or 0.0 for r in runs], criteria.get("max_position_ratio")),
+        ("quoting uptime", [r["quoting_uptime"] for r in runs], criteria.get("min_quoting_uptime")),
+        ("buys / sells", [max(r["buy_fills"], r["sell_fills"]) / max(1, min(r["buy_fills"], r["sell_fills"]))
+                          for r in runs], criteria.get("max_fill_imbalance")),
+        ("PnL (USD)", [r["pnl_usd"] for r in runs], criteria.get("min_pnl_usd")),
+    )
+    for ax, (title, ys, bound) in zip(axes, panels, strict=True):
+        ax.bar(seeds, ys, color=colors)
+        if bound is not None:
+            ax.axhline(bound, color="black", ls="--", lw=1)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("seed", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{name}: per seed (red = failed; dashed = criterion)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(report: Path, doc: dict[str, Any]) -> None:
+    """``report.md`` with per-scenario tables, plots and links to one audit per scenario.
+
+    Expects each scenario's representative run to have its log kept (``run["log"]``).
+    """
+    from hlmm.audit import write_audit
+    from hlmm.metrics import parse_session
+    from hlmm.sessionlog import read_session_log
+
+    lines = [
+        f"# Stress report: agent `{doc['agent']}`, venue `{doc['venue']}`, {doc['seeds']} seed(s) per scenario",
+        "",
+        f"Overall: **{'PASS' if doc['passed'] else 'FAIL'}**",
+        "",
+        "| Scenario | Passed seeds | Max pos/cap | Min uptime | Buys/sells | Mean PnL $ | Failed criteria |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, sc in doc["scenarios"].items():
+        runs = sc["runs"]
+        failed = sorted({c for r in runs for c in r["failed_criteria"]})
+        ratios = [r["max_position_ratio"] for r in runs if r["max_position_ratio"] is not None]
+        lines.append(
+            f"| {name} | {sum(r['passed'] for r in runs)}/{len(runs)} | {_fmt(max(ratios) if ratios else None, '.2f')} | "
+            f"{min(r['quoting_uptime'] for r in runs):.0%} | {sum(r['buy_fills'] for r in runs)}/"
+            f"{sum(r['sell_fills'] for r in runs)} | {sum(r['pnl_usd'] for r in runs) / len(runs):+.2f} | "
+            f"{', '.join(failed) or '-'} |"
+        )
+    for name, sc in doc["scenarios"].items():
+        crit = {k: v for k, v in sc["criteria"].items() if v is not None and v is not False}
+        lines += ["", f"## {name}: {'PASS' if sc['passed'] else 'FAIL'}", ""]
+        if sc.get("description"):
+            lines += [sc["description"], ""]
+        lines += ["Criteria: " + ", ".join(f"`{k} = {v}`" for k, v in crit.items()), ""]
+        lines += ["| " + " | ".join(n for n, _s, _g in TABLE_COLUMNS) + " | result |",
+                  "|" + " --- |" * (len(TABLE_COLUMNS) + 1)]
+        for r in sc["runs"]:
+            verdict = "PASS" if r["passed"] else "FAIL: " + "; ".join(r["failures"].values())
+            lines.append("| " + " | ".join(get(r) for _n, _s, get in TABLE_COLUMNS) + f" | {verdict} |")
+        plot = f"{name}_seeds.png"
+        _scenario_plot(name, sc["runs"], sc["criteria"], report / plot)
+        rep = representative_run(sc["runs"])
+        audit_dir = report / name / f"audit_seed{rep['seed']}"
+        write_audit(parse_session(read_session_log(rep["log"])), audit_dir, source=rep["log"], cap_lots=rep["cap_lots"])
+        lines += ["", f"![{name}]({plot})", "",
+                  f"Audit of seed {rep['seed']} ({'first failing seed' if not rep['passed'] else 'median PnL'}): "
+                  f"[{name}/audit_seed{rep['seed']}/report.md]({name}/audit_seed{rep['seed']}/report.md)"]
+    (report / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# ------------------------------------------------------------------ the command
+def _fail(msg: str) -> int:
+    print(f"hlmm stress: {msg}", file=sys.stderr)
+    return 2
+
+
+def _jobs_results(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
+    from tqdm import tqdm
+
+    if workers <= 1 or len(jobs) == 1:
+        return [run_job(j) for j in tqdm(jobs, desc="stress", unit="run")]
+    results = []
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        futures = {pool.submit(run_job, j): j for j in jobs}
+        for fut in tqdm(as_completed(futures), total=len(futures), desc="stress", unit="run"):
+            results.append(fut.result())
+    return results
+
+
+def stress_cli(
+    scenarios: list[str],
+    seeds: int = 8,
+    json_path: Path | None = None,
+    report: Path | None = None,
+    agent: str = "production",
+    policy: Path | None = None,
+    config: Path | None = None,
+    venue: str = "sim",
+    workers: int = 2,
+) -> int:
+    """``hlmm stress``; returns 0 when every run passed, 1 when any failed, 2 when nothing ran."""
+    if agent not in AGENTS:
+        return _fail(f"--agent {agent!r}: expected one of {', '.join(AGENTS)}")
+    if venue not in VENUES:
+        return _fail(f"--venue {venue!r}: expected one of {', '.join(VENUES)}")
+    if seeds < 1 or workers < 1:
+        return _fail(f"--seeds {seeds} / --workers {workers}: both must be at least 1")
+    if venue == "local":
+        try:
+            from live.runner import run_local_session  # noqa: F401
+        except ImportError as exc:
+            return _fail(f"--venue local: the local-venue runner is not available yet ({exc}); use --venue sim")
+    for opt, p in (("--policy", policy), ("--config", config)):
+        if p is not None and not Path(p).is_file():
+            return _fail(f"{opt} {p}: no such file")
+    names = scenarios or builtin_scenarios()
+    if not names:
+        return _fail("no scenarios given and no built-in scenarios found")
+    try:
+        loaded = {str(scenario_path(n)): load_scenario(n) for n in names}
+        caps = {path: configured_cap_lots(path, str(config) if config else None) for path in loaded}
+    except (ScenarioError, ValueError) as exc:
+        return _fail(str(exc))
+
+    keep_logs = report is not None
+    log_dir = Path(report) / "logs" if keep_logs else Path(tempfile.mkdtemp(prefix="hlmm-stress-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [
+        Job(scenario=path, seed=sc.scenario.default_seed + i, agent=agent, policy=str(policy) if policy else None,
+            config=str(config) if config else None, venue=venue,
+            log_path=str(log_dir / f"{sc.name}-seed{sc.scenario.default_seed + i}.jsonl"), cap_lots=caps[path])
+        for path, sc in loaded.items()
+        for i in range(seeds)
+    ]
+    print(f"hlmm stress: {len(loaded)} scenario(s) x {seeds} seed(s), agent {agent}, venue {venue}, "
+          f"{min(workers, len(jobs))} worker(s)", file=sys.stderr)
+    try:
+        results = _jobs_results(jobs, workers)
+    except Exception as exc:
+        if not keep_logs:
+            shutil.rmtree(log_dir, ignore_errors=True)
+        return _fail(f"a run failed: {type(exc).__name__}: {exc}")
+
+    by_log = {r["log"]: r for r in results}
+    doc: dict[str, Any] = {"agent": agent, "venue": venue, "seeds": seeds, "policy": str(policy) if policy else None,
+                           "config": str(config) if config else None, "scenarios": {}}
+    for path, sc in loaded.items():
+        runs = []
+        for job in (j for j in jobs if j.scenario == path):
+            run = by_log[job.log_path]
+            failures = check_criteria(run, sc.criteria)
+            runs.append({**run, "passed": not failures, "failed_criteria": sorted(failures), "failures": failures})
+        doc["scenarios"][sc.name] = {
+            "passed": all(r["passed"] for r in runs),
+            "description": sc.scenario.description,
+            "criteria": sc.criteria.model_dump(),
+            "runs": runs,
+        }
+    doc["passed"] = all(s["passed"] for s in doc["scenarios"].values())
+
+    print(format_table(doc["scenarios"]))
+    if report is not None:
+        write_report(Path(report), doc)
+        keep = {representative_run(s["runs"])["log"] for s in doc["scenarios"].values()}
+        for s in doc["scenarios"].values():
+            for r in s["runs"]:
+                if r["log"] not in keep:
+                    os.remove(r["log"])
+                    r["log"] = None
+        print(f"report: {Path(report) / 'report.md'}", file=sys.stderr)
+    else:
+        shutil.rmtree(log_dir, ignore_errors=True)
+        for s in doc["scenarios"].values():
+            for r in s["runs"]:
+                r["log"] = None
+    if json_path is not None:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    print(f"stress: {'PASS' if doc['passed'] else 'FAIL'}", file=sys.stderr)
+    return 0 if doc["passed"] else 1
