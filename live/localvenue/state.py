@@ -1,0 +1,641 @@
+"""The local venue's exchange state: Hyperliquid's ``/info`` and ``/exchange`` semantics over
+the simulated matching engine (``sim.engine.MatchingEngine``).
+
+This module is transport-free (the aiohttp server in :mod:`live.localvenue.server` feeds it
+parsed JSON and broadcasts what it queues), so it is tested directly and deterministically.
+
+- Every ``/exchange`` body is signature-checked (the recovered signer must be the account's
+  address) and nonce-checked (:mod:`live.localvenue.auth`) before anything else.
+- Orders are validated with :meth:`Instrument.check_order` (the one validator hlmm has), then
+  handed to the engine; error texts get Hyperliquid's ``" asset=N"`` suffix.
+- Websocket messages are queued in :attr:`LocalExchange.outbox` as ``(key, channel, data)``
+  where ``key`` is the subscription they answer (see :func:`subscription_key`).
+
+Units: the engine's clock is simulated seconds ``t``; on the wire it is milliseconds
+``epoch_ms + round(t * 1000)``. Inside, prices are ticks and sizes lots; on the wire,
+Hyperliquid's decimal strings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+from hlmm.instrument import ERR_INVALID_PRICE, ERR_INVALID_SIZE, ERR_TICK, Instrument
+from hlmm.venue import FeeSchedule, Tif
+from live.localvenue.auth import AuthError, NonceBook, recover_signer
+from live.localvenue.faults import REJECT_TEXT, FaultPlan
+
+ERR_NEVER_PLACED = "Order was never placed, already canceled, or filled."
+ERR_MODIFY_GONE = "Cannot modify canceled or filled order"
+ERR_SCHEDULE_EARLY = "Scheduled cancel time too early, must be at least 5 seconds from now."
+ERR_SCHEDULE_TRIGGERS = "Too many scheduled cancel triggers today."
+ERR_BATCH = "Signed action over weight limit of 200."
+SCHEDULE_MIN_AHEAD_MS = 5_000
+SCHEDULE_MAX_TRIGGERS_PER_DAY = 10
+MAX_BATCH = 200
+FILLS_KEPT = 2000
+ZERO_ADDRESS = "0x" + "0" * 40
+
+
+class Engine(Protocol):
+    """What the local venue needs from ``sim.engine.MatchingEngine``."""
+
+    def advance(self, until_s: float) -> None: ...
+    def place(
+        self, side: int, px_ticks: int, size_lots: int, tif: Tif, reduce_only: bool, client_id: int | None
+    ) -> Any: ...
+    def cancel(self, oid: int) -> bool: ...
+    def book(self, n: int) -> tuple[Any, Any]: ...
+    def mid_ticks(self) -> float: ...
+    def drain(self) -> Any: ...
+
+
+def subscription_key(sub: Any) -> tuple[str, str] | None:
+    """The routing key of a websocket subscription, or ``None`` when it is not one we serve."""
+    if not isinstance(sub, dict):
+        return None
+    kind = sub.get("type")
+    if kind in ("l2Book", "trades", "bbo", "activeAssetCtx") and isinstance(sub.get("coin"), str):
+        return kind, sub["coin"]
+    if kind in ("userFills", "orderUpdates", "userEvents") and isinstance(sub.get("user"), str):
+        return kind, sub["user"].lower()
+    if kind == "allMids":
+        return kind, ""
+    return None
+
+
+def dec_str(d: Decimal) -> str:
+    s = format(d, "f")
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return "0" if s in ("", "-0") else s
+
+
+def usd_str(x: float) -> str:
+    return dec_str(Decimal(repr(round(x, 6))))
+
+
+@dataclass(slots=True)
+class VenueOrder:
+    """An order as the venue keeps it (for orderStatus, openOrders and orderUpdates)."""
+
+    oid: int
+    cloid: str | None
+    side: int
+    px_ticks: int
+    orig_lots: int
+    remaining_lots: int
+    reduce_only: bool
+    tif: Tif
+    timestamp_ms: int
+    status: str = "open"
+    status_ms: int = 0
+
+
+@dataclass(slots=True)
+class Rules:
+    """Venue knobs that are not in the scenario."""
+
+    max_leverage: int = 50
+    n_book_levels: int = 20
+    book_interval_s: float = 0.5
+
+
+@dataclass
+class LocalExchange:
+    """One simulated account on one perp, behind Hyperliquid's API shapes."""
+
+    engine: Engine
+    instrument: Instrument
+    fees: FeeSchedule
+    account: str  # lower-case address of the only account with funds
+    collateral_usd: float
+    leverage: int
+    rules: Rules = field(default_factory=Rules)
+    epoch_ms: int = 0
+    nonces: NonceBook = field(default_factory=NonceBook)
+    faults: FaultPlan | None = None
+
+    def __post_init__(self) -> None:
+        self.account = self.account.lower()
+        self.now_s = 0.0
+        self.orders: dict[int, VenueOrder] = {}
+        self.by_cloid: dict[str, int] = {}
+        self.fills: deque[dict[str, Any]] = deque(maxlen=FILLS_KEPT)
+        self.position_lots = 0
+        self.entry_px = Decimal(0)
+        self.realized_usd = 0.0
+        self.fees_usd = 0.0
+        self.funding_usd = 0.0
+        self.outbox: list[tuple[tuple[str, str], str, Any]] = []
+        self.schedule_ms: int | None = None
+        self.schedule_triggers: dict[int, int] = {}  # UTC day -> triggers
+        self.n_requests = 0
+        self.cum_volume_usd = 0.0
+        self._next_book_t = 0.0
+        self._last_bbo: Any = None
+
+    # ------------------------------------------------------------------ clock
+    def ms(self, t: float) -> int:
+        return self.epoch_ms + round(t * 1000.0)
+
+    @property
+    def now_ms(self) -> int:
+        return self.ms(self.now_s)
+
+    def advance(self, until_s: float) -> None:
+        """Run the market to ``until_s``, publishing what happened and a book every interval."""
+        while self._next_book_t <= until_s:
+            self._run_to(self._next_book_t)
+            self._publish_book()
+            self._next_book_t += self.rules.book_interval_s
+        self._run_to(until_s)
+
+    def _run_to(self, t: float) -> None:
+        if t < self.now_s:
+            return
+        if self.schedule_ms is not None and self.ms(t) >= self.schedule_ms:
+            self.engine.advance((self.schedule_ms - self.epoch_ms) / 1000.0)
+            self.now_s = max(self.now_s, (self.schedule_ms - self.epoch_ms) / 1000.0)
+            self._absorb()
+            self._trigger_schedule()
+        self.engine.advance(t)
+        self.now_s = t
+        self._absorb()
+
+    def _trigger_schedule(self) -> None:
+        day = self.schedule_ms // 86_400_000 if self.schedule_ms is not None else 0
+        self.schedule_ms = None
+        self.schedule_triggers[day] = self.schedule_triggers.get(day, 0) + 1
+        for o in list(self.orders.values()):
+            if o.status == "open" and self.engine.cancel(o.oid):
+                self._finish(o, "scheduledCancel")
+        self._absorb()
+
+    # ------------------------------------------------------------------ engine output
+    def _absorb(self) -> None:
+        """Turn the engine's news (trades, our fills, finished orders, funding) into wire messages."""
+        news = self.engine.drain()
+        coin = self.instrument.coin
+        trades = []
+        for tr in news.trades:
+            trades.append(
+                {
+                    "coin": coin,
+                    "side": "B" if tr.aggressor > 0 else "A",
+                    "px": self.instrument.price_wire(tr.px_ticks),
+                    "sz": self.instrument.size_wire(tr.size_lots),
+                    "hash": f"0x{tr.trade_id:064x}",
+                    "time": self.ms(tr.t),
+                    "tid": tr.trade_id,
+                    "users": [ZERO_ADDRESS, ZERO_ADDRESS],
+                }
+            )
+        if trades:
+            self.outbox.append((("trades", coin), "trades", trades))
+        fills = [self._record_fill(f) for f in news.fills]
+        if fills:
+            self.outbox.append((("userFills", self.account), "userFills", {"user": self.account, "fills": fills}))
+            self.outbox.append((("userEvents", self.account), "user", {"fills": fills}))
+        for oid, reason in news.finished:
+            o = self.orders.get(oid)
+            if o is not None and o.status == "open":
+                self._finish(o, reason)
+        for fund in news.funding:
+            self.funding_usd += fund.amount_usd
+            self.outbox.append(
+                (
+                    ("userEvents", self.account),
+                    "user",
+                    {
+                        "funding": {
+                            "time": self.ms(fund.t),
+                            "coin": coin,
+                            "usdc": usd_str(fund.amount_usd),
+                            "szi": self.instrument.size_wire(self.position_lots) if self.position_lots >= 0
+                            else "-" + self.instrument.size_wire(-self.position_lots),
+                            "fundingRate": repr(fund.rate),
+                        }
+                    },
+                )
+            )
+
+    def _record_fill(self, f: Any) -> dict[str, Any]:
+        inst = self.instrument
+        o = self.orders.get(f.oid)
+        start = self.position_lots
+        px = inst.ticks_to_price(f.px_ticks)
+        closed = Decimal(0)
+        signed = f.side * f.size_lots
+        if start == 0 or (start > 0) == (f.side > 0):
+            total = abs(start) + f.size_lots
+            self.entry_px = (self.entry_px * abs(start) + px * f.size_lots) / total
+        else:
+            closing = min(abs(start), f.size_lots)
+            closed = (px - self.entry_px) * inst.lots_to_size(closing) * (1 if start > 0 else -1)
+            if f.size_lots > abs(start):
+                self.entry_px = px
+        self.position_lots = start + signed
+        if self.position_lots == 0:
+            self.entry_px = Decimal(0)
+        self.realized_usd += float(closed)
+        self.fees_usd += f.fee_usd
+        self.cum_volume_usd += float(px * inst.lots_to_size(f.size_lots))
+        if o is not None:
+            o.remaining_lots = max(0, o.remaining_lots - f.size_lots)
+            if o.remaining_lots == 0 and o.status == "open":
+                self._finish(o, "filled")
+        direction = ("Open Long" if f.side > 0 else "Open Short") if start == 0 or (start > 0) == (f.side > 0) else (
+            "Close Short" if f.side > 0 else "Close Long"
+        )
+        fill = {
+            "coin": inst.coin,
+            "px": inst.price_wire(f.px_ticks),
+            "sz": inst.size_wire(f.size_lots),
+            "side": "B" if f.side > 0 else "A",
+            "time": self.ms(f.t),
+            "startPosition": dec_str(inst.lots_to_size(start)),
+            "dir": direction,
+            "closedPnl": usd_str(float(closed)),
+            "hash": f"0x{f.trade_id:064x}",
+            "oid": f.oid,
+            "crossed": not f.is_maker,
+            "fee": usd_str(f.fee_usd),
+            "tid": f.trade_id,
+            "feeToken": "USDC",
+        }
+        if o is not None and o.cloid is not None:
+            fill["cloid"] = o.cloid
+        self.fills.append(fill)
+        return fill
+
+    def _finish(self, o: VenueOrder, status: str) -> None:
+        o.status = status
+        o.status_ms = self.now_ms
+        self.outbox.append((("orderUpdates", self.account), "orderUpdates", [self._order_update(o)]))
+
+    def _order_update(self, o: VenueOrder) -> dict[str, Any]:
+        return {"order": self._order_wire(o), "status": o.status, "statusTimestamp": o.status_ms}
+
+    def _order_wire(self, o: VenueOrder) -> dict[str, Any]:
+        inst = self.instrument
+        d: dict[str, Any] = {
+            "coin": inst.coin,
+            "side": "B" if o.side > 0 else "A",
+            "limitPx": inst.price_wire(o.px_ticks),
+            "sz": dec_str(inst.lots_to_size(o.remaining_lots)),
+            "oid": o.oid,
+            "timestamp": o.timestamp_ms,
+            "origSz": inst.size_wire(o.orig_lots),
+        }
+        if o.cloid is not None:
+            d["cloid"] = o.cloid
+        return d
+
+    def _levels(self) -> list[list[dict[str, Any]]]:
+        bids, asks = self.engine.book(self.rules.n_book_levels)
+        inst = self.instrument
+        return [
+            [{"px": inst.price_wire(px), "sz": inst.size_wire(sz), "n": 1} for px, sz in side]
+            for side in (bids, asks)
+        ]
+
+    def l2book(self) -> dict[str, Any]:
+        return {"coin": self.instrument.coin, "time": self.now_ms, "levels": self._levels()}
+
+    def _publish_book(self) -> None:
+        book = self.l2book()
+        coin = self.instrument.coin
+        self.outbox.append((("l2Book", coin), "l2Book", book))
+        bbo = [side[0] if side else None for side in book["levels"]]
+        if bbo != self._last_bbo:
+            self._last_bbo = bbo
+            self.outbox.append((("bbo", coin), "bbo", {"coin": coin, "time": book["time"], "bbo": bbo}))
+
+    # ------------------------------------------------------------------ /info
+    def info(self, body: Any) -> Any:
+        """The reply to a ``POST /info`` body; raises ``ValueError`` for a request we cannot parse."""
+        if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+            raise ValueError("Failed to deserialize the JSON body into the target type")
+        kind = body["type"]
+        user = str(body.get("user", "")).lower()
+        mine = user == self.account
+        inst = self.instrument
+        if kind == "meta":
+            pads = [{"name": f"PAD{i}", "szDecimals": 0, "maxLeverage": 1, "isDelisted": True} for i in range(inst.asset_id)]
+            return {"universe": [*pads, {"name": inst.coin, "szDecimals": inst.sz_decimals, "maxLeverage": self.rules.max_leverage}]}
+        if kind == "spotMeta":
+            return {"universe": [], "tokens": []}
+        if kind == "l2Book":
+            if body.get("coin") != inst.coin:
+                return None
+            return self.l2book()
+        if kind == "allMids":
+            return {inst.coin: dec_str(Decimal(repr(self.engine.mid_ticks())).scaleb(-inst.tick_decimals))}
+        if kind == "clearinghouseState":
+            return self._user_state() if mine else self._empty_state()
+        if kind in ("openOrders", "frontendOpenOrders"):
+            if not mine:
+                return []
+            out = []
+            for o in sorted(self.orders.values(), key=lambda o: -o.oid):
+                if o.status != "open":
+                    continue
+                w = self._order_wire(o)
+                if kind == "openOrders":
+                    w.pop("origSz")
+                    w.pop("cloid", None)
+                else:
+                    w.update(reduceOnly=o.reduce_only, orderType="Limit", tif=o.tif.value, isTrigger=False,
+                             triggerPx="0.0", triggerCondition="N/A", isPositionTpsl=False, children=[])
+                out.append(w)
+            return out
+        if kind == "userFills":
+            return list(reversed(self.fills)) if mine else []
+        if kind == "orderStatus":
+            ref = body.get("oid")
+            oid = self.by_cloid.get(ref) if isinstance(ref, str) else ref
+            o = self.orders.get(oid) if mine and isinstance(oid, int) else None
+            if o is None:
+                return {"status": "unknownOid"}
+            order = self._order_wire(o)
+            order.update(reduceOnly=o.reduce_only, orderType="Limit", tif=o.tif.value)
+            return {"status": "order", "order": {"order": order, "status": o.status, "statusTimestamp": o.status_ms}}
+        if kind == "userRateLimit":
+            return {"cumVlm": usd_str(self.cum_volume_usd), "nRequestsUsed": self.n_requests,
+                    "nRequestsCap": 10_000 + int(self.cum_volume_usd)}
+        raise ValueError("Failed to deserialize the JSON body into the target type")
+
+    def mark_ticks(self) -> float:
+        return self.engine.mid_ticks()
+
+    def account_value_usd(self) -> float:
+        inst = self.instrument
+        upnl = 0.0
+        if self.position_lots:
+            mark = Decimal(repr(self.mark_ticks())).scaleb(-inst.tick_decimals)
+            upnl = float((mark - self.entry_px) * inst.lots_to_size(self.position_lots))
+        return self.collateral_usd + self.realized_usd - self.fees_usd + self.funding_usd + upnl
+
+    def _user_state(self) -> dict[str, Any]:
+        inst = self.instrument
+        mark = float(Decimal(repr(self.mark_ticks())).scaleb(-inst.tick_decimals))
+        ntl = abs(float(inst.lots_to_size(self.position_lots))) * mark
+        margin = ntl / self.leverage
+        value = self.account_value_usd()
+        positions = []
+        if self.position_lots:
+            szi = inst.lots_to_size(self.position_lots)
+            upnl = float((Decimal(repr(mark)) - self.entry_px) * szi)
+            positions.append(
+                {
+                    "type": "oneWay",
+                    "position": {
+                        "coin": inst.coin,
+                        "szi": dec_str(szi),
+                        "entryPx": dec_str(self.entry_px.quantize(Decimal(1).scaleb(-8))),
+                        "leverage": {"type": "cross", "value": self.leverage},
+                        "liquidationPx": None,
+                        "marginUsed": usd_str(margin),
+                        "positionValue": usd_str(ntl),
+                        "returnOnEquity": usd_str(upnl / margin if margin else 0.0),
+                        "unrealizedPnl": usd_str(upnl),
+                        "maxLeverage": self.rules.max_leverage,
+                    },
+                }
+            )
+        summary = {"accountValue": usd_str(value), "totalMarginUsed": usd_str(margin),
+                   "totalNtlPos": usd_str(ntl), "totalRawUsd": usd_str(value - upnl_sign(self.position_lots, ntl))}
+        return {"assetPositions": positions, "marginSummary": summary, "crossMarginSummary": dict(summary),
+                "crossMaintenanceMarginUsed": usd_str(margin / 2), "withdrawable": usd_str(max(0.0, value - margin)),
+                "time": self.now_ms}
+
+    def _empty_state(self) -> dict[str, Any]:
+        zero = {"accountValue": "0.0", "totalMarginUsed": "0.0", "totalNtlPos": "0.0", "totalRawUsd": "0.0"}
+        return {"assetPositions": [], "marginSummary": zero, "crossMarginSummary": dict(zero),
+                "crossMaintenanceMarginUsed": "0.0", "withdrawable": "0.0", "time": self.now_ms}
+
+    # ------------------------------------------------------------------ /exchange
+    def authenticate(self, body: Any) -> str:
+        """The signer of a well-formed, correctly signed, fresh-nonce action for our account."""
+        if not isinstance(body, dict) or not isinstance(body.get("action"), dict):
+            raise AuthError("Failed to deserialize the JSON body into the target type")
+        signer = recover_signer(body)
+        if signer != self.account:
+            raise AuthError(f"User or API Wallet {signer} does not exist.")
+        self.nonces.use(signer, body["nonce"])
+        return signer
+
+    def refusal(self, body: Any) -> dict[str, Any] | None:
+        """The venue's refusal of the whole action (signature, signer, nonce), or ``None``."""
+        try:
+            self.authenticate(body)
+        except AuthError as exc:
+            return {"status": "err", "response": str(exc)}
+        return None
+
+    def exchange(self, body: Any) -> dict[str, Any]:
+        """The reply to a ``POST /exchange`` body (always a JSON object with ``status``)."""
+        refused = self.refusal(body)
+        return refused if refused is not None else self.exchange_authenticated(body)
+
+    def exchange_authenticated(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Apply an action whose signature and nonce :meth:`refusal` accepted."""
+        action = body["action"]
+        kind = action.get("type")
+        self.n_requests += 1
+        handler = {
+            "order": self._act_order,
+            "cancel": self._act_cancel,
+            "cancelByCloid": self._act_cancel_by_cloid,
+            "batchModify": self._act_modify,
+            "scheduleCancel": self._act_schedule,
+            "updateLeverage": self._act_leverage,
+        }.get(kind)
+        if handler is None:
+            return {"status": "err", "response": f"Unsupported action type {str(kind)[:40]!r} on the local venue."}
+        try:
+            return handler(action)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            return {"status": "err", "response": f"Failed to deserialize the action: {type(exc).__name__} {exc}"[:200]}
+
+    def _suffix(self, msg: str) -> str:
+        return f"{msg} asset={self.instrument.asset_id}"
+
+    def _parse_order(self, w: Any) -> tuple[int, int, int, Tif, bool, str | None] | str:
+        """``(side, px_ticks, size_lots, tif, reduce_only, cloid)`` or the venue's error text."""
+        inst = self.instrument
+        if not isinstance(w, dict) or w.get("a") != inst.asset_id:
+            return "Order has invalid asset."
+        if not isinstance(w.get("b"), bool) or not isinstance(w.get("r"), bool):
+            return "Order has invalid side or reduce-only flag."
+        t = w.get("t")
+        tif_raw = t.get("limit", {}).get("tif") if isinstance(t, dict) and isinstance(t.get("limit"), dict) else None
+        if tif_raw not in ("Gtc", "Alo", "Ioc"):
+            return "Order has invalid tif (the local venue serves limit orders only)."
+        cloid = w.get("c")
+        if cloid is not None and not (isinstance(cloid, str) and len(cloid) == 34 and cloid.startswith("0x")):
+            return "Order has invalid cloid."
+        try:
+            p, s = Decimal(w["p"]), Decimal(w["s"])
+        except (InvalidOperation, KeyError, TypeError):
+            return ERR_INVALID_PRICE
+        if not p.is_finite() or p <= 0:
+            return ERR_INVALID_PRICE
+        if not s.is_finite() or s <= 0:
+            return ERR_INVALID_SIZE
+        lots = s.scaleb(inst.sz_decimals)
+        if lots != lots.to_integral_value() or lots > 10**13:
+            return ERR_INVALID_SIZE
+        ticks = p.scaleb(inst.tick_decimals)
+        if ticks != ticks.to_integral_value() or ticks > 10**13:
+            return ERR_TICK
+        return (1 if w["b"] else -1), int(ticks), int(lots), Tif(tif_raw), w["r"], cloid
+
+    def _place_one(self, w: Any) -> dict[str, Any]:
+        parsed = self._parse_order(w)
+        if isinstance(parsed, str):
+            return {"error": self._suffix(parsed)}
+        side, px, lots, tif, reduce_only, cloid = parsed
+        if self.faults is not None and self.faults.reject(self.now_s):
+            return {"error": self._suffix(REJECT_TEXT)}
+        if cloid is not None and cloid in self.by_cloid and self.orders[self.by_cloid[cloid]].status == "open":
+            return {"error": self._suffix("Cloid already used by an open order.")}
+        err = self.instrument.check_order(side, px, lots, reduce_only, self.position_lots)
+        if err is not None:
+            return {"error": self._suffix(err)}
+        if reduce_only:
+            lots = min(lots, abs(self.position_lots))  # a larger reduce-only order shrinks to the position
+        client_id = int(cloid[2:], 16) if cloid is not None else None
+        res = self.engine.place(side, px, lots, tif, reduce_only, client_id)
+        if res.error:
+            return {"error": self._suffix(res.error)}
+        o = VenueOrder(res.oid, cloid, side, px, int(Decimal(w["s"]).scaleb(self.instrument.sz_decimals)), lots,
+                       reduce_only, tif, self.now_ms, "open", self.now_ms)
+        self.orders[o.oid] = o
+        if cloid is not None:
+            self.by_cloid[cloid] = o.oid
+        filled_lots = sum(f.size_lots for f in res.fills)
+        filled_ntl = sum(self.instrument.ticks_to_price(f.px_ticks) * f.size_lots for f in res.fills)
+        self._absorb()  # fills on entry are reported before the reply, as on the real venue
+        if o.status == "open" and res.status != "resting":
+            self._finish(o, "filled" if o.remaining_lots == 0 else "canceled")
+        elif o.status == "open":
+            self.outbox.append((("orderUpdates", self.account), "orderUpdates", [self._order_update(o)]))
+        if res.status == "resting" and o.status == "open":
+            return {"resting": {"oid": o.oid, **({"cloid": cloid} if cloid else {})}}
+        if filled_lots > 0:
+            avg = filled_ntl / filled_lots
+            return {"filled": {"totalSz": self.instrument.size_wire(filled_lots),
+                               "avgPx": dec_str(avg.quantize(Decimal(1).scaleb(-8))), "oid": o.oid,
+                               **({"cloid": cloid} if cloid else {})}}
+        return {"error": self._suffix("Order could not immediately match against any resting orders.")}
+
+    def _act_order(self, action: dict[str, Any]) -> dict[str, Any]:
+        orders = action["orders"]
+        if not isinstance(orders, list):
+            raise TypeError("orders must be a list")
+        if len(orders) > MAX_BATCH:
+            return {"status": "err", "response": ERR_BATCH}
+        statuses = [self._place_one(w) for w in orders]
+        return {"status": "ok", "response": {"type": "order", "data": {"statuses": statuses}}}
+
+    def _cancel_oid(self, oid: Any) -> Any:
+        o = self.orders.get(oid) if isinstance(oid, int) and not isinstance(oid, bool) else None
+        if o is None or o.status != "open" or not self.engine.cancel(o.oid):
+            self._absorb()
+            return {"error": self._suffix(ERR_NEVER_PLACED)}
+        self._absorb()
+        if o.status == "open":
+            self._finish(o, "canceled")
+        return "success"
+
+    def _act_cancel(self, action: dict[str, Any]) -> dict[str, Any]:
+        cancels = action["cancels"]
+        if len(cancels) > MAX_BATCH:
+            return {"status": "err", "response": ERR_BATCH}
+        statuses = [
+            self._cancel_oid(c.get("o")) if isinstance(c, dict) and c.get("a") == self.instrument.asset_id
+            else {"error": self._suffix(ERR_NEVER_PLACED)}
+            for c in cancels
+        ]
+        return {"status": "ok", "response": {"type": "cancel", "data": {"statuses": statuses}}}
+
+    def _act_cancel_by_cloid(self, action: dict[str, Any]) -> dict[str, Any]:
+        cancels = action["cancels"]
+        if len(cancels) > MAX_BATCH:
+            return {"status": "err", "response": ERR_BATCH}
+        statuses = [
+            self._cancel_oid(self.by_cloid.get(c.get("cloid"))) if isinstance(c, dict)
+            and c.get("asset") == self.instrument.asset_id else {"error": self._suffix(ERR_NEVER_PLACED)}
+            for c in cancels
+        ]
+        return {"status": "ok", "response": {"type": "cancel", "data": {"statuses": statuses}}}
+
+    def _act_modify(self, action: dict[str, Any]) -> dict[str, Any]:
+        """A modify is a cancel-replace (new oid, back of the queue), as on Hyperliquid."""
+        modifies = action["modifies"]
+        if len(modifies) > MAX_BATCH:
+            return {"status": "err", "response": ERR_BATCH}
+        statuses = []
+        for m in modifies:
+            ref = m.get("oid") if isinstance(m, dict) else None
+            oid = self.by_cloid.get(ref) if isinstance(ref, str) else ref
+            o = self.orders.get(oid) if isinstance(oid, int) else None
+            if o is None or o.status != "open":
+                statuses.append({"error": self._suffix(ERR_MODIFY_GONE)})
+                continue
+            parsed = self._parse_order(m.get("order"))
+            if isinstance(parsed, str):
+                statuses.append({"error": self._suffix(parsed)})
+                continue
+            if not self.engine.cancel(o.oid):
+                self._absorb()
+                statuses.append({"error": self._suffix(ERR_MODIFY_GONE)})
+                continue
+            self._absorb()
+            if o.status == "open":
+                self._finish(o, "canceled")
+            statuses.append(self._place_one(m["order"]))
+        return {"status": "ok", "response": {"type": "order", "data": {"statuses": statuses}}}
+
+    def _act_schedule(self, action: dict[str, Any]) -> dict[str, Any]:
+        at = action.get("time")
+        if at is None:
+            self.schedule_ms = None
+            return {"status": "ok", "response": {"type": "scheduleCancel"}}
+        if not isinstance(at, int) or isinstance(at, bool):
+            raise TypeError(f"time={at!r} must be an int of milliseconds")
+        if at < self.now_ms + SCHEDULE_MIN_AHEAD_MS:
+            return {"status": "err", "response": ERR_SCHEDULE_EARLY}
+        if self.schedule_triggers.get(self.now_ms // 86_400_000, 0) >= SCHEDULE_MAX_TRIGGERS_PER_DAY:
+            return {"status": "err", "response": ERR_SCHEDULE_TRIGGERS}
+        self.schedule_ms = at
+        return {"status": "ok", "response": {"type": "scheduleCancel"}}
+
+    def _act_leverage(self, action: dict[str, Any]) -> dict[str, Any]:
+        lev = action["leverage"]
+        if action.get("asset") != self.instrument.asset_id:
+            return {"status": "err", "response": f"Invalid asset {action.get('asset')!r}"}
+        if not isinstance(lev, int) or isinstance(lev, bool) or not 1 <= lev <= self.rules.max_leverage:
+            return {"status": "err", "response": f"Invalid leverage value {lev!r}"}
+        self.leverage = lev
+        return {"status": "ok", "response": {"type": "default"}}
+
+    def max_position_lots_margin(self) -> int:
+        """Lots the account's value carries at the current leverage and mark."""
+        mark = self.mark_ticks()
+        value = self.account_value_usd()
+        if not (mark > 0 and math.isfinite(mark)) or value <= 0:
+            return 0
+        px = float(self.instrument.ticks_to_float(mark))
+        return int(value * self.leverage / px / self.instrument.lot)
+
+
+def upnl_sign(position_lots: int, ntl: float) -> float:
+    """Raw USD is account value minus the signed position notional (Hyperliquid's totalRawUsd)."""
+    return ntl if position_lots > 0 else -ntl

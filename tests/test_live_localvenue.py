@@ -1,0 +1,209 @@
+"""The local venue through the unmodified SDK: every endpoint round-trips, signatures and nonces
+are enforced, and the protocol's shapes and error strings are Hyperliquid's."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hyperliquid.exchange import Exchange
+from hyperliquid.info import Info
+from hyperliquid.utils.error import ServerError
+from hyperliquid.utils.signing import sign_l1_action
+from hyperliquid.utils.types import Cloid
+
+from live.localvenue.auth import AuthError, NonceBook
+from live.localvenue.faults import FaultConfig, FaultPlan
+from live.localvenue.server import check_loopback
+from tests.test_live_support import HYPE, fake_venue, throwaway
+
+ALO = {"limit": {"tif": "Alo"}}
+GTC = {"limit": {"tif": "Gtc"}}
+IOC = {"limit": {"tif": "Ioc"}}
+
+
+@pytest.fixture
+def venue():
+    acct = throwaway()
+    srv = fake_venue(acct.address)
+    url = srv.start()
+    yield srv, url, acct
+    srv.stop()
+
+
+def wait_for(pred, timeout=5.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_info_endpoints_round_trip(venue):
+    _srv, url, acct = venue
+    info = Info(base_url=url, skip_ws=True)
+    assert info.name_to_asset("HYPE") == 0
+    assert info.meta()["universe"][0] == {"name": "HYPE", "szDecimals": 2, "maxLeverage": 50}
+    book = info.l2_snapshot("HYPE")
+    assert book["levels"][0][0] == {"px": "30.88", "sz": "5", "n": 1}
+    assert info.all_mids() == {"HYPE": "30.881"}
+    state = info.user_state(acct.address)
+    assert state["assetPositions"] == [] and state["marginSummary"]["accountValue"] == "1000"
+    assert info.open_orders(acct.address) == [] and info.frontend_open_orders(acct.address) == []
+    assert info.user_fills(acct.address) == []
+    assert info.query_order_by_oid(acct.address, 1) == {"status": "unknownOid"}
+    assert info.user_rate_limit(acct.address)["nRequestsUsed"] == 0
+
+
+def test_exchange_endpoints_round_trip(venue):
+    _srv, url, acct = venue
+    ex = Exchange(acct, base_url=url)
+    r = ex.order("HYPE", True, 1.0, 30.879, ALO, cloid=Cloid.from_int(7))
+    oid = r["response"]["data"]["statuses"][0]["resting"]["oid"]
+    assert r["response"]["data"]["statuses"][0]["resting"]["cloid"] == "0x" + "0" * 31 + "7"
+    st = ex.info.query_order_by_cloid(acct.address, Cloid.from_int(7))
+    assert st["status"] == "order" and st["order"]["status"] == "open" and st["order"]["order"]["oid"] == oid
+    front = ex.info.frontend_open_orders(acct.address)[0]
+    assert (front["cloid"], front["tif"], front["reduceOnly"], front["sz"]) == (str(Cloid.from_int(7)), "Alo", False, "1")
+    # Hyperliquid's per-order errors, with the asset suffix
+    errors = ex.bulk_orders([
+        {"coin": "HYPE", "is_buy": True, "sz": 0.1, "limit_px": 30.879, "order_type": ALO, "reduce_only": False},
+        {"coin": "HYPE", "is_buy": True, "sz": 1.0, "limit_px": 30.885, "order_type": ALO, "reduce_only": False},
+        {"coin": "HYPE", "is_buy": False, "sz": 1.0, "limit_px": 30.9, "order_type": ALO, "reduce_only": True},
+        {"coin": "HYPE", "is_buy": True, "sz": 1.0, "limit_px": 30.8791, "order_type": GTC, "reduce_only": False},
+        {"coin": "HYPE", "is_buy": True, "sz": 1.0, "limit_px": 30.0, "order_type": IOC, "reduce_only": False},
+    ])["response"]["data"]["statuses"]
+    assert [e["error"] for e in errors] == [
+        "Order must have minimum value of $10. asset=0",
+        "Post only order would have immediately matched, bbo was 30.88@30.882 asset=0",
+        "Reduce only order would increase position. asset=0",
+        "Price must be divisible by tick size. asset=0",
+        "Order could not immediately match against any resting orders. asset=0",
+    ]
+    # a crossing GTC fills; the position, fills and market_close follow
+    filled = ex.order("HYPE", True, 1.0, 30.9, GTC)["response"]["data"]["statuses"][0]["filled"]
+    assert filled["totalSz"] == "1" and filled["avgPx"] == "30.882"
+    pos = ex.info.user_state(acct.address)["assetPositions"][0]["position"]
+    assert pos["szi"] == "1" and pos["entryPx"] == "30.882"
+    fills = ex.info.user_fills(acct.address)
+    assert fills[0]["crossed"] is True and fills[0]["dir"] == "Open Long" and fills[0]["oid"] == filled["oid"]
+    # modify is a cancel-replace with a new oid
+    mod = ex.modify_order(oid, "HYPE", True, 1.0, 30.878, ALO, cloid=Cloid.from_int(7))
+    new_oid = mod["response"]["data"]["statuses"][0]["resting"]["oid"]
+    assert new_oid != oid
+    assert ex.info.query_order_by_oid(acct.address, oid)["order"]["status"] == "canceled"
+    assert ex.cancel("HYPE", new_oid)["response"]["data"]["statuses"] == ["success"]
+    assert ex.cancel("HYPE", new_oid)["response"]["data"]["statuses"] == [
+        {"error": "Order was never placed, already canceled, or filled. asset=0"}]
+    ex.order("HYPE", False, 1.0, 30.95, ALO, cloid=Cloid.from_int(9))
+    assert ex.cancel_by_cloid("HYPE", Cloid.from_int(9))["response"]["data"]["statuses"] == ["success"]
+    assert ex.schedule_cancel(1_000) == {  # venue clock: epoch 0 in lockstep
+        "status": "err", "response": "Scheduled cancel time too early, must be at least 5 seconds from now."}
+    assert ex.schedule_cancel(10_000) == {"status": "ok", "response": {"type": "scheduleCancel"}}
+    assert ex.update_leverage(5, "HYPE") == {"status": "ok", "response": {"type": "default"}}
+    close = ex.market_close("HYPE")["response"]["data"]["statuses"][0]["filled"]
+    assert close["totalSz"] == "1"
+    assert ex.info.user_state(acct.address)["assetPositions"] == []
+
+
+def test_schedule_cancel_fires_and_reports(venue):
+    srv, url, acct = venue
+    ex = Exchange(acct, base_url=url)
+    oid = ex.order("HYPE", True, 1.0, 30.87, ALO)["response"]["data"]["statuses"][0]["resting"]["oid"]
+    ex.schedule_cancel(6_000)
+    srv.step(5.9)
+    assert ex.info.query_order_by_oid(acct.address, oid)["order"]["status"] == "open"
+    srv.step(6.1)
+    assert ex.info.query_order_by_oid(acct.address, oid)["order"]["status"] == "scheduledCancel"
+
+
+def test_websocket_channels(venue):
+    srv, url, acct = venue
+    info = Info(base_url=url)
+    got: dict[str, list] = {}
+    for sub in ({"type": "l2Book", "coin": "HYPE"}, {"type": "trades", "coin": "HYPE"}, {"type": "bbo", "coin": "HYPE"},
+                {"type": "userFills", "user": acct.address}, {"type": "orderUpdates", "user": acct.address},
+                {"type": "userEvents", "user": acct.address}):
+        info.subscribe(sub, lambda m, k=sub["type"]: got.setdefault(k, []).append(m))
+    try:
+        assert wait_for(lambda: sum(len(c.subs) for c in srv.conns) == 6)
+        ex = Exchange(acct, base_url=url)
+        ex.order("HYPE", False, 1.0, 30.882, ALO)  # joins the ask; the next public buy fills it
+        n = srv.step(1.5)
+        assert wait_for(lambda: sum(map(len, got.values())) == n)
+        assert got["userFills"][0]["data"]["isSnapshot"] is True
+        assert got["l2Book"][0]["data"]["levels"][0][0]["px"] == "30.88"
+        assert got["bbo"][0]["data"]["bbo"][1]["px"] == "30.882"
+        assert got["trades"][0]["data"][0]["side"] == "B"
+        fill = got["userFills"][1]["data"]["fills"][0]
+        assert (fill["side"], fill["sz"], fill["crossed"]) == ("A", "0.1", False)
+        assert got["userEvents"][0]["channel"] == "user" and got["userEvents"][0]["data"]["fills"][0]["tid"] == fill["tid"]
+        assert [u["data"][0]["status"] for u in got["orderUpdates"]] == ["open"]
+    finally:
+        info.disconnect_websocket()
+
+
+def test_wrong_signer_and_bad_signature_are_refused(venue):
+    _srv, url, acct = venue
+    intruder = throwaway()
+    r = Exchange(intruder, base_url=url).order("HYPE", True, 1.0, 30.87, ALO)
+    assert r == {"status": "err", "response": f"User or API Wallet {intruder.address.lower()} does not exist."}
+    # a tampered action recovers some other address: refused the same way, nothing placed
+    ex = Exchange(acct, base_url=url)
+    action = {"type": "cancel", "cancels": [{"a": 0, "o": 1}]}
+    nonce = int(time.time() * 1000)
+    sig = sign_l1_action(acct, action, None, nonce, None, False)
+    tampered = {"type": "cancel", "cancels": [{"a": 0, "o": 2}]}
+    r = ex.post("/exchange", {"action": tampered, "nonce": nonce, "signature": sig, "vaultAddress": None, "expiresAfter": None})
+    assert r["status"] == "err" and r["response"].startswith("User or API Wallet 0x") and acct.address.lower() not in r["response"]
+
+
+def test_nonces_per_signer(venue):
+    _srv, url, acct = venue
+    ex = Exchange(acct, base_url=url)
+    action = {"type": "scheduleCancel"}
+    nonce = int(time.time() * 1000)
+    body = {"action": action, "nonce": nonce, "signature": sign_l1_action(acct, action, None, nonce, None, False),
+            "vaultAddress": None, "expiresAfter": None}
+    assert ex.post("/exchange", body)["status"] == "ok"
+    assert ex.post("/exchange", body) == {"status": "err", "response": f"Invalid nonce: duplicate nonce {nonce}"}
+
+
+def test_nonce_book_keeps_the_100_highest():
+    now = 1_800_000_000_000
+    book = NonceBook(lambda: now)
+    for i in range(100):
+        book.use("a", now + i)
+    with pytest.raises(AuthError, match="not above the smallest"):
+        book.use("a", now - 5)
+    book.use("a", now + 100)  # evicts now + 0
+    with pytest.raises(AuthError, match="not above the smallest"):
+        book.use("a", now)
+    book.use("b", now)  # another signer has its own book
+    with pytest.raises(AuthError, match="outside the allowed window"):
+        book.use("b", now - 3 * 86_400_000)
+
+
+def test_loopback_only():
+    with pytest.raises(ValueError, match="loopback only"):
+        check_loopback("0.0.0.0")
+    check_loopback("127.0.0.1")
+    check_loopback("::1")
+
+
+def test_injected_timeout_after_the_venue_acted():
+    acct = throwaway()
+    srv = fake_venue(acct.address, faults=FaultPlan(FaultConfig(timeout_after_act_prob=1.0), seed=1))
+    url = srv.start()
+    try:
+        ex = Exchange(acct, base_url=url)
+        with pytest.raises(ServerError):
+            ex.order("HYPE", True, 1.0, 30.87, ALO, cloid=Cloid.from_int(3))
+        assert ex.info.query_order_by_cloid(acct.address, Cloid.from_int(3))["order"]["status"] == "open"
+    finally:
+        srv.stop()
+
+
+def test_exchange_state_uses_the_instrument_validator():
+    assert HYPE.check_order(1, 30_879, 1) is not None  # under $10: the same text the venue returns
