@@ -83,7 +83,9 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 # ------------------------------------------------------------------ timeline and episodes
 def timeline(s: SessionSeries) -> list[tuple[float, str]]:
     """(rx, event) rows in time order: start, first quote, first fill, ground-truth changepoints,
-    detector alarms, overlay changes and pulls, kill-switch steps, alarms, disconnects, end."""
+    detector alarms, overlay state changes, kill-switch steps, disconnects, end. Repetitive
+    events (emergency pulls by side and reason, alarms by name) appear once, at their first
+    occurrence, with their total count, so the rare events are never crowded out."""
     rows: list[tuple[float, str]] = [(s.start_s, "session start")]
     first_quote = next((rx for rx, c in s.cycles if c.get("live_bid") or c.get("live_ask")), None)
     if first_quote is None and s.places:
@@ -97,14 +99,21 @@ def timeline(s: SessionSeries) -> list[tuple[float, str]]:
         rows.append((rx0, f"first fill{'s' if len(same) > 1 else ''}: {sides}"))
     rows += [(t, f"regime change (ground truth): {name}") for t, name in true_changepoints(s)]
     rows += [(t, "changepoint alarm on (detector)") for t in alarm_onsets(s)]
+    # key -> [first rx, text of the first, count]
+    repeated: dict[str, list[Any]] = {}
     for rx, o in s.overlays:
         if o.get("pull"):
-            rows.append((rx, f"emergency {o['pull']} pull: {o.get('reason', '')}"))
+            key = f"emergency {o['pull']} pull: {o.get('reason', '')}"
+            repeated.setdefault(key, [rx, key, 0])[2] += 1
         else:
             rows.append((rx, f"overlay {o.get('from')} -> {o.get('to')}: {o.get('reason', '')}"))
+    for rx, a in s.alarms:
+        key = f"alarm {a.get('name', '')}"
+        repeated.setdefault(key, [rx, f"{key}: {a.get('detail', '')}", 0])[2] += 1
+    for rx, text, count in repeated.values():
+        rows.append((rx, text if count == 1 else f"first {text} ({count} in total)"))
     for rx, k in s.kills:
         rows.append((rx, f"kill switch {k['step']}: {k.get('reason', '')} (position {_coins(s, k.get('position'))})"))
-    rows += [(rx, f"alarm {a.get('name', '')}: {a.get('detail', '')}") for rx, a in s.alarms]
     rows += [(rx, f"{'reconnected' if up else 'disconnected'} {why}".strip()) for rx, up, why in s.connections]
     rows.append((s.end_s, "session end"))
     rows.sort(key=lambda r: r[0])
@@ -326,7 +335,10 @@ def render_report(s: SessionSeries, m: SessionMetrics, plots: list[str], ablatio
 
     lines += ["## Session timeline", ""]
     rows = timeline(s)
-    shown = rows if len(rows) <= TIMELINE_MAX_ROWS else [*rows[: TIMELINE_MAX_ROWS - 1], rows[-1]]
+    # Past the row limit, keep the first rows and every kill-switch step and the end.
+    shown = rows if len(rows) <= TIMELINE_MAX_ROWS else [
+        r for i, r in enumerate(rows) if i < TIMELINE_MAX_ROWS or r[1].startswith("kill switch") or i == len(rows) - 1
+    ]
     lines += _table(["Time", "Event"], [[_clock(s, rx), text] for rx, text in shown])
     if len(rows) > len(shown):
         lines += ["", f"({len(rows) - len(shown)} more events not shown; counts by kind are in the sections below.)"]
