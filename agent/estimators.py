@@ -24,7 +24,7 @@ class EstimatorConfig(BaseModel):
 
     prior_a_per_s: float = Field(default=1.0, gt=0, le=1e3, description="A prior, trades reaching the mid per s per side")
     prior_kappa_per_bps: float = Field(default=0.1, gt=0, le=100.0, description="k prior; 1/k = 10 bps mean sweep depth")
-    prior_weight_s: float = Field(default=60.0, gt=0, le=86400.0, description="the prior counts as this many seconds of data")
+    prior_weight_s: float = Field(default=20.0, gt=0, le=86400.0, description="the prior counts as this many seconds of data")
     window_s: float = Field(default=600.0, gt=0, le=86400.0, description="forgetting time of the A, k estimate")
     alarm_window_s: float = Field(default=60.0, gt=0, le=86400.0, description="shorter forgetting time used in an alarm")
     bin_s: float = Field(default=0.1, gt=0, le=10.0, description="one depth observation per side per bin: a sweep's deepest trade")

@@ -133,6 +133,7 @@ class OrderManager:
         self.instrument = instrument
         self.log = log
         self.orders: dict[int, Order] = {}
+        self._live: dict[int, Order] = {}  # the non-terminal subset of ``orders`` (scanned every cycle)
         self.position_lots = 0
         self.counters: Counter[str] = Counter()
         self.rejects_by_reason: Counter[str] = Counter()
@@ -148,7 +149,7 @@ class OrderManager:
 
     # ------------------------------------------------------------ exposure
     def live_orders(self, side: int | None = None) -> list[Order]:
-        return [o for o in self.orders.values() if o.live and (side is None or o.side == side)]
+        return [o for o in self._live.values() if side is None or o.side == side]
 
     def resting_lots(self, side: int) -> int:
         """Remaining lots of acknowledged live orders on ``side`` (incl. ones being canceled)."""
@@ -196,7 +197,7 @@ class OrderManager:
         if o is None or o.status is not OrderStatus.PENDING_NEW:
             self._invalid("reject")
             return
-        o.status = OrderStatus.REJECTED
+        self._finish(o, OrderStatus.REJECTED)
         # A reject other than a post-only price race means our view and the venue's may differ
         # (margin, reduce-only, size): ask the venue.
         if not ev.reason.startswith(POST_ONLY_REJECT):
@@ -232,20 +233,32 @@ class OrderManager:
             self.needs_reconcile = True
         o.filled_lots += take
         o.acked = True  # a fill proves the venue has it
-        if o.status in TERMINAL:
-            return o
-        if o.remaining_lots == 0:
-            o.status = OrderStatus.FILLED
-        elif o.status is not OrderStatus.PENDING_CANCEL:
-            o.status = OrderStatus.PARTIALLY_FILLED
+        if o.status not in TERMINAL:
+            if o.remaining_lots == 0:
+                self._finish(o, OrderStatus.FILLED)
+            elif o.status is not OrderStatus.PENDING_CANCEL:
+                o.status = OrderStatus.PARTIALLY_FILLED
+        self._shrink_reduce_only_iocs()
         return o
+
+    def _shrink_reduce_only_iocs(self) -> None:
+        """Mirror the venue: a reduce-only order is shrunk to the position. For an IOC no cancel
+        event follows (the venue reports it filled), so its shrunk remainder ends here."""
+        for o in self.live_orders():
+            if not (o.reduce_only and o.tif == Tif.IOC):
+                continue
+            closable = abs(self.position_lots) if self.position_lots * o.side < 0 else 0
+            if o.remaining_lots > closable:
+                o.size_lots = o.filled_lots + closable
+                if o.remaining_lots == 0:
+                    self._finish(o, OrderStatus.FILLED)
 
     def on_canceled(self, ev: OrderCanceled) -> None:
         o = self.orders.get(ev.client_id)
         if o is None or o.status in TERMINAL:
             self._invalid("canceled")
             return
-        o.status = OrderStatus.CANCELED
+        self._finish(o, OrderStatus.CANCELED)
 
     def on_cancel_rejected(self, ev: CancelRejected) -> None:
         o = self.orders.get(ev.client_id)
@@ -273,13 +286,11 @@ class OrderManager:
             self.counters["position_fixed"] += 1
         self.position_lots = snap.position_lots
         at_venue = {oo.client_id if oo.client_id is not None else -oo.oid: oo for oo in snap.open_orders}
-        for cid, o in self.orders.items():
-            if not o.live:
-                continue
+        for cid, o in list(self._live.items()):
             oo = at_venue.pop(cid, None)
             if oo is None:
                 if o.send_seq < query_seq:
-                    o.status = OrderStatus.CANCELED
+                    self._finish(o, OrderStatus.CANCELED)
                     self.counters["reconcile_dropped"] += 1
                 continue
             o.acked = True
@@ -291,7 +302,7 @@ class OrderManager:
                 o.status = OrderStatus.OPEN
         for key, oo in at_venue.items():
             # An order we do not know (a previous session, a lost ack): adopt it so it counts.
-            self.orders[key] = Order(
+            self.orders[key] = self._live[key] = Order(
                 client_id=key,
                 side=oo.side,
                 px_ticks=oo.px_ticks,
@@ -426,7 +437,7 @@ class OrderManager:
         cid = self._next_client_id
         self._next_client_id += 1
         tif = Tif.IOC if d.ioc else Tif.ALO
-        self.orders[cid] = Order(
+        self.orders[cid] = self._live[cid] = Order(
             client_id=cid,
             side=d.side,
             px_ticks=d.px_ticks,
@@ -468,6 +479,10 @@ class OrderManager:
             return False
         self._tokens -= weight
         return True
+
+    def _finish(self, o: Order, status: OrderStatus) -> None:
+        o.status = status
+        self._live.pop(o.client_id, None)
 
     def _invalid(self, event: str) -> None:
         self.counters["invalid_transition"] += 1

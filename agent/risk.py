@@ -30,7 +30,7 @@ from agent.orders import OrderManager
 from agent.types import DesiredOrder, DesiredQuotes, MarketState, OverlayState, QuoteTarget, SignalOutput
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import SessionLog
-from hlmm.venue import AccountSnapshot, Command, ScheduleCancel
+from hlmm.venue import AccountSnapshot, Command, ScheduleCancel, Tif
 
 BPS = 1e-4
 
@@ -411,7 +411,9 @@ class Flattener:
         cmds: list[Command] = []
         if snap.open_orders:
             cmds.extend(om.cancel_all(snap.t))
-        if snap.position_lots != 0:
+        # One close at a time: a second snapshot (e.g. a reconciliation answer) arriving while an
+        # IOC is out must not double the close.
+        if snap.position_lots != 0 and not om.has_live(1, ioc=True) and not om.has_live(-1, ioc=True):
             cmds.extend(self._close(snap, om, market))
         self._next_t = snap.t + self._backoff_s
         self._backoff_s = min(self._backoff_s * 2, self.config.retry_backoff_max_s)
@@ -425,7 +427,12 @@ class Flattener:
             if t - self._query_sent_t < self.config.query_timeout_s:
                 return []
             self._query_sent_t = None  # lost: ask again
-        if t < self._next_t or om.has_live(1, ioc=True) or om.has_live(-1, ioc=True):
+        if t < self._next_t:
+            return []
+        ioc_ages = [t - o.sent_t for o in om.live_orders() if o.tif == Tif.IOC]
+        # Wait for the close to finish, but not forever: the venue's answer settles a close
+        # whose end we never heard of.
+        if ioc_ages and max(ioc_ages) < self.config.query_timeout_s:
             return []
         return [self._query(t, om)]
 

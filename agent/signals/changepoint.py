@@ -27,7 +27,7 @@ class ChangepointConfig(BaseModel):
 
     hazard: float = Field(default=1.0 / 1800.0, gt=0, lt=1.0, description="per observation: 1 s / 30 min")
     max_run: int = Field(default=900, ge=10, le=100_000, description="run lengths kept (observations)")
-    window_obs: int = Field(default=15, ge=1, description="w of cp_w = P(run < w)")
+    window_obs: int = Field(default=30, ge=1, description="w of cp_w = P(run < w)")
     clip_z: float = Field(default=6.0, gt=0, le=1000.0)
     prior_alpha: float = Field(default=3.0, gt=1.0, description="Normal-Gamma α0; E[variance] = β0/(α0 − 1)")
     prior_beta: float = Field(default=2.0, gt=0)
@@ -120,20 +120,25 @@ class ChangepointDetector:
         self.alarm_since_t = 0.0
         self._above = 0
         self._refractory_until = -math.inf
+        self._n_obs = 0  # since start or the last accepted regime: the first w runs are all "new"
 
     def update(self, t: float, z: float) -> bool:
         """One standardized observation at time ``t``. Returns True when a new regime was accepted
         (max dwell reached): the caller should re-fit σ, A and k."""
         c = self.cfg
         self.cp_prob = self.bocpd.update(z)
+        self._n_obs += 1
         if not self.alarm:
-            self._above = self._above + 1 if self.cp_prob > c.enter and t >= self._refractory_until else 0
+            # Until w observations exist every run is shorter than w, so cp_w = 1 says nothing.
+            armed = self._n_obs > c.window_obs and t >= self._refractory_until
+            self._above = self._above + 1 if armed and self.cp_prob > c.enter else 0
             if self._above >= c.enter_count:
                 self.alarm, self.alarm_since_t, self._above = True, t, 0
             return False
         dwell = t - self.alarm_since_t
         if dwell >= c.max_dwell_s:
             self.bocpd.reset()
+            self._n_obs = 0
             self._leave(t)
             return True
         if dwell >= c.min_dwell_s and self.cp_prob < c.exit:
