@@ -99,7 +99,9 @@ class KillSwitchConfig(BaseModel):
     query_timeout_s: float = Field(
         default=5.0, gt=0, description="an unanswered venue query is re-sent after this"
     )
-    alarm_after_attempts: int = Field(default=5, ge=1, description="close attempts before an alarm is raised")
+    alarm_after_attempts: int = Field(
+        default=5, ge=1, description="close attempts without progress (position not shrinking) before an alarm"
+    )
     schedule_cancel_s: float = Field(
         default=10.0, ge=5.0, description="dead man's switch horizon (venue min 5 s)"
     )
@@ -361,7 +363,9 @@ class Flattener:
     Steps (each logged as a ``kill`` record): ``triggered`` -> ``cancel_all`` (+ schedule-cancel)
     -> ``confirm_flat`` queries -> ``close`` reduce-only IOC for the whole position whenever the
     venue reports one -> repeat with backoff until a snapshot shows position 0 and no open
-    orders -> ``flat``. After ``alarm_after_attempts`` attempts an ``alarm`` is written.
+    orders -> ``flat``. A close that shrank the position resets the backoff (a thin book, not a
+    failing venue: close the rest at once); after ``alarm_after_attempts`` attempts without
+    progress an ``alarm`` is written.
     """
 
     def __init__(
@@ -373,7 +377,9 @@ class Flattener:
         self.reason: str | None = None
         self.flat = False
         self.attempts = 0
+        self.stalled_attempts = 0  # closes after which the venue's position had not shrunk
         self.alarmed = False
+        self._last_abs_position: int | None = None
         self.triggered_t: float | None = None
         self.flat_t: float | None = None
         self._next_t = 0.0
@@ -408,6 +414,12 @@ class Flattener:
             self.flat_t = snap.t
             self._kill(snap.t, "flat", 0)
             return []
+        progress = self._last_abs_position is not None and abs(snap.position_lots) < self._last_abs_position
+        self._last_abs_position = abs(snap.position_lots)
+        if progress:
+            self._backoff_s = self.config.retry_backoff_s
+        else:
+            self.stalled_attempts += 1
         cmds: list[Command] = []
         if snap.open_orders:
             cmds.extend(om.cancel_all(snap.t))
@@ -447,14 +459,15 @@ class Flattener:
         px = round(ref * (1.0 + side * self.config.close_through_bps * BPS))
         px = self.instrument.round_price_passive(max(px, 1), side)
         self._kill(snap.t, "close", q)
-        if self.attempts >= self.config.alarm_after_attempts and not self.alarmed:
+        if self.stalled_attempts >= self.config.alarm_after_attempts and not self.alarmed:
             self.alarmed = True
             if self.log is not None:
                 self.log.write(
                     snap.t,
                     "alarm",
                     name="kill_switch_not_flat",
-                    detail=f"position {q} lots after {self.attempts} close attempts",
+                    detail=f"position {q} lots after {self.attempts} close attempts, "
+                    f"{self.stalled_attempts} without progress",
                 )
         d = DesiredOrder(side=side, px_ticks=px, size_lots=abs(q), reduce_only=True, ioc=True)
         # No cap check: the close is reduce-only and everything else was cancelled.
