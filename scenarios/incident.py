@@ -1,0 +1,232 @@
+"""The Feb 12 incident's agent, rebuilt from the production agent with its six bugs put back.
+
+/work/shared/incident/feb12-hype-session-audit.md lists six defects; :class:`IncidentReplayAgent`
+is :class:`agent.market_maker.MarketMaker` with its components swapped for subclasses that
+reproduce each one (numbered as in the audit, documented next to the code):
+
+1. AS tautology — markouts use the mid at the fill for depth *and* adverse selection, so AS is
+   always 0 and nothing downstream (GLFT's AS term, informed-flow widening) ever sees toxicity;
+2. zero directional skew — signal skew forced to 0; inventory skew at most 0.42 bps;
+3. regime kappa dead — GLFT gets the static prior kappa, never ``kappa_effective``;
+4. emergency pull paralysis — changepoint probability above 0.99 pulls BOTH sides, even with a
+   position open (no reducing quote);
+5. cap not enforced — the effective cap is ``max(config, margin)`` (~55 HYPE) instead of the min;
+6. informed flow tightens — ``p_informed < 0.05`` multiplies the half-spread by 0.9.
+
+The incident's agent also had no fill-imbalance alarm (the audit's remedy), so that alarm is off.
+
+This module is outside the production path: ``agent/`` never imports it. The stress runner
+builds it for ``--agent incident`` and :func:`incident_reproduced` checks the incident's
+signature on a run's metrics (the opposite of ``feb12_cascade``'s pass criteria).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from agent.config import AgentConfig, load_agent_config
+from agent.glft import glft_half_spread_and_skew
+from agent.market_maker import MarketMaker
+from agent.markouts import MarkoutTracker
+from agent.quote_engine import QuoteEngine
+from agent.risk import RiskOverlay
+from agent.signals import SignalBank
+from agent.types import (
+    DesiredQuotes,
+    MarketState,
+    OverlayState,
+    PolicyAdjustment,
+    QuoteTarget,
+    SignalContribution,
+    SignalOutput,
+)
+from hlmm.instrument import Instrument
+from hlmm.sessionlog import SessionLog
+from hlmm.venue import FeeSchedule, Fill
+
+INCIDENT_MAX_INVENTORY_SKEW_BPS = 0.42  # bug 2: the largest inventory skew the incident logged
+INCIDENT_PULL_CP_PROB = 0.99  # bug 4: "extreme_changepoint_0.99" pulled everything
+INCIDENT_TIGHTEN_BELOW_P_INFORMED = 0.05  # bug 6
+INCIDENT_TIGHTEN_FACTOR = 0.9  # bug 6
+
+# The incident's signature (what `hlmm stress feb12_cascade --agent incident` must show).
+MIN_BUYS_PER_SELL = 3.0
+MAX_QUOTING_UPTIME = 0.30
+
+
+class TautologicalMarkouts(MarkoutTracker):
+    """BUG 1 (AS tautology). The incident stored no ``mid_at_placement``: depth was measured from
+    the mid at the fill, and AS was "resolved" from that same instant, so AS_h = −s(mf − mf) = 0
+    at every horizon. Here each fill is registered with ``m0 = mf`` and all its horizons resolve
+    at once from ``mf``; ``mean_as_bps`` (GLFT's ι and the informed-flow widening) is then 0."""
+
+    def on_fill(self, fill: Fill, mid_at_placement_ticks: float, mid_at_fill_ticks: float) -> None:
+        before = len(self._pending)
+        super().on_fill(fill, mid_at_fill_ticks, mid_at_fill_ticks)
+        if len(self._pending) == before:  # a resent trade id: ignored by the real tracker
+            return
+        p = self._pending.pop()
+        for h in self.cfg.horizons_s:
+            rec = self._resolve(p, h, fill.t, p.mf)
+            p.resolved[h] = rec
+            self._recent[h].append(rec)
+        self._log(p, fill.t)
+
+
+class ZeroSkewSignalBank(SignalBank):
+    """BUG 2 (zero directional skew, signal part): no signal produced a skew adjustment
+    (``combined_skew_bps = 0.0`` for 99.8% of cycles); spreads are left as computed."""
+
+    def compute(self, state: MarketState, position_lots: int) -> SignalOutput:
+        sig = super().compute(state, position_lots)
+        contribs = {
+            name: SignalContribution(value=c.value, spread_bps=c.spread_bps, skew_bps=0.0, active=c.active)
+            for name, c in sig.contributions.items()
+        }
+        return dataclasses.replace(sig, skew_bps=0.0, contributions=contribs)
+
+
+class IncidentQuoteEngine(QuoteEngine):
+    """GLFT with bugs 2 (inventory skew), 3 (dead regime kappa) and 6 (tightening)."""
+
+    def __init__(
+        self, cfg: Any, instrument: Instrument, fees: FeeSchedule, static_kappa_per_bps: float
+    ) -> None:
+        super().__init__(cfg, instrument, fees)
+        self.static_kappa_per_bps = static_kappa_per_bps
+
+    def quote(
+        self,
+        state: MarketState,
+        signals: SignalOutput,
+        position_lots: int,
+        order_size_lots: int,
+        adj: PolicyAdjustment,
+        adverse_selection_bps: float = 0.0,
+    ) -> QuoteTarget:
+        # BUG 3 (regime kappa dead): kappa_effective was computed (8.4x range over the session)
+        # and never reached the quote engine, which kept the static prior.
+        signals = dataclasses.replace(signals, kappa_effective_per_bps=self.static_kappa_per_bps)
+        # BUG 2 (inventory part): the position skew existed but peaked at 0.42 bps. The position
+        # GLFT sees is scaled so |inventory skew| <= 0.42 bps whatever the position.
+        _, skew_per_unit = glft_half_spread_and_skew(
+            self.cfg.gamma_per_bps_unit,
+            signals.sigma_bps_per_sqrt_s,
+            signals.a_effective_per_s,
+            signals.kappa_effective_per_bps,
+            maker_fee_bps=self.fees.maker_bps,
+            adverse_jump_bps=adverse_selection_bps,
+        )
+        units = abs(position_lots) / order_size_lots
+        full_skew_bps = units * abs(skew_per_unit)
+        seen_lots: float = position_lots
+        if full_skew_bps > INCIDENT_MAX_INVENTORY_SKEW_BPS:
+            seen_lots = position_lots * INCIDENT_MAX_INVENTORY_SKEW_BPS / full_skew_bps
+        target = super().quote(state, signals, seen_lots, order_size_lots, adj, adverse_selection_bps)  # type: ignore[arg-type]
+        # BUG 6 (informed flow tightens): "p_informed < 0.05 -> spreads x 0.9" removed buffer
+        # exactly when the model was unsure. Applied to the half-spread before the floor.
+        if signals.toxicity < INCIDENT_TIGHTEN_BELOW_P_INFORMED:
+            pre_floor_half = target.glft_half_spread_bps + signals.spread_add_bps + adj.half_spread_bps
+            cut = (1.0 - INCIDENT_TIGHTEN_FACTOR) * pre_floor_half
+            tightened = dataclasses.replace(adj, half_spread_bps=adj.half_spread_bps - cut)
+            target = super().quote(state, signals, seen_lots, order_size_lots, tightened, adverse_selection_bps)  # type: ignore[arg-type]
+        return target
+
+
+class IncidentRiskOverlay(RiskOverlay):
+    """The overlay with bugs 4 (pull paralysis) and 5 (margin cap), and no fill-imbalance alarm."""
+
+    @property
+    def effective_cap_lots(self) -> int:
+        # BUG 5 (cap not enforced): effective_max_position came from margin (~55 HYPE) and won
+        # over the configured 3.24: max instead of min.
+        if self.margin_cap_lots is None:
+            return self.config_cap_lots
+        return max(self.config_cap_lots, self.margin_cap_lots)
+
+    def fill_imbalance_alarm(self, t: float) -> bool:
+        # The incident's agent had no alarm on one-sided own fills (the audit asks for one).
+        return False
+
+    def decide(
+        self,
+        t: float,
+        target: QuoteTarget,
+        market: MarketState,
+        signals: SignalOutput | None,
+        position_lots: int,
+        committed_lots: dict[int, int],
+    ) -> DesiredQuotes:
+        desired = super().decide(t, target, market, signals, position_lots, committed_lots)
+        # BUG 4 (emergency pull paralysis): "extreme_changepoint_0.99" cancelled ALL quotes, the
+        # reducing side included, with a position open (853 of 903 pulls; 78 of 89 min unquoted).
+        if (
+            desired.state is not OverlayState.HALTED
+            and signals is not None
+            and signals.changepoint_prob > INCIDENT_PULL_CP_PROB
+        ):
+            saved, self.reasons = self.reasons, ("extreme_changepoint",)
+            self._log_pulls(t, set())  # the pull is logged (and counted) with the incident's reason
+            self.reasons = saved
+            return DesiredQuotes(desired.state, (), (*desired.reasons, "pull:all"))
+        return desired
+
+
+class IncidentReplayAgent(MarketMaker):
+    """:class:`MarketMaker` with the incident's components (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        instrument: Instrument,
+        fees: FeeSchedule,
+        log: SessionLog | None = None,
+    ) -> None:
+        super().__init__(config, instrument, fees, log)
+        self.markouts = TautologicalMarkouts(config.markouts, instrument, fees, log)
+        self.signal_bank = ZeroSkewSignalBank(config.signals, instrument)
+        self.engine = IncidentQuoteEngine(
+            config.glft, instrument, fees, config.signals.estimators.prior_kappa_per_bps
+        )
+        self.overlay = IncidentRiskOverlay(config.risk, instrument, config.max_position_lots(instrument), log)
+
+
+def make_incident_agent(
+    instrument: Instrument,
+    fees: FeeSchedule,
+    log: SessionLog | None,
+    scenario: Any,
+    config: AgentConfig | Path | str | None = None,
+) -> IncidentReplayAgent:
+    """The incident's agent for ``scenario`` (its ``[agent]`` overrides apply when ``config`` is a
+    file or ``None``; an :class:`AgentConfig` is used as given)."""
+    if not isinstance(config, AgentConfig):
+        overrides = getattr(scenario, "agent", None) or {}
+        config = load_agent_config(Path(config) if config is not None else None, overrides=overrides)
+    return IncidentReplayAgent(config, instrument, fees, log)
+
+
+def incident_reproduced(metrics: Mapping[str, Any]) -> dict[str, str]:
+    """Which parts of the incident's signature a run's metrics miss (name -> why); empty = reproduced.
+
+    The signature: at least 3 buys per sell (one-sided fills), quoting uptime below 30%, position
+    above the configured cap (``max_position_ratio > 1``) and a loss (``pnl_usd < 0``).
+    ``metrics`` is a stress-run dict (the fields of :class:`hlmm.metrics.SessionMetrics`).
+    """
+    missing: dict[str, str] = {}
+    buys, sells = int(metrics["buy_fills"]), int(metrics["sell_fills"])
+    if buys < MIN_BUYS_PER_SELL * max(sells, 1) or buys == 0:
+        missing["fill_imbalance"] = f"buy_fills={buys}, sell_fills={sells}: need >= {MIN_BUYS_PER_SELL:g} buys per sell"
+    uptime = float(metrics["quoting_uptime"])
+    if not uptime < MAX_QUOTING_UPTIME:
+        missing["quoting_uptime"] = f"quoting_uptime={uptime:.3f}: need < {MAX_QUOTING_UPTIME}"
+    ratio = float(metrics["max_position_ratio"])
+    if not ratio > 1.0:
+        missing["max_position_ratio"] = f"max_position_ratio={ratio:.3f}: need > 1"
+    pnl = float(metrics["pnl_usd"])
+    if not pnl < 0.0:
+        missing["pnl_usd"] = f"pnl_usd={pnl:.2f}: need a loss (< 0)"
+    return missing

@@ -1,0 +1,153 @@
+"""The incident's agent: each of the six bugs is reproduced by its component (against the
+production component on the same input), and the incident signature check names what is missing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.config import AgentConfig
+from agent.markouts import MarkoutConfig, MarkoutTracker
+from agent.quote_engine import QuoteEngine
+from agent.risk import RiskConfig, RiskOverlay
+from agent.signals import SignalBank, SignalsConfig
+from agent.types import MarketState, PolicyAdjustment, SignalOutput
+from hlmm.instrument import Instrument
+from hlmm.venue import FeeSchedule, Fill, Trade
+from scenarios.incident import (
+    IncidentQuoteEngine,
+    IncidentReplayAgent,
+    IncidentRiskOverlay,
+    TautologicalMarkouts,
+    ZeroSkewSignalBank,
+    incident_reproduced,
+    make_incident_agent,
+)
+
+HYPE = Instrument(coin="HYPE", sz_decimals=2, tick_decimals=3)
+FEES = FeeSchedule()
+CFG = AgentConfig()
+ZERO = PolicyAdjustment()
+
+
+def _state(t: float = 10.0, bid: int = 30879, ask: int = 30881) -> MarketState:
+    mid = 0.5 * (bid + ask)
+    return MarketState(t=t, best_bid_ticks=bid, best_ask_ticks=ask, mid_ticks=mid, microprice_ticks=mid,
+                       bid_depth_lots=500, ask_depth_lots=500, book_age_s=0.0)
+
+
+def _signals(kappa: float = 0.05, toxicity: float = 0.5, cp_prob: float = 0.0) -> SignalOutput:
+    return SignalOutput(spread_add_bps=0.0, skew_bps=0.0, kappa_effective_per_bps=kappa, a_effective_per_s=1.0,
+                        sigma_bps_per_sqrt_s=1.6, changepoint_prob=cp_prob, changepoint_alarm=cp_prob > 0.5,
+                        toxicity=toxicity)
+
+
+def test_bug1_markouts_measure_depth_and_as_from_the_fill_mid() -> None:
+    fill = Fill(t=1.0, client_id=1, oid=1, side=1, px_ticks=30_800, size_lots=50, fee_usd=0.0, trade_id=7, is_maker=True)
+    real = MarkoutTracker(MarkoutConfig(), HYPE, FEES)
+    bugged = TautologicalMarkouts(MarkoutConfig(), HYPE, FEES)
+    for tracker in (real, bugged):
+        # Placed at mid 30 900, filled after the book fell to 30 820, then it kept falling.
+        tracker.on_fill(fill, 30_900.0, 30_820.0)
+        tracker.on_mid(1.0 + 60.0, 30_700.0)
+    assert real.mean_as_bps(60.0) == pytest.approx(120.0 / 30_900.0 * 1e4)
+    assert bugged.mean_as_bps(60.0) == 0.0  # the tautology: AS resolved at the fill instant
+    assert bugged.mean_as_bps(1.0) == 0.0
+    assert bugged.pending_fills == 0
+    bugged.on_fill(fill, 30_900.0, 30_820.0)  # a resent trade id is still ignored
+    assert bugged.position_lots == 50
+
+
+def test_bug2_signal_skew_is_zero_where_production_skews() -> None:
+    real, bugged = SignalBank(SignalsConfig(), HYPE), ZeroSkewSignalBank(SignalsConfig(), HYPE)
+    state = _state()
+    for bank in (real, bugged):
+        bank.on_book(state)
+        for i in range(300):  # one-sided informed selling
+            bank.on_trade(Trade(t=i * 0.05, px_ticks=30_879, size_lots=200, aggressor=-1, trade_id=i), state)
+    s = _state(t=15.0)
+    assert abs(real.compute(s, 0).skew_bps) > 0.1
+    out = bugged.compute(s, 0)
+    assert out.skew_bps == 0.0 and all(c.skew_bps == 0.0 for c in out.contributions.values())
+
+
+def test_bug2_inventory_skew_capped_at_042_bps() -> None:
+    real = QuoteEngine(CFG.glft, HYPE, FEES)
+    bugged = IncidentQuoteEngine(CFG.glft, HYPE, FEES, static_kappa_per_bps=0.05)
+    big_long = 10 * CFG.order_size_lots(HYPE)
+    assert abs(real.quote(_state(), _signals(), big_long, CFG.order_size_lots(HYPE), ZERO).inventory_skew_bps) > 1.0
+    t = bugged.quote(_state(), _signals(), big_long, CFG.order_size_lots(HYPE), ZERO)
+    assert 0.0 < abs(t.inventory_skew_bps) <= 0.42 + 1e-9
+
+
+def test_bug3_regime_kappa_does_not_reach_the_quote() -> None:
+    real = QuoteEngine(CFG.glft, HYPE, FEES)
+    bugged = IncidentQuoteEngine(CFG.glft, HYPE, FEES, static_kappa_per_bps=0.05)
+    n = CFG.order_size_lots(HYPE)
+    assert real.quote(_state(), _signals(kappa=0.05), 0, n, ZERO).glft_half_spread_bps != pytest.approx(
+        real.quote(_state(), _signals(kappa=0.4), 0, n, ZERO).glft_half_spread_bps)
+    assert bugged.quote(_state(), _signals(kappa=0.05), 0, n, ZERO).glft_half_spread_bps == pytest.approx(
+        bugged.quote(_state(), _signals(kappa=0.4), 0, n, ZERO).glft_half_spread_bps)
+
+
+def test_bug6_low_informed_probability_tightens_by_ten_percent() -> None:
+    bugged = IncidentQuoteEngine(CFG.glft, HYPE, FEES, static_kappa_per_bps=0.01)  # wide: above the floor
+    n = CFG.order_size_lots(HYPE)
+    sure = bugged.quote(_state(), _signals(toxicity=0.5), 0, n, ZERO)
+    unsure = bugged.quote(_state(), _signals(toxicity=0.01), 0, n, ZERO)
+    assert sure.half_spread_bps > FEES.maker_bps + CFG.glft.min_edge_bps
+    assert unsure.half_spread_bps == pytest.approx(0.9 * sure.half_spread_bps)
+
+
+def _overlays() -> tuple[RiskOverlay, IncidentRiskOverlay]:
+    cap = CFG.max_position_lots(HYPE)
+    return RiskOverlay(RiskConfig(), HYPE, cap), IncidentRiskOverlay(RiskConfig(), HYPE, cap)
+
+
+def test_bug4_extreme_changepoint_pulls_both_sides_with_a_position_open() -> None:
+    real, bugged = _overlays()
+    n = CFG.order_size_lots(HYPE)
+    sig = _signals(cp_prob=0.995)
+    target = QuoteEngine(CFG.glft, HYPE, FEES).quote(_state(), sig, 2 * n, n, ZERO)
+    kept = real.decide(10.0, target, _state(), sig, 2 * n, {1: 0, -1: 0})
+    assert [o.side for o in kept.orders] == [-1]  # production keeps the reducing ask
+    pulled = bugged.decide(10.0, target, _state(), sig, 2 * n, {1: 0, -1: 0})
+    assert pulled.orders == () and "pull:all" in pulled.reasons
+    # The bid went with the overlay's own changepoint pull; the reducing ask with the incident's.
+    assert bugged.pulls["extreme_changepoint"] == 1 and sum(bugged.pulls.values()) == 2
+    calm = _signals(cp_prob=0.9)
+    assert bugged.decide(11.0, target, _state(11.0), calm, 0, {1: 0, -1: 0}).orders != ()
+
+
+def test_bug5_margin_cap_wins_over_the_configured_cap() -> None:
+    real, bugged = _overlays()
+    margin_lots = HYPE.size_to_lots_floor(55.0)
+    for o in (real, bugged):
+        o.set_margin_cap(margin_lots)
+    assert real.effective_cap_lots == CFG.max_position_lots(HYPE)
+    assert bugged.effective_cap_lots == margin_lots
+    for t in range(20):  # one-sided own fills never raise the (absent) alarm
+        bugged.on_fill(float(t), 1, 10)
+    assert not bugged.fill_imbalance_alarm(20.0)
+
+
+def test_agent_is_built_with_the_incident_components_outside_agent() -> None:
+    scenario = type("Sc", (), {"agent": {"max_position": 3.24}})()
+    mm = make_incident_agent(HYPE, FEES, None, scenario)
+    assert isinstance(mm, IncidentReplayAgent)
+    assert isinstance(mm.markouts, TautologicalMarkouts) and isinstance(mm.overlay, IncidentRiskOverlay)
+    assert isinstance(mm.engine, IncidentQuoteEngine) and isinstance(mm.signal_bank, ZeroSkewSignalBank)
+    root = Path(__file__).resolve().parents[1]
+    code = "import sys, agent.market_maker, agent.risk; sys.exit('scenarios.incident' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+
+
+def test_incident_signature_check_names_what_is_missing() -> None:
+    incident = {"buy_fills": 40, "sell_fills": 9, "quoting_uptime": 0.12, "max_position_ratio": 3.6, "pnl_usd": -55.0}
+    assert incident_reproduced(incident) == {}
+    sound = {"buy_fills": 30, "sell_fills": 25, "quoting_uptime": 0.9, "max_position_ratio": 0.8, "pnl_usd": 3.0}
+    assert set(incident_reproduced(sound)) == {"fill_imbalance", "quoting_uptime", "max_position_ratio", "pnl_usd"}
+    assert "buy_fills=0" in incident_reproduced({**incident, "buy_fills": 0, "sell_fills": 0})["fill_imbalance"]
