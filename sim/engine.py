@@ -149,8 +149,9 @@ class MatchingEngine:
             self._depth_ask[math.ceil(v + hs) + g] = lots
         self._si[K.SI_TOT_BID] = int(self._depth_bid.sum())
         self._si[K.SI_TOT_ASK] = int(self._depth_ask.sum())
-        self._si[K.SI_BEST_BID] = int(np.flatnonzero(self._depth_bid)[-1])
-        self._si[K.SI_BEST_ASK] = int(np.flatnonzero(self._depth_ask)[0])
+        nzb, nza = np.flatnonzero(self._depth_bid), np.flatnonzero(self._depth_ask)
+        self._si[K.SI_BEST_BID] = int(nzb[-1]) if nzb.size else -1
+        self._si[K.SI_BEST_ASK] = int(nza[0]) if nza.size else self._depth_ask.shape[0]
 
     # ------------------------------------------------------------------ state
     @property
