@@ -287,7 +287,7 @@ class MarketMaker:
         q = self.orders.position_lots
         # Measured adverse selection (resolved markouts only) feeds GLFT's AS term and the
         # informed-flow widening.
-        as_bps = self.markouts.mean_as_bps(self.config.markouts.attribution_horizon_s)
+        as_bps = self.markouts.adverse_selection_estimate_bps()
         self.signal_bank.set_adverse_move_bps(as_bps)
         sig = self.signal_bank.compute(state, q)
         if sig.changepoint_alarm:

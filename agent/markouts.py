@@ -39,6 +39,12 @@ class MarkoutConfig(BaseModel):
         default=60.0, gt=0, description="h that splits adverse selection from inventory PnL; one of horizons_s"
     )
     recent_fills: int = Field(default=50, ge=1, le=100_000, description="resolved fills the recent means use")
+    as_horizon_s: float = Field(
+        default=5.0, gt=0, description="horizon of the AS estimate fed to GLFT's ι (a jump at the fill, not drift); one of horizons_s"
+    )
+    as_prior_fills: float = Field(
+        default=20.0, ge=0, le=100_000, description="the AS estimate is shrunk to 0 by n/(n + this): a few noisy fills must not set ι"
+    )
 
     @field_validator("horizons_s")
     @classmethod
@@ -52,6 +58,8 @@ class MarkoutConfig(BaseModel):
             raise ValueError(
                 f"attribution_horizon_s={self.attribution_horizon_s!r}: must be one of horizons_s={self.horizons_s!r}"
             )
+        if self.as_horizon_s not in self.horizons_s:
+            raise ValueError(f"as_horizon_s={self.as_horizon_s!r}: must be one of horizons_s={self.horizons_s!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +223,17 @@ class MarkoutTracker:
         """Mean adverse selection (bps, positive = adverse) of recent fills at ``horizon_s``; 0 if none."""
         recs = self._recent_at(horizon_s)
         return sum(r.as_bps for r in recs) / len(recs) if recs else 0.0
+
+    def adverse_selection_estimate_bps(self) -> float:
+        """GLFT's ι (bps): the mean AS of recent fills at ``as_horizon_s`` shrunk toward 0 by
+        n/(n + ``as_prior_fills``). At a 60 s horizon one fill's AS carries σ·√60 ≈ 12 bps of
+        noise, and ι enters the skew exponentially (e^(kι/4)): two unlucky fills would otherwise
+        widen the quotes several-fold and starve the fills that would correct the estimate."""
+        recs = self._recent_at(self.cfg.as_horizon_s)
+        n = len(recs)
+        if n == 0:
+            return 0.0
+        return sum(r.as_bps for r in recs) / n * n / (n + self.cfg.as_prior_fills)
 
     def edge_stats(self, horizon_s: float) -> tuple[float, float, int]:
         """``(mean_edge_bps, standard_error_bps, n)`` of recent fills at ``horizon_s`` (SE is 0 for n < 2)."""

@@ -122,3 +122,17 @@ def test_bad_inputs_are_rejected_with_the_field_named() -> None:
         MarkoutConfig(horizons_s=(5.0, 1.0))
     with pytest.raises(ValidationError, match="attribution_horizon_s"):
         MarkoutConfig(attribution_horizon_s=7.0)
+
+
+def test_as_estimate_for_glft_is_shrunk_by_fill_count_at_its_own_horizon() -> None:
+    cfg = MarkoutConfig(horizons_s=(1.0, 5.0, 60.0), attribution_horizon_s=60.0, as_horizon_s=5.0, as_prior_fills=8.0)
+    tr = MarkoutTracker(cfg, HYPE, FeeSchedule())
+    assert tr.adverse_selection_estimate_bps() == 0.0
+    # Two buys at 30870 (mid 30880 at placement and fill); 5 s later the mid is 30849.12: AS 10 bps each.
+    for k in range(2):
+        tr.on_fill(_fill(10.0 * k, +1, 30870, 100, trade_id=k), 30880.0, 30880.0)
+        tr.on_mid(10.0 * k + 5.0, 30880.0 - 30.88)
+    assert tr.mean_as_bps(5.0) == pytest.approx(10.0)
+    assert tr.adverse_selection_estimate_bps() == pytest.approx(10.0 * 2 / (2 + 8))
+    with pytest.raises(ValueError, match="as_horizon_s"):
+        MarkoutConfig(as_horizon_s=2.0)
