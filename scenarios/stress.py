@@ -318,6 +318,8 @@ def stress_cli(
     workers: int = 2,
 ) -> int:
     """``hlmm stress``; returns 0 when every run passed, 1 when any failed, 2 when nothing ran."""
+    if agent == "incident":
+        from scenarios.incident import incident_reproduced
     if agent not in AGENTS:
         return _fail(f"--agent {agent!r}: expected one of {', '.join(AGENTS)}")
     if venue not in VENUES:
@@ -369,12 +371,20 @@ def stress_cli(
             run = by_log[job.log_path]
             failures = check_criteria(run, sc.criteria)
             runs.append({**run, "passed": not failures, "failed_criteria": sorted(failures), "failures": failures})
+            if agent == "incident":
+                # The incident's signature (one-sided fills, low uptime, over the cap, a loss):
+                # what the replay must show, listed by what it missed.
+                runs[-1]["incident_signature_missing"] = incident_reproduced(run)
         doc["scenarios"][sc.name] = {
             "passed": all(r["passed"] for r in runs),
             "description": sc.scenario.description,
             "criteria": sc.criteria.model_dump(),
             "runs": runs,
         }
+        if agent == "incident":
+            doc["scenarios"][sc.name]["incident_reproduced"] = all(
+                not r["incident_signature_missing"] for r in runs
+            )
     doc["passed"] = all(s["passed"] for s in doc["scenarios"].values())
 
     print(format_table(doc["scenarios"]))
@@ -395,5 +405,10 @@ def stress_cli(
     if json_path is not None:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    if agent == "incident":
+        for name, sc_doc in doc["scenarios"].items():
+            missing = sorted({k for r in sc_doc["runs"] for k in r["incident_signature_missing"]})
+            verdict = "reproduced on every seed" if not missing else "NOT reproduced: " + ", ".join(missing)
+            print(f"incident signature on {name}: {verdict}", file=sys.stderr)
     print(f"stress: {'PASS' if doc['passed'] else 'FAIL'}", file=sys.stderr)
     return 0 if doc["passed"] else 1

@@ -166,3 +166,16 @@ def test_representative_run_is_the_first_failure_else_the_median():
     assert stress.representative_run(runs)["seed"] == 3
     runs[2]["passed"] = False
     assert stress.representative_run(runs)["seed"] == 3
+
+
+def test_incident_agent_runs_carry_the_incident_signature(tmp_path, fake_sim, capsys):
+    lenient = write_scenario(tmp_path, "lenient", "max_position_ratio = 10.0\nmax_invalid_order_rejects = 100")
+    out = tmp_path / "out.json"
+    stress.stress_cli([str(lenient)], seeds=1, json_path=out, agent="incident", workers=1)
+    assert fake_sim == [("lenient", 7, "incident")]
+    sc = json.loads(out.read_text())["scenarios"]["lenient"]
+    run = sc["runs"][0]
+    # the synthetic session quotes ~70% of the time: the incident's low uptime is not there
+    assert "quoting_uptime" in run["incident_signature_missing"]
+    assert sc["incident_reproduced"] is False
+    assert "incident signature on lenient: NOT reproduced" in capsys.readouterr().err
