@@ -141,12 +141,23 @@ def _simulate(job: Job) -> None:
             job.scenario, seed=job.seed, agent=job.agent, policy=job.policy, config=job.config, log_path=job.log_path
         )
         return
+    import inspect
+
     from sim.runner import run_session
 
-    records = run_session(
-        job.scenario, seed=job.seed, agent=job.agent,
-        policy=Path(job.policy) if job.policy else None, config=Path(job.config) if job.config else None,
-    )
+    params = inspect.signature(run_session).parameters
+    kwargs: dict[str, Any] = {"seed": job.seed, "agent": job.agent}
+    # The runner takes a policy/config where it can; without those options it has no way to
+    # honour --policy/--config, which must then fail rather than be ignored.
+    for opt, value in (("policy", job.policy), ("config", job.config)):
+        if value is not None:
+            if opt not in params:
+                raise RuntimeError(f"--{opt}: sim.runner.run_session takes no {opt!r} argument")
+            kwargs[opt] = Path(value)
+    if "log_path" in params:
+        run_session(job.scenario, log_path=Path(job.log_path), **kwargs)
+        return
+    records = run_session(job.scenario, **kwargs)
     with open(job.log_path, "w", encoding="utf-8") as fh:
         for rec in records:
             fh.write(json.dumps(rec, separators=(",", ":"), allow_nan=False) + "\n")
