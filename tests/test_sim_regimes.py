@@ -1,0 +1,74 @@
+"""Regime paths (scripted and Markov) and the engine switching its flow at the changepoints."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+
+from sim import kernel as K
+from sim.engine import MatchingEngine
+from sim.regimes import flow_params, regime_path
+from sim.scenario import parse_scenario
+
+SCRIPTED = {
+    "scenario": {"name": "r", "duration_s": 600},
+    "market": {"noise_rate_per_s": 0.5},
+    "regimes": [
+        {"start_s": 0, "name": "calm"},
+        {"start_s": 200, "name": "cascade", "drift_bps_per_s": -1.0, "noise_mult": 4.0, "kappa_mult": 0.5},
+        {"start_s": 400, "name": "dead", "noise_mult": 0.0},
+    ],
+}
+
+RANDOM = {
+    "scenario": {"name": "m", "duration_s": 20_000},
+    "random_regimes": {"enabled": True, "mean_dwell_s": 500.0, "states": [
+        {"start_s": 0, "name": "calm"}, {"start_s": 0, "name": "volatile", "sigma_mult": 3.0},
+        {"start_s": 0, "name": "trending", "drift_bps_per_s": 0.05}]},
+}
+
+
+def test_scripted_path_is_the_segments_and_params_apply_multipliers() -> None:
+    sc = parse_scenario(SCRIPTED)
+    path = regime_path(sc, 0)
+    assert [(rc.t, rc.name) for rc in path] == [(0.0, "calm"), (200.0, "cascade"), (400.0, "dead")]
+    p = flow_params(sc, path[1].segment)
+    assert p[K.P_NOISE_RATE] == 2.0
+    assert p[K.P_KAPPA] == 0.125
+    assert p[K.P_DRIFT_BPS] == -1.0
+
+
+def test_markov_path_is_seeded_increasing_and_always_switches_state() -> None:
+    sc = parse_scenario(RANDOM)
+    a, b, c = regime_path(sc, 1), regime_path(sc, 1), regime_path(sc, 2)
+    assert a == b and a != c
+    times = [rc.t for rc in a]
+    assert times[0] == 0.0 and all(t1 > t0 for t0, t1 in pairwise(times))
+    assert times[-1] < 20_000
+    assert all(x.name != y.name for x, y in pairwise(a))
+    assert 20 < len(a) < 80  # about 20000 / 500 = 40 segments
+    assert {rc.name for rc in a} == {"calm", "volatile", "trending"}
+
+
+def test_engine_reports_changes_on_time_and_the_flow_follows_them() -> None:
+    sc = parse_scenario(SCRIPTED)
+    eng = MatchingEngine(sc, 5)
+    trades_by_segment = []
+    values = []
+    for end in (200.0, 400.0, 600.0):
+        v0 = eng.value_ticks()
+        eng.advance(end)
+        out = eng.drain()
+        values.append(eng.value_ticks() - v0)
+        trades_by_segment.append((out.trades, [(rc.t, rc.name) for rc in out.regimes]))
+    # a change at t is in force from t, so it is reported by the advance that reaches t
+    assert trades_by_segment[0][1] == [(0.0, "calm"), (200.0, "cascade")]
+    assert trades_by_segment[1][1] == [(400.0, "dead")]
+    assert trades_by_segment[2][1] == []
+    n_calm, n_cascade, n_dead = (len(x[0]) for x in trades_by_segment)
+    assert n_cascade > 2 * n_calm  # four times the noise rate
+    assert n_dead == 0  # no noise and no informed flow: nothing trades
+    # -1 bps/s for 200 s is about -200 bps = -618 ticks; diffusion is ~ +-70 ticks
+    assert values[1] < -400
+    assert np.all(np.diff([tr.t for tr in trades_by_segment[1][0]]) >= 0)
