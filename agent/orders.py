@@ -424,6 +424,11 @@ class OrderManager:
                 self.counters["cap_clipped"] += 1
                 size = max(0, headroom)
             if size <= 0:
+                if cap_lots - (self.worst_case_lots(d.side) - self.committed_lots(d.side)) > 0:
+                    # Only our own orders being cancelled (a replace near the cap) fill the
+                    # headroom: the order waits for the cancel's ack, nothing is wrong.
+                    self.counters["cap_deferred"] += 1
+                    return None
                 self._block(t, d, "cap")
                 return None
         verdict = self.instrument.check_order(d.side, d.px_ticks, size, d.reduce_only, self.position_lots)

@@ -66,12 +66,21 @@ def test_gate_clips_to_cap_counting_resting_and_inflight() -> None:
     cmds = m.sync(0.0, quotes(DesiredOrder(1, 30870, 100)), CAP, MID)
     assert cmds[0].size_lots == 74  # 324 - 250
     assert m.counters["cap_clipped"] == 1
-    # nothing left on that side: the next order is blocked, not sent
+    # a replace with no headroom left: the old order counts until its cancel is acked, so the
+    # new one waits (deferred, not an alarm) and goes out once the venue confirms the cancel
     m.on_ack(OrderAccepted(0.1, 1, 1))
     m.orders[1].px_ticks = 1  # force a replace
     cmds = m.sync(1.0, quotes(DesiredOrder(1, 30870, 74)), CAP, MID)
     assert cmds == [CancelOrder(client_id=1)]
-    assert m.counters["blocked:cap"] == 1
+    assert m.counters["cap_deferred"] == 1 and m.counters["blocked:cap"] == 0
+    m.on_canceled(OrderCanceled(1.1, 1, 1))
+    (cmd,) = m.sync(1.2, quotes(DesiredOrder(1, 30870, 74)), CAP, MID)
+    assert isinstance(cmd, PlaceOrder) and cmd.size_lots == 74
+    # at the cap with nothing of ours in the way: blocked, counted and logged
+    full = om()
+    full.position_lots = CAP
+    assert full.sync(2.0, quotes(DesiredOrder(1, 30870, 74)), CAP, MID) == []
+    assert full.counters["blocked:cap"] == 1 and full.counters["cap_deferred"] == 0
 
 
 def test_gate_blocks_venue_invalid_orders() -> None:
