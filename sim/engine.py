@@ -126,6 +126,7 @@ class MatchingEngine:
         self._next_funding_s = self._funding_interval_s
         self.funding_usd = 0.0
         self._seed_book()
+        self._warm_up()
 
     # ------------------------------------------------------------------ setup
     def _p(self, rc: RegimeChange) -> np.ndarray:
@@ -152,6 +153,37 @@ class MatchingEngine:
         nzb, nza = np.flatnonzero(self._depth_bid), np.flatnonzero(self._depth_ask)
         self._si[K.SI_BEST_BID] = int(nzb[-1]) if nzb.size else -1
         self._si[K.SI_BEST_ASK] = int(nza[0]) if nza.size else self._depth_ask.shape[0]
+
+    def _warm_up(self) -> None:
+        """Run the first regime's flow without drift and informed traders for up to 5 cancel
+        lifetimes (at most 60 s) so the book starts in its stationary shape, then shift the book
+        back so the value is at the start price, forget the warm-up's trades and restart the
+        clock at 0."""
+        p = self._p_now.copy()
+        p[K.P_DRIFT_BPS] = 0.0
+        p[K.P_MU] = 0.0
+        warm_s = min(60.0, 5.0 / max(p[K.P_CANCEL], 1e-9))
+        centre = self._sf[K.SF_V]
+        K.run_flow(warm_s, BUFFER - 256, self._si, self._sf, p, self._rng, self._depth_bid, self._depth_ask,
+                   self._orders, self._tr_i, self._tr_f, self._fl_i, self._fl_f, self._fin)
+        shift = round(self._sf[K.SF_V] - centre)
+        n = self._depth_bid.shape[0]
+        for depth in (self._depth_bid, self._depth_ask):
+            moved = np.zeros_like(depth)
+            lo, hi = max(0, shift), min(n, n + shift)
+            moved[lo - shift:hi - shift] = depth[lo:hi]
+            depth[:] = moved
+        self._sf[K.SF_V] -= shift
+        nzb, nza = np.flatnonzero(self._depth_bid), np.flatnonzero(self._depth_ask)
+        self._si[K.SI_BEST_BID] = int(nzb[-1]) if nzb.size else -1
+        self._si[K.SI_BEST_ASK] = int(nza[0]) if nza.size else n
+        self._si[K.SI_TOT_BID] = int(self._depth_bid.sum())
+        self._si[K.SI_TOT_ASK] = int(self._depth_ask.sum())
+        self._sf[K.SF_T] = 0.0
+        self._sf[K.SF_HAWKES] = 0.0
+        for k in (K.SI_EVENTS, K.SI_NTR, K.SI_NFL, K.SI_NFIN, K.SI_INFORMED):
+            self._si[k] = 0
+        self._si[K.SI_NEXT_TID] = 1
 
     # ------------------------------------------------------------------ state
     @property
