@@ -1,0 +1,128 @@
+"""A simple two-sided quoting agent: the reference the production agent is compared with.
+
+It quotes one post-only (ALO) order per side at a fixed depth from the mid, with a fixed
+notional, and cancels/replaces a side when the mid has moved ``requote_ticks`` or more since
+that quote was placed. It stops quoting the side that would take the position beyond
+``max_position_lots``. Every order passes :meth:`Instrument.check_order` before it is sent.
+No signals, no skew: this is the naive market maker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hlmm.instrument import Instrument
+from hlmm.venue import (
+    BUY,
+    SELL,
+    AccountSnapshot,
+    BookUpdate,
+    CancelOrder,
+    CancelRejected,
+    Command,
+    Event,
+    Fill,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    PlaceOrder,
+    Tif,
+)
+
+
+@dataclass(slots=True)
+class _Quote:
+    client_id: int
+    px_ticks: int
+    size_lots: int
+    mid_at_placement: float
+    acked: bool = False
+    canceling: bool = False
+
+
+class BaselineAgent:
+    """Fixed-depth, fixed-size two-sided quoter.
+
+    :param depth_bps: distance of each quote from the mid, basis points.
+    :param notional_usd: size of each quote in USD (rounded up to a valid lot count).
+    :param requote_ticks: mid move, ticks, that triggers a cancel/replace of a side.
+    :param max_position_lots: no quote that could take |position| beyond this.
+    """
+
+    def __init__(self, instrument: Instrument, depth_bps: float = 1.5, notional_usd: float = 15.0,
+                 requote_ticks: int = 2, max_position_lots: int = 2000) -> None:
+        if depth_bps <= 0:
+            raise ValueError(f"depth_bps={depth_bps!r}: must be > 0")
+        if notional_usd < instrument.min_notional_usd:
+            raise ValueError(f"notional_usd={notional_usd!r}: must be at least {instrument.min_notional_usd}")
+        if requote_ticks < 1:
+            raise ValueError(f"requote_ticks={requote_ticks!r}: must be >= 1")
+        if max_position_lots < 1:
+            raise ValueError(f"max_position_lots={max_position_lots!r}: must be >= 1")
+        self.instrument = instrument
+        self.depth_bps = depth_bps
+        self.notional_usd = notional_usd
+        self.requote_ticks = requote_ticks
+        self.max_position_lots = max_position_lots
+        self.position_lots = 0
+        self.quotes: dict[int, _Quote | None] = {BUY: None, SELL: None}
+        self._side_of: dict[int, int] = {}
+        self._next_cid = 1
+        self.invalid_orders = 0  # orders check_order refused before sending (should stay 0)
+
+    def on_event(self, event: Event) -> Sequence[Command]:
+        if isinstance(event, Fill):
+            self.position_lots += event.side * event.size_lots
+            q = self.quotes.get(event.side)
+            if q is not None and q.client_id == event.client_id:
+                q.size_lots -= event.size_lots
+                if q.size_lots <= 0:
+                    self._clear(event.client_id)
+        elif isinstance(event, OrderAccepted):
+            side = self._side_of.get(event.client_id)
+            if side is not None and (q := self.quotes[side]) is not None and q.client_id == event.client_id:
+                q.acked = True
+                if not event.resting:
+                    self._clear(event.client_id)
+        elif isinstance(event, OrderRejected | OrderCanceled | CancelRejected):
+            # a cancel refused means the order is gone (filled or cancelled) either way
+            self._clear(event.client_id)
+        elif isinstance(event, AccountSnapshot):
+            self.position_lots = event.position_lots
+        elif isinstance(event, BookUpdate) and event.bids and event.asks:
+            return self._requote((event.bids[0][0] + event.asks[0][0]) / 2.0, event.bids[0][0], event.asks[0][0])
+        return ()
+
+    def _clear(self, client_id: int) -> None:
+        side = self._side_of.pop(client_id, None)
+        if side is not None and (q := self.quotes[side]) is not None and q.client_id == client_id:
+            self.quotes[side] = None
+
+    def _requote(self, mid_ticks: float, best_bid: int, best_ask: int) -> list[Command]:
+        inst = self.instrument
+        out: list[Command] = []
+        for side in (BUY, SELL):
+            q = self.quotes[side]
+            if q is not None:
+                if not q.canceling and q.acked and abs(mid_ticks - q.mid_at_placement) >= self.requote_ticks:
+                    q.canceling = True
+                    out.append(CancelOrder(q.client_id))
+                continue
+            raw = mid_ticks * (1.0 - side * self.depth_bps * 1e-4)
+            px = inst.round_price_passive(int(raw), side) if side == BUY else inst.round_price_passive(-int(-raw), side)
+            # never cross the touch: ALO would be rejected
+            px = min(px, inst.round_price_passive(best_ask - 1, BUY)) if side == BUY else max(
+                px, inst.round_price_passive(best_bid + 1, SELL))
+            size = max(inst.min_lots_at(px), inst.size_to_lots_floor(self.notional_usd / inst.ticks_to_float(px)))
+            if abs(self.position_lots + side * size) > self.max_position_lots and side * self.position_lots >= 0:
+                continue
+            if inst.check_order(side, px, size) is not None:
+                self.invalid_orders += 1
+                continue
+            cid = self._next_cid
+            self._next_cid += 1
+            self.quotes[side] = _Quote(cid, px, size, mid_ticks)
+            self._side_of[cid] = side
+            out.append(PlaceOrder(cid, side, px, size, Tif.ALO))
+        return out

@@ -1,0 +1,424 @@
+"""The simulated venue's message timeline: latency, acks, rate limit, faults (simpy).
+
+:class:`SimVenue` wraps a :class:`sim.engine.MatchingEngine` and drives one agent (anything
+with ``on_event(event) -> Sequence[Command]``) through the Venue interface of
+:mod:`hlmm.venue`:
+
+- market data: every ``latency.book_interval_s`` a :class:`BookUpdate` (top 10 levels) and
+  every public :class:`Trade`, delivered ``feed_ms`` (+ exponential jitter of mean
+  ``jitter_ms``) after they happened; a :class:`Timer` every second (the driver's heartbeat,
+  local to the agent, so it also ticks while disconnected);
+- commands the agent returns reach the engine ``order_ms`` (place, modify) or ``cancel_ms``
+  (cancel, cancel-all, schedule-cancel, query) + jitter later. Before anything is applied at
+  simulated time T the engine is advanced to T (lazy sync), so a cancel that arrives after
+  the fill is refused with Hyperliquid's text;
+- replies (ack, reject, cancel, cancel-reject, fill, account, funding) arrive ``ack_ms`` +
+  jitter (+ uniform ``faults.ack_delay_max_s``) after the venue produced them.
+
+Each direction is one ordered connection (a websocket or a TCP stream): a message is never
+delivered before one sent earlier on the same channel, so an order's ack precedes its fills.
+
+Rate limit: a token bucket on action weight (``rate_limit.weight_per_min`` refill,
+``rate_limit.burst_weight`` capacity, one weight per action); a refused command is answered
+with a reject carrying :data:`ERR_RATE_LIMIT`. Faults (all seeded): scheduled and random
+disconnects (no feed, commands sent while down are lost, replies produced while down are
+lost; :class:`ConnectionStatus` on each edge and an :class:`AccountSnapshot` on reconnect so
+the agent can reconcile), random order rejects, extra reply delay, feed drops and duplicates.
+
+Everything delivered and sent is written to the :class:`SessionLog` (``rx`` = simulated
+delivery or send time), plus ground truth: ``regime`` (changepoints) and ``venue_fill`` (fills
+as they happened at the venue). Same scenario + seed give a byte-identical log.
+
+Stepping API (the gymnasium env uses it): ``SimVenue(scenario, seed, agent, log)``,
+``.start()``, ``.run_until(t_s)``, ``.done``, ``.engine``, ``.summary()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import simpy
+
+from hlmm.sessionlog import SessionLog
+from hlmm.venue import (
+    AccountSnapshot,
+    Agent,
+    BookUpdate,
+    CancelAll,
+    CancelOrder,
+    CancelRejected,
+    Command,
+    ConnectionStatus,
+    Event,
+    Fill,
+    ModifyOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    PlaceOrder,
+    QueryAccount,
+    ScheduleCancel,
+    Tif,
+    Timer,
+)
+from sim.engine import MatchingEngine
+from sim.scenario import Scenario
+
+ERR_CANCEL_GONE = "Order was never placed, already canceled, or filled."
+ERR_RATE_LIMIT = "429 Too Many Requests: IP rate limit exceeded (weight per minute)."
+ERR_RANDOM_REJECT = "Order rejected by the venue (simulated fault)."
+BOOK_LEVELS = 10
+TIMER_INTERVAL_S = 1.0
+# Stream separation for the venue's own generator, so its draws never alias the engine's.
+_SEED_SALT = 0x5F3759DF
+
+
+class SimVenue:
+    """One agent on the simulated venue; see the module docstring for the timeline model."""
+
+    def __init__(self, scenario: Scenario, seed: int, agent: Agent, log: SessionLog | None = None) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.agent = agent
+        self.log = log
+        self.engine = MatchingEngine(scenario, seed)
+        self.instrument = self.engine.instrument
+        self.fees = self.engine.fees
+        self.env = simpy.Environment()
+        self.duration_s = float(scenario.scenario.duration_s)
+        self._rng = np.random.default_rng([seed, _SEED_SALT])
+        lat = scenario.latency
+        self._order_s = lat.order_ms / 1000.0
+        self._cancel_s = lat.cancel_ms / 1000.0
+        self._ack_s = lat.ack_ms / 1000.0
+        self._feed_s = lat.feed_ms / 1000.0
+        self._jitter_s = lat.jitter_ms / 1000.0
+        self._faults = scenario.faults
+        self._tokens = scenario.rate_limit.burst_weight
+        self._tokens_t = 0.0
+        self._refill_per_s = scenario.rate_limit.weight_per_min / 60.0
+        self._oid_of: dict[int, int] = {}  # client_id -> oid of the agent's live orders
+        self._client_of: dict[int, int] = {}  # oid -> client_id
+        self._ioc_oids: set[int] = set()
+        self._replaced_oids: set[int] = set()  # oids cancelled by a modify: no OrderCanceled
+        self._feed_last_s = 0.0  # ordered channels: last scheduled delivery
+        self._reply_last_s = 0.0
+        self._up_last_s = 0.0
+        self._connected = True
+        self._dms_token = 0
+        self._started = False
+        self.start_mid_ticks = self.engine.mid_ticks()
+        self.counts: dict[str, int] = {"trades": 0, "agent_fills": 0, "buy_fills": 0, "sell_fills": 0,
+                                       "rate_limited": 0, "rejects": 0, "commands": 0, "delivered": 0}
+        self.disconnects: list[tuple[float, float]] = self._disconnect_windows()
+
+    # ------------------------------------------------------------------ public
+    def start(self) -> None:
+        """Schedule the feeds, timers and faults; deliver the start-up account snapshot."""
+        if self._started:
+            raise RuntimeError("SimVenue.start() called twice")
+        self._started = True
+        self.env.process(self._book_loop())
+        self.env.process(self._timer_loop())
+        for start_s, dur_s in self.disconnects:
+            self.env.process(self._disconnect(start_s, dur_s))
+        self._sync(0.0)
+        self._reply(0.0, self._snapshot())
+
+    def run_until(self, t_s: float) -> None:
+        """Advance the whole timeline (engine, messages, agent) to ``t_s`` seconds."""
+        if not self._started:
+            raise RuntimeError("SimVenue.run_until() before start()")
+        until = min(float(t_s), self.duration_s)
+        if until > self.env.now:
+            self.env.run(until=until)
+        self._sync(self.env.now)
+
+    @property
+    def done(self) -> bool:
+        return self.env.now >= self.duration_s
+
+    @property
+    def now(self) -> float:
+        return float(self.env.now)
+
+    def summary(self) -> dict[str, Any]:
+        """The run's figures so far (prices in ticks and USD, moves in bps)."""
+        eng = self.engine
+        inst = self.instrument
+        end_mid = eng.mid_ticks()
+        collateral = self.scenario.account.collateral_usd
+        return {
+            "scenario": self.scenario.name,
+            "seed": self.seed,
+            "duration_s": self.now,
+            "start_mid": inst.ticks_to_float(self.start_mid_ticks),
+            "end_mid": inst.ticks_to_float(end_mid),
+            "price_move_bps": (end_mid / self.start_mid_ticks - 1.0) * 1e4,
+            "events": int(eng.events),
+            "trades": self.counts["trades"],
+            "informed_trades": int(eng.informed_trades),
+            "agent_fills": self.counts["agent_fills"],
+            "buy_fills": self.counts["buy_fills"],
+            "sell_fills": self.counts["sell_fills"],
+            "final_position_lots": int(eng.position_lots),
+            "pnl_usd": eng.account_value_usd() - collateral,
+            "fees_usd": float(eng.fees_usd),
+            "funding_usd": float(eng.funding_usd),
+            "commands": self.counts["commands"],
+            "rejects": self.counts["rejects"],
+            "rate_limited": self.counts["rate_limited"],
+            "disconnects": len(self.disconnects),
+        }
+
+    # ------------------------------------------------------------------ faults
+    def _disconnect_windows(self) -> list[tuple[float, float]]:
+        """Scheduled plus random (Poisson) disconnects as (start_s, duration_s), by start."""
+        f = self._faults
+        windows = [(d.start_s, d.duration_s) for d in f.disconnects]
+        rate_per_s = f.random_disconnects_per_hour / 3600.0
+        if rate_per_s > 0:
+            lo, hi = f.random_disconnect_s
+            t = float(self._rng.exponential(1.0 / rate_per_s))
+            while t < self.duration_s:
+                windows.append((t, float(self._rng.uniform(lo, max(lo, hi)))))
+                t += float(self._rng.exponential(1.0 / rate_per_s))
+        return sorted(windows)
+
+    def _disconnect(self, start_s: float, dur_s: float) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(start_s)
+        if not self._connected:  # overlapping windows: the first one owns the outage
+            return
+        self._connected = False
+        self._deliver(ConnectionStatus(start_s, False, "disconnected"))
+        yield self.env.timeout(dur_s)
+        self._connected = True
+        now = self.now
+        self._sync(now)
+        self._deliver(ConnectionStatus(now, True, "reconnected"))
+        self._reply(now, self._snapshot())
+
+    # ------------------------------------------------------------------ delivery
+    def _jitter(self) -> float:
+        return float(self._rng.exponential(self._jitter_s)) if self._jitter_s > 0 else 0.0
+
+    def _feed(self, t_venue: float, ev: Event) -> None:
+        """Market data: lost while disconnected, dropped/duplicated at the fault rates."""
+        if not self._connected:
+            return
+        f = self._faults
+        if f.feed_drop_prob > 0 and self._rng.random() < f.feed_drop_prob:
+            return
+        copies = 2 if f.feed_dup_prob > 0 and self._rng.random() < f.feed_dup_prob else 1
+        at = max(t_venue + self._feed_s + self._jitter(), self._feed_last_s, self.now)
+        self._feed_last_s = at
+        for _ in range(copies):
+            self._at(at, ev)
+
+    def _reply(self, t_venue: float, ev: Event) -> None:
+        """A reply on the order channel; lost while disconnected."""
+        if not self._connected:
+            return
+        extra = float(self._rng.uniform(0.0, self._faults.ack_delay_max_s)) if self._faults.ack_delay_max_s > 0 else 0.0
+        at = max(t_venue + self._ack_s + self._jitter() + extra, self._reply_last_s, self.now)
+        self._reply_last_s = at
+        self._at(at, ev)
+
+    def _at(self, at_s: float, ev: Event) -> None:
+        self.env.process(self._deliver_later(at_s - self.now, ev))
+
+    def _deliver_later(self, delay_s: float, ev: Event) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(delay_s)
+        self._deliver(ev)
+
+    def _deliver(self, ev: Event) -> None:
+        """Hand one event to the agent and send the commands it returns."""
+        now = self.now
+        if self.log is not None:
+            self.log.event(now, ev)
+        self.counts["delivered"] += 1
+        commands = self.agent.on_event(ev)
+        for cmd in commands:
+            self._send(cmd)
+
+    def _send(self, cmd: Command) -> None:
+        now = self.now
+        if self.log is not None:
+            self.log.event(now, cmd)
+        self.counts["commands"] += 1
+        if not self._connected:
+            return  # the request times out; the agent learns it from ConnectionStatus
+        up_s = self._order_s if isinstance(cmd, PlaceOrder | ModifyOrder) else self._cancel_s
+        at = max(now + up_s + self._jitter(), self._up_last_s)
+        self._up_last_s = at
+        self.env.process(self._arrive_later(at - now, cmd))
+
+    def _arrive_later(self, delay_s: float, cmd: Command) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(delay_s)
+        if not self._connected:
+            return
+        self._apply(cmd)
+
+    # ------------------------------------------------------------------ the venue side
+    def _take_tokens(self, weight: float) -> bool:
+        now = self.now
+        cap = self.scenario.rate_limit.burst_weight
+        self._tokens = min(cap, self._tokens + (now - self._tokens_t) * self._refill_per_s)
+        self._tokens_t = now
+        if self._tokens < weight:
+            return False
+        self._tokens -= weight
+        return True
+
+    def _apply(self, cmd: Command) -> None:
+        """A command reaches the matching engine at the current simulated time."""
+        now = self.now
+        self._sync(now)
+        if not self._take_tokens(1.0):
+            self.counts["rate_limited"] += 1
+            if isinstance(cmd, PlaceOrder):
+                self._reject(now, cmd.client_id, ERR_RATE_LIMIT)
+            elif isinstance(cmd, CancelOrder | ModifyOrder):
+                self._reply(now, CancelRejected(now, cmd.client_id, ERR_RATE_LIMIT))
+            return
+        eng = self.engine
+        if isinstance(cmd, PlaceOrder):
+            if self._faults.reject_prob > 0 and self._rng.random() < self._faults.reject_prob:
+                self._reject(now, cmd.client_id, ERR_RANDOM_REJECT)
+                return
+            res = eng.place(cmd.side, cmd.px_ticks, cmd.size_lots, cmd.tif, cmd.reduce_only, cmd.client_id)
+            self._placed(now, cmd.client_id, res.status, res.oid, res.error, cmd.tif is Tif.IOC)
+        elif isinstance(cmd, CancelOrder):
+            oid = self._oid_of.get(cmd.client_id)
+            if oid is None or not eng.cancel(oid):
+                self._reply(now, CancelRejected(now, cmd.client_id, ERR_CANCEL_GONE))
+        elif isinstance(cmd, ModifyOrder):
+            oid = self._oid_of.get(cmd.client_id)
+            if oid is None:
+                self._reject(now, cmd.client_id, ERR_CANCEL_GONE)
+                return
+            self._replaced_oids.add(oid)
+            res = eng.modify(oid, cmd.px_ticks, cmd.size_lots)
+            if res.status == "error":
+                self._replaced_oids.discard(oid)
+            else:
+                self._forget(oid)
+            self._placed(now, cmd.client_id, res.status, res.oid, res.error, False)
+        elif isinstance(cmd, CancelAll):
+            eng.cancel_all()
+        elif isinstance(cmd, ScheduleCancel):
+            self._dms_token += 1
+            if cmd.at_t is not None:
+                self.env.process(self._dead_mans_switch(cmd.at_t, self._dms_token))
+        elif isinstance(cmd, QueryAccount):
+            self._reply(now, self._snapshot())
+        else:
+            raise TypeError(f"command {cmd!r}: not a hlmm.venue command")
+        self._dispatch()
+
+    def _reject(self, now: float, client_id: int, reason: str) -> None:
+        self.counts["rejects"] += 1
+        self._reply(now, OrderRejected(now, client_id, reason))
+
+    def _placed(self, now: float, client_id: int, status: str, oid: int, error: str, ioc: bool) -> None:
+        if status == "error":
+            self._reject(now, client_id, error)
+            return
+        self._oid_of[client_id] = oid
+        self._client_of[oid] = client_id
+        if ioc:
+            self._ioc_oids.add(oid)
+        self._reply(now, OrderAccepted(now, client_id, oid, resting=status == "resting"))
+
+    def _forget(self, oid: int) -> None:
+        cid = self._client_of.pop(oid, None)
+        if cid is not None and self._oid_of.get(cid) == oid:
+            del self._oid_of[cid]
+        self._ioc_oids.discard(oid)
+
+    def _dead_mans_switch(self, at_t: float, token: int) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(max(0.0, at_t - self.now))
+        if token != self._dms_token:
+            return  # re-armed or cleared since
+        now = self.now
+        self._sync(now)
+        for oid in self.engine.cancel_all():
+            self._replaced_oids.add(oid)  # reported below as scheduledCancel, not canceled
+            cid = self._client_of.get(oid)
+            if cid is not None:
+                self._reply(now, OrderCanceled(now, cid, oid, "scheduledCancel"))
+            self._forget(oid)
+        self._dispatch()
+
+    def _snapshot(self) -> AccountSnapshot:
+        eng = self.engine
+        return AccountSnapshot(self.now, int(eng.position_lots), float(eng.entry_px_ticks), eng.account_value_usd(),
+                               float(eng.margin_used_usd), int(eng.max_position_lots_margin()),
+                               tuple(eng.open_orders()))
+
+    def _sync(self, t_s: float) -> None:
+        """Advance the engine to ``t_s`` and route what happened (lazy sync)."""
+        if t_s > self.engine.t:
+            self.engine.advance(t_s)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        out = self.engine.drain()
+        log = self.log
+        now = self.now
+        for rc in out.regimes:
+            if log is not None:
+                log.write(now, "regime", t=rc.t, name=rc.name, **rc.segment.model_dump(exclude={"start_s", "name"}))
+        for tr in out.trades:
+            self.counts["trades"] += 1
+            self._feed(tr.t, tr)
+        for fill in out.fills:
+            self._fill(now, fill)
+        for oid, reason in out.finished:
+            if oid in self._replaced_oids:
+                self._replaced_oids.discard(oid)
+                continue
+            cid = self._client_of.get(oid)
+            if cid is not None and reason != "filled":
+                why = "iocCancel" if oid in self._ioc_oids and reason == "canceled" else reason
+                self._reply(now, OrderCanceled(now, cid, oid, why))
+            self._forget(oid)
+        for pay in out.funding:
+            self._reply(pay.t, pay)
+
+    def _fill(self, now: float, fill: Fill) -> None:
+        self.counts["agent_fills"] += 1
+        self.counts["buy_fills" if fill.side > 0 else "sell_fills"] += 1
+        if self.log is not None:  # ground truth: the fill as it happened, before delivery latency
+            self.log.write(now, "venue_fill", t=fill.t, client_id=fill.client_id, oid=fill.oid, side=fill.side,
+                           px_ticks=fill.px_ticks, size_lots=fill.size_lots, fee_usd=fill.fee_usd,
+                           trade_id=fill.trade_id, is_maker=fill.is_maker)
+        self._reply(fill.t, fill)
+
+    def _book_loop(self) -> Generator[simpy.Event, Any, None]:
+        interval = self.scenario.latency.book_interval_s
+        while True:
+            yield self.env.timeout(interval)
+            now = self.now
+            self._sync(now)
+            bids, asks = self.engine.book(BOOK_LEVELS)
+            self._feed(now, BookUpdate(now, bids, asks))
+
+    def _timer_loop(self) -> Generator[simpy.Event, Any, None]:
+        while True:
+            yield self.env.timeout(TIMER_INTERVAL_S)
+            now = self.now
+            self._sync(now)
+            self._deliver(Timer(now))
+
+
+def run_agent(scenario: Scenario, seed: int, agent: Agent, log: SessionLog | None = None,
+              until_s: float | None = None) -> dict[str, Any]:
+    """Convenience: a whole session (or up to ``until_s``) in one call; returns the summary."""
+    venue = SimVenue(scenario, seed, agent, log)
+    venue.start()
+    venue.run_until(scenario.scenario.duration_s if until_s is None else until_s)
+    return venue.summary()
+
