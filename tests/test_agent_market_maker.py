@@ -367,6 +367,52 @@ def test_kill_switch_from_daily_loss_with_a_position() -> None:
     assert closes and all(c.reduce_only for c in closes)
 
 
+# ---------------------------------------------------------------- item 3 (end to end)
+class OneSidedFlowVenue(FakeVenue):
+    """FakeVenue plus background market trades at the touch: balanced before ``turn_t``, then
+    ``sell_fraction`` of them sell-aggressed (and the mid drifts down) like a cascade."""
+
+    def __init__(self, rng: random.Random, turn_t: float, sell_fraction: float = 0.9, **kw) -> None:
+        super().__init__(rng, **kw)
+        self.turn_t = turn_t
+        self.sell_fraction = sell_fraction
+
+    def step_market(self, t: float, dt: float) -> None:
+        if t >= self.turn_t:
+            self.drift = -0.3e-4
+        super().step_market(t, dt)
+        p_sell = self.sell_fraction if t >= self.turn_t else 0.5
+        for _ in range(self.rng.randint(1, 4)):
+            aggressor = -1 if self.rng.random() < p_sell else 1
+            px = self.best_bid if aggressor < 0 else self.best_ask
+            self.deliver(t, Trade(t, px, self.rng.randint(5, 80), aggressor, self.next_trade + 20_000_000))
+            self.next_trade += 1
+
+
+def test_one_sided_sell_flow_skews_the_quotes_down_end_to_end() -> None:
+    """Issue 3 item 3 through the whole loop (signals -> engine -> overlay -> orders): once the
+    flow turns to selling, the logged skew is negative in >= 80% of cycles and the quotes'
+    centre sits below the mid; the increasing side is never left unquoted for long."""
+    venue = OneSidedFlowVenue(random.Random(5), turn_t=300.0)
+    log = SessionLog(None, {})
+    mm = MarketMaker(AgentConfig(), HYPE, FEES, log)
+    run(mm, venue, 600.0)
+    after = [r for r in log.records if r["type"] == "cycle" and r["rx"] >= 310.0]
+    before = [r for r in log.records if r["type"] == "cycle" and 60.0 <= r["rx"] < 300.0]
+    assert len(after) > 500
+    neg = sum(r["skew_bps"] < 0 for r in after) / len(after)
+    assert neg >= 0.8, neg
+    assert sum(r["skew_bps"] < 0 for r in before) / len(before) < 0.8  # it is the flow, not a bias
+    # Where both sides are quoted (cap pressure may pull the side that would grow the position),
+    # the quotes' centre is below the mid; a pulled side is only ever the risk-increasing one.
+    both = [r for r in after if r["bid_px"] is not None and r["ask_px"] is not None]
+    centre_bps = [((r["bid_px"] + r["ask_px"]) / 2 - r["mid"]) / r["mid"] * 1e4 for r in both]
+    assert len(both) > 100 and sum(c < 0 for c in centre_bps) / len(centre_bps) >= 0.8
+    assert all(r["position"] < 0 for r in after if r["ask_px"] is None)
+    assert all(r["position"] > 0 for r in after if r["bid_px"] is None)
+    assert sum(r["signal_skew_bps"] < 0 for r in after) / len(after) >= 0.8  # the signals lean, not only inventory
+
+
 # ---------------------------------------------------------------- loop behaviour
 def test_no_quote_before_startup_reconciliation_and_cycle_records() -> None:
     log = SessionLog(None, {})
