@@ -106,6 +106,8 @@ class MatchingEngine:
         self._si[K.SI_BEST_BID] = -1
         self._si[K.SI_BEST_ASK] = n
         self._si[K.SI_NEXT_TID] = 1
+        self._si[K.SI_LO_BID] = 0
+        self._si[K.SI_HI_ASK] = n - 1
         self._sf = np.zeros(K.N_SF)
         self._sf[K.SF_V] = float(half)
         self._rng = K.seed_rng(seed)
@@ -180,7 +182,10 @@ class MatchingEngine:
         self._si[K.SI_TOT_BID] = int(self._depth_bid.sum())
         self._si[K.SI_TOT_ASK] = int(self._depth_ask.sum())
         self._sf[K.SF_T] = 0.0
+        self._sf[K.SF_NEXT_PRUNE] = 0.0
         self._sf[K.SF_HAWKES] = 0.0
+        self._si[K.SI_LO_BID] = 0
+        self._si[K.SI_HI_ASK] = n - 1
         for k in (K.SI_EVENTS, K.SI_NTR, K.SI_NFL, K.SI_NFIN, K.SI_INFORMED):
             self._si[k] = 0
         self._si[K.SI_NEXT_TID] = 1
@@ -460,6 +465,8 @@ class MatchingEngine:
         self._si[K.SI_BEST_ASK] = int(nza[0]) if nza.size else n
         self._si[K.SI_TOT_BID] = int(self._depth_bid.sum())
         self._si[K.SI_TOT_ASK] = int(self._depth_ask.sum())
+        self._si[K.SI_LO_BID] = 0
+        self._si[K.SI_HI_ASK] = n - 1
         if nzb.size and nza.size:
             if nzb[-1] >= nza[0]:
                 raise ValueError(f"crossed book: best bid {self.base_ticks + nzb[-1]} >= best ask {self.base_ticks + nza[0]}")
