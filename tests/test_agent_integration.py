@@ -2,13 +2,18 @@
 channels, the matching engine). Short windows so the suite stays fast; the full-scenario
 figures are reported by the lead's runs, not timed here.
 
+Issue 3 item 3: in the Feb 12 cascade regime the skew is non-zero and the signals lean with the
+sell flow (negative skew) in >= 80% of the cycles where the flow is one-sided.
 Issue 3 item 7: the kill switch ends flat, confirmed by the venue, in every seeded run where it
 fires (50 seeds).
 """
 
 from __future__ import annotations
 
+import bisect
 import random
+
+import pytest
 
 from agent.config import AgentConfig
 from agent.market_maker import MarketMaker
@@ -17,6 +22,15 @@ from sim.scenario import load_scenario
 from sim.venue import SimVenue
 
 CALM = load_scenario("calm")
+_FEB12 = load_scenario("feb12_cascade")
+# The cascade segment of feb12_cascade from t = 0 for 400 s (the full scenario reaches it only
+# after 45 min of calm and trend).
+CASCADE = _FEB12.model_copy(
+    update={
+        "regimes": tuple(r.model_copy(update={"start_s": 0.0}) for r in _FEB12.regimes if r.name == "cascade"),
+        "scenario": _FEB12.scenario.model_copy(update={"duration_s": 400.0}),
+    }
+)
 # Quotes start tight (a confident prior of 1/k = 0.33 bps) and a 1-HYPE size, so a position
 # builds within seconds and the kill switch has something to close.
 EAGER = AgentConfig.model_validate(
@@ -68,3 +82,25 @@ def test_kill_switch_ends_flat_confirmed_by_the_sim_venue_over_50_seeds() -> Non
     times = sorted(r["seconds_to_flat"] for r in runs)
     assert times[-1] < 10.0, times  # reliability-anchors 4
     assert not any(r["alarm"] for r in runs)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cascade_skew_leans_with_one_sided_sell_flow(seed: int) -> None:
+    log = SessionLog(None, {}, keep_in_memory=True)
+    mm = MarketMaker(AgentConfig(), CASCADE.instrument.instrument(), CASCADE.fees.schedule(), log)
+    venue = SimVenue(CASCADE, seed, mm, log)
+    venue.start()
+    venue.run_until(400.0)
+    trades = [r for r in log.records if r["type"] == "trade"]
+    t_trade = [r["rx"] for r in trades]
+
+    def sell_fraction(t: float, window_s: float = 60.0) -> float:
+        """Sell-aggressed share of the traded volume the agent saw in the last ``window_s``."""
+        window = trades[bisect.bisect_left(t_trade, t - window_s): bisect.bisect_right(t_trade, t)]
+        sold = sum(r["size_lots"] for r in window if r["aggressor"] < 0)
+        return sold / max(1, sum(r["size_lots"] for r in window))
+
+    one_sided = [r for r in log.records if r["type"] == "cycle" and r["rx"] >= 60.0 and sell_fraction(r["rx"]) >= 0.6]
+    assert len(one_sided) >= 100
+    assert sum(abs(r["skew_bps"]) > 0.05 for r in one_sided) / len(one_sided) >= 0.8
+    assert sum(r["signal_skew_bps"] < 0 for r in one_sided) / len(one_sided) >= 0.8
