@@ -7,9 +7,9 @@ reproduce each one (numbered as in the audit, documented next to the code):
 1. AS tautology — markouts use the mid at the fill for depth *and* adverse selection, so AS is
    always 0 and nothing downstream (GLFT's AS term, informed-flow widening) ever sees toxicity;
 2. zero directional skew — signal skew forced to 0; inventory skew at most 0.42 bps;
-3. regime kappa dead — GLFT gets the static prior kappa, never ``kappa_effective``;
+3. regime kappa dead — GLFT gets the long-window (calm) A and kappa, never the regime-aware ones;
 4. emergency pull paralysis — changepoint probability above 0.99 pulls BOTH sides, even with a
-   position open (no reducing quote);
+   position open (no reducing quote), fed by the incident's saturating detector;
 5. cap not enforced — the effective cap is ``max(config, margin)`` (~55 HYPE) instead of the min;
 6. informed flow tightens — ``p_informed < 0.05`` multiplies the half-spread by 0.9.
 
@@ -33,7 +33,7 @@ from agent.market_maker import MarketMaker
 from agent.markouts import MarkoutTracker
 from agent.quote_engine import QuoteEngine
 from agent.risk import RiskOverlay
-from agent.signals import SignalBank
+from agent.signals import SignalBank, SignalsConfig
 from agent.types import (
     DesiredQuotes,
     MarketState,
@@ -49,6 +49,9 @@ from hlmm.venue import FeeSchedule, Fill
 
 INCIDENT_MAX_INVENTORY_SKEW_BPS = 0.42  # bug 2: the largest inventory skew the incident logged
 INCIDENT_PULL_CP_PROB = 0.99  # bug 4: "extreme_changepoint_0.99" pulled everything
+INCIDENT_CLIP_Z = 1000.0  # bug 4's detector: no winsorization (the schema's largest clip)
+INCIDENT_CP_WINDOW_OBS = 600  # bug 4's detector: "a changepoint in the last 10 minutes"
+INCIDENT_NEVER_S = 1e9  # bug 4's detector: a new regime is never accepted
 INCIDENT_TIGHTEN_BELOW_P_INFORMED = 0.05  # bug 6
 INCIDENT_TIGHTEN_FACTOR = 0.9  # bug 6
 
@@ -76,27 +79,37 @@ class TautologicalMarkouts(MarkoutTracker):
         self._log(p, fill.t)
 
 
-class ZeroSkewSignalBank(SignalBank):
-    """BUG 2 (zero directional skew, signal part): no signal produced a skew adjustment
-    (``combined_skew_bps = 0.0`` for 99.8% of cycles); spreads are left as computed."""
+class IncidentSignalBank(SignalBank):
+    """The signal bank with bugs 2 (signal part) and 3, and the incident's saturating detector."""
+
+    def __init__(self, cfg: SignalsConfig, instrument: Instrument) -> None:
+        # BUG 4 (its input): the incident's changepoint probability sat at 0.99/1.00 (853 of 903
+        # pulls). Its detector read raw fat-tailed returns (no winsorization), measured "recent
+        # changepoint" over a long window and never accepted a new regime, so a trending market
+        # kept it saturated. Same BOCPD, with those three choices.
+        saturating = cfg.changepoint.model_copy(
+            update={"clip_z": INCIDENT_CLIP_Z, "window_obs": INCIDENT_CP_WINDOW_OBS, "max_dwell_s": INCIDENT_NEVER_S}
+        )
+        super().__init__(cfg.model_copy(update={"changepoint": saturating}), instrument)
 
     def compute(self, state: MarketState, position_lots: int) -> SignalOutput:
         sig = super().compute(state, position_lots)
+        # BUG 2 (zero directional skew, signal part): no signal produced a skew adjustment
+        # (combined_skew_bps = 0.0 for 99.8% of cycles); spreads are left as computed.
         contribs = {
             name: SignalContribution(value=c.value, spread_bps=c.spread_bps, skew_bps=0.0, active=c.active)
             for name, c in sig.contributions.items()
         }
-        return dataclasses.replace(sig, skew_bps=0.0, contributions=contribs)
+        # BUG 3 (regime kappa dead): the regime-aware A and kappa were computed (kappa over an
+        # 8.4x range) and never reached the quotes; GLFT kept the long-window (calm) estimate.
+        a_static, kappa_static = self.intensity.estimate(state.t, short=False)
+        return dataclasses.replace(
+            sig, skew_bps=0.0, contributions=contribs, a_effective_per_s=a_static, kappa_effective_per_bps=kappa_static
+        )
 
 
 class IncidentQuoteEngine(QuoteEngine):
-    """GLFT with bugs 2 (inventory skew), 3 (dead regime kappa) and 6 (tightening)."""
-
-    def __init__(
-        self, cfg: Any, instrument: Instrument, fees: FeeSchedule, static_kappa_per_bps: float
-    ) -> None:
-        super().__init__(cfg, instrument, fees)
-        self.static_kappa_per_bps = static_kappa_per_bps
+    """GLFT with bugs 2 (inventory skew) and 6 (tightening)."""
 
     def quote(
         self,
@@ -107,9 +120,6 @@ class IncidentQuoteEngine(QuoteEngine):
         adj: PolicyAdjustment,
         adverse_selection_bps: float = 0.0,
     ) -> QuoteTarget:
-        # BUG 3 (regime kappa dead): kappa_effective was computed (8.4x range over the session)
-        # and never reached the quote engine, which kept the static prior.
-        signals = dataclasses.replace(signals, kappa_effective_per_bps=self.static_kappa_per_bps)
         # BUG 2 (inventory part): the position skew existed but peaked at 0.42 bps. The position
         # GLFT sees is scaled so |inventory skew| <= 0.42 bps whatever the position.
         _, skew_per_unit = glft_half_spread_and_skew(
@@ -187,10 +197,8 @@ class IncidentReplayAgent(MarketMaker):
     ) -> None:
         super().__init__(config, instrument, fees, log)
         self.markouts = TautologicalMarkouts(config.markouts, instrument, fees, log)
-        self.signal_bank = ZeroSkewSignalBank(config.signals, instrument)
-        self.engine = IncidentQuoteEngine(
-            config.glft, instrument, fees, config.signals.estimators.prior_kappa_per_bps
-        )
+        self.signal_bank = IncidentSignalBank(config.signals, instrument)
+        self.engine = IncidentQuoteEngine(config.glft, instrument, fees)
         self.overlay = IncidentRiskOverlay(config.risk, instrument, config.max_position_lots(instrument), log)
 
 

@@ -21,8 +21,8 @@ from scenarios.incident import (
     IncidentQuoteEngine,
     IncidentReplayAgent,
     IncidentRiskOverlay,
+    IncidentSignalBank,
     TautologicalMarkouts,
-    ZeroSkewSignalBank,
     incident_reproduced,
     make_incident_agent,
 )
@@ -62,7 +62,7 @@ def test_bug1_markouts_measure_depth_and_as_from_the_fill_mid() -> None:
 
 
 def test_bug2_signal_skew_is_zero_where_production_skews() -> None:
-    real, bugged = SignalBank(SignalsConfig(), HYPE), ZeroSkewSignalBank(SignalsConfig(), HYPE)
+    real, bugged = SignalBank(SignalsConfig(), HYPE), IncidentSignalBank(SignalsConfig(), HYPE)
     state = _state()
     for bank in (real, bugged):
         bank.on_book(state)
@@ -76,7 +76,7 @@ def test_bug2_signal_skew_is_zero_where_production_skews() -> None:
 
 def test_bug2_inventory_skew_capped_at_042_bps() -> None:
     real = QuoteEngine(CFG.glft, HYPE, FEES)
-    bugged = IncidentQuoteEngine(CFG.glft, HYPE, FEES, static_kappa_per_bps=0.05)
+    bugged = IncidentQuoteEngine(CFG.glft, HYPE, FEES)
     big_long = 10 * CFG.order_size_lots(HYPE)
     assert abs(real.quote(_state(), _signals(), big_long, CFG.order_size_lots(HYPE), ZERO).inventory_skew_bps) > 1.0
     t = bugged.quote(_state(), _signals(), big_long, CFG.order_size_lots(HYPE), ZERO)
@@ -84,20 +84,30 @@ def test_bug2_inventory_skew_capped_at_042_bps() -> None:
 
 
 def test_bug3_regime_kappa_does_not_reach_the_quote() -> None:
-    real = QuoteEngine(CFG.glft, HYPE, FEES)
-    bugged = IncidentQuoteEngine(CFG.glft, HYPE, FEES, static_kappa_per_bps=0.05)
-    n = CFG.order_size_lots(HYPE)
-    assert real.quote(_state(), _signals(kappa=0.05), 0, n, ZERO).glft_half_spread_bps != pytest.approx(
-        real.quote(_state(), _signals(kappa=0.4), 0, n, ZERO).glft_half_spread_bps)
-    assert bugged.quote(_state(), _signals(kappa=0.05), 0, n, ZERO).glft_half_spread_bps == pytest.approx(
-        bugged.quote(_state(), _signals(kappa=0.4), 0, n, ZERO).glft_half_spread_bps)
+    real, bugged = SignalBank(SignalsConfig(), HYPE), IncidentSignalBank(SignalsConfig(), HYPE)
+    for bank in (real, bugged):
+        bank.on_book(_state(t=0.0))
+        for i in range(600):  # deep sweeps for 10 minutes, then shallow ones: a regime change
+            px = 30_870 if i < 500 else 30_879
+            bank.on_trade(Trade(t=float(i), px_ticks=px, size_lots=20, aggressor=-1, trade_id=i), _state(t=float(i)))
+        bank.changepoint.alarm = True  # in an alarm the regime-aware (short-window) kappa applies
+    s = _state(t=600.0)
+    long_kappa = bugged.intensity.estimate(600.0, short=False)[1]
+    assert real.compute(s, 0).kappa_effective_per_bps == pytest.approx(real.intensity.estimate(600.0, short=True)[1])
+    assert real.compute(s, 0).kappa_effective_per_bps != pytest.approx(long_kappa)
+    assert bugged.compute(s, 0).kappa_effective_per_bps == pytest.approx(long_kappa)
+
+
+def test_bug4_detector_saturates() -> None:
+    cp = IncidentSignalBank(SignalsConfig(), HYPE).changepoint.cfg
+    assert cp.clip_z >= 1000.0 and cp.window_obs > SignalsConfig().changepoint.window_obs and cp.max_dwell_s >= 1e9
 
 
 def test_bug6_low_informed_probability_tightens_by_ten_percent() -> None:
-    bugged = IncidentQuoteEngine(CFG.glft, HYPE, FEES, static_kappa_per_bps=0.01)  # wide: above the floor
+    bugged = IncidentQuoteEngine(CFG.glft, HYPE, FEES)
     n = CFG.order_size_lots(HYPE)
-    sure = bugged.quote(_state(), _signals(toxicity=0.5), 0, n, ZERO)
-    unsure = bugged.quote(_state(), _signals(toxicity=0.01), 0, n, ZERO)
+    sure = bugged.quote(_state(), _signals(kappa=0.01, toxicity=0.5), 0, n, ZERO)  # wide: above the floor
+    unsure = bugged.quote(_state(), _signals(kappa=0.01, toxicity=0.01), 0, n, ZERO)
     assert sure.half_spread_bps > FEES.maker_bps + CFG.glft.min_edge_bps
     assert unsure.half_spread_bps == pytest.approx(0.9 * sure.half_spread_bps)
 
@@ -139,7 +149,7 @@ def test_agent_is_built_with_the_incident_components_outside_agent() -> None:
     mm = make_incident_agent(HYPE, FEES, None, scenario)
     assert isinstance(mm, IncidentReplayAgent)
     assert isinstance(mm.markouts, TautologicalMarkouts) and isinstance(mm.overlay, IncidentRiskOverlay)
-    assert isinstance(mm.engine, IncidentQuoteEngine) and isinstance(mm.signal_bank, ZeroSkewSignalBank)
+    assert isinstance(mm.engine, IncidentQuoteEngine) and isinstance(mm.signal_bank, IncidentSignalBank)
     root = Path(__file__).resolve().parents[1]
     code = "import sys, agent.market_maker, agent.risk; sys.exit('scenarios.incident' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
