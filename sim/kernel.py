@@ -20,6 +20,27 @@ A trade at the level consumes queue_ahead first, then the order, then background
 A background cancel of ``c`` lots at a level of ``D`` background lots removes
 ``c * queue_ahead / D`` of them from ahead of the agent (cancels fall uniformly on the lots).
 
+Flow model (per regime, see :func:`sim.regimes.flow_params`):
+
+- Latent value V: arithmetic-in-bps Brownian motion with drift, advanced exactly over every
+  inter-event gap; permanent impact ``impact_bps * sqrt(lots / size_min)`` per taker order.
+- Background limit orders, per side at ``limit_rate``: at ``half_spread`` ticks from V plus a
+  geometric depth (mean ``limit_depth``), size ~ Exp(mean ``limit_size``). Cancels arrive at
+  ``cancel_rate * resting_lots / limit_size`` (so each lot's hazard is ``cancel_rate`` on
+  aggregate) and hit a level a geometric offset behind the best background level; quotes on
+  the wrong side of V are cancelled at once and levels left > half_spread + 10 mean depths
+  from V are pruned once a simulated second.
+- Noise market orders, per side at ``noise_rate`` (GLFT's A): truncated-Pareto size, reach
+  ~ Exp(kappa) bps from the mid; they take up to mid +- reach, at most their size. Because
+  the book's depth also limits how far they reach, the fitted fill decay is steeper than the
+  configured kappa unless the book is thin: with the defaults (limit size 150 lots, 30/s)
+  the fit of trade reach vs depth gives A ~ 0.65/s, kappa ~ 0.84/bps against configured 0.75
+  and 0.25; with limit size 10 lots at 10/s, A ~ 0.63, kappa ~ 0.37.
+- Informed takers: Hawkes intensity ``mu + sum branching*beta*exp(-beta*(t - t_i))`` over
+  their past trades (simulated by thinning). Each one knows the regime drift: it buys when
+  ``V * (1 + drift*horizon) > best_ask * (1 + taker + edge)`` and sweeps up to that bound,
+  sells symmetrically, else passes (a pass does not excite).
+
 Randomness: a xorshift64* generator whose state is ``rng[0]``; nothing else is random.
 """
 
