@@ -110,8 +110,7 @@ def build_observation(mm: MarketMaker) -> np.ndarray:
     obs[_IDX["inventory"]] = mm.position_lots / cap if cap > 0 else 0.0
     obs[_IDX["reducing"]] = 1.0 if mm.state == OverlayState.REDUCING else 0.0
     for h, name in zip(EDGE_HORIZONS_S, ("edge_5s_bps", "edge_30s_bps"), strict=True):
-        edge = mm.markouts.recent_edge_bps(h)
-        obs[_IDX[name]] = edge / 10.0 if edge is not None else 0.0
+        obs[_IDX[name]] = mm.markouts.recent_edge_bps(h) / 10.0  # 0 until a fill resolved
     bad = ~np.isfinite(obs)
     if bad.any():
         # an upstream defect; feeding it to the network would silently act on garbage
