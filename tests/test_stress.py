@@ -179,3 +179,37 @@ def test_incident_agent_runs_carry_the_incident_signature(tmp_path, fake_sim, ca
     assert "quoting_uptime" in run["incident_signature_missing"]
     assert sc["incident_reproduced"] is False
     assert "incident signature on lenient: NOT reproduced" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def real_flash_crash(tmp_path_factory):
+    """One real simulated run (flash_crash, its default seed, the production agent), ~20 s."""
+    out = tmp_path_factory.mktemp("real")
+    code = stress.stress_cli(["flash_crash"], seeds=1, json_path=out / "r.json", report=out / "rep", workers=1)
+    return code, json.loads((out / "r.json").read_text())
+
+
+def test_real_stress_run(real_flash_crash):
+    code, doc = real_flash_crash
+    sc = doc["scenarios"]["flash_crash"]
+    run = sc["runs"][0]
+    assert code == (0 if doc["passed"] else 1)
+    assert run["passed"], run["failures"]  # a sound market maker passes the flash crash
+    assert run["buy_fills"] + run["sell_fills"] > 0 and run["invalid_order_rejects"] == 0
+    assert 0.0 < run["max_position_ratio"] <= 1.0 and run["quoting_uptime"] > 0.5
+
+
+def test_audit_of_the_real_run_matches_its_raw_log(real_flash_crash, tmp_path):
+    from hlmm.audit import audit_cli
+    from tests.test_audit import independent_figures
+
+    _, doc = real_flash_crash
+    log = Path(doc["scenarios"]["flash_crash"]["runs"][0]["log"])
+    expected = independent_figures(log)
+    assert audit_cli(log, tmp_path / "audit") == 0
+    m = json.loads((tmp_path / "audit" / "metrics.json").read_text())
+    assert (m["buy_fills"], m["sell_fills"]) == (expected["buys"], expected["sells"])
+    assert m["final_position_lots"] == expected["final_pos"] and m["max_position_lots"] == expected["max_abs"]
+    assert m["quoting_uptime"] == pytest.approx(expected["uptime"], abs=0.01)
+    assert m["pnl_usd"] == pytest.approx(expected["pnl"], abs=0.05)
+    assert m["invalid_order_rejects"] == expected["invalid"] == 0
