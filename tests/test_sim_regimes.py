@@ -72,3 +72,26 @@ def test_engine_reports_changes_on_time_and_the_flow_follows_them() -> None:
     # -1 bps/s for 200 s is about -200 bps = -618 ticks; diffusion is ~ +-70 ticks
     assert values[1] < -400
     assert np.all(np.diff([tr.t for tr in trades_by_segment[1][0]]) >= 0)
+
+
+def _informed_run(drift_bps_per_s: float) -> tuple[int, int, int]:
+    sc = parse_scenario({
+        "scenario": {"name": "i", "duration_s": 900},
+        "market": {"noise_rate_per_s": 0.0, "impact_bps": 0.0},
+        "informed": {"mu_per_s": 0.2, "branching": 0.5, "beta_per_s": 0.1, "horizon_s": 600.0, "edge_bps": 1.0},
+        "regimes": [{"start_s": 0, "name": "cascade", "drift_bps_per_s": drift_bps_per_s}],
+    })
+    eng = MatchingEngine(sc, 2)
+    eng.advance(900.0)
+    trades = eng.drain().trades
+    sells = sum(1 for tr in trades if tr.aggressor < 0)
+    return eng.informed_trades, sells, len(trades)
+
+
+def test_informed_trade_with_the_coming_drift_and_only_when_it_beats_the_fee() -> None:
+    # -0.05 bps/s over 600 s = -30 bps expected, far beyond taker 4.5 + edge 1: they sell
+    n_inf, sells, n_trades = _informed_run(-0.05)
+    assert n_inf > 100  # mu 0.2/s over 900 s with branching 0.5: about 360
+    assert sells == n_trades  # no noise flow: every taker is an informed seller
+    # no drift: E[V] is V, which never clears the fee hurdle against the touch
+    assert _informed_run(0.0)[0] == 0
