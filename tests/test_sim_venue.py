@@ -1,0 +1,202 @@
+"""SimVenue's message timeline: latency, ordering, cancel-vs-fill race, rate limit, faults, determinism."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from hlmm.sessionlog import SessionLog
+from hlmm.venue import (
+    BUY,
+    SELL,
+    AccountSnapshot,
+    BookUpdate,
+    CancelOrder,
+    CancelRejected,
+    Command,
+    ConnectionStatus,
+    Event,
+    Fill,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    PlaceOrder,
+    QueryAccount,
+    ScheduleCancel,
+    Tif,
+)
+from sim.baseline import BaselineAgent
+from sim.scenario import Scenario, parse_scenario
+from sim.venue import ERR_CANCEL_GONE, ERR_RATE_LIMIT, SimVenue
+
+
+def scenario(duration_s: float = 30.0, **sections: Any) -> Scenario:
+    data: dict[str, Any] = {"scenario": {"name": "t", "duration_s": duration_s},
+                            "latency": {"order_ms": 60.0, "cancel_ms": 40.0, "ack_ms": 30.0, "feed_ms": 20.0,
+                                        "jitter_ms": 0.0, "book_interval_s": 0.5}}
+    for k, v in sections.items():
+        data[k] = {**data.get(k, {}), **v}
+    return parse_scenario(data)
+
+
+INST = scenario().instrument.instrument()
+
+
+class Scripted:
+    """Records every event; ``react`` decides the commands."""
+
+    def __init__(self, react: Callable[[Scripted, Event], Sequence[Command]]) -> None:
+        self.events: list[Event] = []
+        self.react = react
+        self.book: BookUpdate | None = None
+        self.state: dict[str, Any] = {}
+
+    def on_event(self, event: Event) -> Sequence[Command]:
+        self.events.append(event)
+        if isinstance(event, BookUpdate):
+            self.book = event
+        return self.react(self, event)
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def bid_once(agent: Scripted, ev: Event, tif: Tif = Tif.ALO, cross: bool = False) -> list[Command]:
+    """On the first book: one buy for $12 at the best bid (or at the best ask when ``cross``)."""
+    if isinstance(ev, BookUpdate) and "sent" not in agent.state:
+        agent.state["sent"] = ev.t
+        # 10 ticks through the ask, or 3 behind the bid: the book may move while the order travels
+        px = ev.asks[0][0] + 10 if cross else ev.bids[0][0] - 3
+        lots = INST.min_lots_at(px) + 1  # just above the $10 minimum
+        return [PlaceOrder(1, BUY, px, lots, tif)]
+    return []
+
+
+def run(sc: Scenario, agent: Any, seed: int = 3, until: float | None = None,
+        log: SessionLog | None = None) -> SimVenue:
+    v = SimVenue(sc, seed, agent, log)
+    v.start()
+    v.run_until(sc.scenario.duration_s if until is None else until)
+    return v
+
+
+def test_order_latency_is_order_plus_ack() -> None:
+    log = SessionLog(None, {})
+    agent = Scripted(bid_once)
+    run(scenario(5.0), agent, log=log)
+    sent = agent.state["sent"]
+    place = next(r for r in log.records if r["type"] == "place")
+    ack = next(r for r in log.records if r["type"] == "ack")
+    book = next(r for r in log.records if r["type"] == "book")
+    assert book["rx"] == book["t"] + 0.020  # feed latency
+    assert place["rx"] == book["rx"]  # the agent answered the book it was given
+    assert abs(ack["rx"] - (place["rx"] + 0.060 + 0.030)) < 1e-9
+    assert abs(ack["t"] - (sent + 0.020 + 0.060)) < 1e-9  # venue time of the ack: arrival at the engine
+
+
+def test_taker_order_ack_precedes_its_fill() -> None:
+    agent = Scripted(lambda a, e: bid_once(a, e, Tif.IOC, cross=True))
+    run(scenario(3.0), agent)
+    acks, fills = agent.of(OrderAccepted), agent.of(Fill)
+    assert acks and acks[0].resting is False
+    assert fills and all(not f.is_maker for f in fills)
+    assert agent.events.index(acks[0]) < agent.events.index(fills[0])
+
+
+def test_cancel_racing_a_fill_is_rejected_with_venue_text() -> None:
+    def react(agent: Scripted, ev: Event) -> list[Command]:
+        if isinstance(ev, OrderAccepted):
+            agent.state["oid"] = ev.oid
+            return [CancelOrder(ev.client_id)]  # in flight for cancel_ms = 40 ms
+        return bid_once(agent, ev)
+
+    agent = Scripted(react)
+    sc = scenario(10.0)
+    v = SimVenue(sc, 5, agent)
+    v.start()
+    while "oid" not in agent.state and v.now < 5.0:
+        v.run_until(v.now + 0.01)
+    assert "oid" in agent.state, agent.of(OrderRejected)
+    # the cancel is on the wire: a large seller sweeps down to our bid before it arrives
+    px = next(o.px_ticks for o in v.engine.open_orders() if o.oid == agent.state["oid"])
+    v.engine.market_order(SELL, 10**7, px)
+    v.run_until(10.0)
+    rej = agent.of(CancelRejected)
+    assert [r.reason for r in rej] == [ERR_CANCEL_GONE]
+    assert sum(f.size_lots for f in agent.of(Fill)) > 0
+    assert not agent.of(OrderCanceled)
+
+
+def test_cancel_before_any_fill_cancels() -> None:
+    def react(agent: Scripted, ev: Event) -> list[Command]:
+        if isinstance(ev, OrderAccepted):
+            return [CancelOrder(ev.client_id)]
+        return bid_once(agent, ev)
+
+    agent = Scripted(react)
+    run(scenario(3.0, market={"noise_rate_per_s": 0.0}), agent)
+    assert [c.reason for c in agent.of(OrderCanceled)] == ["canceled"]
+    assert not agent.of(CancelRejected)
+
+
+def test_rate_limit_refuses_beyond_the_bucket() -> None:
+    def react(agent: Scripted, ev: Event) -> list[Command]:
+        if isinstance(ev, BookUpdate) and "sent" not in agent.state:
+            agent.state["sent"] = True
+            return [QueryAccount() for _ in range(5)] + [PlaceOrder(i, BUY, ev.bids[-1][0], 10**4, Tif.ALO)
+                                                         for i in range(1, 6)]
+        return []
+
+    agent = Scripted(react)
+    v = run(scenario(3.0, rate_limit={"burst_weight": 6.0, "weight_per_min": 1.0}), agent)
+    rejects = agent.of(OrderRejected)
+    assert [r.reason for r in rejects] == [ERR_RATE_LIMIT] * 4  # 5 queries + 1 order fit in 6
+    assert len(agent.of(OrderAccepted)) == 1
+    assert v.summary()["rate_limited"] == 4
+
+
+def test_disconnect_stops_feed_loses_commands_and_resyncs() -> None:
+    def react(agent: Scripted, ev: Event) -> list[Command]:
+        if isinstance(ev, ConnectionStatus) and not ev.connected:
+            return [PlaceOrder(9, BUY, agent.book.bids[0][0], 10**4, Tif.ALO)]  # lost: the link is down
+        return []
+
+    agent = Scripted(react)
+    log = SessionLog(None, {})
+    run(scenario(20.0, faults={"disconnects": [{"start_s": 5.0, "duration_s": 4.0}]}), agent, log=log)
+    status = agent.of(ConnectionStatus)
+    assert [(s.t, s.connected) for s in status] == [(5.0, False), (9.0, True)]
+    books_rx = [r["rx"] for r in log.records if r["type"] == "book"]
+    assert not [rx for rx in books_rx if 5.0 + 0.020 < rx < 9.0]
+    assert any(rx > 9.0 for rx in books_rx)
+    assert not agent.of(OrderAccepted) and not agent.of(OrderRejected)
+    snaps = agent.of(AccountSnapshot)
+    assert len(snaps) == 2 and snaps[1].t == 9.0 and snaps[1].open_orders == ()
+
+
+def test_dead_mans_switch_cancels_unless_rearmed() -> None:
+    def react(agent: Scripted, ev: Event) -> list[Command]:
+        if isinstance(ev, OrderAccepted):
+            return [ScheduleCancel(ev.t + 2.0)]
+        return bid_once(agent, ev)
+
+    agent = Scripted(react)
+    run(scenario(6.0, market={"noise_rate_per_s": 0.0}), agent)
+    canceled = agent.of(OrderCanceled)
+    assert [c.reason for c in canceled] == ["scheduledCancel"]
+    ack = agent.of(OrderAccepted)[0]
+    assert abs(canceled[0].t - (ack.t + 2.0)) < 1e-9
+
+
+def test_same_seed_same_log_bytes_and_other_seed_differs(tmp_path: Any) -> None:
+    sc = scenario(60.0, faults={"random_disconnects_per_hour": 60.0, "reject_prob": 0.05, "feed_drop_prob": 0.05,
+                                "feed_dup_prob": 0.05, "ack_delay_max_s": 0.05},
+                  latency={"jitter_ms": 10.0})
+    digests = []
+    for seed in (7, 7, 8):
+        with SessionLog(tmp_path / f"{len(digests)}.jsonl", {"seed": seed}) as log:
+            inst = sc.instrument.instrument()
+            run(sc, BaselineAgent(inst, depth_bps=0.5), seed=seed, log=log)
+        digests.append(log.sha256)
+    assert (tmp_path / "0.jsonl").read_bytes() == (tmp_path / "1.jsonl").read_bytes()
+    assert digests[0] == digests[1] != digests[2]
