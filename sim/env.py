@@ -38,8 +38,9 @@ shown whether it was adverse; nothing is measured at the fill instant. The penal
 inventory risk beyond the horizon, which the edge term does not see.
 
 ## Episode end
-``truncated`` when ``episode_s`` simulated seconds have passed; ``terminated`` when the kill
-switch halted the agent or the scenario ended.
+``truncated`` when ``episode_s`` simulated seconds have passed (the simulator's scenario is cut to
+exactly that length, so its end is a time limit too); ``terminated`` only when the kill switch
+halted the agent.
 
 ## Arguments
 ``config``: :class:`EnvConfig` (or a dict of its fields).
@@ -228,7 +229,6 @@ class MarketMakingEnv(gym.Env[np.ndarray, np.ndarray]):
         """Start an episode. ``options["scenario"]`` (a name in the mix) pins the scenario."""
         super().reset(seed=seed)
         from agent.market_maker import MarketMaker
-
         from sim.venue import SimVenue
 
         rng = self.np_random
@@ -264,7 +264,9 @@ class MarketMakingEnv(gym.Env[np.ndarray, np.ndarray]):
         inv_ratio = self.mm.position_lots / cap if cap > 0 else 0.0
         penalty = self.config.inventory_penalty_usd_per_s * inv_ratio**2 * self.config.step_s
         reward = self._edge_usd - penalty
-        terminated = bool(self.mm.state == OverlayState.HALTED or self._venue.done)
+        # the venue's end (duration_s = episode_s) is a time limit, not a terminal state:
+        # reporting it as terminated would make PPO/SAC bootstrap a zero value there
+        terminated = self.mm.state == OverlayState.HALTED
         truncated = (not terminated) and self._t >= self.config.episode_s
         info = {"edge_usd": self._edge_usd, "inventory_penalty_usd": penalty, "position_lots": self.mm.position_lots}
         return build_observation(self.mm), float(reward), terminated, truncated, info
