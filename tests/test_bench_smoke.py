@@ -1,0 +1,86 @@
+"""Bench smoke: the bench command runs end to end on tiny sizes, and replay fills where it should."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bench import run
+from hlmm.instrument import Instrument
+from sim.replay import NO_QUOTE, Quotes, Tape, replay, tape_from_session_log
+
+HYPE = Instrument(coin="HYPE", sz_decimals=2, tick_decimals=3)
+S = 1_000_000_000  # ns per s
+
+
+def _tape(rows: list[tuple[float, int, int, int, int]]) -> Tape:
+    a = np.array([(round(t * S), k, sd, p, z) for t, k, sd, p, z in rows], dtype=np.int64)
+    return Tape(a[:, 0], a[:, 1].astype(np.int8), a[:, 2].astype(np.int8), a[:, 3], a[:, 4])
+
+
+def _fixed(bid: int, ask: int, lots: int):
+    return lambda t, bb, ba, q: Quotes(bid, ask, lots)
+
+
+BOOK = [(0.0, 0, 1, 999, 30), (0.0, 0, -1, 1001, 40)]
+
+
+def test_trade_at_our_price_fills_only_beyond_the_queue_ahead() -> None:
+    # we join the 999 bid behind 30 lots at t=0.1; a 35-lot sell fills 5 of our 10
+    tape = _tape([*BOOK, (0.15, 1, -1, 999, 35), (0.25, 0, 1, 999, 0)])
+    r = replay(tape, HYPE, _fixed(999, NO_QUOTE, 10), 0.1)
+    assert (r.fills, r.filled_lots, r.position_lots) == (1, 5, 5)
+
+
+def test_shrinking_level_moves_us_forward_and_trade_through_fills_fully() -> None:
+    # level shrinks to 4 lots ahead, then a 6-lot sell at 999 fills 2; a sell at 998 fills the rest
+    tape = _tape([*BOOK, (0.12, 0, 1, 999, 4), (0.13, 1, -1, 999, 6), (0.14, 1, -1, 998, 1), (0.25, 0, 1, 999, 0)])
+    r = replay(tape, HYPE, _fixed(999, NO_QUOTE, 10), 0.1)
+    assert (r.fills, r.filled_lots, r.position_lots) == (2, 10, 10)
+
+
+def test_trades_away_from_our_quotes_do_not_fill() -> None:
+    tape = _tape([*BOOK, (0.15, 1, -1, 999, 500), (0.16, 1, 1, 1001, 500), (0.25, 0, 1, 999, 0)])
+    r = replay(tape, HYPE, _fixed(998, 1002, 10), 0.1)
+    assert r.fills == 0 and r.position_lots == 0
+
+
+def test_round_trip_pnl_is_the_spread_minus_fees() -> None:
+    tape = _tape([*BOOK, (0.15, 1, -1, 999, 100), (0.16, 1, 1, 1001, 100), (0.25, 0, 1, 999, 30)])
+    r = replay(tape, HYPE, _fixed(999, 1001, 10), 0.1, maker_fee_bps=1.0)
+    # bought 10 lots at 999, sold 10 at 1001: 2 ticks * 10 lots = 0.002 USD * 0.1 coin
+    assert r.position_lots == 0
+    assert r.pnl_usd == pytest.approx(2 * 10 * 1e-3 * 1e-2 - r.fees_usd)
+    assert r.fees_usd == pytest.approx((999 + 1001) * 10 * 1e-4 * 1e-3 * 1e-2)
+
+
+def test_session_log_records_become_a_tape() -> None:
+    recs = [{"kind": "book", "t": 0.0, "bids": [[999, 30]], "asks": [[1001, 40]]},
+            {"kind": "trade", "t": 0.15, "px_ticks": 999, "size_lots": 35, "aggressor": -1},
+            {"kind": "book", "t": 0.25, "bids": [[998, 5]], "asks": [[1001, 40]]}]
+    tape = tape_from_session_log(recs, HYPE)
+    assert 0 in tape.size_lots  # the 999 bid no longer shown became a zero-size update
+    r = replay(tape, HYPE, _fixed(999, NO_QUOTE, 10), 0.1)
+    assert r.filled_lots == 5
+
+
+def test_bench_command_quick_on_tiny_sizes(tmp_path, monkeypatch, capsys) -> None:
+    tiny = {"replay_events": 5_000, "engine_s": 2.0, "env_steps": 3, "ppo_steps": 16, "decisions": 20}
+    monkeypatch.setitem(run.SIZES, "quick", tiny)
+    import bench.env_speed as env_speed
+
+    monkeypatch.setattr(env_speed, "measure_ppo", lambda n, seed: {"real_steps_per_s": 1.0,
+                                                                   "constant_steps_per_s": 2.0,
+                                                                   "env_share_of_training": 0.5})
+    out = tmp_path / "b.json"
+    assert run.bench_cli(quick=True, json_path=out) == 0
+    res = json.loads(out.read_text())
+    assert res["replay"]["events"] == 5_040 and res["replay"]["events_per_s"] > 0
+    assert res["decision"]["p99_us"] >= res["decision"]["p50_us"] > 0
+    try:
+        import hftbacktest  # noqa: F401
+    except ImportError:
+        pytest.skip("hftbacktest (bench extra) not installed: peer figure not checked")
+    assert "replay events/s" in capsys.readouterr().out
