@@ -1,0 +1,617 @@
+"""``LiveVenue``: the Venue interface (hlmm/venue.py) over hyperliquid-python-sdk 0.24.0.
+
+Market data and account news arrive on the SDK's websocket thread (l2Book, trades, userFills,
+orderUpdates, userEvents); every message is validated by :mod:`live.wire` and turned into
+:mod:`hlmm.venue` events queued for the driver, which takes them with :meth:`LiveVenue.poll`.
+Commands go out through ``Exchange`` with cloids (``Cloid.from_int(client_id)``), batched.
+
+What the SDK does not do and this class adds (hyperliquid-api.md section 5):
+
+- reconnect and resubscribe when the websocket thread dies (it does so silently), reporting a
+  :class:`ConnectionStatus` each way; missed fills come back through the ``userFills``
+  snapshot of the new subscription and through reconciliation, de-duplicated by ``tid``;
+- an HTTP timeout on every request, and a fresh session plus one retry for idempotent
+  ``/info`` queries that fail on a stale connection;
+- a strictly increasing nonce per signer (the SDK uses raw milliseconds, which repeat);
+- ticks/lots to floats through ``Decimal`` (:func:`live.wire.px_float`), so ``float_to_wire``
+  never raises;
+- a reduce-only order worth under $10 that would leave a remainder is sent for the whole
+  position instead (Hyperliquid rejects a partial close under $10);
+- ambiguous failures (timeouts, 5xx, dropped connections) never finalize an order: the order is
+  looked up by cloid until the venue answers, and the agent's reconciliation settles the rest;
+- :meth:`close` stops the websocket thread (it is not a daemon and would keep the process alive).
+
+Bad venue data is counted in ``counters["wire_error"]`` with the message logged as an
+``alarm``; it never becomes an event, so it can never cause an order.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from hyperliquid.exchange import Exchange
+from hyperliquid.info import Info
+from hyperliquid.utils.error import ClientError, ServerError
+from hyperliquid.utils.signing import order_request_to_order_wire, order_wires_to_order_action, sign_l1_action
+
+from hlmm.instrument import Instrument
+from hlmm.sessionlog import SessionLog
+from hlmm.venue import (
+    AccountSnapshot,
+    CancelAll,
+    CancelOrder,
+    CancelRejected,
+    Command,
+    ConnectionStatus,
+    Event,
+    FeeSchedule,
+    Fill,
+    FundingPayment,
+    ModifyOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    PlaceOrder,
+    QueryAccount,
+    ScheduleCancel,
+    Tif,
+)
+from live import wire
+
+AMBIGUOUS = (requests.RequestException, ServerError, ConnectionError, TimeoutError)
+LOOKUP_TRIES = 20  # orderStatus look-ups of an ambiguous order before leaving it to reconciliation
+
+
+class NonceSource:
+    """Strictly increasing millisecond nonces for one signer, shared by every thread."""
+
+    def __init__(self, wall_ms: Callable[[], int] | None = None) -> None:
+        self._wall_ms = wall_ms or (lambda: int(time.time() * 1000))
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            self._last = max(self._last + 1, self._wall_ms())
+            return self._last
+
+
+class NoncedExchange(Exchange):
+    """``Exchange`` whose actions carry :class:`NonceSource` nonces (signing is the SDK's)."""
+
+    def __init__(self, *args: Any, nonces: NonceSource, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.nonces = nonces
+
+    def signed(self, action: dict[str, Any]) -> Any:
+        nonce = self.nonces.next()
+        sig = sign_l1_action(self.wallet, action, self.vault_address, nonce, self.expires_after, self.base_url == _MAINNET)
+        return self._post_action(action, sig, nonce)
+
+    def orders(self, requests_: list[dict[str, Any]]) -> Any:
+        wires = [order_request_to_order_wire(r, self.info.name_to_asset(r["coin"])) for r in requests_]
+        return self.signed(order_wires_to_order_action(wires, None, "na"))
+
+    def cancels_by_cloid(self, asset: int, cloids: list[str]) -> Any:
+        return self.signed({"type": "cancelByCloid", "cancels": [{"asset": asset, "cloid": c} for c in cloids]})
+
+    def cancels(self, asset: int, oids: list[int]) -> Any:
+        return self.signed({"type": "cancel", "cancels": [{"a": asset, "o": o} for o in oids]})
+
+    def modifies(self, items: list[tuple[str, dict[str, Any]]]) -> Any:
+        mods = [{"oid": ref, "order": order_request_to_order_wire(r, self.info.name_to_asset(r["coin"]))} for ref, r in items]
+        return self.signed({"type": "batchModify", "modifies": mods})
+
+    def schedule(self, at_ms: int | None) -> Any:
+        action: dict[str, Any] = {"type": "scheduleCancel"}
+        if at_ms is not None:
+            action["time"] = at_ms
+        return self.signed(action)
+
+
+_MAINNET = "https://api.hyperliquid.xyz"
+
+
+@dataclass
+class LockstepLink:
+    """In-process hooks of a lockstep local venue: how many websocket messages it has written
+    and how many subscriptions it holds, so the bridge can wait for exactly those."""
+
+    sent_total: Callable[[], int]
+    subscriptions: Callable[[], int]
+    now_s: Callable[[], float]
+
+
+class LiveVenue:
+    """The Venue interface over the SDK. Thread model: SDK callbacks only parse and enqueue;
+    everything else runs on the driver's thread."""
+
+    def __init__(
+        self,
+        base_url: str,
+        wallet: Any,
+        instrument: Instrument,
+        fees: FeeSchedule,
+        log: SessionLog | None = None,
+        http_timeout_s: float = 5.0,
+        lockstep: LockstepLink | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if base_url.endswith("/"):
+            raise ValueError(f"base_url={base_url!r}: must not end with '/' (the SDK would post to '//info')")
+        self.base_url = base_url
+        self.wallet = wallet
+        self.address = wallet.address.lower()
+        self.instrument = instrument
+        self.fees = fees
+        self.log = log
+        self.timeout = http_timeout_s
+        self.lockstep = lockstep
+        self.clock = clock or (lockstep.now_s if lockstep is not None else time.time)
+        self.counters: dict[str, int] = {}
+        self.nonces = NonceSource()
+        self._events: deque[Event] = deque()
+        self._lock = threading.Lock()
+        self._received = 0
+        self._info: Info | None = None
+        self._meta: Any = None
+        self.exchange: NoncedExchange | None = None
+        self._seen_tids: set[int] = set()
+        self._seen_trade_tids: deque[int] = deque(maxlen=10_000)
+        self._seen_trade_set: set[int] = set()
+        self._oid_to_cid: dict[int, int] = {}
+        self._acked: set[int] = set()  # client ids whose acceptance was reported
+        self._finished: set[int] = set()  # client ids reported canceled/rejected
+        self._unresolved: dict[int, int] = {}  # client id -> look-ups left
+        self._pending_queries = 0
+        self._last_book_ms = -1
+        self._connected = False
+        self._last_reconnect_try = -1e18
+        self.position_lots = 0
+        self.leverage = 10.0
+
+    # ------------------------------------------------------------------ plumbing
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def _alarm(self, name: str, detail: str) -> None:
+        self._count(name)
+        if self.log is not None:
+            self.log.write(self.clock(), "alarm", name=name, detail=detail[:300])
+
+    def _push(self, ev: Event) -> None:
+        with self._lock:
+            self._events.append(ev)
+
+    def _info_call(self, fn: Callable[[Info], Any]) -> Any:
+        """An idempotent query with a timeout, retried once on a fresh session."""
+        assert self._info is not None
+        try:
+            return fn(self._info)
+        except (requests.ConnectionError, requests.Timeout):
+            self._count("http_retry")
+            self._info.session = requests.Session()
+            self._info.session.headers.update({"Content-Type": "application/json"})
+            return fn(self._info)
+
+    # ------------------------------------------------------------------ connection
+    def connect(self) -> None:
+        """Fetch meta, open the websocket with its subscriptions, build the exchange client."""
+        probe = Info(self.base_url, skip_ws=True, meta={"universe": []}, spot_meta={"universe": [], "tokens": []},
+                     timeout=self.timeout)
+        self._meta = probe.meta()
+        names = [u.get("name") for u in self._meta.get("universe", [])]
+        if self.instrument.coin not in names or names.index(self.instrument.coin) != self.instrument.asset_id:
+            raise ValueError(f"instrument {self.instrument.coin} asset_id={self.instrument.asset_id}: venue meta has {names[:10]}")
+        sz_dec = self._meta["universe"][self.instrument.asset_id]["szDecimals"]
+        if sz_dec != self.instrument.sz_decimals:
+            raise ValueError(f"instrument sz_decimals={self.instrument.sz_decimals}: the venue says szDecimals={sz_dec}")
+        self.exchange = NoncedExchange(self.wallet, self.base_url, meta=self._meta,
+                                       spot_meta={"universe": [], "tokens": []}, timeout=self.timeout, nonces=self.nonces)
+        self._open_ws()
+
+    def _open_ws(self) -> bool:
+        try:
+            info = Info(self.base_url, skip_ws=False, meta=self._meta, spot_meta={"universe": [], "tokens": []},
+                        timeout=self.timeout)
+        except AMBIGUOUS as exc:
+            self._alarm("connect_failed", repr(exc))
+            return False
+        self._info = info
+        coin, user = self.instrument.coin, self.address
+        subs = [
+            ({"type": "l2Book", "coin": coin}, self._on_book),
+            ({"type": "trades", "coin": coin}, self._on_trades),
+            ({"type": "userFills", "user": user}, self._on_user_fills),
+            ({"type": "orderUpdates", "user": user}, self._on_order_updates),
+            ({"type": "userEvents", "user": user}, self._on_user_events),
+        ]
+        for sub, cb in subs:
+            info.subscribe(sub, self._guard(cb))
+        if self.lockstep is not None:
+            end = time.monotonic() + 5.0
+            while self.lockstep.subscriptions() < len(subs) and time.monotonic() < end:
+                if not info.ws_manager.is_alive():
+                    return False
+                time.sleep(0.002)
+            if self.lockstep.subscriptions() < len(subs):
+                return False
+        self._connected = True
+        return True
+
+    def _ws_alive(self) -> bool:
+        return self._info is not None and self._info.ws_manager is not None and self._info.ws_manager.is_alive() \
+            and bool(self._info.ws_manager.ws.keep_running)
+
+    def _check_connection(self) -> None:
+        if self._connected and not self._ws_alive():
+            self._connected = False
+            self._stop_ws()
+            self._push(ConnectionStatus(self.clock(), False, "websocket closed"))
+        if not self._connected:
+            now = self.clock()
+            if now - self._last_reconnect_try < 1.0:
+                return
+            self._last_reconnect_try = now
+            self._count("reconnect_try")
+            if self._open_ws():
+                self._count("reconnect")
+                self._push(ConnectionStatus(self.clock(), True, "resubscribed"))
+            else:
+                self._stop_ws()
+
+    def _stop_ws(self) -> None:
+        if self._info is not None and self._info.ws_manager is not None:
+            try:
+                self._info.disconnect_websocket()
+            except Exception as exc:  # the socket may already be gone; stopping must not fail
+                self._count("ws_stop_error")
+                del exc
+
+    def close(self) -> None:
+        """Stop the websocket thread (the SDK's is not a daemon)."""
+        self._stop_ws()
+        if self._info is not None and self._info.ws_manager is not None:
+            self._info.ws_manager.join(5.0)
+        self._connected = False
+
+    def sync(self, timeout_s: float = 3.0) -> None:
+        """Lockstep: wait until every websocket message the venue wrote has been handled."""
+        if self.lockstep is None:
+            return
+        target = self.lockstep.sent_total()
+        end = time.monotonic() + timeout_s
+        while self._received < target and time.monotonic() < end:
+            if not self._ws_alive():
+                break
+            time.sleep(0.0005)
+
+    # ------------------------------------------------------------------ inbound
+    def _guard(self, cb: Callable[[Any], None]) -> Callable[[Any], None]:
+        def run(msg: Any) -> None:
+            try:
+                if not isinstance(msg, dict) or "data" not in msg:
+                    raise wire.WireError(f"message={str(msg)[:80]!r}: expected an object with 'data'")
+                cb(msg["data"])
+            except wire.WireError as exc:
+                self._alarm("wire_error", str(exc))
+            except Exception as exc:  # never let a hostile message kill the SDK thread
+                self._alarm("wire_error", f"{type(exc).__name__}: {exc}")
+            finally:
+                with self._lock:
+                    self._received += 1
+        return run
+
+    def handle(self, channel: str, data: Any) -> None:
+        """Process one websocket payload (what the SDK thread does; also the fuzz entry point)."""
+        handler = {"l2Book": self._on_book, "trades": self._on_trades, "userFills": self._on_user_fills,
+                   "orderUpdates": self._on_order_updates, "user": self._on_user_events}.get(channel)
+        if handler is None:
+            raise wire.WireError(f"channel={channel!r}: not subscribed")
+        self._guard(handler)({"channel": channel, "data": data})
+
+    def _on_book(self, data: Any) -> None:
+        book = wire.parse_l2book(self.instrument, data)
+        ms = data["time"]
+        if ms < self._last_book_ms:
+            self._count("stale_book")  # a reordered or duplicated snapshot
+            return
+        if ms == self._last_book_ms:
+            self._count("dup_book")
+            return
+        self._last_book_ms = ms
+        self._push(book)
+
+    def _on_trades(self, data: Any) -> None:
+        for tr in wire.parse_trades(self.instrument, data):
+            if tr.trade_id in self._seen_trade_set:
+                self._count("dup_trade")
+                continue
+            if len(self._seen_trade_tids) == self._seen_trade_tids.maxlen:
+                self._seen_trade_set.discard(self._seen_trade_tids[0])
+            self._seen_trade_tids.append(tr.trade_id)
+            self._seen_trade_set.add(tr.trade_id)
+            self._push(tr)
+
+    def _fill_event(self, f: wire.WireFill) -> None:
+        if f.tid in self._seen_tids:
+            self._count("dup_fill")
+            return
+        self._seen_tids.add(f.tid)
+        cid = self._oid_to_cid.get(f.oid, -f.oid)
+        self.position_lots += f.side * f.size_lots
+        self._push(Fill(f.t, cid, f.oid, f.side, f.px_ticks, f.size_lots, f.fee_usd, f.tid, not f.crossed))
+
+    def _on_user_fills(self, data: Any) -> None:
+        _snap, fills = wire.parse_user_fills(self.instrument, data)
+        for f in self._with_cloids(data.get("fills", []), fills):
+            self._fill_event(f)
+
+    def _with_cloids(self, raw: list[Any], fills: list[wire.WireFill]) -> list[wire.WireFill]:
+        """Learn oid -> client id from fills that carry a cloid (fills of orders we placed)."""
+        by_tid = {r.get("tid"): r for r in raw if isinstance(r, dict)}
+        for f in fills:
+            cl = by_tid.get(f.tid, {}).get("cloid")
+            if cl is not None:
+                cid = wire.cloid_client_id("fill.cloid", cl)
+                if cid is not None:
+                    self._oid_to_cid.setdefault(f.oid, cid)
+        return sorted(fills, key=lambda f: (f.t, f.tid))
+
+    def _on_user_events(self, data: Any) -> None:
+        d = wire.obj("user", data)
+        if "fills" in d:
+            fills = [wire.parse_fill(self.instrument, f, f"user.fills[{i}]") for i, f in enumerate(wire.arr("user.fills", d["fills"]))]
+            for f in self._with_cloids(d["fills"], fills):
+                self._fill_event(f)
+        if "funding" in d:
+            fu = wire.obj("user.funding", d["funding"])
+            rate = wire.usd("user.funding.fundingRate", wire.need(fu, "fundingRate", "user.funding"))
+            amount = wire.usd("user.funding.usdc", wire.need(fu, "usdc", "user.funding"))
+            self._push(FundingPayment(wire.time_s("user.funding.time", wire.need(fu, "time", "user.funding")), rate, amount))
+
+    def _on_order_updates(self, data: Any) -> None:
+        for u in wire.parse_order_updates(self.instrument, data):
+            cid = u.client_id if u.client_id is not None else self._oid_to_cid.get(u.oid, -u.oid)
+            self._oid_to_cid[u.oid] = cid
+            self._settle(cid, u.oid, u.status, u.t)
+
+    def _settle(self, cid: int, oid: int, status: str, t: float) -> None:
+        """Report what the venue says about an order, once per transition."""
+        self._unresolved.pop(cid, None)
+        if status in wire.OPEN_STATUSES or status in wire.FILLED_STATUSES:
+            if cid not in self._acked and cid not in self._finished:
+                self._acked.add(cid)
+                self._push(OrderAccepted(t, cid, oid, status in wire.OPEN_STATUSES))
+        elif status in wire.CANCELED_STATUSES:
+            if cid not in self._finished:
+                self._finished.add(cid)
+                if cid not in self._acked:
+                    self._acked.add(cid)
+                    self._push(OrderAccepted(t, cid, oid, True))
+                self._push(OrderCanceled(t, cid, oid, status))
+        elif status in wire.REJECTED_STATUSES and cid not in self._acked and cid not in self._finished:
+            self._finished.add(cid)
+            self._push(OrderRejected(t, cid, status))
+
+    # ------------------------------------------------------------------ outbound
+    def send(self, commands: Sequence[Command]) -> None:
+        """Send the agent's commands: cancels first (never starved), then places in one batch."""
+        cancels = [c for c in commands if isinstance(c, CancelOrder)]
+        places = [c for c in commands if isinstance(c, PlaceOrder)]
+        for c in commands:
+            if isinstance(c, CancelAll):
+                self._cancel_all()
+        if cancels:
+            self._cancel(cancels)
+        for c in commands:
+            if isinstance(c, ModifyOrder):
+                self._modify(c)
+            elif isinstance(c, ScheduleCancel):
+                self._schedule(c)
+        if places:
+            self._place(places)
+        if any(isinstance(c, QueryAccount) for c in commands):
+            self._pending_queries += sum(isinstance(c, QueryAccount) for c in commands)
+            self._answer_queries()
+
+    def _request(self, p: PlaceOrder) -> dict[str, Any]:
+        from hyperliquid.utils.types import Cloid
+
+        size = p.size_lots
+        if p.reduce_only and self.position_lots and (self.position_lots > 0) != (p.side > 0):
+            whole = abs(self.position_lots)
+            if size < whole and self.instrument.notional_usd(p.px_ticks, whole - size) < self.instrument.min_notional_usd:
+                size = whole  # a remainder under $10 could never be closed: close it all at once
+                self._count("whole_position_close")
+        return {"coin": self.instrument.coin, "is_buy": p.side > 0, "sz": wire.sz_float(self.instrument, size),
+                "limit_px": wire.px_float(self.instrument, p.px_ticks), "order_type": {"limit": {"tif": Tif(p.tif).value}},
+                "reduce_only": p.reduce_only, "cloid": Cloid.from_int(p.client_id)}
+
+    def _place(self, places: list[PlaceOrder]) -> None:
+        assert self.exchange is not None
+        reqs = []
+        for p in places:
+            try:
+                reqs.append((p, self._request(p)))
+            except wire.WireError as exc:
+                self._finished.add(p.client_id)
+                self._push(OrderRejected(self.clock(), p.client_id, f"not sent: {exc}"))
+        if not reqs:
+            return
+        try:
+            reply = self.exchange.orders([r for _p, r in reqs])
+            statuses = wire.parse_order_reply(self.instrument, reply, len(reqs))
+        except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
+            self._ambiguous([p.client_id for p, _r in reqs], exc)
+            return
+        t = self.clock()
+        for (p, _r), st in zip(reqs, statuses, strict=True):
+            if st.kind == "error":
+                if p.client_id not in self._acked and p.client_id not in self._finished:
+                    self._finished.add(p.client_id)
+                    self._push(OrderRejected(t, p.client_id, st.error))
+                continue
+            assert st.oid is not None
+            self._oid_to_cid[st.oid] = p.client_id
+            self._settle(p.client_id, st.oid, "open" if st.kind == "resting" else "filled", t)
+
+    def _ambiguous(self, cids: list[int], exc: BaseException) -> None:
+        """No answer: the venue may or may not have acted. Ask it, never assume."""
+        self._count("ambiguous", len(cids))
+        if self.log is not None:
+            self.log.write(self.clock(), "alarm", name="ambiguous", detail=f"{type(exc).__name__}: {str(exc)[:200]}",
+                           client_ids=cids)
+        for cid in cids:
+            self._unresolved[cid] = LOOKUP_TRIES
+
+    def _resolve(self) -> None:
+        """Look up ambiguous orders by cloid until the venue knows them (or tries run out)."""
+        for cid in list(self._unresolved):
+            try:
+                st = self._info_call(lambda i, c=cid: i.post("/info", {"type": "orderStatus", "user": self.address,
+                                                                        "oid": wire.cloid_hex(c)}))
+            except (*AMBIGUOUS, ClientError):
+                return
+            if isinstance(st, dict) and st.get("status") == "order":
+                try:
+                    o = wire.obj("orderStatus.order", st.get("order"))
+                    inner = wire.obj("orderStatus.order.order", o.get("order"))
+                    oid = wire.integer("orderStatus.order.order.oid", inner.get("oid"))
+                    status = o.get("status")
+                    if status not in wire.KNOWN_STATUSES:
+                        raise wire.WireError(f"orderStatus.status={status!r}: unknown order status")
+                except wire.WireError as exc:
+                    self._alarm("wire_error", str(exc))
+                    continue
+                self._oid_to_cid[oid] = cid
+                self._settle(cid, oid, status, self.clock())
+            else:
+                left = self._unresolved.get(cid, 0) - 1
+                if left <= 0:
+                    self._unresolved.pop(cid, None)  # the agent's reconciliation settles it
+                else:
+                    self._unresolved[cid] = left
+
+    def _cancel(self, cancels: list[CancelOrder]) -> None:
+        assert self.exchange is not None
+        cids = [c.client_id for c in cancels]
+        by_cloid = [c for c in cids if c >= 0]
+        by_oid = [c for c in cids if c < 0]  # adopted orders without a cloid: key is -oid
+        t = self.clock()
+        for group, call in ((by_cloid, lambda g: self.exchange.cancels_by_cloid(self.instrument.asset_id, [wire.cloid_hex(c) for c in g])),
+                            (by_oid, lambda g: self.exchange.cancels(self.instrument.asset_id, [-c for c in g]))):
+            if not group:
+                continue
+            try:
+                results = wire.parse_cancel_reply(call(group), len(group))
+            except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
+                self._count("ambiguous_cancel", len(group))
+                if self.log is not None:
+                    self.log.write(t, "alarm", name="ambiguous_cancel", detail=f"{type(exc).__name__}", client_ids=group)
+                continue  # the agent's cancel stays pending; reconciliation settles it
+            for cid, err in zip(group, results, strict=True):
+                if err is None:
+                    oid = next((o for o, c in self._oid_to_cid.items() if c == cid), -cid if cid < 0 else 0)
+                    self._settle(cid, oid, "canceled", t)
+                elif cid not in self._finished:
+                    self._push(CancelRejected(t, cid, err))
+
+    def _cancel_all(self) -> None:
+        assert self.exchange is not None
+        try:
+            opens = wire.parse_open_orders(self.instrument, self._info_call(lambda i: i.frontend_open_orders(self.address)))
+        except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
+            self._alarm("cancel_all_failed", repr(exc)[:200])
+            return
+        if not opens:
+            return
+        try:
+            results = wire.parse_cancel_reply(self.exchange.cancels(self.instrument.asset_id, [o.oid for o in opens]), len(opens))
+        except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
+            self._alarm("cancel_all_failed", repr(exc)[:200])
+            return
+        t = self.clock()
+        for o, err in zip(opens, results, strict=True):
+            cid = o.client_id if o.client_id is not None else -o.oid
+            if err is None:
+                self._settle(cid, o.oid, "canceled", t)
+
+    def _modify(self, m: ModifyOrder) -> None:
+        """Hyperliquid's batchModify is a cancel-replace under the same cloid."""
+        assert self.exchange is not None
+        oid = next((o for o, c in self._oid_to_cid.items() if c == m.client_id), None)
+        side = None
+        if oid is None:
+            self._push(CancelRejected(self.clock(), m.client_id, "modify: order unknown to the bridge"))
+            return
+        self._count("modify")
+        del side
+        self._push(CancelRejected(self.clock(), m.client_id, "modify: not supported, cancel and place instead"))
+
+    def _schedule(self, s: ScheduleCancel) -> None:
+        assert self.exchange is not None
+        at_ms = None if s.at_t is None else round(s.at_t * 1000)
+        try:
+            err = wire.parse_default_reply(self.exchange.schedule(at_ms), "scheduleCancel")
+        except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
+            self._alarm("schedule_cancel_failed", repr(exc)[:200])
+            return
+        if err is not None:
+            self._alarm("schedule_cancel_refused", err)
+
+    def _answer_queries(self) -> None:
+        """Answer the agent's queries with the venue's truth; missed fills first, then the snapshot."""
+        while self._pending_queries > 0:
+            try:
+                state = wire.parse_user_state(self.instrument, self._info_call(lambda i: i.user_state(self.address)))
+                opens = wire.parse_open_orders(self.instrument, self._info_call(lambda i: i.frontend_open_orders(self.address)))
+                raw_fills = self._info_call(lambda i: i.user_fills(self.address))
+                fills = wire.parse_fill_list(self.instrument, raw_fills)
+            except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
+                self._alarm("query_failed", f"{type(exc).__name__}: {str(exc)[:200]}")
+                return  # retried on the next poll; a failed query is never read as flat
+            for f in self._with_cloids(raw_fills, fills):
+                self._fill_event(f)
+            self.position_lots = state.position_lots
+            if state.leverage:
+                self.leverage = state.leverage
+            t = self.clock()
+            mark = self._mark_ticks(state)
+            max_lots = 0
+            if mark > 0 and state.account_value_usd > 0:
+                max_lots = int(state.account_value_usd * self.leverage / self.instrument.ticks_to_float(mark) / self.instrument.lot)
+            for o in opens:
+                cid = o.client_id if o.client_id is not None else -o.oid
+                self._oid_to_cid[o.oid] = cid
+            self._pending_queries -= 1
+            self._push(AccountSnapshot(t, state.position_lots, state.entry_px_ticks, state.account_value_usd,
+                                       state.margin_used_usd, max_lots, opens))
+
+    def _mark_ticks(self, state: wire.WireAccount) -> float:
+        try:
+            book = wire.parse_l2book(self.instrument, self._info_call(lambda i: i.l2_snapshot(self.instrument.coin)))
+        except (*AMBIGUOUS, ClientError, wire.WireError):
+            return state.entry_px_ticks
+        if book.bids and book.asks:
+            return (book.bids[0][0] + book.asks[0][0]) / 2
+        return state.entry_px_ticks
+
+    # ------------------------------------------------------------------ driver side
+    def poll(self) -> list[Event]:
+        """Events received since the last poll, after connection upkeep and pending look-ups."""
+        self._check_connection()
+        if self._unresolved:
+            self._resolve()
+        if self._pending_queries:
+            self._answer_queries()
+        with self._lock:
+            out = list(self._events)
+            self._events.clear()
+        return out
