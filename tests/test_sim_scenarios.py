@@ -1,0 +1,79 @@
+"""Built-in scenarios load and say what they claim; bad scenario files are rejected clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sim.scenario import ScenarioError, load_scenario
+
+GOOD = """
+[scenario]
+name = "t"
+duration_s = 600
+
+[[regimes]]
+start_s = 0
+name = "calm"
+
+[[regimes]]
+start_s = 300
+name = "cascade"
+drift_bps_per_s = -0.5
+"""
+
+
+def test_calm_is_30_minutes_of_hype_without_informed_flow() -> None:
+    sc = load_scenario("calm")
+    assert sc.scenario.duration_s == 1800
+    assert (sc.instrument.coin, sc.instrument.start_price) == ("HYPE", 30.88)
+    assert [r.informed_mult for r in sc.regimes] == [0.0]
+
+
+def test_feb12_cascade_is_89_minutes_with_changepoints_and_a_down_cascade() -> None:
+    sc = load_scenario("feb12_cascade")
+    assert sc.scenario.duration_s == 5340
+    assert (sc.instrument.coin, sc.instrument.start_price) == ("HYPE", 30.88)
+    names = [r.name for r in sc.regimes]
+    assert names[:4] == ["calm", "trending", "cascade", "volatile"]
+    cascade = sc.regimes[names.index("cascade")]
+    assert cascade.drift_bps_per_s < 0 and cascade.informed_mult > 1
+    assert sc.informed.mu_per_s > 0
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "bad.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_good_file_loads(tmp_path: Path) -> None:
+    assert load_scenario(write(tmp_path, GOOD)).regimes[1].name == "cascade"
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        (GOOD.replace("duration_s = 600", "duration_s = 600\ncolour = 1"), ["scenario.colour", "Extra inputs"]),
+        (GOOD + "\n[market]\nsigma_bps_per_sqrt_s = -1.0\n", ["market.sigma_bps_per_sqrt_s", "-1.0", "greater than 0"]),
+        (GOOD + "\n[market]\nnoise_rate_per_s = \"fast\"\n", ["market.noise_rate_per_s", "'fast'"]),
+        (GOOD + "\n[weather]\nrain = true\n", ["weather", "Extra inputs"]),
+        (GOOD.replace("start_s = 300", "start_s = 0"), ["regimes[1].start_s=0", "must be after"]),
+        (GOOD.replace('name = "cascade"', 'name = "meltdown"'), ["regimes.1.name", "'meltdown'"]),
+        ("[scenario\nname = 1", ["not valid TOML"]),
+    ],
+    ids=["unknown-field", "bad-value", "bad-type", "unknown-section", "unordered-regimes", "bad-regime-name", "syntax"],
+)
+def test_bad_files_name_file_and_field(tmp_path: Path, text: str, needles: list[str]) -> None:
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario(write(tmp_path, text))
+    msg = str(exc.value)
+    assert str(tmp_path / "bad.toml") in msg
+    for needle in needles:
+        assert needle in msg
+
+
+def test_unknown_builtin_lists_the_builtins() -> None:
+    with pytest.raises(ScenarioError, match="feb12_cascade"):
+        load_scenario("no_such_scenario")
