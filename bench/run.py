@@ -26,7 +26,7 @@ GLFT = {"gamma": 0.05, "sigma_bps": 2.0, "a_per_s": 2.0, "kappa_per_bps": 0.5, "
 # run sizes; replay events are the tape length (>= 5 M in full mode, as issue 7 asks)
 SIZES = {
     "quick": {"replay_events": 200_000, "engine_s": 100.0, "env_steps": 50, "ppo_steps": 128, "decisions": 500},
-    "full": {"replay_events": 5_000_000, "engine_s": 5_000.0, "env_steps": 5_000, "ppo_steps": 8_192,
+    "full": {"replay_events": 5_000_000, "engine_s": 2_000.0, "env_steps": 1_000, "ppo_steps": 2_048,
              "decisions": 20_000},
 }
 

@@ -83,4 +83,5 @@ def test_bench_command_quick_on_tiny_sizes(tmp_path, monkeypatch, capsys) -> Non
         import hftbacktest  # noqa: F401
     except ImportError:
         pytest.skip("hftbacktest (bench extra) not installed: peer figure not checked")
+    assert res["hftbacktest"]["events"] == 5_040 and res["hftbacktest"]["events_per_s"] > 0
     assert "replay events/s" in capsys.readouterr().out
