@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,16 @@ def test_bad_files_name_file_and_field(tmp_path: Path, text: str, needles: list[
 def test_unknown_builtin_lists_the_builtins() -> None:
     with pytest.raises(ScenarioError, match="feb12_cascade"):
         load_scenario("no_such_scenario")
+
+
+def test_sanity_table_measures_a_short_run(tmp_path: Path) -> None:
+    from sim.sanity import measure, table
+
+    sc = load_scenario(write(tmp_path, GOOD.replace("duration_s = 600", "duration_s = 120")
+                             .replace("start_s = 300", "start_s = 60")))
+    r = measure(sc, 3)
+    assert r["trades_per_s"] > 0 and r["sigma_bps_per_sqrt_s"] > 0 and r["spread_bps_median"] >= r["tick_bps"]
+    lam = list(r["lambda_by_depth"].values())
+    assert all(a >= b for a, b in itertools.pairwise(lam))  # fewer trades reach deeper
+    assert r == measure(sc, 3)  # seeded
+    assert "| fitted kappa (per bps) |" in table(r)
