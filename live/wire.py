@@ -346,7 +346,7 @@ def parse_order_updates(instrument: Instrument, data: Any) -> list[WireOrderUpda
                 continue
             coin_is(instrument, f"{where}.order.coin", o.get("coin"))
         status = need(u, "status", where)
-        if status not in KNOWN_STATUSES:
+        if not isinstance(status, str) or status not in KNOWN_STATUSES:
             raise WireError(f"{where}.status={_short(status)}: unknown order status")
         ow = f"{where}.order"
         out.append(
