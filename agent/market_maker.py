@@ -149,7 +149,7 @@ class MarketMaker:
         mark = mark_ticks if mark_ticks is not None else self._mark()
         if mark is None:
             return 0.0
-        pnl = self.markouts.attribution(mark).total_usd
+        pnl = self.markouts.total_usd(mark)
         if self._start_position_lots and self._start_mark_ticks is not None:
             pnl += (
                 self._start_position_lots

@@ -17,6 +17,7 @@ mid observed at or after ``fill_t + h``. All mids are ex-own (the caller's ``Boo
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -123,6 +124,9 @@ class MarkoutTracker:
         self.fees = fees
         self.log = log
         self._pending: list[_Pending] = []
+        # Earliest ``fill_t + h`` over the unresolved horizons of pending fills: on_mid runs on
+        # every book, and before this time it has nothing to resolve.
+        self._next_due_t = math.inf
         self._seen_trade_ids: set[int] = set()
         self._recent: dict[float, deque[MarkoutRecord]] = {h: deque(maxlen=cfg.recent_fills) for h in cfg.horizons_s}
         # Attribution accumulators in USD (v·price differences), see PnlAttribution.
@@ -158,6 +162,7 @@ class MarkoutTracker:
         self._drift_usd += s * v * (mid_at_fill_ticks - mid_at_placement_ticks) * k
         self._fees_usd -= fill.fee_usd
         self._pending.append(_Pending(fill, mid_at_placement_ticks, mid_at_fill_ticks))
+        self._next_due_t = min(self._next_due_t, self._due_t(self._pending[-1]))
 
     def on_funding(self, amount_usd: float) -> None:
         """Funding received (> 0) or paid (< 0), USD."""
@@ -170,7 +175,7 @@ class MarkoutTracker:
         Called on every book state, so this is the first mid at or after ``fill_t + h``.
         Returns the newly resolved records.
         """
-        if not self._pending:
+        if t < self._next_due_t:
             return []
         out: list[MarkoutRecord] = []
         still: list[_Pending] = []
@@ -186,7 +191,12 @@ class MarkoutTracker:
             else:
                 still.append(p)
         self._pending = still
+        self._next_due_t = min((self._due_t(p) for p in still), default=math.inf)
         return out
+
+    def _due_t(self, p: _Pending) -> float:
+        """When ``p``'s next horizon resolves (s); ``-inf`` if none is left (log it next time)."""
+        return min((p.fill.t + h for h in self.cfg.horizons_s if h not in p.resolved), default=-math.inf)
 
     # --------------------------------------------------------------- outputs
     def attribution(self, mark_mid_ticks: float) -> PnlAttribution:
@@ -213,6 +223,11 @@ class MarkoutTracker:
             funding_usd=self._funding_usd,
             total_usd=total,
         )
+
+    def total_usd(self, mark_mid_ticks: float) -> float:
+        """``attribution(mark_mid_ticks).total_usd`` without building the split (USD); the
+        market maker checks the daily loss with it on every event."""
+        return self._cash_usd + self._position_lots * mark_mid_ticks * self._usd_per_tick_lot
 
     def recent_edge_bps(self, horizon_s: float) -> float:
         """Mean realized edge (bps) of the last ``recent_fills`` fills resolved at ``horizon_s``; 0 if none."""

@@ -128,6 +128,7 @@ class RiskOverlay:
         self._last_ioc_t = -math.inf
         self._pulled: set[int] = set()
         self._fills: deque[tuple[float, int]] = deque()
+        self._fill_buys = 0  # fills in ``_fills`` with a positive signed size
 
     # ---------------------------------------------------------------- cap
     @property
@@ -143,14 +144,15 @@ class RiskOverlay:
     # ---------------------------------------------------------------- inputs
     def on_fill(self, t: float, side: int, size_lots: int) -> None:
         self._fills.append((t, side * size_lots))
+        self._fill_buys += side * size_lots > 0
 
     def fill_imbalance_alarm(self, t: float) -> bool:
         while self._fills and self._fills[0][0] < t - self.config.fill_imbalance_window_s:
-            self._fills.popleft()
+            self._fill_buys -= self._fills.popleft()[1] > 0
         n = len(self._fills)
         if n < self.config.fill_imbalance_min_fills:
             return False
-        signed = sum(1 if q > 0 else -1 for _, q in self._fills)
+        signed = 2 * self._fill_buys - n  # buys count +1, sells -1
         return abs(signed) / n >= self.config.fill_imbalance_threshold
 
     def halt(self, t: float, reason: str) -> None:

@@ -15,6 +15,7 @@ spread contribution is p_inf·E|ΔV| with both factors >= 0 by construction.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 
@@ -42,6 +43,7 @@ class InformedFlow:
         self._buys = 0.0
         self._sells = 0.0
         self._fills: deque[tuple[float, int]] = deque()
+        self._fill_buys = 0  # fills in ``_fills`` with side > 0
         self._adverse_move_bps = cfg.adverse_move_bps
 
     def set_adverse_move_bps(self, move_bps: float) -> None:
@@ -57,6 +59,7 @@ class InformedFlow:
 
     def on_fill(self, t: float, side: int) -> None:
         self._fills.append((t, side))
+        self._fill_buys += side > 0
 
     def flow_probability(self, t: float) -> float:
         self._advance(t)
@@ -68,8 +71,8 @@ class InformedFlow:
     def fill_imbalance(self, t: float) -> tuple[int, int, float]:
         """(own buys, own sells, two-sided binomial p-value) over the fill window."""
         while self._fills and self._fills[0][0] < t - self.cfg.fill_window_s:
-            self._fills.popleft()
-        buys = sum(1 for _, s in self._fills if s > 0)
+            self._fill_buys -= self._fills.popleft()[1] > 0
+        buys = self._fill_buys
         sells = len(self._fills) - buys
         return buys, sells, _binomial_two_sided(buys, buys + sells)
 
@@ -102,8 +105,11 @@ class InformedFlow:
             self._t = t
 
 
+@functools.lru_cache(maxsize=4096)
 def _binomial_two_sided(k: int, n: int) -> float:
-    """Exact two-sided p-value of k successes in n fair trials (1 for n = 0)."""
+    """Exact two-sided p-value of k successes in n fair trials (1 for n = 0).
+
+    Cached: it is asked every decision cycle, mostly with the same few (k, n)."""
     if n == 0:
         return 1.0
     extreme = max(k, n - k)

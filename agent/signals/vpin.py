@@ -39,6 +39,7 @@ class Vpin:
         self._rate_vol = 0.0  # forgotten volume; rate = this / forgotten exposure
         self._exposure_s = 0.0
         self._t: float | None = None
+        self._value: float | None = None  # value() of the current buckets; None = not computed
 
     def on_trade(self, t: float, size_lots: int, aggressor: int) -> None:
         if self._t is not None and t > self._t:
@@ -58,6 +59,7 @@ class Vpin:
             left -= take
             if self._buy + self._sell >= self._size_lots - 1e-9:
                 self._done.append((abs(self._sell - self._buy), self._buy + self._sell))
+                self._value = None
                 self._buy = self._sell = 0.0
                 rate = self._rate_vol / self._exposure_s if self._exposure_s > 0 else 0.0
                 self._size_lots = max(self.cfg.min_bucket_lots, rate * self.cfg.bucket_s)
@@ -66,7 +68,9 @@ class Vpin:
         """VPIN in [0, 1], or None before ``min_buckets`` full buckets."""
         if len(self._done) < self.cfg.min_buckets:
             return None
-        return sum(d for d, _ in self._done) / sum(v for _, v in self._done)
+        if self._value is None:  # changes only when a bucket completes; asked every cycle
+            self._value = sum(d for d, _ in self._done) / sum(v for _, v in self._done)
+        return self._value
 
     def contribution(self) -> SignalContribution:
         v = self.value()
