@@ -103,6 +103,7 @@ class Rules:
     max_leverage: int = 50
     n_book_levels: int = 20
     book_interval_s: float = 0.5
+    first_book_s: float = 0.0  # the simulator's first book comes one interval in; the runner matches it
 
 
 @dataclass
@@ -136,8 +137,18 @@ class LocalExchange:
         self.schedule_triggers: dict[int, int] = {}  # UTC day -> triggers
         self.n_requests = 0
         self.cum_volume_usd = 0.0
-        self._next_book_t = 0.0
+        self._next_book_t = self.rules.first_book_s
         self._last_bbo: Any = None
+        self.engine_started = False
+        self.n_trades = 0  # public trades the engine has printed
+        # Ground truth for an in-process driver's session log (taken with take_ground_truth):
+        # ("regime", RegimeChange) and ("venue_fill", Fill) in the order they happened.
+        self.ground_truth: list[tuple[str, Any]] = []
+
+    def take_ground_truth(self) -> list[tuple[str, Any]]:
+        """Regime changes and fills as they happened at the venue since the last call."""
+        out, self.ground_truth = self.ground_truth, []
+        return out
 
     # ------------------------------------------------------------------ clock
     def ms(self, t: float) -> int:
@@ -156,8 +167,11 @@ class LocalExchange:
         self._run_to(until_s)
 
     def _run_to(self, t: float) -> None:
-        if t < self.now_s:
+        # Only forward: every engine.advance call draws from the flow's random stream, so a
+        # repeated call at the same time would change the market (and break seed parity with sim).
+        if t <= self.now_s and self.engine_started:
             return
+        self.engine_started = True
         if self.schedule_ms is not None and self.ms(t) >= self.schedule_ms:
             self.engine.advance((self.schedule_ms - self.epoch_ms) / 1000.0)
             self.now_s = max(self.now_s, (self.schedule_ms - self.epoch_ms) / 1000.0)
@@ -181,6 +195,9 @@ class LocalExchange:
         """Turn the engine's news (trades, our fills, finished orders, funding) into wire messages."""
         news = self.engine.drain()
         coin = self.instrument.coin
+        self.ground_truth.extend(("regime", rc) for rc in getattr(news, "regimes", ()))
+        self.ground_truth.extend(("venue_fill", f) for f in news.fills)
+        self.n_trades += len(news.trades)
         trades = []
         for tr in news.trades:
             trades.append(

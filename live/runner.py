@@ -1,0 +1,530 @@
+"""The live runner: the agent of ``sim.runner.make_agent`` over :class:`live.bridge.LiveVenue`.
+
+- :func:`run_local_session` (``hlmm live --venue local``, ``hlmm stress --venue local``): the
+  local Hyperliquid-compatible venue in-process, in lockstep with the agent, reached through the
+  unmodified SDK over loopback HTTP and websocket. Simulated time, not wall time: a run is
+  deterministic per seed and as fast as the messages go. The session log has the simulator's
+  format and a ``summary`` record with the keys of ``sim.runner.run_session``'s.
+- :func:`live_cli` (``hlmm live``): ``local`` is paper trading with a throwaway key; ``testnet``
+  and ``mainnet`` take the key from ``live.secrets.load_wallet`` only, and mainnet is refused
+  without the confirmation flag.
+- :func:`flatten_cli` (``hlmm flatten``): cancel everything, close every position with
+  reduce-only IOC orders, confirm flat by a venue query; retried, bounded.
+
+The lockstep timeline (what the simulator's zero-latency timeline also is): the venue is stepped
+to the next book time (every ``latency.book_interval_s``) or heartbeat (every
+:data:`sim.venue.TIMER_INTERVAL_S`), whichever comes first; everything the step produced is
+handed to the agent in the order the venue sent it (trades, then fills and order news, then
+the book), after the step's :class:`Timer` if it has one (the simulator's order); commands are
+sent at once and apply at the venue's current time, and their replies are delivered before
+anything later.
+
+Exit codes of the CLIs: 0 done (flat, for flatten), 1 a run failed or did not end flat, 2 bad
+input or a refusal (mainnet without the flag, no key).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from hlmm.instrument import Instrument
+from hlmm.sessionlog import SessionLog, instrument_header
+from hlmm.venue import Command, Event, OrderRejected, QueryAccount, Tif, Timer
+from live import wire
+from live.bridge import LiveVenue, LockstepLink, NoncedExchange, NonceSource
+from live.localvenue.faults import FaultPlan
+from live.localvenue.server import LocalVenueServer, build_exchange
+from live.localvenue.state import Rules
+from sim.runner import make_agent
+from sim.scenario import Scenario, ScenarioError, load_scenario
+from sim.venue import BOOK_LEVELS, TIMER_INTERVAL_S
+
+VENUES = ("local", "testnet", "mainnet")
+LOCAL_URL_ENV = "HLMM_LOCAL_VENUE_URL"  # where `hlmm flatten --venue local` finds `hlmm venue serve`
+DEFAULT_LOCAL_URL = "http://127.0.0.1:18081"
+STATUS_EVERY_S = 60.0  # status line cadence, venue seconds
+MAINNET_REFUSAL = ("refusing --venue mainnet without --i-understand-this-trades-real-money "
+                   "(this would place real orders with real money)")
+STOP_GRACE_S = 60.0  # how long a remote session may take to flatten after the stop, seconds
+FLATTEN_TRIES = 10
+FLATTEN_SLIPPAGE = 0.05  # IOC limit this far through the mid: a close must not rest
+_EPS = 1e-9
+
+
+def _scenario_of(scenario: Scenario | str | Path) -> Scenario:
+    return scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+
+
+def _opt_path(p: str | Path | None) -> Path | None:
+    return Path(p) if p is not None else None
+
+
+# ---------------------------------------------------------------------- the lockstep session
+class LocalSession:
+    """One agent on the in-process local venue, stepped in lockstep through the SDK.
+
+    Use as a context manager (it owns a venue thread and the SDK's websocket thread).
+    ``faults`` injects the seeded faults of :mod:`live.localvenue.faults`.
+    """
+
+    def __init__(self, scenario: Scenario, seed: int, agent: str = "production", log: SessionLog | None = None,
+                 policy: Path | None = None, config: Path | None = None, faults: FaultPlan | None = None) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.agent_kind = agent
+        self.log = log
+        self.instrument = scenario.instrument.instrument()
+        self.fees = scenario.fees.schedule()
+        self.agent, self.config_hash = make_agent(agent, self.instrument, self.fees, log, scenario,
+                                                  policy=policy, config=config)
+        self.wallet: LocalAccount = Account.create()  # a throwaway paper key; it never leaves this process
+        interval = scenario.latency.book_interval_s
+        rules = Rules(book_interval_s=interval, n_book_levels=BOOK_LEVELS, first_book_s=interval)
+        self.exchange = build_exchange(scenario, seed, self.wallet.address, rules=rules)
+        self.faults = faults
+        self.server = LocalVenueServer(self.exchange, faults, lockstep=True)
+        self.venue: LiveVenue | None = None
+        self.start_mid_ticks = self.exchange.engine.mid_ticks()
+        self.counts = {"agent_fills": 0, "buy_fills": 0, "sell_fills": 0, "commands": 0, "rejects": 0,
+                       "delivered": 0}
+        self._next_timer_s = TIMER_INTERVAL_S
+        self._next_book_s = interval
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> LocalSession:
+        url = self.server.start()
+        link = LockstepLink(
+            sent_total=lambda: self.server.sent_total,
+            subscriptions=lambda: sum(len(c.subs) for c in self.server.conns),
+            now_s=lambda: self.exchange.now_s,
+        )
+        self.venue = LiveVenue(url, self.wallet, self.instrument, self.fees, log=self.log, lockstep=link)
+        try:
+            self.venue.connect()
+        except BaseException:
+            self.server.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.venue is not None:
+            self.venue.close()
+        self.server.stop()
+
+    @property
+    def now(self) -> float:
+        """The venue's clock, simulated seconds."""
+        return self.exchange.now_s
+
+    # ------------------------------------------------------------------ delivery
+    def _deliver(self, ev: Event) -> bool:
+        """Hand one event to the agent and send its commands; True when something was sent."""
+        assert self.venue is not None
+        now = self.now
+        if self.log is not None:
+            self.log.event(now, ev)
+        self.counts["delivered"] += 1
+        if isinstance(ev, OrderRejected):
+            self.counts["rejects"] += 1
+        cmds = self.agent.on_event(ev)
+        return self._send(cmds)
+
+    def _send(self, cmds: Sequence[Command]) -> bool:
+        assert self.venue is not None
+        if not cmds:
+            return False
+        now = self.now
+        for c in cmds:
+            if self.log is not None:
+                self.log.event(now, c)
+        self.counts["commands"] += len(cmds)
+        self.venue.send(cmds)
+        return True
+
+    def pump(self, first: Sequence[Event] = ()) -> None:
+        """Deliver ``first`` and everything the venue has sent, replies to our commands included."""
+        assert self.venue is not None
+        self._ground_truth()
+        queue: deque[Event] = deque(first)
+        queue.extend(self.venue.poll())
+        while queue:
+            if self._deliver(queue.popleft()):
+                self.venue.sync()
+                self._ground_truth()
+                queue.extend(self.venue.poll())
+
+    def _ground_truth(self) -> None:
+        """Write what happened at the venue (regime changes, our fills) as the simulator does."""
+        for kind, item in self.server.call(self.exchange.take_ground_truth):
+            if kind == "venue_fill":
+                self.counts["agent_fills"] += 1
+                self.counts["buy_fills" if item.side > 0 else "sell_fills"] += 1
+                if self.log is not None:
+                    self.log.write(self.now, "venue_fill", t=item.t, client_id=item.client_id, oid=item.oid,
+                                   side=item.side, px_ticks=item.px_ticks, size_lots=item.size_lots,
+                                   fee_usd=item.fee_usd, trade_id=item.trade_id, is_maker=item.is_maker)
+            elif self.log is not None:
+                self.log.write(self.now, "regime", t=item.t, name=item.name,
+                               **item.segment.model_dump(exclude={"start_s", "name"}))
+
+    # ------------------------------------------------------------------ the loop
+    def start(self) -> None:
+        """Start-up reconciliation: the venue's open orders, position and margin reach the agent
+        before any market data, so nothing is quoted on a guess."""
+        assert self.venue is not None
+        self.venue.send([QueryAccount()])
+        self.pump()
+
+    def step(self) -> float:
+        """Advance to the next book or heartbeat time and deliver what it brought; returns the time."""
+        assert self.venue is not None
+        t = min(self._next_book_s, self._next_timer_s)
+        self.server.step(t)
+        self.venue.sync()
+        heartbeat: list[Event] = []
+        if t + _EPS >= self._next_timer_s:
+            self._next_timer_s = _next_multiple(t, TIMER_INTERVAL_S)
+            heartbeat.append(Timer(t))  # before the step's market data, as the simulator delivers it
+        if t + _EPS >= self._next_book_s:
+            self._next_book_s = _next_multiple(t, self.scenario.latency.book_interval_s)
+        self.pump(heartbeat)
+        return t
+
+    def run(self, until_s: float, on_step: Callable[[LocalSession], None] | None = None) -> None:
+        """Step until the venue clock reaches ``until_s``."""
+        while min(self._next_book_s, self._next_timer_s) <= until_s + _EPS:
+            self.step()
+            if on_step is not None:
+                on_step(self)
+
+    # ------------------------------------------------------------------ figures
+    def summary(self) -> dict[str, Any]:
+        """The figures of ``sim.venue.SimVenue.summary`` (same keys, same meaning), from the venue."""
+        eng = self.exchange.engine
+        inst = self.instrument
+        end_mid = eng.mid_ticks()
+        disconnects = self.faults.counts.get("disconnect", 0) if self.faults is not None else 0
+        return {
+            "scenario": self.scenario.name,
+            "seed": self.seed,
+            "duration_s": self.now,
+            "start_mid": inst.ticks_to_float(self.start_mid_ticks),
+            "end_mid": inst.ticks_to_float(end_mid),
+            "price_move_bps": (end_mid / self.start_mid_ticks - 1.0) * 1e4,
+            "events": int(eng.events),
+            "trades": self.exchange.n_trades,
+            "informed_trades": int(eng.informed_trades),
+            "agent_fills": self.counts["agent_fills"],
+            "buy_fills": self.counts["buy_fills"],
+            "sell_fills": self.counts["sell_fills"],
+            "final_position_lots": int(self.exchange.position_lots),
+            "pnl_usd": eng.account_value_usd() - self.scenario.account.collateral_usd,
+            "fees_usd": float(eng.fees_usd),
+            "funding_usd": float(eng.funding_usd),
+            "commands": self.counts["commands"],
+            "rejects": self.counts["rejects"],
+            "rate_limited": 0,  # the local venue does not rate-limit
+            "disconnects": disconnects,
+            "agent": self.agent_kind,
+            "config_hash": self.config_hash,
+        }
+
+
+def _next_multiple(t: float, step: float) -> float:
+    """The first multiple of ``step`` strictly after ``t`` (computed from the index, so no drift)."""
+    return (math.floor(t / step + _EPS) + 1) * step
+
+
+def session_header(sc: Scenario, seed: int, agent: str, source: str = "live", venue: str = "local") -> dict[str, Any]:
+    inst = sc.instrument.instrument()
+    fees = sc.fees.schedule()
+    return {"source": source, "venue": venue, "scenario": sc.name, "scenario_digest": sc.digest(), "seed": seed,
+            "instrument": instrument_header(inst), "fees": {"maker_bps": fees.maker_bps, "taker_bps": fees.taker_bps},
+            "agent": agent}
+
+
+def run_local_session(scenario: Scenario | str | Path, seed: int | None = None, agent: str = "production",
+                      policy: str | Path | None = None, config: str | Path | None = None,
+                      log_path: str | Path | None = None, duration_s: float | None = None,
+                      faults: FaultPlan | None = None,
+                      on_step: Callable[[LocalSession], None] | None = None) -> dict[str, Any]:
+    """One session on the in-process local venue; writes the log to ``log_path``, returns the summary.
+
+    ``duration_s`` (simulated seconds) defaults to the scenario's; ``seed`` to its ``default_seed``.
+    """
+    sc = _scenario_of(scenario)
+    seed = sc.scenario.default_seed if seed is None else seed
+    until = float(sc.scenario.duration_s if duration_s is None else min(duration_s, sc.scenario.duration_s))
+    if not until > 0:
+        raise ValueError(f"duration_s={duration_s!r}: must be > 0 simulated seconds")
+    log = SessionLog(_opt_path(log_path), session_header(sc, seed, agent), keep_in_memory=False)
+    with log, LocalSession(sc, seed, agent, log, _opt_path(policy), _opt_path(config), faults) as session:
+        session.start()
+        session.run(until, on_step)
+        summary = session.summary()
+        summary["session_log_sha256"] = log.sha256
+        log.write(session.now, "summary", **summary)
+    return summary
+
+
+# ---------------------------------------------------------------------- CLI
+def _status_printer(every_s: float = STATUS_EVERY_S) -> Callable[[LocalSession], None]:
+    last = [-math.inf]
+
+    def show(s: LocalSession) -> None:
+        if s.now - last[0] < every_s:
+            return
+        last[0] = s.now
+        agent = s.agent
+        state = getattr(getattr(agent, "state", None), "value", "-")
+        pnl = s.exchange.engine.account_value_usd() - s.scenario.account.collateral_usd
+        print(f"[{s.now:7.0f} s] mid {s.instrument.ticks_to_float(s.exchange.engine.mid_ticks()):.4f}  "
+              f"position {s.exchange.position_lots} lots  pnl {pnl:+.2f} USD  fills {s.counts['agent_fills']}  "
+              f"state {state}", file=sys.stderr, flush=True)
+    return show
+
+
+def live_cli(venue: str = "local", policy: Path | None = None, config: Path | None = None,
+             scenario: str = "feb12_cascade", seed: int | None = None, duration: float | None = None,
+             out: Path = Path("out/live"), keystore: Path | None = None, confirm_mainnet: bool = False) -> int:
+    """``hlmm live``. 0 done, 1 the run failed or did not end flat, 2 bad input or a refusal."""
+    if venue not in VENUES:
+        return _usage(f"--venue {venue!r}: expected one of {', '.join(VENUES)}")
+    if venue == "mainnet" and not confirm_mainnet:
+        return _usage(MAINNET_REFUSAL)
+    if duration is not None and not duration > 0:
+        return _usage(f"--duration {duration!r}: must be > 0 seconds")
+    for opt, p in (("--policy", policy), ("--config", config)):
+        if p is not None and not Path(p).is_file():
+            return _usage(f"{opt} {p}: no such file")
+    try:
+        sc = load_scenario(scenario)
+    except ScenarioError as exc:
+        return _usage(str(exc))
+    if venue == "local":
+        run_seed = sc.scenario.default_seed if seed is None else seed
+        log_path = Path(out) / f"{sc.name}-local-seed{run_seed}.jsonl"
+        try:
+            summary = run_local_session(sc, run_seed, "production", policy, config, log_path, duration_s=duration,
+                                        on_step=_status_printer())
+        except (ValueError, RuntimeError) as exc:
+            print(f"hlmm live: error: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps({**summary, "log": str(log_path)}, indent=2, sort_keys=True))
+        return 0
+    from live.secrets import SecretError, load_wallet
+
+    try:
+        wallet = load_wallet(str(keystore) if keystore is not None else None)
+    except SecretError as exc:
+        return _usage(str(exc))
+    return run_remote(venue, wallet, sc, policy, config, duration, Path(out))
+
+
+def _usage(msg: str) -> int:
+    print(f"hlmm: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def remote_url(venue: str) -> str:
+    from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL
+
+    return {"testnet": TESTNET_API_URL, "mainnet": MAINNET_API_URL}[venue]
+
+
+def remote_instrument(info: Any, coin: str) -> Instrument:
+    """The instrument as the venue lists it now: asset index, size decimals, price grid at the mid."""
+    meta = wire.obj("meta", info.meta())
+    names = [u.get("name") for u in wire.arr("meta.universe", meta.get("universe"))]
+    if coin not in names:
+        raise ValueError(f"coin={coin!r}: not listed by the venue")
+    asset = names.index(coin)
+    sz_dec = wire.integer("meta.universe.szDecimals", meta["universe"][asset].get("szDecimals"), 0, 6)
+    mid = wire.usd(f"allMids.{coin}", wire.obj("allMids", info.all_mids()).get(coin))
+    return Instrument.for_price(coin, sz_dec, mid, asset)
+
+
+def run_remote(venue: str, wallet: LocalAccount, sc: Scenario, policy: Path | None, config: Path | None,
+               duration_s: float | None, out: Path) -> int:
+    """Trade on testnet or mainnet in wall time until ``duration_s`` or Ctrl-C, then flatten."""
+    from hyperliquid.info import Info
+
+    url = remote_url(venue)
+    inst = remote_instrument(Info(url, skip_ws=True, timeout=5.0), sc.instrument.coin)
+    started = time.time()
+    log_path = out / f"{sc.name}-{venue}-{int(started)}.jsonl"
+    header = session_header(sc, 0, "production", venue=venue)
+    header["instrument"] = instrument_header(inst)
+    with SessionLog(log_path, header) as log:
+        agent, _cfg = make_agent("production", inst, sc.fees.schedule(), log, sc, policy=policy, config=config)
+        lv = LiveVenue(url, wallet, inst, sc.fees.schedule(), log=log)
+        lv.connect()
+        try:
+            ok = _drive_wall_clock(lv, agent, log, started, duration_s)
+        finally:
+            lv.close()
+    print(f"hlmm live: {'stopped flat' if ok else 'NOT confirmed flat: run hlmm flatten'}; log {log_path}",
+          file=sys.stderr)
+    return 0 if ok else 1
+
+
+def _drive_wall_clock(lv: LiveVenue, agent: Any, log: SessionLog, started: float, duration_s: float | None) -> bool:
+    """The real-time loop: events as they come, a heartbeat per second, the kill switch's
+    operator stop at the end (or on Ctrl-C); True when the agent confirmed flat."""
+    next_timer = started + TIMER_INTERVAL_S
+    last_status = started
+    stop_at: float | None = None
+
+    def deliver(evs: Sequence[Event]) -> None:
+        for ev in evs:
+            log.event(time.time(), ev)
+            cmds = agent.on_event(ev)
+            for c in cmds:
+                log.event(time.time(), c)
+            if cmds:
+                lv.send(cmds)
+
+    lv.send([QueryAccount()])
+    while True:
+        try:
+            deliver(lv.poll())
+            now = time.time()
+            if now >= next_timer:
+                next_timer = now + TIMER_INTERVAL_S
+                deliver([Timer(now)])
+            if now - last_status >= STATUS_EVERY_S:
+                last_status = now
+                print(f"[{now - started:7.0f} s] position {agent.position_lots} lots  state {agent.state.value}",
+                      file=sys.stderr, flush=True)
+            if stop_at is None and duration_s is not None and now - started >= duration_s:
+                agent.operator_halt()
+                stop_at = now
+            if agent.stopped:
+                return True
+            if stop_at is not None and now - stop_at > STOP_GRACE_S:
+                return False
+            time.sleep(0.05)
+        except KeyboardInterrupt:
+            if stop_at is not None:
+                return False
+            agent.operator_halt()
+            stop_at = time.time()
+
+
+# ---------------------------------------------------------------------- flatten
+def flatten(base_url: str, wallet: LocalAccount, tries: int = FLATTEN_TRIES, timeout_s: float = 5.0,
+            say: Callable[[str], None] = lambda _m: None) -> bool:
+    """Cancel every open order and close every perp position with reduce-only IOC orders, until a
+    venue query shows no position and no order (at most ``tries`` rounds). True when flat."""
+    from hyperliquid.info import Info
+
+    info = Info(base_url, skip_ws=True, timeout=timeout_s)
+    address = wallet.address.lower()
+    ex = NoncedExchange(wallet, base_url, meta=info.meta(), spot_meta={"universe": [], "tokens": []},
+                        timeout=timeout_s, nonces=NonceSource())
+    for attempt in range(1, tries + 1):
+        try:
+            opens = info.frontend_open_orders(address)
+            positions = _positions(info.user_state(address))
+        except Exception as exc:  # an unreachable venue is retried; the round counts
+            say(f"flatten round {attempt}: query failed ({type(exc).__name__})")
+            time.sleep(min(2.0, 0.2 * attempt))
+            continue
+        if not opens and not positions:
+            say(f"flat (confirmed by the venue, round {attempt})")
+            return True
+        say(f"flatten round {attempt}: {len(opens)} open order(s), {len(positions)} position(s)")
+        try:
+            _cancel_all(ex, info, opens)
+            _close_all(ex, info, positions)
+        except Exception as exc:  # ambiguous: the next round's query tells what happened
+            say(f"flatten round {attempt}: {type(exc).__name__}: {str(exc)[:200]}")
+        time.sleep(min(1.0, 0.1 * attempt))
+    return False
+
+
+def _positions(state: Any) -> list[tuple[str, str]]:
+    """``(coin, signed size string)`` of every non-zero perp position."""
+    out = []
+    for p in wire.arr("assetPositions", wire.obj("clearinghouseState", state).get("assetPositions")):
+        pos = wire.obj("assetPositions[].position", wire.obj("assetPositions[]", p).get("position"))
+        szi = str(pos.get("szi"))
+        if wire.usd("position.szi", szi) != 0.0:
+            out.append((str(pos.get("coin")), szi))
+    return out
+
+
+def _cancel_all(ex: NoncedExchange, info: Any, opens: list[Any]) -> None:
+    by_asset: dict[int, list[int]] = {}
+    for o in opens:
+        by_asset.setdefault(info.name_to_asset(o["coin"]), []).append(int(o["oid"]))
+    for asset, oids in by_asset.items():
+        ex.cancels(asset, oids)
+
+
+def _close_all(ex: NoncedExchange, info: Any, positions: list[tuple[str, str]]) -> None:
+    """One reduce-only IOC per position for the whole size (valid under $10 too), priced through the mid."""
+    mids = info.all_mids()
+    meta = info.meta()
+    reqs = []
+    for coin, szi in positions:
+        asset = info.name_to_asset(coin)
+        inst = Instrument.for_price(coin, int(meta["universe"][asset]["szDecimals"]), float(mids[coin]), asset)
+        lots = inst.size_to_lots(szi.lstrip("-"))
+        side = 1 if szi.startswith("-") else -1  # buy back a short, sell a long
+        limit = float(mids[coin]) * (1 + FLATTEN_SLIPPAGE * side)
+        px = inst.round_price_passive(inst.price_to_ticks_rounded(limit, side), side)
+        reqs.append({"coin": coin, "is_buy": side > 0, "sz": wire.sz_float(inst, lots),
+                     "limit_px": wire.px_float(inst, px), "order_type": {"limit": {"tif": Tif.IOC.value}},
+                     "reduce_only": True})
+    if reqs:
+        ex.orders(reqs)
+
+
+def flatten_cli(venue: str = "local", keystore: Path | None = None, confirm_mainnet: bool = False) -> int:
+    """``hlmm flatten``: 0 flat (confirmed by the venue), 1 not flat after the retries, 2 refused/bad input.
+
+    ``--venue local`` flattens the paper account of a running ``hlmm venue serve`` (URL from
+    ``HLMM_LOCAL_VENUE_URL``, default ``http://127.0.0.1:18081``; key from its paper key file).
+    """
+    if venue not in VENUES:
+        return _usage(f"--venue {venue!r}: expected one of {', '.join(VENUES)}")
+    if venue == "mainnet" and not confirm_mainnet:
+        return _usage(MAINNET_REFUSAL)
+    if venue == "local":
+        from live.localvenue.server import paper_key_path
+
+        path = paper_key_path()
+        if not path.is_file():
+            return _usage(f"paper key file {path}: missing (start `hlmm venue serve` first)")
+        wallet = Account.from_key(path.read_text().strip())
+        url = os.environ.get(LOCAL_URL_ENV, DEFAULT_LOCAL_URL).rstrip("/")
+    else:
+        from live.secrets import SecretError, load_wallet
+
+        try:
+            wallet = load_wallet(str(keystore) if keystore is not None else None)
+        except SecretError as exc:
+            return _usage(str(exc))
+        url = remote_url(venue)
+
+    def say(msg: str) -> None:
+        print(f"hlmm flatten: {msg}", file=sys.stderr, flush=True)
+
+    try:
+        flat = flatten(url, wallet, say=say)
+    except Exception as exc:  # e.g. the venue is unreachable for meta: not flat, and say why
+        say(f"error: {type(exc).__name__}: {str(exc)[:200]}")
+        return 1
+    return 0 if flat else 1
