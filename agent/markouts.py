@@ -110,6 +110,7 @@ class _Pending:
     m0: float
     mf: float
     resolved: dict[float, MarkoutRecord] = field(default_factory=dict)
+    due_t: float = -math.inf  # when the next unresolved horizon ends (s); -inf: nothing left
 
 
 class MarkoutTracker:
@@ -161,8 +162,10 @@ class MarkoutTracker:
         self._spread_usd += s * v * (mid_at_placement_ticks - fill.px_ticks) * k
         self._drift_usd += s * v * (mid_at_fill_ticks - mid_at_placement_ticks) * k
         self._fees_usd -= fill.fee_usd
-        self._pending.append(_Pending(fill, mid_at_placement_ticks, mid_at_fill_ticks))
-        self._next_due_t = min(self._next_due_t, self._due_t(self._pending[-1]))
+        p = _Pending(fill, mid_at_placement_ticks, mid_at_fill_ticks)
+        p.due_t = self._due_t(p)
+        self._pending.append(p)
+        self._next_due_t = min(self._next_due_t, p.due_t)
 
     def on_funding(self, amount_usd: float) -> None:
         """Funding received (> 0) or paid (< 0), USD."""
@@ -180,6 +183,9 @@ class MarkoutTracker:
         out: list[MarkoutRecord] = []
         still: list[_Pending] = []
         for p in self._pending:
+            if t < p.due_t:  # none of its horizons has ended yet
+                still.append(p)
+                continue
             for h in self.cfg.horizons_s:
                 if h not in p.resolved and p.fill.t + h <= t:
                     rec = self._resolve(p, h, t, mid_ticks)
@@ -189,9 +195,10 @@ class MarkoutTracker:
             if len(p.resolved) == len(self.cfg.horizons_s):
                 self._log(p, t)
             else:
+                p.due_t = self._due_t(p)
                 still.append(p)
         self._pending = still
-        self._next_due_t = min((self._due_t(p) for p in still), default=math.inf)
+        self._next_due_t = min((p.due_t for p in still), default=math.inf)
         return out
 
     def _due_t(self, p: _Pending) -> float:

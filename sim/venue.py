@@ -1,4 +1,4 @@
-"""The simulated venue's message timeline: latency, acks, rate limit, faults (simpy).
+"""The simulated venue's message timeline: latency, acks, rate limit, faults (discrete events).
 
 :class:`SimVenue` wraps a :class:`sim.engine.MatchingEngine` and drives one agent (anything
 with ``on_event(event) -> Sequence[Command]``) through the Venue interface of
@@ -31,15 +31,23 @@ as they happened at the venue). Same scenario + seed give a byte-identical log.
 
 Stepping API (the gymnasium env uses it): ``SimVenue(scenario, seed, agent, log)``,
 ``.start()``, ``.run_until(t_s)``, ``.done``, ``.engine``, ``.summary()``.
+
+Event loop: a heap of ``(time_s, priority, seq, callback, arg)``, processed in that order. It
+keeps simpy's discrete-event semantics exactly (an earlier version ran on simpy and the logs are
+byte-identical to it) at a fraction of its per-message cost: a process start is an urgent entry
+at the current time, its waits are normal entries whose sequence number is taken when the wait
+begins, and ``run_until(t)`` stops at an urgent sentinel at ``t`` (so nothing due exactly at
+``t`` runs before the next call). Times are ``now + delay`` as simpy computes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import heapq
+import itertools
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
-import simpy
 
 from hlmm.sessionlog import SessionLog
 from hlmm.venue import (
@@ -73,6 +81,10 @@ BOOK_LEVELS = 10
 TIMER_INTERVAL_S = 1.0
 # Stream separation for the venue's own generator, so its draws never alias the engine's.
 _SEED_SALT = 0x5F3759DF
+_URGENT = 0  # a process start; before anything normal due at the same time
+_NORMAL = 1  # a wait that ended
+# A process: a generator that yields how long it waits (seconds).
+Process = Generator[float, None, None]
 
 
 class SimVenue:
@@ -86,7 +98,9 @@ class SimVenue:
         self.engine = MatchingEngine(scenario, seed)
         self.instrument = self.engine.instrument
         self.fees = self.engine.fees
-        self.env = simpy.Environment()
+        self._now = 0.0  # simulated seconds
+        self._queue: list[tuple[float, int, int, Callable[[Any], None] | None, Any]] = []
+        self._seq = itertools.count()
         self.duration_s = float(scenario.scenario.duration_s)
         self._rng = np.random.default_rng([seed, _SEED_SALT])
         lat = scenario.latency
@@ -120,10 +134,10 @@ class SimVenue:
         if self._started:
             raise RuntimeError("SimVenue.start() called twice")
         self._started = True
-        self.env.process(self._book_loop())
-        self.env.process(self._timer_loop())
+        self._process(self._book_loop())
+        self._process(self._timer_loop())
         for start_s, dur_s in self.disconnects:
-            self.env.process(self._disconnect(start_s, dur_s))
+            self._process(self._disconnect(start_s, dur_s))
         self._sync(0.0)
         self._reply(0.0, self._snapshot())
 
@@ -132,17 +146,52 @@ class SimVenue:
         if not self._started:
             raise RuntimeError("SimVenue.run_until() before start()")
         until = min(float(t_s), self.duration_s)
-        if until > self.env.now:
-            self.env.run(until=until)
-        self._sync(self.env.now)
+        if until > self._now:
+            self._run(until)
+        self._sync(self._now)
 
     @property
     def done(self) -> bool:
-        return self.env.now >= self.duration_s
+        return self._now >= self.duration_s
 
     @property
     def now(self) -> float:
-        return float(self.env.now)
+        return self._now
+
+    # ------------------------------------------------------------------ event loop
+    def _run(self, until_s: float) -> None:
+        """Process entries up to the stop sentinel at ``until_s`` (left in place: see module doc)."""
+        queue = self._queue
+        heapq.heappush(queue, (self._now + (until_s - self._now), _URGENT, next(self._seq), None, None))
+        pop = heapq.heappop
+        while True:
+            self._now, _, _, fn, arg = pop(queue)
+            if fn is None:
+                return
+            fn(arg)
+
+    def _schedule(self, delay_s: float, priority: int, fn: Callable[[Any], None], arg: Any) -> None:
+        heapq.heappush(self._queue, (self._now + delay_s, priority, next(self._seq), fn, arg))
+
+    def _process(self, proc: Process) -> None:
+        """Start ``proc`` (urgently, at the current time)."""
+        self._schedule(0.0, _URGENT, self._resume, proc)
+
+    def _resume(self, proc: Process) -> None:
+        """Run ``proc`` to its next wait and schedule its end; a finished process is dropped."""
+        try:
+            delay_s = next(proc)
+        except StopIteration:
+            return
+        self._schedule(delay_s, _NORMAL, self._resume, proc)
+
+    def _later(self, delay_s: float, fn: Callable[[Any], None], arg: Any) -> None:
+        """``fn(arg)`` after ``delay_s``: a one-wait process (started urgently, then waiting)."""
+        self._schedule(0.0, _URGENT, self._wait, (delay_s, fn, arg))
+
+    def _wait(self, job: tuple[float, Callable[[Any], None], Any]) -> None:
+        delay_s, fn, arg = job
+        self._schedule(delay_s, _NORMAL, fn, arg)
 
     def summary(self) -> dict[str, Any]:
         """The run's figures so far (prices in ticks and USD, moves in bps)."""
@@ -187,13 +236,13 @@ class SimVenue:
                 t += float(self._rng.exponential(1.0 / rate_per_s))
         return sorted(windows)
 
-    def _disconnect(self, start_s: float, dur_s: float) -> Generator[simpy.Event, Any, None]:
-        yield self.env.timeout(start_s)
+    def _disconnect(self, start_s: float, dur_s: float) -> Process:
+        yield start_s
         if not self._connected:  # overlapping windows: the first one owns the outage
             return
         self._connected = False
         self._deliver(ConnectionStatus(start_s, False, "disconnected"))
-        yield self.env.timeout(dur_s)
+        yield dur_s
         self._connected = True
         now = self.now
         self._sync(now)
@@ -227,15 +276,11 @@ class SimVenue:
         self._at(at, ev)
 
     def _at(self, at_s: float, ev: Event) -> None:
-        self.env.process(self._deliver_later(at_s - self.now, ev))
-
-    def _deliver_later(self, delay_s: float, ev: Event) -> Generator[simpy.Event, Any, None]:
-        yield self.env.timeout(delay_s)
-        self._deliver(ev)
+        self._later(at_s - self._now, self._deliver, ev)
 
     def _deliver(self, ev: Event) -> None:
         """Hand one event to the agent and send the commands it returns."""
-        now = self.now
+        now = self._now
         if self.log is not None:
             self.log.event(now, ev)
         self.counts["delivered"] += 1
@@ -244,7 +289,7 @@ class SimVenue:
             self._send(cmd)
 
     def _send(self, cmd: Command) -> None:
-        now = self.now
+        now = self._now
         if self.log is not None:
             self.log.event(now, cmd)
         self.counts["commands"] += 1
@@ -253,10 +298,9 @@ class SimVenue:
         up_s = self._order_s if isinstance(cmd, PlaceOrder | ModifyOrder) else self._cancel_s
         at = max(now + up_s + self._jitter(), self._up_last_s)
         self._up_last_s = at
-        self.env.process(self._arrive_later(at - now, cmd))
+        self._later(at - now, self._arrive, cmd)
 
-    def _arrive_later(self, delay_s: float, cmd: Command) -> Generator[simpy.Event, Any, None]:
-        yield self.env.timeout(delay_s)
+    def _arrive(self, cmd: Command) -> None:
         if not self._connected:
             return
         self._apply(cmd)
@@ -311,7 +355,7 @@ class SimVenue:
         elif isinstance(cmd, ScheduleCancel):
             self._dms_token += 1
             if cmd.at_t is not None:
-                self.env.process(self._dead_mans_switch(cmd.at_t, self._dms_token))
+                self._process(self._dead_mans_switch(cmd.at_t, self._dms_token))
         elif isinstance(cmd, QueryAccount):
             self._reply(now, self._snapshot())
         else:
@@ -338,8 +382,8 @@ class SimVenue:
             del self._oid_of[cid]
         self._ioc_oids.discard(oid)
 
-    def _dead_mans_switch(self, at_t: float, token: int) -> Generator[simpy.Event, Any, None]:
-        yield self.env.timeout(max(0.0, at_t - self.now))
+    def _dead_mans_switch(self, at_t: float, token: int) -> Process:
+        yield max(0.0, at_t - self._now)
         if token != self._dms_token:
             return  # re-armed or cleared since
         now = self.now
@@ -397,18 +441,18 @@ class SimVenue:
                            trade_id=fill.trade_id, is_maker=fill.is_maker)
         self._reply(fill.t, fill)
 
-    def _book_loop(self) -> Generator[simpy.Event, Any, None]:
+    def _book_loop(self) -> Process:
         interval = self.scenario.latency.book_interval_s
         while True:
-            yield self.env.timeout(interval)
+            yield interval
             now = self.now
             self._sync(now)
             bids, asks = self.engine.book(BOOK_LEVELS)
             self._feed(now, BookUpdate(now, bids, asks))
 
-    def _timer_loop(self) -> Generator[simpy.Event, Any, None]:
+    def _timer_loop(self) -> Process:
         while True:
-            yield self.env.timeout(TIMER_INTERVAL_S)
+            yield TIMER_INTERVAL_S
             now = self.now
             self._sync(now)
             self._deliver(Timer(now))
