@@ -1,0 +1,212 @@
+"""End to end: ``hlmm live --venue local`` runs the production agent on the Feb 12 cascade through
+the unmodified SDK against the in-process local venue; the log is the simulator's format (fills,
+markouts, an audit report), holds no key, and its commands are the simulator's, command for
+command, at zero latency. Mainnet is refused without the flag; ``hlmm flatten`` ends flat.
+
+Nothing here contacts a real exchange: testnet/mainnet are exercised only up to the refusal and
+the key errors, which come before any network call."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from eth_account import Account
+from hyperliquid.exchange import Exchange
+from hyperliquid.info import Info
+from typer.testing import CliRunner
+
+import live.runner
+from hlmm.cli import app
+from hlmm.sessionlog import SessionLog, read_session_log
+from live.localvenue.server import LocalVenueServer, build_exchange
+from sim.runner import make_agent
+from sim.scenario import load_scenario
+from sim.venue import SimVenue
+
+SEED = 21  # the first seed of feb12_cascade whose first fill comes early (t = 105 s)
+DURATION_S = 150.0
+COMMANDS = {"place", "cancel", "modify", "cancel_all", "schedule_cancel", "query"}
+SHORT_MARKOUTS = """[markouts]
+horizons_s = [1.0, 5.0, 30.0]
+attribution_horizon_s = 30.0
+as_horizon_s = 5.0
+"""
+
+
+@pytest.fixture(scope="module")
+def live_run(tmp_path_factory):
+    """One ``hlmm live --venue local`` run, with the throwaway key it signed with."""
+    tmp = tmp_path_factory.mktemp("live")
+    cfg = tmp / "agent.toml"
+    cfg.write_text(SHORT_MARKOUTS)  # markouts resolve within the run (the default's longest is 300 s)
+    keys = []
+    real_create = Account.create
+
+    def create(*a, **kw):
+        acct = real_create(*a, **kw)
+        keys.append(acct.key.hex())
+        return acct
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(live.runner.Account, "create", create)
+    try:
+        result = CliRunner().invoke(app, ["live", "--venue", "local", "--scenario", "feb12_cascade", "--seed", str(SEED),
+                                          "--duration", str(DURATION_S), "--config", str(cfg), "--out", str(tmp / "out")])
+    finally:
+        mp.undo()
+    log = tmp / "out" / f"feb12_cascade-local-seed{SEED}.jsonl"
+    return result, log, keys, cfg, tmp
+
+
+def test_live_local_cascade_has_fills_markouts_and_an_audit(live_run):
+    result, log, _keys, _cfg, tmp = live_run
+    assert result.exit_code == 0, result.output
+    records = list(read_session_log(log))
+    kinds = [r["type"] for r in records]
+    assert records[0]["source"] == "live" and records[0]["venue"] == "local"
+    assert kinds.index("account") < kinds.index("place"), "start-up reconciliation comes before the first quote"
+    fills = [r for r in records if r["type"] == "fill"]
+    assert fills and all(f["trade_id"] > 0 for f in fills)
+    assert [r for r in records if r["type"] == "markout"], "a fill's markouts resolved within the run"
+    summary = records[-1]
+    assert summary["type"] == "summary" and summary["agent_fills"] == len(fills)
+    assert summary["duration_s"] == DURATION_S
+    printed = json.loads(result.stdout[result.stdout.index("{"):])
+    assert printed["session_log_sha256"] == summary["session_log_sha256"]
+
+    audit = CliRunner().invoke(app, ["audit", str(log), "--out", str(tmp / "audit")])
+    assert audit.exit_code == 0, audit.output
+    report = (tmp / "audit" / "report.md").read_text()
+    assert "markout" in report.lower() and "HYPE" in report
+
+
+def test_live_local_log_never_contains_the_key(live_run):
+    result, log, keys, _cfg, _tmp = live_run
+    assert len(keys) == 1
+    key = keys[0].removeprefix("0x").lower()
+    for text in (log.read_text().lower(), result.output.lower()):
+        assert key not in text
+
+
+def test_local_venue_commands_equal_the_simulators_at_zero_latency(live_run):
+    """Parity: the simulator with every latency set to 0 and the lockstep local venue (which
+    has none) send the same commands, with the same client ids, at the same times.
+
+    One normalization: Hyperliquid's wire carries integer milliseconds, so the local agent sees
+    event times rounded to the ms; the simulator's agent gets the same rounding (without it a
+    signal weighting trades by age differs by ~1e-4 and a quote lands one tick off at 35.5 s)."""
+    _result, log, _keys, cfg, _tmp = live_run
+    sc = load_scenario("feb12_cascade")
+    zero = sc.latency.model_copy(update={"order_ms": 0.0, "cancel_ms": 0.0, "ack_ms": 0.0, "feed_ms": 0.0,
+                                         "jitter_ms": 0.0})
+    sc = sc.model_copy(update={"latency": zero})
+    sim_log = SessionLog(None, {"source": "sim"})
+    agent, _ = make_agent("production", sc.instrument.instrument(), sc.fees.schedule(), sim_log, sc, config=cfg)
+    venue = SimVenue(sc, SEED, MillisecondClock(agent), sim_log)
+    venue.start()
+    venue.run_until(DURATION_S)
+
+    def commands(recs):
+        # the simulator stops before what is due at DURATION_S exactly; the local run delivers it
+        return [r for r in recs if r["type"] in COMMANDS and r["rx"] < DURATION_S]
+
+    def fills(recs):
+        return [(r["trade_id"], r["side"], r["px_ticks"], r["size_lots"], r["rx"]) for r in recs if r["type"] == "fill"]
+
+    local = list(read_session_log(log))
+    assert len(commands(local)) > 200
+    assert commands(local) == commands(sim_log.records)
+    assert fills(local) == fills(sim_log.records) != []
+
+
+class MillisecondClock:
+    """An agent wrapper that rounds each event's time to the millisecond, as the wire does."""
+
+    def __init__(self, agent):
+        self.agent = agent
+
+    def on_event(self, ev):
+        return self.agent.on_event(dataclasses.replace(ev, t=round(ev.t * 1000) / 1000))
+
+
+def test_mainnet_is_refused_without_the_flag(monkeypatch):
+    monkeypatch.setenv("HLMM_PRIVATE_KEY", "0x" + "11" * 32)
+    for argv in (["live", "--venue", "mainnet"], ["flatten", "--venue", "mainnet"]):
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 2
+        assert "--i-understand-this-trades-real-money" in result.output
+        assert "11" * 32 not in result.output
+
+
+def test_testnet_key_errors_name_the_source_not_the_value(monkeypatch, tmp_path):
+    monkeypatch.delenv("HLMM_PRIVATE_KEY", raising=False)
+    result = CliRunner().invoke(app, ["live", "--venue", "testnet"])
+    assert result.exit_code == 2 and "HLMM_PRIVATE_KEY" in result.output
+    bad = "0x" + "zz" * 32
+    monkeypatch.setenv("HLMM_PRIVATE_KEY", bad)
+    result = CliRunner().invoke(app, ["flatten", "--venue", "testnet"])
+    assert result.exit_code == 2 and "not a valid private key" in result.output and bad not in result.output
+    assert CliRunner().invoke(app, ["live", "--venue", "moon"]).exit_code == 2
+
+
+def test_flatten_closes_the_position_and_cancels_orders(monkeypatch, tmp_path):
+    """A long position with a remainder under $10 and resting orders on both sides: flatten
+    cancels them, closes the whole position reduce-only, and the venue confirms flat."""
+    acct = Account.create()
+    key_file = tmp_path / "paper.key"
+    key_file.write_text(acct.key.hex())
+    sc = load_scenario("feb12_cascade")
+    server = LocalVenueServer(build_exchange(sc, 3, acct.address), lockstep=True)
+    url = server.start()
+    try:
+        ex = Exchange(acct, base_url=url)
+        ioc = {"limit": {"tif": "Ioc"}}
+        bought = ex.order("HYPE", True, 1.0, 31.5, ioc)["response"]["data"]["statuses"][0]
+        assert "filled" in bought, bought
+        sold = ex.order("HYPE", False, 0.7, 30.0, ioc, reduce_only=True)["response"]["data"]["statuses"][0]
+        assert "filled" in sold, sold  # 0.3 HYPE left: under $10, closable only as a whole position
+        for is_buy, px in ((True, 30.5), (False, 31.3)):
+            placed = ex.order("HYPE", is_buy, 1.0, px, {"limit": {"tif": "Alo"}})["response"]["data"]["statuses"][0]
+            assert "resting" in placed, placed
+        info = Info(url, skip_ws=True)
+        assert info.user_state(acct.address)["assetPositions"][0]["position"]["szi"] == "0.3"
+
+        monkeypatch.setenv("HLMM_PAPER_KEY_FILE", str(key_file))
+        monkeypatch.setenv(live.runner.LOCAL_URL_ENV, url)
+        result = CliRunner().invoke(app, ["flatten", "--venue", "local"])
+        assert result.exit_code == 0, result.output
+        assert "flat (confirmed by the venue" in result.output
+        assert info.user_state(acct.address)["assetPositions"] == []
+        assert info.frontend_open_orders(acct.address) == []
+        assert acct.key.hex().removeprefix("0x") not in result.output
+    finally:
+        server.stop()
+
+
+def test_flatten_without_a_running_venue_fails_cleanly(monkeypatch, tmp_path):
+    key_file = tmp_path / "paper.key"
+    key_file.write_text(Account.create().key.hex())
+    monkeypatch.setenv("HLMM_PAPER_KEY_FILE", str(key_file))
+    monkeypatch.setenv(live.runner.LOCAL_URL_ENV, "http://127.0.0.1:9")  # discard port: nothing listens
+    result = CliRunner().invoke(app, ["flatten", "--venue", "local"])
+    assert result.exit_code == 1 and "error" in result.output
+    monkeypatch.setenv("HLMM_PAPER_KEY_FILE", str(tmp_path / "missing.key"))
+    assert CliRunner().invoke(app, ["flatten", "--venue", "local"]).exit_code == 2
+
+
+def test_run_local_session_rejects_a_bad_duration():
+    with pytest.raises(ValueError, match="duration_s"):
+        live.runner.run_local_session("calm", seed=1, duration_s=0.0)
+
+
+def test_summary_keys_match_the_simulators():
+    sc = load_scenario("calm")
+    sim_log = SessionLog(None, {"source": "sim"})
+    agent, _ = make_agent("production", sc.instrument.instrument(), sc.fees.schedule(), sim_log, sc)
+    venue = SimVenue(sc, 1, agent, sim_log)
+    venue.start()
+    venue.run_until(2.0)
+    local = live.runner.run_local_session(sc, seed=1, duration_s=2.0)
+    assert set(venue.summary()) | {"agent", "config_hash", "session_log_sha256"} == set(local)
