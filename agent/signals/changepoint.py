@@ -61,6 +61,22 @@ class Bocpd:
         # fixed table per run length (no per-step lgamma calls).
         nu = 2.0 * cfg.prior_alpha + np.arange(cfg.max_run, dtype=np.float64)
         self._log_norm = np.array([math.lgamma((v + 1.0) / 2.0) - math.lgamma(v / 2.0) for v in nu])
+        # Run r's α and κ do not depend on the data either (each step adds 1/2 and 1), so they,
+        # and every factor made of them alone, are tables too. They are built with the same float
+        # steps the recursion takes, so the posterior is bit-identical to computing them per step.
+        alpha = np.empty(cfg.max_run)
+        kappa = np.empty(cfg.max_run)
+        alpha[0], kappa[0] = cfg.prior_alpha, cfg.prior_kappa
+        for r in range(1, cfg.max_run):
+            alpha[r] = alpha[r - 1] + 0.5
+            kappa[r] = kappa[r - 1] + 1.0
+        self._kappa = kappa
+        self._k1 = kappa + 1.0
+        self._alpha_kappa = alpha * kappa
+        self._nu = 2.0 * alpha
+        self._pi_nu = np.pi * self._nu
+        self._half_nu1 = (self._nu + 1.0) / 2.0
+        self._two_k1 = 2.0 * self._k1
         self.reset()
 
     def reset(self) -> None:
@@ -68,38 +84,41 @@ class Bocpd:
         c = self.cfg
         self.prob = np.array([1.0])
         self._mu = np.array([0.0])
-        self._kappa = np.array([c.prior_kappa])
-        self._alpha = np.array([c.prior_alpha])
         self._beta = np.array([c.prior_beta])
 
     def update(self, z: float) -> float:
         """Add one observation; returns cp_w = P(run length < window_obs)."""
         c = self.cfg
         x = max(-c.clip_z, min(c.clip_z, z))
-        nu = 2.0 * self._alpha
-        scale2 = self._beta * (self._kappa + 1.0) / (self._alpha * self._kappa)
+        n = self.prob.size  # run lengths 0..n-1
+        nu = self._nu[:n]
+        k1 = self._k1[:n]
+        scale2 = self._beta * k1 / self._alpha_kappa[:n]
         dev = (x - self._mu) ** 2 / scale2
         log_pred = (
-            self._log_norm[: nu.size] - 0.5 * np.log(np.pi * nu * scale2)
-            - (nu + 1.0) / 2.0 * np.log1p(dev / nu)
+            self._log_norm[:n] - 0.5 * np.log(self._pi_nu[:n] * scale2)
+            - self._half_nu1[:n] * np.log1p(dev / nu)
         )
         pred = np.exp(log_pred - log_pred.max())  # common factor cancels in the normalization
         joint = self.prob * pred
         growth = joint * (1.0 - c.hazard)
-        new = np.empty(min(joint.size + 1, c.max_run))
+        new = np.empty(min(n + 1, c.max_run))
         new[0] = joint.sum() * c.hazard
         n_keep = new.size - 1
         new[1:] = growth[:n_keep]
         if growth.size > n_keep:  # truncation: the oldest run absorbs the mass beyond max_run
             new[-1] += growth[n_keep:].sum()
         self.prob = new / new.sum()
-        k1 = self._kappa + 1.0
-        mu = (self._kappa * self._mu + x) / k1
-        beta = self._beta + self._kappa * (x - self._mu) ** 2 / (2.0 * k1)
-        self._mu = np.concatenate(([0.0], mu[:n_keep]))
-        self._kappa = np.concatenate(([c.prior_kappa], k1[:n_keep]))
-        self._alpha = np.concatenate(([c.prior_alpha], self._alpha[:n_keep] + 0.5))
-        self._beta = np.concatenate(([c.prior_beta], beta[:n_keep]))
+        kappa = self._kappa[:n]
+        d = x - self._mu
+        mu = (kappa * self._mu + x) / k1
+        beta = self._beta + kappa * d**2 / self._two_k1[:n]
+        self._mu = np.empty(n_keep + 1)
+        self._mu[0] = 0.0
+        self._mu[1:] = mu[:n_keep]
+        self._beta = np.empty(n_keep + 1)
+        self._beta[0] = c.prior_beta
+        self._beta[1:] = beta[:n_keep]
         return self.cp_prob()
 
     def cp_prob(self) -> float:
