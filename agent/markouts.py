@@ -130,6 +130,9 @@ class MarkoutTracker:
         self._next_due_t = math.inf
         self._seen_trade_ids: set[int] = set()
         self._recent: dict[float, deque[MarkoutRecord]] = {h: deque(maxlen=cfg.recent_fills) for h in cfg.horizons_s}
+        # (horizon, field) -> (newest record, count, mean) of the recent-fill means asked every
+        # cycle; a record appended anywhere (subclasses append too) changes the newest one.
+        self._means: dict[tuple[float, str], tuple[MarkoutRecord, int, float]] = {}
         # Attribution accumulators in USD (v·price differences), see PnlAttribution.
         self._usd_per_tick_lot = instrument.tick * instrument.lot
         self._cash_usd = 0.0
@@ -238,8 +241,7 @@ class MarkoutTracker:
 
     def recent_edge_bps(self, horizon_s: float) -> float:
         """Mean realized edge (bps) of the last ``recent_fills`` fills resolved at ``horizon_s``; 0 if none."""
-        recs = self._recent_at(horizon_s)
-        return sum(r.edge_bps for r in recs) / len(recs) if recs else 0.0
+        return self._recent_mean(horizon_s, "edge_bps")
 
     def mean_as_bps(self, horizon_s: float) -> float:
         """Mean adverse selection (bps, positive = adverse) of recent fills at ``horizon_s``; 0 if none."""
@@ -251,11 +253,10 @@ class MarkoutTracker:
         n/(n + ``as_prior_fills``). At a 60 s horizon one fill's AS carries σ·√60 ≈ 12 bps of
         noise, and ι enters the skew exponentially (e^(kι/4)): two unlucky fills would otherwise
         widen the quotes several-fold and starve the fills that would correct the estimate."""
-        recs = self._recent_at(self.cfg.as_horizon_s)
-        n = len(recs)
+        n = len(self._recent_at(self.cfg.as_horizon_s))
         if n == 0:
             return 0.0
-        return sum(r.as_bps for r in recs) / n * n / (n + self.cfg.as_prior_fills)
+        return self._recent_mean(self.cfg.as_horizon_s, "as_bps") * n / (n + self.cfg.as_prior_fills)
 
     def edge_stats(self, horizon_s: float) -> tuple[float, float, int]:
         """``(mean_edge_bps, standard_error_bps, n)`` of recent fills at ``horizon_s`` (SE is 0 for n < 2)."""
@@ -283,6 +284,20 @@ class MarkoutTracker:
         if horizon_s not in self._recent:
             raise ValueError(f"horizon_s={horizon_s!r}: not one of horizons_s={self.cfg.horizons_s!r}")
         return self._recent[horizon_s]
+
+    def _recent_mean(self, horizon_s: float, name: str) -> float:
+        """Mean of field ``name`` over the recent records at ``horizon_s`` (0 if none), cached
+        until a record is added."""
+        recs = self._recent_at(horizon_s)
+        if not recs:
+            return 0.0
+        newest, n = recs[-1], len(recs)
+        hit = self._means.get((horizon_s, name))
+        if hit is not None and hit[0] is newest and hit[1] == n:
+            return hit[2]
+        mean = sum(getattr(r, name) for r in recs) / n
+        self._means[(horizon_s, name)] = (newest, n, mean)
+        return mean
 
     def _resolve(self, p: _Pending, h: float, t: float, mh: float) -> MarkoutRecord:
         f, m0, mf = p.fill, p.m0, p.mf
