@@ -23,6 +23,7 @@ import math
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.glft import glft_exact_depths, glft_half_spread_and_skew
+from agent.rules import PriceRules
 from agent.types import MarketState, PolicyAdjustment, QuoteTarget, SignalOutput
 from hlmm.instrument import Instrument
 from hlmm.venue import FeeSchedule
@@ -56,6 +57,7 @@ class QuoteEngine:
     def __init__(self, cfg: GlftConfig, instrument: Instrument, fees: FeeSchedule) -> None:
         self.cfg = cfg
         self.instrument = instrument
+        self.rules = PriceRules(instrument)
         self.fees = fees
 
     def quote(
@@ -104,7 +106,7 @@ class QuoteEngine:
         mid = state.mid_ticks
         bid_raw = mid * (1.0 + (skew - half) / BPS)
         ask_raw = mid * (1.0 + (skew + half) / BPS)
-        inst = self.instrument
+        inst = self.rules
         # Passive rounding onto the tick grid, then onto the venue's 5-significant-figure grid.
         bid = inst.round_price_passive(math.floor(bid_raw), +1)
         ask = inst.round_price_passive(math.ceil(ask_raw), -1)
@@ -131,7 +133,7 @@ class QuoteEngine:
 
     def _size(self, base_lots: int, log_mult: float, px_ticks: int) -> int:
         lots = round(base_lots * math.exp(log_mult))
-        return max(1, lots, self.instrument.min_lots_at(px_ticks))
+        return max(1, lots, self.rules.min_lots_at(px_ticks))
 
     def _exact_inventory_skew(
         self, q: float, signals: SignalOutput, fee: float, glft_half: float, closed_form_skew: float

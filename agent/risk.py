@@ -27,6 +27,7 @@ from collections import Counter, deque
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.orders import OrderManager
+from agent.rules import PriceRules
 from agent.types import DesiredOrder, DesiredQuotes, MarketState, OverlayState, QuoteTarget, SignalOutput
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import SessionLog
@@ -117,6 +118,7 @@ class RiskOverlay:
             raise ValueError(f"config_cap_lots={config_cap_lots!r}: must be a positive number of lots")
         self.config = config
         self.instrument = instrument
+        self.rules = PriceRules(instrument)
         self.config_cap_lots = config_cap_lots
         self.margin_cap_lots: int | None = None
         self.log = log
@@ -252,7 +254,7 @@ class RiskOverlay:
     ) -> DesiredOrder | None:
         """A regular (not reduce-only) quote clipped to the cap; ``None`` if nothing may go."""
         name = "bid" if side > 0 else "ask"
-        px = self.instrument.round_price_passive(px, side)
+        px = self.rules.round_price_passive(px, side)
         if px <= 0 or size <= 0:
             notes.append(f"no_{name}")
             return None
@@ -260,7 +262,7 @@ class RiskOverlay:
         if allowed < size:
             notes.append(f"clip:{name}")
             size = max(0, allowed)
-        if size < self.instrument.min_lots_at(px):
+        if size < self.rules.min_lots_at(px):
             # Below the minimum notional and not a close: send nothing (theory.md section 5).
             notes.append(f"cap:{name}")
             return None
@@ -294,10 +296,10 @@ class RiskOverlay:
             px = max(px, market.best_bid_ticks + self.instrument.price_step_ticks(market.best_bid_ticks))
         else:
             px = min(px, market.best_ask_ticks - self.instrument.price_step_ticks(market.best_ask_ticks))
-        px = self.instrument.round_price_passive(px, side)
+        px = self.rules.round_price_passive(px, side)
         size = min(
             absq,
-            max(target.ask_size_lots if side < 0 else target.bid_size_lots, self.instrument.min_lots_at(px)),
+            max(target.ask_size_lots if side < 0 else target.bid_size_lots, self.rules.min_lots_at(px)),
         )
         size = min(self._close_size(size, absq, px), headroom)
         if size <= 0:
@@ -310,10 +312,10 @@ class RiskOverlay:
         ):
             # At most ioc_through_bps through the mid: round the limit toward the mid.
             limit = market.mid_ticks * (1.0 + side * c.ioc_through_bps * BPS)
-            ioc_px = self.instrument.round_price_passive(
+            ioc_px = self.rules.round_price_passive(
                 math.floor(limit) if side > 0 else math.ceil(limit), side
             )
-            slice_lots = max(1, self.instrument.min_lots_at(ioc_px), self._usd_lots(c.ioc_slice_usd, ioc_px))
+            slice_lots = max(1, self.rules.min_lots_at(ioc_px), self._usd_lots(c.ioc_slice_usd, ioc_px))
             out.append(
                 DesiredOrder(
                     side=side,

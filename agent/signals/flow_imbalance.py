@@ -47,6 +47,9 @@ class TradeFlowImbalance:
         self._sell_vol = [0.0] * n
         self._buy_n = [0.0] * n
         self._sell_n = [0.0] * n
+        # per-cycle constants: names of the per-timescale contributions and Σ|β|
+        self._names = tuple(f"flow_{tau:g}s" for tau in cfg.timescales_s)
+        self._total_beta = sum(abs(b) for b in cfg.skew_bps_per_imbalance) or 1.0
 
     def on_trade(self, t: float, size_lots: int, aggressor: int) -> None:
         self._advance(t)
@@ -85,10 +88,9 @@ class TradeFlowImbalance:
         tis = self.imbalances(t)
         parts = [beta * ti for beta, ti in zip(self.cfg.skew_bps_per_imbalance, tis, strict=True)]
         skew = max(-self.cfg.max_skew_bps, min(self.cfg.max_skew_bps, sum(parts)))
-        total_beta = sum(abs(b) for b in self.cfg.skew_bps_per_imbalance) or 1.0
-        out = {"flow": SignalContribution(value=sum(parts) / total_beta, skew_bps=skew, active=skew != 0.0)}
-        for tau, ti in zip(self.cfg.timescales_s, tis, strict=True):
-            out[f"flow_{tau:g}s"] = SignalContribution(value=ti, active=ti != 0.0)
+        out = {"flow": SignalContribution(value=sum(parts) / self._total_beta, skew_bps=skew, active=skew != 0.0)}
+        for name, ti in zip(self._names, tis, strict=True):
+            out[name] = SignalContribution(value=ti, active=ti != 0.0)
         buy, sell = self.average_sizes_lots(t)
         out["avg_buy_size_lots"] = SignalContribution(value=buy, active=buy > 0)
         out["avg_sell_size_lots"] = SignalContribution(value=sell, active=sell > 0)
