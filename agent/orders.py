@@ -153,11 +153,11 @@ class OrderManager:
 
     def resting_lots(self, side: int) -> int:
         """Remaining lots of acknowledged live orders on ``side`` (incl. ones being canceled)."""
-        return sum(o.remaining_lots for o in self.live_orders(side) if o.acked)
+        return sum(o.remaining_lots for o in self._live.values() if o.side == side and o.acked)
 
     def inflight_lots(self, side: int) -> int:
         """Remaining lots of orders on ``side`` sent but not yet acknowledged."""
-        return sum(o.remaining_lots for o in self.live_orders(side) if not o.acked)
+        return sum(o.remaining_lots for o in self._live.values() if o.side == side and not o.acked)
 
     def worst_case_lots(self, side: int) -> int:
         """``side * position + every live same-side lot``: the exposure if all of them fill."""
@@ -165,7 +165,9 @@ class OrderManager:
 
     def committed_lots(self, side: int) -> int:
         """Lots on ``side`` the next diff cannot take back: orders already being canceled."""
-        return sum(o.remaining_lots for o in self.live_orders(side) if o.status is OrderStatus.PENDING_CANCEL)
+        return sum(
+            o.remaining_lots for o in self._live.values() if o.side == side and o.status is OrderStatus.PENDING_CANCEL
+        )
 
     def own_resting(self) -> list[tuple[int, int, int]]:
         """``(side, px_ticks, remaining_lots)`` of our acknowledged resting orders (for the ex-own book)."""
@@ -331,7 +333,7 @@ class OrderManager:
             return True
         if self._last_reconcile_t is None or t - self._last_reconcile_t >= self.config.reconcile_interval_s:
             return True
-        return any(not o.acked and t - o.sent_t > self.config.ack_timeout_s for o in self.live_orders())
+        return any(not o.acked and t - o.sent_t > self.config.ack_timeout_s for o in self._live.values())
 
     def query(self, t: float) -> QueryAccount:
         """Record that a venue query is being sent (the caller sends it)."""
