@@ -36,6 +36,10 @@ def _make_real() -> gym.Env:
     return gym.make(ENV_ID)
 
 
+def _make_constant() -> gym.Env:
+    return ConstantEnv(_make_real())
+
+
 def measure_env(n_steps: int, seed: int) -> dict:
     """Raw steps/s of one env with random actions, resets included."""
     env = _make_real()
@@ -50,17 +54,72 @@ def measure_env(n_steps: int, seed: int) -> dict:
     return {"steps": n_steps, "steps_per_s": n_steps / wall}
 
 
-def measure_ppo(n_steps: int, seed: int) -> dict:
-    """PPO.learn steps/s on the real env and on the constant env; env share of training time."""
+def measure_env_vec(n_steps: int, seed: int, n_envs: int = 2) -> dict:
+    """Raw steps/s (summed over envs) of ``n_envs`` envs in SB3's ``SubprocVecEnv`` (one process
+    each, as ``hlmm train`` runs them), random actions, auto-reset; ``n_steps`` in total."""
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    venv = SubprocVecEnv([_make_real] * n_envs, start_method="fork")
+    try:
+        venv.seed(seed)
+        venv.reset()
+        venv.action_space.seed(seed)
+        rounds = max(1, n_steps // n_envs)
+        actions = [np.stack([venv.action_space.sample() for _ in range(n_envs)]) for _ in range(rounds)]
+        s = time.perf_counter()
+        for a in actions:
+            venv.step(a)
+        wall = time.perf_counter() - s
+    finally:
+        venv.close()
+    return {"steps": rounds * n_envs, "n_envs": n_envs, "steps_per_s": rounds * n_envs / wall}
+
+
+def _ppo_rate(venv: object, rollout_steps: int, n_steps: int, seed: int) -> float:
+    """``PPO.learn`` steps/s on ``venv``; the rollout buffer holds ``rollout_steps`` samples in all."""
     from stable_baselines3 import PPO
 
+    n_envs = getattr(venv, "num_envs", 1)
+    model = PPO("MlpPolicy", venv, n_steps=max(1, rollout_steps // n_envs), batch_size=64, n_epochs=1, seed=seed,
+                device="cpu")
+    s = time.perf_counter()
+    model.learn(total_timesteps=n_steps)
+    return n_steps / (time.perf_counter() - s)
+
+
+def measure_ppo(n_steps: int, seed: int) -> dict:
+    """PPO.learn steps/s on the real env and on the constant env (one env each, no worker
+    process); env share of training time. Torch runs one thread, as in ``hlmm train``."""
+    import torch
+
+    torch.set_num_threads(1)
     out: dict[str, float] = {}
     real = _make_real()
     for name, env in (("real", real), ("constant", ConstantEnv(real))):
-        model = PPO("MlpPolicy", env, n_steps=min(512, n_steps), batch_size=64, n_epochs=1, seed=seed, device="cpu")
-        s = time.perf_counter()
-        model.learn(total_timesteps=n_steps)
-        out[f"{name}_steps_per_s"] = n_steps / (time.perf_counter() - s)
+        out[f"{name}_steps_per_s"] = _ppo_rate(env, min(512, n_steps), n_steps, seed)
+    return with_share(out)
+
+
+def measure_ppo_vec(n_steps: int, seed: int, n_envs: int = 2) -> dict:
+    """As :func:`measure_ppo`, both envs in ``SubprocVecEnv`` with ``n_envs`` workers (as
+    ``hlmm train`` runs by default), the same rollout size in total (512 samples)."""
+    import torch
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    torch.set_num_threads(1)
+    out: dict[str, float] = {"n_envs": n_envs}
+    for name, make in (("real", _make_real), ("constant", _make_constant)):
+        venv = SubprocVecEnv([make] * n_envs, start_method="fork")
+        try:
+            venv.seed(seed)
+            out[f"{name}_steps_per_s"] = _ppo_rate(venv, min(512, n_steps), n_steps, seed)
+        finally:
+            venv.close()
+    return with_share(out)
+
+
+def with_share(out: dict[str, float]) -> dict[str, float]:
+    """``out`` with ``env_share_of_training`` = (t_real - t_const) / t_real from its two rates."""
     # time per step = env + learner; the constant env's time is the learner's alone
     t_real, t_const = 1 / out["real_steps_per_s"], 1 / out["constant_steps_per_s"]
     out["env_share_of_training"] = max(0.0, (t_real - t_const) / t_real)
