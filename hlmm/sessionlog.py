@@ -55,27 +55,43 @@ from typing import IO, Any
 from hlmm.instrument import Instrument
 
 FORMAT_VERSION = 1
+# Exactly these types are written as they are (subclasses such as enums or numpy scalars are
+# not: they take the conversions below). Checked first because almost every value is one.
+_AS_IS = frozenset({int, float, str, bool, type(None)})
+# One encoder for every line (``json.dumps`` with options builds a new one per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _plain(value: Any) -> Any:
+    if type(value) in _AS_IS:
+        return value
     if isinstance(value, Enum):
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
     if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
+        return [v if type(v) in _AS_IS else _plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: v if type(v) in _AS_IS else _plain(v) for k, v in value.items()}
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
         return value.item()
     return value
 
 
+def _field_names(cls: type) -> tuple[str, ...]:
+    """``dataclasses.fields`` names of ``cls`` in order, looked up once per class."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def record_of(obj: Any) -> dict[str, Any]:
     """A venue event or command as a log record (``type`` = its ``kind``)."""
     rec: dict[str, Any] = {"type": obj.kind}
-    for f in dataclasses.fields(obj):
-        rec[f.name] = _plain(getattr(obj, f.name))
+    for name in _field_names(type(obj)):
+        rec[name] = _plain(getattr(obj, name))
     return rec
 
 
@@ -98,7 +114,7 @@ class SessionLog:
         self._write({"type": "session", "version": FORMAT_VERSION, **_plain(header)})
 
     def _write(self, rec: dict[str, Any]) -> None:
-        line = json.dumps(rec, separators=(",", ":"), allow_nan=False) + "\n"
+        line = _ENCODER.encode(rec) + "\n"
         self._hash.update(line.encode())
         if self._fh is not None:
             self._fh.write(line)
@@ -107,7 +123,7 @@ class SessionLog:
 
     def write(self, rx: float, rec_type: str, **fields: Any) -> None:
         """An agent or simulator record."""
-        self._write({"type": rec_type, "rx": rx, **{k: _plain(v) for k, v in fields.items()}})
+        self._write({"type": rec_type, "rx": rx, **{k: v if type(v) in _AS_IS else _plain(v) for k, v in fields.items()}})
 
     def event(self, rx: float, obj: Any) -> None:
         """A venue event or an agent command (any :mod:`hlmm.venue` dataclass)."""
