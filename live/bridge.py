@@ -18,7 +18,18 @@ What the SDK does not do and this class adds (hyperliquid-api.md section 5):
 - a reduce-only order worth under $10 that would leave a remainder is sent for the whole
   position instead (Hyperliquid rejects a partial close under $10);
 - ambiguous failures (timeouts, 5xx, dropped connections) never finalize an order: the order is
-  looked up by cloid until the venue answers, and the agent's reconciliation settles the rest;
+  looked up by cloid until the venue answers (for :data:`LOOKUP_WINDOW_S`), and the agent's
+  account queries are answered only once no order is in that state: a snapshot taken while an
+  action may still land would show the order missing, and the agent would drop an order that
+  then appears at the venue (found by the chaos campaign as a cap breach);
+- a cancel that was not confirmed (no answer, or refused for an order the venue may not have seen
+  yet) is followed up: the order is looked up by cloid and the cancel re-sent while the venue
+  still shows it open, so a lost cancel never leaves an order resting that the agent wants gone;
+- continuous reconciliation: :data:`SETTLE_AFTER_S` after the last sign of trouble (an ambiguous
+  reply, a failed query, a reconnect, bad data, an order that surfaced late) the agent gets a
+  ``ConnectionStatus(connected=True, reason="resync: ...")``, on which it reconciles with its own
+  query once things are quiet again (a lost message would otherwise wait for the agent's next
+  periodic reconciliation);
 - :meth:`close` stops the websocket thread (it is not a daemon and would keep the process alive).
 
 Bad venue data is counted in ``counters["wire_error"]`` with the message logged as an
@@ -65,7 +76,9 @@ from hlmm.venue import (
 from live import wire
 
 AMBIGUOUS = (requests.RequestException, ServerError, ConnectionError, TimeoutError)
-LOOKUP_TRIES = 20  # orderStatus look-ups of an ambiguous order before leaving it to reconciliation
+LOOKUP_WINDOW_S = 10.0  # how long an ambiguous order is looked up before reconciliation has the last word
+LOOKUP_INTERVAL_S = 0.5  # at most one round of orderStatus look-ups this often (clock seconds)
+SETTLE_AFTER_S = 3.0  # venue seconds after the last sign of trouble: one unsolicited account snapshot
 
 
 class NonceSource:
@@ -168,7 +181,10 @@ class LiveVenue:
         self._oid_to_cid: dict[int, int] = {}
         self._acked: set[int] = set()  # client ids whose acceptance was reported
         self._finished: set[int] = set()  # client ids reported canceled/rejected
-        self._unresolved: dict[int, int] = {}  # client id -> look-ups left
+        self._unresolved: dict[int, float] = {}  # client id of an ambiguous order -> look up until (clock s)
+        self._cancel_intents: dict[int, float] = {}  # client id of an unconfirmed cancel -> look up until
+        self._last_lookup_t = -1e18
+        self._trouble_t: float | None = None  # venue time of the last sign of trouble, until settled
         self._pending_queries = 0
         self._last_book_ms = -1
         self._connected = False
@@ -180,7 +196,11 @@ class LiveVenue:
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
+    def _trouble(self) -> None:
+        self._trouble_t = self.clock()
+
     def _alarm(self, name: str, detail: str) -> None:
+        self._trouble()
         self._count(name)
         if self.log is not None:
             self.log.write(self.clock(), "alarm", name=name, detail=detail[:300])
@@ -253,6 +273,7 @@ class LiveVenue:
         if self._connected and not self._ws_alive():
             self._connected = False
             self._stop_ws()
+            self._trouble()
             self._push(ConnectionStatus(self.clock(), False, "websocket closed"))
         if not self._connected:
             now = self.clock()
@@ -262,6 +283,7 @@ class LiveVenue:
             self._count("reconnect_try")
             if self._open_ws():
                 self._count("reconnect")
+                self._trouble()
                 self._push(ConnectionStatus(self.clock(), True, "resubscribed"))
             else:
                 self._stop_ws()
@@ -464,42 +486,72 @@ class LiveVenue:
 
     def _ambiguous(self, cids: list[int], exc: BaseException) -> None:
         """No answer: the venue may or may not have acted. Ask it, never assume."""
+        self._trouble()
         self._count("ambiguous", len(cids))
         if self.log is not None:
             self.log.write(self.clock(), "alarm", name="ambiguous", detail=f"{type(exc).__name__}: {str(exc)[:200]}",
                            client_ids=cids)
         for cid in cids:
-            self._unresolved[cid] = LOOKUP_TRIES
+            self._unresolved[cid] = self.clock() + LOOKUP_WINDOW_S
+
+    def _lookup(self, cid: int) -> tuple[int, str] | None:
+        """``(oid, status)`` of our order ``cid`` at the venue, ``None`` when it does not know it.
+        Raises the ambiguous errors (the caller tries again on a later poll)."""
+        st = self._info_call(lambda i: i.post("/info", {"type": "orderStatus", "user": self.address,
+                                                        "oid": wire.cloid_hex(cid)}))
+        if not (isinstance(st, dict) and st.get("status") == "order"):
+            return None
+        o = wire.obj("orderStatus.order", st.get("order"))
+        inner = wire.obj("orderStatus.order.order", o.get("order"))
+        oid = wire.integer("orderStatus.order.order.oid", inner.get("oid"))
+        status = o.get("status")
+        if status not in wire.KNOWN_STATUSES:
+            raise wire.WireError(f"orderStatus.status={status!r}: unknown order status")
+        self._oid_to_cid[oid] = cid
+        return oid, status
 
     def _resolve(self) -> None:
-        """Look up ambiguous orders by cloid until the venue knows them (or tries run out)."""
+        """Look up ambiguous orders by cloid until the venue knows them (or the window ends)."""
+        now = self.clock()
         for cid in list(self._unresolved):
             try:
-                st = self._info_call(lambda i, c=cid: i.post("/info", {"type": "orderStatus", "user": self.address,
-                                                                        "oid": wire.cloid_hex(c)}))
+                found = self._lookup(cid)
             except (*AMBIGUOUS, ClientError):
                 return
-            if isinstance(st, dict) and st.get("status") == "order":
-                try:
-                    o = wire.obj("orderStatus.order", st.get("order"))
-                    inner = wire.obj("orderStatus.order.order", o.get("order"))
-                    oid = wire.integer("orderStatus.order.order.oid", inner.get("oid"))
-                    status = o.get("status")
-                    if status not in wire.KNOWN_STATUSES:
-                        raise wire.WireError(f"orderStatus.status={status!r}: unknown order status")
-                except wire.WireError as exc:
-                    self._alarm("wire_error", str(exc))
-                    continue
-                self._oid_to_cid[oid] = cid
-                self._settle(cid, oid, status, self.clock())
-            else:
-                left = self._unresolved.get(cid, 0) - 1
-                if left <= 0:
-                    self._unresolved.pop(cid, None)  # the agent's reconciliation settles it
-                else:
-                    self._unresolved[cid] = left
+            except wire.WireError as exc:
+                self._alarm("wire_error", str(exc))
+                continue
+            if found is not None:
+                self._trouble()  # it surfaced late: the agent may have given up on it meanwhile
+                self._settle(cid, found[0], found[1], now)
+            elif now >= self._unresolved[cid]:
+                self._unresolved.pop(cid)  # never reached the venue: the agent's reconciliation settles it
 
-    def _cancel(self, cancels: list[CancelOrder]) -> None:
+    def _follow_up_cancels(self) -> None:
+        """Unconfirmed cancels: report the venue's final word, or cancel again while it shows the order open."""
+        now = self.clock()
+        for cid in list(self._cancel_intents):
+            try:
+                found = self._lookup(cid)
+            except (*AMBIGUOUS, ClientError):
+                return
+            except wire.WireError as exc:
+                self._alarm("wire_error", str(exc))
+                found = None
+            until = self._cancel_intents.pop(cid)
+            if found is not None and found[1] not in wire.OPEN_STATUSES:
+                self._settle(cid, found[0], found[1], now)
+            elif found is not None:  # still open: the cancel was lost or landed before the order
+                self._count("cancel_retry")
+                self._trouble()
+                self._cancel([CancelOrder(cid)], report_errors=False)
+                if cid in self._cancel_intents:  # not confirmed again: keep the original window
+                    self._cancel_intents[cid] = until
+            elif now < until:
+                self._cancel_intents[cid] = until
+
+    def _cancel(self, cancels: list[CancelOrder], report_errors: bool = True) -> None:
+        """Cancel by cloid (by oid for adopted orders without one); unconfirmed ones are followed up."""
         assert self.exchange is not None
         cids = [c.client_id for c in cancels]
         by_cloid = [c for c in cids if c >= 0]
@@ -513,15 +565,22 @@ class LiveVenue:
                 results = wire.parse_cancel_reply(call(group), len(group))
             except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
                 self._count("ambiguous_cancel", len(group))
+                self._trouble()
+                for cid in group:
+                    if cid >= 0:
+                        self._cancel_intents.setdefault(cid, t + LOOKUP_WINDOW_S)
                 if self.log is not None:
                     self.log.write(t, "alarm", name="ambiguous_cancel", detail=f"{type(exc).__name__}", client_ids=group)
-                continue  # the agent's cancel stays pending; reconciliation settles it
+                continue  # the agent's cancel stays pending; _follow_up_cancels settles it
             for cid, err in zip(group, results, strict=True):
                 if err is None:
                     oid = next((o for o, c in self._oid_to_cid.items() if c == cid), -cid if cid < 0 else 0)
                     self._settle(cid, oid, "canceled", t)
                 elif cid not in self._finished:
-                    self._push(CancelRejected(t, cid, err))
+                    if cid >= 0:  # gone, or not there yet (an order still in flight): ask until it is final
+                        self._cancel_intents.setdefault(cid, t + LOOKUP_WINDOW_S)
+                    if report_errors:
+                        self._push(CancelRejected(t, cid, err))
 
     def _cancel_all(self) -> None:
         assert self.exchange is not None
@@ -567,8 +626,9 @@ class LiveVenue:
             self._alarm("schedule_cancel_refused", err)
 
     def _answer_queries(self) -> None:
-        """Answer the agent's queries with the venue's truth; missed fills first, then the snapshot."""
-        while self._pending_queries > 0:
+        """Answer the agent's queries with the venue's truth; missed fills first, then the snapshot.
+        Not while an ambiguous order may still land (see the module docstring)."""
+        while self._pending_queries > 0 and not self._unresolved:
             try:
                 state = wire.parse_user_state(self.instrument, self._info_call(lambda i: i.user_state(self.address)))
                 opens = wire.parse_open_orders(self.instrument, self._info_call(lambda i: i.frontend_open_orders(self.address)))
@@ -607,8 +667,19 @@ class LiveVenue:
     def poll(self) -> list[Event]:
         """Events received since the last poll, after connection upkeep and pending look-ups."""
         self._check_connection()
-        if self._unresolved:
-            self._resolve()
+        if (self._unresolved or self._cancel_intents) and self.clock() - self._last_lookup_t >= LOOKUP_INTERVAL_S:
+            self._last_lookup_t = self.clock()
+            if self._unresolved:
+                self._resolve()
+            if self._cancel_intents:
+                self._follow_up_cancels()
+        if self._trouble_t is not None and not self._unresolved and self.clock() - self._trouble_t >= SETTLE_AFTER_S:
+            # Ask the agent to reconcile (its own query, so its sequencing of queries against the
+            # orders it sends stays right; a snapshot taken here could predate its next commands).
+            self._trouble_t = None
+            self._count("resync")
+            if self._connected:
+                self._push(ConnectionStatus(self.clock(), True, "resync: quiet after faults, reconcile"))
         if self._pending_queries:
             self._answer_queries()
         with self._lock:

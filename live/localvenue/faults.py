@@ -17,6 +17,7 @@ so a lockstep run with the same seed injects the same faults at the same moments
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ class FaultConfig:
     reject_prob: float = 0.0
     timeout_after_act_prob: float = 0.0
     disconnects: tuple[tuple[float, float], ...] = ()  # (start_s, duration_s), venue time
+    active_until_s: float = math.inf  # no probabilistic fault after this venue time (a quiet tail)
 
     def __post_init__(self) -> None:
         for name in ("ws_drop_prob", "ws_dup_prob", "ws_reorder_prob", "ack_delay_prob", "reject_prob",
@@ -42,6 +44,8 @@ class FaultConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name}={v!r}: must be a probability in [0, 1]")
+        if not self.active_until_s >= 0:
+            raise ValueError(f"active_until_s={self.active_until_s!r}: must be >= 0 venue seconds")
         if self.ack_delay_max_s < 0:
             raise ValueError(f"ack_delay_max_s={self.ack_delay_max_s!r}: must be >= 0")
         for i, (start, dur) in enumerate(self.disconnects):
@@ -85,7 +89,7 @@ class FaultPlan:
         self.counts: dict[str, int] = {}
 
     def _hit(self, p: float, what: str, t: float) -> bool:
-        if p <= 0.0 or self.rng.random() >= p:
+        if p <= 0.0 or t > self.config.active_until_s or self.rng.random() >= p:
             return False
         self.counts[what] = self.counts.get(what, 0) + 1
         self.last_fault_s = t if self.last_fault_s is None else max(self.last_fault_s, t)
@@ -108,7 +112,9 @@ class FaultPlan:
     def ack_delay_s(self, t: float) -> float:
         if not self._hit(self.config.ack_delay_prob, "ack_delay", t):
             return 0.0
-        return self.rng.uniform(0.0, self.config.ack_delay_max_s)
+        delay = self.rng.uniform(0.0, self.config.ack_delay_max_s)
+        self.last_fault_s = max(self.last_fault_s or 0.0, t + delay)  # the action lands then
+        return delay
 
     def timeout_after_act(self, t: float) -> bool:
         return self._hit(self.config.timeout_after_act_prob, "timeout_after_act", t)
