@@ -31,8 +31,9 @@ from agent.config import AgentConfig, load_agent_config
 from agent.glft import glft_half_spread_and_skew
 from agent.market_maker import MarketMaker
 from agent.markouts import MarkoutTracker
+from agent.orders import OrderManager
 from agent.quote_engine import QuoteEngine
-from agent.risk import RiskOverlay
+from agent.risk import Flattener, RiskOverlay
 from agent.signals import SignalBank, SignalsConfig
 from agent.types import (
     DesiredQuotes,
@@ -45,13 +46,18 @@ from agent.types import (
 )
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import SessionLog
-from hlmm.venue import FeeSchedule, Fill
+from hlmm.venue import AccountSnapshot, Command, FeeSchedule, Fill
 
 INCIDENT_MAX_INVENTORY_SKEW_BPS = 0.42  # bug 2: the largest inventory skew the incident logged
 INCIDENT_PULL_CP_PROB = 0.99  # bug 4: "extreme_changepoint_0.99" pulled everything
 INCIDENT_CLIP_Z = 1000.0  # bug 4's detector: no winsorization (the schema's largest clip)
 INCIDENT_CP_WINDOW_OBS = 600  # bug 4's detector: "a changepoint in the last 10 minutes"
 INCIDENT_NEVER_S = 1e9  # bug 4's detector: a new regime is never accepted
+# bug 4's detector: a prior run length of 50 s (production: 30 min). Calibrated on the simulated
+# cascade to "Risk overlay pulled ALL quotes for 78 of 89 minutes" with "two brief 3-min windows":
+# at 1/50 the pull covers ~85-89% of the session with a few short windows (1/30: no window
+# at all; 1/250: 40-60% quoted).
+INCIDENT_HAZARD = 1.0 / 50.0
 INCIDENT_TIGHTEN_BELOW_P_INFORMED = 0.05  # bug 6
 INCIDENT_TIGHTEN_FACTOR = 0.9  # bug 6
 
@@ -88,7 +94,8 @@ class IncidentSignalBank(SignalBank):
         # changepoint" over a long window and never accepted a new regime, so a trending market
         # kept it saturated. Same BOCPD, with those three choices.
         saturating = cfg.changepoint.model_copy(
-            update={"clip_z": INCIDENT_CLIP_Z, "window_obs": INCIDENT_CP_WINDOW_OBS, "max_dwell_s": INCIDENT_NEVER_S}
+            update={"clip_z": INCIDENT_CLIP_Z, "window_obs": INCIDENT_CP_WINDOW_OBS, "max_dwell_s": INCIDENT_NEVER_S,
+                    "hazard": INCIDENT_HAZARD}
         )
         super().__init__(cfg.model_copy(update={"changepoint": saturating}), instrument)
 
@@ -96,16 +103,37 @@ class IncidentSignalBank(SignalBank):
         sig = super().compute(state, position_lots)
         # BUG 2 (zero directional skew, signal part): no signal produced a skew adjustment
         # (combined_skew_bps = 0.0 for 99.8% of cycles); spreads are left as computed.
+        # BUG 3 (regime output dead): "Regime changes detected but ignored. Spreads don't widen
+        # when they should" (RegimeDetection: spread 0, skew 0). The changepoint's widening and
+        # its alarm (REDUCING, short-window kappa) are dropped; only its probability reaches the
+        # risk overlay's extreme pull (bug 4).
         contribs = {
-            name: SignalContribution(value=c.value, spread_bps=c.spread_bps, skew_bps=0.0, active=c.active)
+            name: SignalContribution(
+                value=c.value, spread_bps=0.0 if name == "changepoint" else c.spread_bps, skew_bps=0.0, active=c.active
+            )
             for name, c in sig.contributions.items()
         }
         # BUG 3 (regime kappa dead): the regime-aware A and kappa were computed (kappa over an
         # 8.4x range) and never reached the quotes; GLFT kept the long-window (calm) estimate.
         a_static, kappa_static = self.intensity.estimate(state.t, short=False)
         return dataclasses.replace(
-            sig, skew_bps=0.0, contributions=contribs, a_effective_per_s=a_static, kappa_effective_per_bps=kappa_static
+            sig,
+            spread_add_bps=sum(c.spread_bps for c in contribs.values()),
+            skew_bps=0.0,
+            changepoint_prob=self._reported_cp_prob(),
+            changepoint_alarm=False,
+            contributions=contribs,
+            a_effective_per_s=a_static,
+            kappa_effective_per_bps=kappa_static,
         )
+
+    def _reported_cp_prob(self) -> float:
+        """cp_w once the detector's window is full, 0 before. Until ``window_obs`` observations
+        exist every run is shorter than the window and cp_w = 1 says nothing (the production
+        alarm is not armed then either). The incident's overlay first locked at 03:26:44, ten
+        minutes after the 03:16:40 start, i.e. when its 10-minute window first filled."""
+        cp = self.changepoint
+        return cp.cp_prob if cp.bocpd.prob.size > cp.cfg.window_obs else 0.0
 
 
 class IncidentQuoteEngine(QuoteEngine):
@@ -185,6 +213,27 @@ class IncidentRiskOverlay(RiskOverlay):
         return desired
 
 
+class IncidentShutdown(Flattener):
+    """The incident's kill switch: "04:45:26 Kill switch: daily loss $5.02 > $5.00 limit",
+    "04:45:27 Shutdown. 12.81 HYPE long left on books." It cancelled the quotes and stopped;
+    nothing closed the position (production's :class:`Flattener` closes until the venue says flat)."""
+
+    def trigger(self, t: float, reason: str, om: OrderManager) -> list[Command]:
+        if self.active:
+            return []
+        self.reason = reason
+        self.triggered_t = t
+        self._kill(t, "triggered", om.position_lots)
+        self._kill(t, "cancel_all", om.position_lots)
+        return om.cancel_all(t)
+
+    def on_account(self, snap: AccountSnapshot, om: OrderManager, market: MarketState | None) -> list[Command]:
+        return []
+
+    def poll(self, t: float, om: OrderManager) -> list[Command]:
+        return []
+
+
 class IncidentReplayAgent(MarketMaker):
     """:class:`MarketMaker` with the incident's components (see the module docstring)."""
 
@@ -200,6 +249,7 @@ class IncidentReplayAgent(MarketMaker):
         self.signal_bank = IncidentSignalBank(config.signals, instrument)
         self.engine = IncidentQuoteEngine(config.glft, instrument, fees)
         self.overlay = IncidentRiskOverlay(config.risk, instrument, config.max_position_lots(instrument), log)
+        self.flattener = IncidentShutdown(config.kill, instrument, log)
 
 
 def make_incident_agent(

@@ -379,7 +379,7 @@ class MatchingEngine:
                     self._orders, self._tr_i, self._tr_f, self._fl_i, self._fl_f, self._fin)
             fills = self._collect()
             taken = sum(f.size_lots for f in fills if f.oid == oid)
-            K._impact(self._sf, self._p_now, side, taken)
+            K._impact(self._sf, self._p_now, side, taken, 1.0)
         if row[K.O_ACTIVE] == 0:
             return PlaceResult("filled", oid, "", fills)
         if tif is Tif.IOC:

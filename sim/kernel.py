@@ -39,7 +39,9 @@ Flow model (per regime, see :func:`sim.regimes.flow_params`):
 - Informed takers: Hawkes intensity ``mu + sum branching*beta*exp(-beta*(t - t_i))`` over
   their past trades (simulated by thinning). Each one knows the regime drift: it buys when
   ``V * (1 + drift*horizon) > best_ask * (1 + taker + edge)`` and sweeps up to that bound,
-  sells symmetrically, else passes (a pass does not excite).
+  sells symmetrically, else passes (a pass does not excite). Their size is ``size_mult``
+  times a market-order size draw (a seller working a large position, e.g. a liquidation) and
+  their permanent impact ``impact_mult`` times a market order's (their trades carry information).
 
 Randomness: a xorshift64* generator whose state is ``rng[0]``; nothing else is random.
 """
@@ -102,6 +104,8 @@ P_TAKER_BPS = 18
 P_MAKER_BPS = 19
 P_TICK_USD = 20  # USD per tick per lot... price of one tick in USD times lot size: tick * lot
 P_BASE = 21  # base_ticks (float) so fees use absolute prices
+P_INF_SIZE_MULT = 22  # informed order size = this times a market-order size draw
+P_INF_IMPACT_MULT = 23  # informed permanent impact = this times the market-order impact
 N_P = 24
 
 # agent order table columns
@@ -155,15 +159,16 @@ def _geometric(rng: np.ndarray, mean: float) -> int:
 
 
 @njit(cache=True)
-def _pareto_lots(rng: np.ndarray, p: np.ndarray) -> int:
-    """Truncated Pareto size on [size_min, size_min * size_max_mult], tail exponent alpha."""
+def _pareto_lots(rng: np.ndarray, p: np.ndarray, mult: float) -> int:
+    """``mult`` times a truncated Pareto size on [size_min, size_min * size_max_mult], tail
+    exponent alpha (``mult`` = 1 for noise orders, ``P_INF_SIZE_MULT`` for informed ones)."""
     lo = p[P_SIZE_MIN]
     hi = lo * p[P_SIZE_MAX_MULT]
     a = p[P_ALPHA]
     u = _u01(rng)
     r = (lo / hi) ** a
     x = lo / (1.0 - u * (1.0 - r)) ** (1.0 / a)
-    return max(1, int(x))
+    return max(1, int(x * mult))
 
 
 def seed_rng(seed: int) -> np.ndarray:
@@ -450,10 +455,11 @@ def _prune_far(si: np.ndarray, sf: np.ndarray, p: np.ndarray, depth_bid: np.ndar
 
 
 @njit(cache=True)
-def _impact(sf: np.ndarray, p: np.ndarray, aggressor: int, lots: int) -> None:
+def _impact(sf: np.ndarray, p: np.ndarray, aggressor: int, lots: int, mult: float) -> None:
+    """Permanent impact on V of a taker order of ``lots``: ``mult * impact_bps * sqrt(lots / size_min)``."""
     if lots > 0 and p[P_IMPACT_BPS] > 0.0:
         v_abs = p[P_BASE] + sf[SF_V]
-        sf[SF_V] += aggressor * p[P_IMPACT_BPS] * 1e-4 * v_abs * math.sqrt(lots / p[P_SIZE_MIN])
+        sf[SF_V] += aggressor * mult * p[P_IMPACT_BPS] * 1e-4 * v_abs * math.sqrt(lots / p[P_SIZE_MIN])
 
 
 @njit(cache=True)
@@ -524,7 +530,7 @@ def run_flow(until_s: float, max_out: int, si: np.ndarray, sf: np.ndarray, p: np
         u -= 2.0 * r_lim
         if u < 2.0 * r_noise:
             side = 1 if u < r_noise else -1
-            lots = _pareto_lots(rng, p)
+            lots = _pareto_lots(rng, p, 1.0)
             reach_bps = _exp(rng, p[P_KAPPA])
             bb = best_bid_all(si, orders)
             ba = best_ask_all(si, orders, n)
@@ -537,7 +543,7 @@ def run_flow(until_s: float, max_out: int, si: np.ndarray, sf: np.ndarray, p: np
             else:
                 lim = math.ceil(mid - mid_abs * reach_bps * 1e-4)
             got = sweep(side, lim, lots, -1, si, sf, p, depth_bid, depth_ask, orders, tr_i, tr_f, fl_i, fl_f, fin)
-            _impact(sf, p, side, got)
+            _impact(sf, p, side, got, 1.0)
             continue
         u -= 2.0 * r_noise
         if u < r_cb + r_ca:
@@ -567,9 +573,9 @@ def run_flow(until_s: float, max_out: int, si: np.ndarray, sf: np.ndarray, p: np
             side = -1
             lim = math.ceil((p[P_BASE] + expected) / (1.0 - hurdle) - p[P_BASE])
         if side != 0:
-            lots = _pareto_lots(rng, p)
+            lots = _pareto_lots(rng, p, p[P_INF_SIZE_MULT])
             got = sweep(side, lim, lots, -1, si, sf, p, depth_bid, depth_ask, orders, tr_i, tr_f, fl_i, fl_f, fin)
             if got > 0:
-                _impact(sf, p, side, got)
+                _impact(sf, p, side, got, p[P_INF_IMPACT_MULT])
                 si[SI_INFORMED] += 1
                 sf[SF_HAWKES] += p[P_BRANCH] * p[P_BETA]

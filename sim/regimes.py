@@ -80,6 +80,8 @@ def flow_params(scenario: Scenario, seg: RegimeSegment) -> np.ndarray:
     p[K.P_BETA] = inf.beta_per_s
     p[K.P_HORIZON] = inf.horizon_s
     p[K.P_EDGE_BPS] = inf.edge_bps
+    p[K.P_INF_SIZE_MULT] = inf.size_mult
+    p[K.P_INF_IMPACT_MULT] = inf.impact_mult
     p[K.P_TAKER_BPS] = scenario.fees.taker_bps
     p[K.P_MAKER_BPS] = scenario.fees.maker_bps
     p[K.P_TICK_USD] = inst.tick * inst.lot

@@ -109,6 +109,8 @@ class InformedSpec(_Section):
     beta_per_s: float = Field(default=0.05, gt=0, le=1000)
     horizon_s: float = Field(default=60.0, gt=0, le=86400, description="how far ahead they see the value")
     edge_bps: float = Field(default=1.0, ge=0, le=1000, description="required edge over the taker fee")
+    size_mult: float = Field(default=1.0, ge=1, le=1000, description="order size, times a market-order size draw")
+    impact_mult: float = Field(default=1.0, ge=0, le=1000, description="permanent impact, times a market order's")
 
 
 class RegimeSegment(_Section):
