@@ -30,7 +30,8 @@ What the SDK does not do and this class adds (hyperliquid-api.md section 5):
   ``ConnectionStatus(connected=True, reason="resync: ...")``, on which it reconciles with its own
   query once things are quiet again (a lost message would otherwise wait for the agent's next
   periodic reconciliation);
-- :meth:`close` stops the websocket thread (it is not a daemon and would keep the process alive).
+- :meth:`close` stops the websocket thread (the SDK's is not a daemon and would keep the process
+  alive; the bridge starts it as one, as a second line of defence).
 
 Bad venue data is counted in ``counters["wire_error"]`` with the message logged as an
 ``alarm``; it never becomes an event, so it can never cause an order.
@@ -50,6 +51,7 @@ from hyperliquid.exchange import Exchange
 from hyperliquid.info import Info
 from hyperliquid.utils.error import ClientError, ServerError
 from hyperliquid.utils.signing import order_request_to_order_wire, order_wires_to_order_action, sign_l1_action
+from hyperliquid.websocket_manager import WebsocketManager
 
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import SessionLog
@@ -238,8 +240,15 @@ class LiveVenue:
 
     def _open_ws(self) -> bool:
         try:
-            info = Info(self.base_url, skip_ws=False, meta=self._meta, spot_meta={"universe": [], "tokens": []},
+            info = Info(self.base_url, skip_ws=True, meta=self._meta, spot_meta={"universe": [], "tokens": []},
                         timeout=self.timeout)
+            # What Info(skip_ws=False) does, with daemon threads: websocket-client closed from this
+            # thread can leave the SDK's reader blocked in select() on the closed socket for good
+            # (epoll forgets a closed fd), and a non-daemon thread would then keep the process alive.
+            info.ws_manager = WebsocketManager(self.base_url)
+            info.ws_manager.daemon = True
+            info.ws_manager.ping_sender.daemon = True
+            info.ws_manager.start()
         except AMBIGUOUS as exc:
             self._alarm("connect_failed", repr(exc))
             return False

@@ -3,16 +3,23 @@ bridge turns websocket news into hlmm.venue events and commands into signed exch
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from hlmm.venue import (
+    AccountSnapshot,
     BookUpdate,
     CancelOrder,
+    CancelRejected,
+    ConnectionStatus,
     FeeSchedule,
     Fill,
     OrderAccepted,
     OrderCanceled,
+    OrderRejected,
     PlaceOrder,
+    QueryAccount,
     Tif,
 )
 from live.bridge import LiveVenue, LockstepLink, NonceSource
@@ -32,8 +39,8 @@ def bridged():
     lv = LiveVenue(url, acct, HYPE, FeeSchedule(), lockstep=link)
     lv.connect()
     yield srv, lv
+    srv.stop()  # the venue closes the sockets first: the SDK's thread ends on reading the close
     lv.close()
-    srv.stop()
 
 
 def step(srv, lv, until_s):
@@ -69,3 +76,95 @@ def test_book_place_fill_and_cancel_through_the_sdk(bridged):
     events = step(srv, lv, 3.5)
     assert any(isinstance(e, OrderCanceled) and e.client_id == 8 for e in events)
     assert lv.counters.get("wire_error", 0) == 0
+
+
+def wait_until(pred, timeout_s=3.0):
+    end = time.monotonic() + timeout_s
+    while not pred() and time.monotonic() < end:
+        time.sleep(0.005)
+    assert pred()
+
+
+def faults_now(srv, **cfg):
+    """Swap the venue's fault plan (``{}`` clears it) between steps."""
+    from live.localvenue.faults import FaultConfig, FaultPlan
+
+    plan = FaultPlan(FaultConfig(**cfg), 1) if cfg else None
+    srv.faults = srv.exchange.faults = plan
+    return plan
+
+
+def test_websocket_drop_reconnects_and_resubscribes(bridged):
+    srv, lv = bridged
+    faults_now(srv, disconnects=((1.0, 1.0),))
+    events = step(srv, lv, 1.5)
+    wait_until(lambda: not lv._ws_alive())  # the SDK's thread sees the close on its own time
+    events += lv.poll()
+    assert any(isinstance(e, ConnectionStatus) and not e.connected for e in events)
+    events = step(srv, lv, 2.5) + step(srv, lv, 3.0)
+    up = [i for i, e in enumerate(events) if isinstance(e, ConnectionStatus) and e.connected]
+    assert up, "reconnected after the venue came back"
+    assert sum(len(c.subs) for c in srv.conns) == 5, "every subscription was made again"
+    assert any(isinstance(e, BookUpdate) for e in events[up[0]:]), "market data flows again"
+    assert lv.counters["reconnect"] == 1
+
+
+def test_fills_are_deduplicated_by_tid_across_snapshot_and_stream(bridged):
+    srv, lv = bridged
+    step(srv, lv, 0.5)
+    lv.send([PlaceOrder(client_id=7, side=1, px_ticks=30_880, size_lots=100, tif=Tif.ALO)])
+    streamed = [e for e in step(srv, lv, 2.5) if isinstance(e, Fill)]  # the public sell at t=2 s
+    assert len(streamed) == 1
+    # a reconnect replays the fill history as the userFills snapshot, and a query reads it again
+    faults_now(srv, disconnects=((2.6, 0.3),), ws_dup_prob=1.0)
+    events = step(srv, lv, 2.7)
+    wait_until(lambda: not lv._ws_alive())
+    events += lv.poll() + step(srv, lv, 3.5) + step(srv, lv, 3.9)
+    assert lv.counters["reconnect"] == 1
+    lv.send([QueryAccount()])
+    events += lv.poll()
+    fills = [e for e in events if isinstance(e, Fill)]
+    assert not any(f.trade_id == streamed[0].trade_id for f in fills), "the same tid is never reported twice"
+    assert lv.counters["dup_fill"] >= 1
+    assert any(isinstance(e, AccountSnapshot) and e.position_lots == streamed[0].size_lots for e in events)
+
+
+def test_a_timeout_after_the_venue_acted_never_finalizes_the_order(bridged):
+    srv, lv = bridged
+    step(srv, lv, 0.5)
+    faults_now(srv, timeout_after_act_prob=1.0)
+    lv.send([PlaceOrder(client_id=9, side=-1, px_ticks=30_890, size_lots=100, tif=Tif.ALO)])
+    faults_now(srv)
+    events = lv.poll() + step(srv, lv, 1.0)
+    assert not any(isinstance(e, OrderRejected | OrderCanceled) for e in events), "no answer is not a no"
+    assert any(isinstance(e, OrderAccepted) and e.client_id == 9 for e in events), "looked up, found resting"
+    assert lv.counters["ambiguous"] == 1
+
+
+def test_queries_wait_while_a_delayed_action_may_still_land(bridged):
+    """A place whose reply timed out lands later (deferred at the venue): a snapshot taken before
+    it lands would show it missing, so the agent's query is answered only after it surfaced."""
+    srv, lv = bridged
+    step(srv, lv, 0.5)
+    faults_now(srv, ack_delay_prob=1.0, ack_delay_max_s=0.0001)  # lands at the next step
+    lv.send([PlaceOrder(client_id=11, side=1, px_ticks=30_870, size_lots=100, tif=Tif.ALO), QueryAccount()])
+    faults_now(srv)
+    assert not any(isinstance(e, AccountSnapshot) for e in lv.poll())
+    events = step(srv, lv, 1.0) + step(srv, lv, 1.5)
+    kinds = [type(e).__name__ for e in events if isinstance(e, OrderAccepted | AccountSnapshot)]
+    assert kinds == ["OrderAccepted", "AccountSnapshot"]
+    snap = next(e for e in events if isinstance(e, AccountSnapshot))
+    assert [o.client_id for o in snap.open_orders] == [11]
+
+
+def test_an_unconfirmed_cancel_is_followed_up_until_the_venue_says_canceled(bridged):
+    srv, lv = bridged
+    step(srv, lv, 0.5)
+    lv.send([PlaceOrder(client_id=12, side=-1, px_ticks=30_895, size_lots=100, tif=Tif.ALO)])
+    step(srv, lv, 0.6)
+    faults_now(srv, timeout_after_act_prob=1.0, ws_drop_prob=1.0)  # the cancel acts; reply and news are lost
+    lv.send([CancelOrder(client_id=12)])
+    faults_now(srv)
+    events = lv.poll() + step(srv, lv, 1.5)
+    assert [e.client_id for e in events if isinstance(e, OrderCanceled)] == [12]
+    assert not any(isinstance(e, CancelRejected) for e in events)
