@@ -75,28 +75,33 @@ def measure_env_vec(n_steps: int, seed: int, n_envs: int = 2) -> dict:
     return {"steps": rounds * n_envs, "n_envs": n_envs, "steps_per_s": rounds * n_envs / wall}
 
 
-def _ppo_rate(venv: object, rollout_steps: int, n_steps: int, seed: int) -> float:
-    """``PPO.learn`` steps/s on ``venv``; the rollout buffer holds ``rollout_steps`` samples in all."""
+def _ppo_rate(venv: object, rollout_steps: int, n_steps: int, seed: int) -> tuple[float, float]:
+    """``PPO.learn`` steps per wall second and per CPU second of this process on ``venv``; the
+    rollout buffer holds ``rollout_steps`` samples in all."""
     from stable_baselines3 import PPO
 
     n_envs = getattr(venv, "num_envs", 1)
     model = PPO("MlpPolicy", venv, n_steps=max(1, rollout_steps // n_envs), batch_size=64, n_epochs=1, seed=seed,
                 device="cpu")
+    c = time.process_time()
     s = time.perf_counter()
     model.learn(total_timesteps=n_steps)
-    return n_steps / (time.perf_counter() - s)
+    return n_steps / (time.perf_counter() - s), n_steps / max(time.process_time() - c, 1e-9)
 
 
 def measure_ppo(n_steps: int, seed: int) -> dict:
     """PPO.learn steps/s on the real env and on the constant env (one env each, no worker
-    process); env share of training time. Torch runs one thread, as in ``hlmm train``."""
+    process); env share of training time. Torch runs one thread, as in ``hlmm train``.
+
+    Everything runs in this process, so the same figures per CPU second (``*_cpu``) are given
+    too: preemption by other work on a shared machine does not enter them."""
     import torch
 
     torch.set_num_threads(1)
     out: dict[str, float] = {}
     real = _make_real()
     for name, env in (("real", real), ("constant", ConstantEnv(real))):
-        out[f"{name}_steps_per_s"] = _ppo_rate(env, min(512, n_steps), n_steps, seed)
+        out[f"{name}_steps_per_s"], out[f"{name}_steps_per_cpu_s"] = _ppo_rate(env, min(512, n_steps), n_steps, seed)
     return with_share(out)
 
 
@@ -112,15 +117,20 @@ def measure_ppo_vec(n_steps: int, seed: int, n_envs: int = 2) -> dict:
         venv = SubprocVecEnv([make] * n_envs, start_method="fork")
         try:
             venv.seed(seed)
-            out[f"{name}_steps_per_s"] = _ppo_rate(venv, min(512, n_steps), n_steps, seed)
+            out[f"{name}_steps_per_s"] = _ppo_rate(venv, min(512, n_steps), n_steps, seed)[0]
         finally:
             venv.close()
     return with_share(out)
 
 
 def with_share(out: dict[str, float]) -> dict[str, float]:
-    """``out`` with ``env_share_of_training`` = (t_real - t_const) / t_real from its two rates."""
+    """``out`` with ``env_share_of_training`` = (t_real - t_const) / t_real from its two rates
+    (and ``env_share_of_training_cpu`` from the per-CPU-second rates when present)."""
     # time per step = env + learner; the constant env's time is the learner's alone
-    t_real, t_const = 1 / out["real_steps_per_s"], 1 / out["constant_steps_per_s"]
-    out["env_share_of_training"] = max(0.0, (t_real - t_const) / t_real)
+    for suffix in ("", "_cpu"):
+        if f"real_steps_per{suffix}_s" not in out and suffix:
+            continue
+        t_real = 1 / out[f"real_steps_per{suffix}_s"]
+        t_const = 1 / out[f"constant_steps_per{suffix}_s"]
+        out[f"env_share_of_training{suffix}"] = max(0.0, (t_real - t_const) / t_real)
     return out

@@ -24,6 +24,7 @@ CADENCE_S = 0.1
 GLFT = {"gamma": 0.05, "sigma_bps": 2.0, "a_per_s": 2.0, "kappa_per_bps": 0.5, "order_lots": 100, "max_lots": 2_000}
 
 PPO_RATES = ("real_steps_per_s", "constant_steps_per_s")
+PPO_CPU_RATES = ("real_steps_per_cpu_s", "constant_steps_per_cpu_s")
 VEC_ENVS = 2  # SubprocVecEnv workers for the vectorized figures (hlmm train's default n_envs)
 # run sizes; replay events are the tape length (>= 5 M in full mode, as issue 7 asks)
 SIZES = {
@@ -58,7 +59,8 @@ def _best_of(fn: Callable[[], dict], repeats: int, rate_keys: tuple[str, ...]) -
     runs = [fn() for _ in range(repeats)]
     best = {**runs[0], "repeats": repeats}
     for key in rate_keys:
-        best[key] = max(run[key] for run in runs)
+        if key in best:
+            best[key] = max(run[key] for run in runs)
     return with_share(best) if "constant_steps_per_s" in best else best
 
 
@@ -107,7 +109,7 @@ def run_all(quick: bool, seed: int = 0) -> dict:
         "env": _try(lambda: _best_of(lambda: measure_env(z["env_steps"], seed), r, ("steps_per_s",))),
         "env_vec": vec_na or _try(lambda: _best_of(lambda: measure_env_vec(z["env_steps"], seed, VEC_ENVS), r,
                                                    ("steps_per_s",))),
-        "ppo": _try(lambda: _best_of(lambda: measure_ppo(z["ppo_steps"], seed), r, PPO_RATES)),
+        "ppo": _try(lambda: _best_of(lambda: measure_ppo(z["ppo_steps"], seed), r, PPO_RATES + PPO_CPU_RATES)),
         "ppo_vec": vec_na or _try(lambda: _best_of(lambda: measure_ppo_vec(z["ppo_steps"], seed, VEC_ENVS), r,
                                                    PPO_RATES)),
         "decision": _try(lambda: measure_decision(z["decisions"], seed)),
@@ -125,10 +127,13 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _ppo_rows(name: str, d: dict) -> list[tuple[str, str, str, str]]:
-    """Real env steps/s, constant env steps/s (the peer column) and the env's share of the time."""
-    return [(name, _fmt(d, "real_steps_per_s", "{:,.1f}"), _fmt(d, "constant_steps_per_s", "{:,.1f}"),
-             _fmt(d, "env_share_of_training", "env {:.0%}"))]
+def _ppo_rows(name: str, d: dict, suffix: str = "") -> list[tuple[str, str, str, str]]:
+    """Real env steps/s, constant env steps/s (the peer column) and the env's share of the time;
+    ``suffix="_cpu"``: the same per CPU second (no row when the figures are absent)."""
+    if suffix and "na" not in d and f"real_steps_per{suffix}_s" not in d:
+        return []
+    return [(name, _fmt(d, f"real_steps_per{suffix}_s", "{:,.1f}"), _fmt(d, f"constant_steps_per{suffix}_s", "{:,.1f}"),
+             _fmt(d, f"env_share_of_training{suffix}", "env {:.0%}"))]
 
 
 def _fmt(d: dict, key: str, fmt: str = "{:,.0f}") -> str:
@@ -148,6 +153,7 @@ def table(res: dict) -> str:
         (f"env steps/s ({VEC_ENVS} x SubprocVecEnv)", _fmt(res.get("env_vec", {"na": "not run"}), "steps_per_s", "{:,.1f}"),
          "", ""),
         *_ppo_rows("PPO steps/s real env vs constant env", res["ppo"]),
+        *_ppo_rows("PPO steps per CPU s (same runs)", res["ppo"], "_cpu"),
         *_ppo_rows(f"PPO steps/s, {VEC_ENVS} x SubprocVecEnv both", res.get("ppo_vec", {"na": "not run"})),
         ("decision p50 / p99 us (wall)", "n/a" if "na" in res["decision"] else
          f"{res['decision']['p50_us']:.1f} / {res['decision']['p99_us']:.1f}", "", ""),
