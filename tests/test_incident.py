@@ -9,14 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig
+from agent.config import AgentConfig, load_agent_config
+from agent.market_maker import MarketMaker
 from agent.markouts import MarkoutConfig, MarkoutTracker
 from agent.quote_engine import QuoteEngine
 from agent.risk import RiskConfig, RiskOverlay
 from agent.signals import SignalBank, SignalsConfig
 from agent.types import MarketState, PolicyAdjustment, SignalOutput
 from hlmm.instrument import Instrument
-from hlmm.venue import FeeSchedule, Fill, Trade
+from hlmm.metrics import session_metrics
+from hlmm.venue import AccountSnapshot, FeeSchedule, Fill, PlaceOrder, Timer, Trade
 from scenarios.incident import (
     IncidentQuoteEngine,
     IncidentReplayAgent,
@@ -26,6 +28,9 @@ from scenarios.incident import (
     incident_reproduced,
     make_incident_agent,
 )
+from scenarios.stress import check_criteria
+from sim.runner import run_session
+from sim.scenario import Scenario, load_scenario, parse_scenario
 
 HYPE = Instrument(coin="HYPE", sz_decimals=2, tick_decimals=3)
 FEES = FeeSchedule()
@@ -161,3 +166,61 @@ def test_incident_signature_check_names_what_is_missing() -> None:
     sound = {"buy_fills": 30, "sell_fills": 25, "quoting_uptime": 0.9, "max_position_ratio": 0.8, "pnl_usd": 3.0}
     assert set(incident_reproduced(sound)) == {"fill_imbalance", "quoting_uptime", "max_position_ratio", "pnl_usd"}
     assert "buy_fills=0" in incident_reproduced({**incident, "buy_fills": 0, "sell_fills": 0})["fill_imbalance"]
+
+
+def test_bug3_changepoint_neither_widens_nor_alarms_and_reports_nothing_before_its_window_fills() -> None:
+    bank = IncidentSignalBank(SignalsConfig(), HYPE)
+    assert bank.changepoint.cfg.hazard == pytest.approx(1.0 / 50.0)
+    window = bank.changepoint.cfg.window_obs
+    for i in range(window - 1):  # one return per second: the window is not full yet
+        bank.on_book(_state(t=float(i), bid=30_879 + (i % 2), ask=30_881 + (i % 2)))
+    early = bank.compute(_state(t=float(window)), 0)
+    assert bank.changepoint.cp_prob == pytest.approx(1.0) and early.changepoint_prob == 0.0
+    for i in range(window - 1, window + 60):  # then a burst of 10-tick jumps: a changepoint
+        bank.on_book(_state(t=float(i), bid=30_879 + 10 * (i % 2), ask=30_881 + 10 * (i % 2)))
+    out = bank.compute(_state(t=float(window + 60)), 0)
+    assert out.changepoint_prob > 0.99 and bank.changepoint.alarm
+    assert not out.changepoint_alarm and out.contributions["changepoint"].spread_bps == 0.0
+    assert out.spread_add_bps == pytest.approx(sum(c.spread_bps for c in out.contributions.values()))
+
+
+def test_kill_switch_shuts_down_without_closing() -> None:
+    closes = {}
+    incident = make_incident_agent(HYPE, FEES, None, type("Sc", (), {"agent": {}})())
+    for name, mm in (("incident", incident), ("production", MarketMaker(CFG, HYPE, FEES))):
+        cmds: list[object] = []
+        for t in (1.0, 3.0):  # start-up snapshot, then the answer to the kill switch's query
+            if t == 3.0:
+                mm.operator_halt()
+                cmds += mm.on_event(Timer(t=2.0))
+            snap = AccountSnapshot(t=t, position_lots=1281, entry_px_ticks=30_880.0, account_value_usd=95.0,
+                                   margin_used_usd=40.0, max_position_lots_margin=3000)
+            cmds += mm.on_event(snap)
+        assert mm.kill_switch_fired
+        closes[name] = [c for c in cmds if isinstance(c, PlaceOrder)]
+    assert len(closes["production"]) == 1 and closes["production"][0].reduce_only
+    assert closes["incident"] == []  # "Shutdown. 12.81 HYPE long left on books."
+
+
+def _first_45_minutes() -> Scenario:
+    """feb12_cascade cut at 45 min: calm, the trend and the cascade."""
+    data = load_scenario("feb12_cascade").model_dump()
+    data["scenario"]["duration_s"] = 2700.0
+    data["regimes"] = [r for r in data["regimes"] if r["start_s"] < 2700.0]
+    return parse_scenario(data, "feb12_cascade (first 45 min)")
+
+
+def test_same_seed_incident_reproduces_the_signature_and_production_passes() -> None:
+    """The contrast on one seed and the first 45 minutes (~10 s of CPU for both runs); the full
+    89-minute table over 8 seeds is `hlmm stress feb12_cascade --seeds 8 --agent incident|production`."""
+    sc = _first_45_minutes()
+    cap = load_agent_config(None, overrides=sc.agent).max_position_lots(sc.instrument.instrument())
+    runs = {agent: session_metrics(run_session(sc, seed=12, agent=agent), cap_lots=cap).to_dict()
+            for agent in ("incident", "production")}
+    inc, prod = runs["incident"], runs["production"]
+    assert incident_reproduced(inc) == {}
+    assert inc["buy_fills"] >= 3 * max(1, inc["sell_fills"]) and inc["max_position_ratio"] > 1.5
+    # through bug 4: the pulls are the incident's extreme-changepoint pulls
+    assert max(inc["emergency_pulls_by_reason"], key=inc["emergency_pulls_by_reason"].get) == "extreme_changepoint"
+    assert check_criteria(prod, sc.criteria) == {}
+    assert prod["max_position_ratio"] <= 1.0 and prod["pnl_usd"] > inc["pnl_usd"]
