@@ -7,13 +7,21 @@ reproduce each one (numbered as in the audit, documented next to the code):
 1. AS tautology — markouts use the mid at the fill for depth *and* adverse selection, so AS is
    always 0 and nothing downstream (GLFT's AS term, informed-flow widening) ever sees toxicity;
 2. zero directional skew — signal skew forced to 0; inventory skew at most 0.42 bps;
-3. regime kappa dead — GLFT gets the long-window (calm) A and kappa, never the regime-aware ones;
+3. regime output dead — GLFT gets the long-window (calm) A and kappa, never the regime-aware
+   ones, and a detected changepoint neither widens the spread nor raises the alarm (REDUCING);
 4. emergency pull paralysis — changepoint probability above 0.99 pulls BOTH sides, even with a
-   position open (no reducing quote), fed by the incident's saturating detector;
+   position open (no reducing quote), fed by the incident's saturating detector (no
+   winsorization, a 10-minute window that arms it when full, a 50 s prior run length, no
+   regime ever accepted), calibrated to "pulled ALL quotes for 78 of 89 minutes";
 5. cap not enforced — the effective cap is ``max(config, margin)`` (~55 HYPE) instead of the min;
 6. informed flow tightens — ``p_informed < 0.05`` multiplies the half-spread by 0.9.
 
-The incident's agent also had no fill-imbalance alarm (the audit's remedy), so that alarm is off.
+The incident's agent also had no fill-imbalance alarm (the audit's remedy), so that alarm is off,
+and its kill switch cancelled and shut down without closing ("12.81 HYPE long left on books").
+
+Nothing here reads the simulator's ground truth (regime path, latent value) or the scenario's
+name: the agent sees what the production agent sees, and the scenario only sets ``[agent]``
+overrides (order size) that apply to both.
 
 This module is outside the production path: ``agent/`` never imports it. The stress runner
 builds it for ``--agent incident`` and :func:`incident_reproduced` checks the incident's
