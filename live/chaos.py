@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 SCENARIO = "feb12_cascade"
-DURATION_S = 22.0  # simulated seconds per run
+DURATION_S = 20.0  # simulated seconds per run: 8 s of faults, then the quiet tail
 QUIET_S = 12.0  # fault-free tail: the reconciliation check is >= 10 s after the last fault
 MAX_ACK_DELAY_S = 1.5  # a delayed action lands at most this late, so it stays inside the fault window
 KILL_EVERY = 4  # every 4th run fires the kill switch
