@@ -514,7 +514,10 @@ def flatten_cli(venue: str = "local", keystore: Path | None = None, confirm_main
         path = paper_key_path()
         if not path.is_file():
             return _usage(f"paper key file {path}: missing (start `hlmm venue serve` first)")
-        wallet = Account.from_key(path.read_text().strip())
+        try:
+            wallet = Account.from_key(path.read_text().strip())
+        except (OSError, ValueError, TypeError) as exc:  # the message may quote the key: name the file only
+            return _usage(f"paper key file {path}: not a private key ({type(exc).__name__})")
         url = os.environ.get(LOCAL_URL_ENV, DEFAULT_LOCAL_URL).rstrip("/")
     else:
         from live.secrets import SecretError, load_wallet

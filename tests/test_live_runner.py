@@ -203,6 +203,10 @@ def test_flatten_without_a_running_venue_fails_cleanly(monkeypatch, tmp_path):
     assert result.exit_code == 1 and "error" in result.output
     monkeypatch.setenv("HLMM_PAPER_KEY_FILE", str(tmp_path / "missing.key"))
     assert CliRunner().invoke(app, ["flatten", "--venue", "local"]).exit_code == 2
+    key_file.write_text("0x" + "zz" * 32)
+    monkeypatch.setenv("HLMM_PAPER_KEY_FILE", str(key_file))
+    result = CliRunner().invoke(app, ["flatten", "--venue", "local"])
+    assert result.exit_code == 2 and "not a private key" in result.output and "zz" * 32 not in result.output
 
 
 def test_run_local_session_rejects_a_bad_duration():
