@@ -32,22 +32,21 @@ as they happened at the venue). Same scenario + seed give a byte-identical log.
 Stepping API (the gymnasium env uses it): ``SimVenue(scenario, seed, agent, log)``,
 ``.start()``, ``.run_until(t_s)``, ``.done``, ``.engine``, ``.summary()``.
 
-Event loop: a heap of ``(time_s, priority, seq, callback, arg)``, processed in that order. It
-keeps simpy's discrete-event semantics exactly (an earlier version ran on simpy and the logs are
-byte-identical to it) at a fraction of its per-message cost: a process start is an urgent entry
-at the current time, its waits are normal entries whose sequence number is taken when the wait
-begins, and ``run_until(t)`` stops at an urgent sentinel at ``t`` (so nothing due exactly at
-``t`` runs before the next call). Times are ``now + delay`` as simpy computes them.
+Event loop: a ``simpy.Environment``. Every message, wait and feed tick is a simpy event whose
+callback does the work (:class:`_Call`), instead of a generator process per message: same
+scheduler, same ordering rules, a fraction of the per-message cost. A process start is an urgent
+event at the current time, its waits are normal events whose sequence number is taken when the
+wait begins (as simpy's ``Process`` does), and ``run_until(t)`` is ``env.run(until=t)``.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
+import simpy
+from simpy.events import NORMAL, URGENT
 
 from hlmm.sessionlog import SessionLog
 from hlmm.venue import (
@@ -81,10 +80,28 @@ BOOK_LEVELS = 10
 TIMER_INTERVAL_S = 1.0
 # Stream separation for the venue's own generator, so its draws never alias the engine's.
 _SEED_SALT = 0x5F3759DF
-_URGENT = 0  # a process start; before anything normal due at the same time
-_NORMAL = 1  # a wait that ended
 # A process: a generator that yields how long it waits (seconds).
 Process = Generator[float, None, None]
+
+
+class _Call(simpy.Event):
+    """A triggered simpy event that calls ``fn(arg)`` when the environment processes it,
+    ``delay_s`` from now with simpy priority ``priority`` (URGENT: a process start, NORMAL: a
+    wait that ended). It is marked succeeded at creation, as simpy's own ``Timeout`` and
+    ``Initialize`` are, so the environment never treats it as failed."""
+
+    def __init__(self, env: simpy.Environment, delay_s: float, priority: Any,
+                 fn: Callable[[Any], None], arg: Any) -> None:
+        super().__init__(env)
+        self._ok = True
+        self._value = None
+        self.fn = fn
+        self.arg = arg
+        self.callbacks.append(self._fire)
+        env.schedule(self, priority, delay_s)
+
+    def _fire(self, _event: simpy.Event) -> None:
+        self.fn(self.arg)
 
 
 class SimVenue:
@@ -98,9 +115,7 @@ class SimVenue:
         self.engine = MatchingEngine(scenario, seed)
         self.instrument = self.engine.instrument
         self.fees = self.engine.fees
-        self._now = 0.0  # simulated seconds
-        self._queue: list[tuple[float, int, int, Callable[[Any], None] | None, Any]] = []
-        self._seq = itertools.count()
+        self.env = simpy.Environment()  # simulated seconds
         self.duration_s = float(scenario.scenario.duration_s)
         self._rng = np.random.default_rng([seed, _SEED_SALT])
         lat = scenario.latency
@@ -146,36 +161,25 @@ class SimVenue:
         if not self._started:
             raise RuntimeError("SimVenue.run_until() before start()")
         until = min(float(t_s), self.duration_s)
-        if until > self._now:
-            self._run(until)
-        self._sync(self._now)
+        if until > self.env.now:
+            self.env.run(until=until)
+        self._sync(self.env.now)
 
     @property
     def done(self) -> bool:
-        return self._now >= self.duration_s
+        return self.env.now >= self.duration_s
 
     @property
     def now(self) -> float:
-        return self._now
+        return float(self.env.now)
 
     # ------------------------------------------------------------------ event loop
-    def _run(self, until_s: float) -> None:
-        """Process entries up to the stop sentinel at ``until_s`` (left in place: see module doc)."""
-        queue = self._queue
-        heapq.heappush(queue, (self._now + (until_s - self._now), _URGENT, next(self._seq), None, None))
-        pop = heapq.heappop
-        while True:
-            self._now, _, _, fn, arg = pop(queue)
-            if fn is None:
-                return
-            fn(arg)
-
-    def _schedule(self, delay_s: float, priority: int, fn: Callable[[Any], None], arg: Any) -> None:
-        heapq.heappush(self._queue, (self._now + delay_s, priority, next(self._seq), fn, arg))
+    def _schedule(self, delay_s: float, priority: Any, fn: Callable[[Any], None], arg: Any) -> None:
+        _Call(self.env, delay_s, priority, fn, arg)
 
     def _process(self, proc: Process) -> None:
         """Start ``proc`` (urgently, at the current time)."""
-        self._schedule(0.0, _URGENT, self._resume, proc)
+        self._schedule(0.0, URGENT, self._resume, proc)
 
     def _resume(self, proc: Process) -> None:
         """Run ``proc`` to its next wait and schedule its end; a finished process is dropped."""
@@ -183,15 +187,15 @@ class SimVenue:
             delay_s = next(proc)
         except StopIteration:
             return
-        self._schedule(delay_s, _NORMAL, self._resume, proc)
+        self._schedule(delay_s, NORMAL, self._resume, proc)
 
     def _later(self, delay_s: float, fn: Callable[[Any], None], arg: Any) -> None:
         """``fn(arg)`` after ``delay_s``: a one-wait process (started urgently, then waiting)."""
-        self._schedule(0.0, _URGENT, self._wait, (delay_s, fn, arg))
+        self._schedule(0.0, URGENT, self._wait, (delay_s, fn, arg))
 
     def _wait(self, job: tuple[float, Callable[[Any], None], Any]) -> None:
         delay_s, fn, arg = job
-        self._schedule(delay_s, _NORMAL, fn, arg)
+        self._schedule(delay_s, NORMAL, fn, arg)
 
     def summary(self) -> dict[str, Any]:
         """The run's figures so far (prices in ticks and USD, moves in bps)."""
@@ -276,11 +280,11 @@ class SimVenue:
         self._at(at, ev)
 
     def _at(self, at_s: float, ev: Event) -> None:
-        self._later(at_s - self._now, self._deliver, ev)
+        self._later(at_s - self.env.now, self._deliver, ev)
 
     def _deliver(self, ev: Event) -> None:
         """Hand one event to the agent and send the commands it returns."""
-        now = self._now
+        now = self.env.now
         if self.log is not None:
             self.log.event(now, ev)
         self.counts["delivered"] += 1
@@ -289,7 +293,7 @@ class SimVenue:
             self._send(cmd)
 
     def _send(self, cmd: Command) -> None:
-        now = self._now
+        now = self.env.now
         if self.log is not None:
             self.log.event(now, cmd)
         self.counts["commands"] += 1
@@ -383,7 +387,7 @@ class SimVenue:
         self._ioc_oids.discard(oid)
 
     def _dead_mans_switch(self, at_t: float, token: int) -> Process:
-        yield max(0.0, at_t - self._now)
+        yield max(0.0, at_t - self.env.now)
         if token != self._dms_token:
             return  # re-armed or cleared since
         now = self.now
