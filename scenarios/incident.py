@@ -260,6 +260,12 @@ class IncidentReplayAgent(MarketMaker):
         self.flattener = IncidentShutdown(config.kill, instrument, log)
 
 
+# The incident's fill size: "03:17-03:23: 13 buys, 1 sell -> position = 10.44" HYPE, ~0.87 per
+# fill. It belongs to the incident's agent, not to the market: the scenario file stays agent-free
+# so the production agent (and a policy trained for its configuration) runs it unchanged.
+INCIDENT_ORDER_SIZE_COINS = 0.8
+
+
 def make_incident_agent(
     instrument: Instrument,
     fees: FeeSchedule,
@@ -267,10 +273,11 @@ def make_incident_agent(
     scenario: Any,
     config: AgentConfig | Path | str | None = None,
 ) -> IncidentReplayAgent:
-    """The incident's agent for ``scenario`` (its ``[agent]`` overrides apply when ``config`` is a
-    file or ``None``; an :class:`AgentConfig` is used as given)."""
+    """The incident's agent for ``scenario``: the incident's order size, then the scenario's
+    ``[agent]`` overrides, when ``config`` is a file or ``None``; an :class:`AgentConfig` is used
+    as given."""
     if not isinstance(config, AgentConfig):
-        overrides = getattr(scenario, "agent", None) or {}
+        overrides = {"order_size": INCIDENT_ORDER_SIZE_COINS, **(getattr(scenario, "agent", None) or {})}
         config = load_agent_config(Path(config) if config is not None else None, overrides=overrides)
     return IncidentReplayAgent(config, instrument, fees, log)
 
