@@ -236,7 +236,7 @@ def format_table(f: dict[str, Any]) -> str:
         ("position-cap breaches (venue truth, resting orders included)", f["position_cap_breaches"], "0"),
         ("orders unreconciled 10 s after the last fault", f["unreconciled_orders_10s_after_last_fault"], "0"),
         ("kill-switch runs ending flat", f"{f['kill_switch_runs_flat']}/{f['kill_switch_runs']} "
-         f"({f['kill_switch_flat_fraction']:.0%})", "100%"),
+         f"({f['kill_switch_flat_fraction']:.1%})", "100%"),
         ("crashes", f["crashes"], "0"),
     ]
     lines = ["| figure | measured | required |", "| --- | --- | --- |"]

@@ -43,7 +43,7 @@ from hlmm.sessionlog import SessionLog, instrument_header
 from hlmm.venue import Command, Event, OrderRejected, QueryAccount, Tif, Timer
 from live import wire
 from live.bridge import LiveVenue, LockstepLink, NoncedExchange, NonceSource
-from live.localvenue.faults import FaultPlan
+from live.localvenue.faults import FaultConfig, FaultPlan
 from live.localvenue.server import LocalVenueServer, build_exchange
 from live.localvenue.state import Rules
 from sim.runner import make_agent
@@ -268,12 +268,17 @@ def run_local_session(scenario: Scenario | str | Path, seed: int | None = None, 
     """One session on the in-process local venue; writes the log to ``log_path``, returns the summary.
 
     ``duration_s`` (simulated seconds) defaults to the scenario's; ``seed`` to its ``default_seed``.
+    The scenario's ``[faults]`` are injected by the venue (as ``hlmm venue serve`` does) unless
+    ``faults`` gives a plan of its own.
     """
     sc = _scenario_of(scenario)
     seed = sc.scenario.default_seed if seed is None else seed
     until = float(sc.scenario.duration_s if duration_s is None else min(duration_s, sc.scenario.duration_s))
     if not until > 0:
         raise ValueError(f"duration_s={duration_s!r}: must be > 0 simulated seconds")
+    if faults is None:
+        cfg = FaultConfig.from_scenario(sc.faults, sc.scenario.duration_s, seed)
+        faults = FaultPlan(cfg, seed) if cfg.any else None
     log = SessionLog(_opt_path(log_path), session_header(sc, seed, agent), keep_in_memory=False)
     with log, LocalSession(sc, seed, agent, log, _opt_path(policy), _opt_path(config), faults) as session:
         session.start()
