@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.markouts import MarkoutConfig
 from agent.orders import OrderManagerConfig
@@ -26,6 +25,7 @@ from agent.quote_engine import GlftConfig
 from agent.risk import KillSwitchConfig, RiskConfig
 from agent.signals import SignalsConfig
 from hlmm.instrument import Instrument
+from hlmm.validation import read_toml, validate
 
 
 class AgentConfigError(ValueError):
@@ -92,21 +92,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _format_errors(source: str, exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        value = err.get("input")
-        shown = "" if isinstance(value, dict) else f" = {value!r}"
-        lines.append(f"{source}: {loc}{shown}: {err['msg']}")
-    return "\n".join(lines)
-
-
 def parse_agent_config(data: dict[str, Any], source: str = "<agent config>") -> AgentConfig:
-    try:
-        return AgentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise AgentConfigError(_format_errors(source, exc)) from None
+    return validate(AgentConfig, data, source, AgentConfigError)
 
 
 def load_agent_config(path: Path | None, overrides: dict[str, Any] | None = None) -> AgentConfig:
@@ -116,12 +103,7 @@ def load_agent_config(path: Path | None, overrides: dict[str, Any] | None = None
     source = "<defaults>"
     if path is not None:
         source = str(path)
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise AgentConfigError(f"{path}: no such agent config file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise AgentConfigError(f"{path}: not valid TOML: {exc}") from None
+        data = read_toml(Path(path), "agent config file", AgentConfigError)
     if overrides:
         data = _merge(data, overrides)
         source += " (with overrides)"

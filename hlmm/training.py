@@ -25,14 +25,14 @@ import math
 import shutil
 import sys
 import time
-import tomllib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from hlmm.validation import read_toml, validate
 from sim.env import EnvConfig
 
 # ---------------------------------------------------------------------- config
@@ -65,19 +65,7 @@ class TrainConfig(BaseModel):
 
 def load_train_config(path: Path) -> TrainConfig:
     """Parse and validate a training config; errors name the file, field and value."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such training config") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = [
-            f"{path}: {'.'.join(str(p) for p in e['loc'])} = {e.get('input')!r}: {e['msg']}" for e in exc.errors()
-        ]
-        raise ValueError("\n".join(lines)) from None
+    return validate(TrainConfig, read_toml(Path(path), "training config", ValueError), str(path), ValueError)
 
 
 # ---------------------------------------------------------------------- training

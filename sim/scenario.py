@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hlmm.instrument import Instrument
+from hlmm.validation import read_toml, validate
 from hlmm.venue import FeeSchedule
 
 RegimeName = Literal["calm", "trending", "volatile", "cascade", "dead", "squeeze", "flash"]
@@ -218,21 +218,8 @@ class Scenario(_Section):
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _format_errors(source: str, exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        value = err.get("input")
-        shown = "" if isinstance(value, dict) else f" = {value!r}"
-        lines.append(f"{source}: {loc}{shown}: {err['msg']}")
-    return "\n".join(lines)
-
-
 def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        raise ScenarioError(_format_errors(source, exc)) from None
+    return validate(Scenario, data, source, ScenarioError)
 
 
 def builtin_scenarios() -> list[str]:
@@ -255,8 +242,4 @@ def scenario_path(name_or_path: str | Path) -> Path:
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
     path = scenario_path(name_or_path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
-    return parse_scenario(data, str(path))
+    return parse_scenario(read_toml(path, "scenario file", ScenarioError), str(path))
