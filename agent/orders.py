@@ -437,7 +437,9 @@ class OrderManager:
         if verdict is not None:
             self._block(t, d, verdict)
             return None
-        if not self._spend(t, 1):
+        # The kill switch's close (cap_lots=None) spends even into debt, like cancels and
+        # queries: a budget drained by reconciliation must never keep a position open.
+        if not self._spend(t, 1, force=cap_lots is None):
             self.counters["rate_limited"] += 1
             return None
         self._seq += 1

@@ -214,3 +214,17 @@ def test_state_machine_invariants(events: list[tuple[str, int, int, int]]) -> No
             assert order.filled_lots >= prev_filled.get(c, 0)
             prev_filled[c] = order.filled_lots
     assert m.position_lots == applied == sum(f.side * f.size_lots for f in fills)
+
+
+def test_drained_budget_never_blocks_the_kill_switch_close() -> None:
+    """Chaos seed 209: reconciliation queries (which spend with force) left the bucket in debt and
+    the kill switch's reduce-only close was refused as rate-limited on every attempt."""
+    m = om(rate_budget_weight_per_min=60.0, rate_burst_weight=2.0)
+    m.position_lots = 39
+    for _ in range(5):
+        m.query(0.0)  # forced spends: the bucket is now deep in debt
+    quote = m.place(0.0, DesiredOrder(1, MID - 10, 50), CAP, MID)
+    assert quote is None and m.counters["rate_limited"] == 1  # normal quoting waits for the budget
+    close = m.place(0.0, DesiredOrder(-1, MID - 30, 39, reduce_only=True, ioc=True), None, MID)
+    assert isinstance(close, PlaceOrder) and close.reduce_only and close.size_lots == 39
+    assert close.tif == Tif.IOC and m.counters["rate_limited"] == 1
