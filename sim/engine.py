@@ -435,16 +435,16 @@ class MatchingEngine:
 
     def book(self, n_levels: int = 10) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
         """Top ``n_levels`` per side as (px_ticks, size_lots), best first, agent's orders included."""
+        # Walk out from the touch in the kernel instead of copying and scanning both depth
+        # arrays: this runs on every book update the agent sees.
         o = self._orders
-        act = o[:, K.O_ACTIVE] == 1
+        out = np.empty((n_levels, 2), dtype=np.int64)
+        n = self._depth_bid.shape[0]
         sides = []
         for side, depth in ((1, self._depth_bid), (-1, self._depth_ask)):
-            total = depth.copy()
-            mine = act & (o[:, K.O_SIDE] == side)
-            np.add.at(total, o[mine, K.O_PX], o[mine, K.O_REM])
-            nz = np.flatnonzero(total)
-            levels = nz[::-1][:n_levels] if side == 1 else nz[:n_levels]
-            sides.append(tuple((self.base_ticks + int(i), int(total[i])) for i in levels))
+            start = K.best_bid_all(self._si, o) if side == 1 else K.best_ask_all(self._si, o, n)
+            count = K.top_levels(depth, o, side, start, n_levels, out)
+            sides.append(tuple((self.base_ticks + px, lots) for px, lots in out[:count].tolist()))
         return sides[0], sides[1]
 
     # ------------------------------------------------------------------ scripted interventions

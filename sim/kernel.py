@@ -579,3 +579,24 @@ def run_flow(until_s: float, max_out: int, si: np.ndarray, sf: np.ndarray, p: np
                 _impact(sf, p, side, got, p[P_INF_IMPACT_MULT])
                 si[SI_INFORMED] += 1
                 sf[SF_HAWKES] += p[P_BRANCH] * p[P_BETA]
+
+
+@njit(cache=True)
+def top_levels(depth: np.ndarray, orders: np.ndarray, side: int, start: int, n_levels: int,
+               out: np.ndarray) -> int:
+    """The first ``n_levels`` non-empty levels (background + the agent's active orders) walking
+    away from the touch from index ``start``, written to ``out`` as (index, lots); returns how many."""
+    count = 0
+    i = start
+    n = depth.shape[0]
+    while count < n_levels and 0 <= i < n:
+        lots = depth[i]
+        for k in range(orders.shape[0]):
+            if orders[k, O_ACTIVE] == 1 and orders[k, O_SIDE] == side and orders[k, O_PX] == i:
+                lots += orders[k, O_REM]
+        if lots != 0:
+            out[count, 0] = i
+            out[count, 1] = lots
+            count += 1
+        i -= side
+    return count
