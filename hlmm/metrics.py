@@ -430,10 +430,19 @@ def equity_path(s: SessionSeries) -> list[tuple[float, float]]:
 
 def _time_weighted(s: SessionSeries) -> tuple[float, float, float, float | None, dict[str, float]]:
     """quoted time, two-sided time, REDUCING time with a position, its reducing-side-quoted share,
-    and time by overlay state (all seconds)."""
+    and time by overlay state (all seconds).
+
+    The reducing-side share counts only time connected to the venue: while disconnected nothing
+    can be quoted, so that time says nothing about whether the overlay kept the reducing side up
+    (quoting uptime still counts it as not quoted)."""
     quoted = two_sided = reducing = reducing_quoted = 0.0
     by_state: dict[str, float] = defaultdict(float)
+    connections = sorted((rx, up) for rx, up, _reason in s.connections)
+    next_conn, connected = 0, True
     for i, (rx, c) in enumerate(s.cycles):
+        while next_conn < len(connections) and connections[next_conn][0] <= rx:
+            connected = connections[next_conn][1]
+            next_conn += 1
         until = s.cycles[i + 1][0] if i + 1 < len(s.cycles) else s.end_s
         dt = max(0.0, until - rx)
         bid, ask = bool(c.get("live_bid")), bool(c.get("live_ask"))
@@ -441,7 +450,7 @@ def _time_weighted(s: SessionSeries) -> tuple[float, float, float, float | None,
         two_sided += dt * (bid and ask)
         by_state[str(c["state"])] += dt
         pos = int(c["position"])
-        if c["state"] == "REDUCING" and pos != 0:
+        if c["state"] == "REDUCING" and pos != 0 and connected:
             reducing += dt
             reducing_quoted += dt * (ask if pos > 0 else bid)
     share = reducing_quoted / reducing if reducing > 0 else None

@@ -14,7 +14,7 @@ from hlmm.metrics import (
     session_metrics,
 )
 from hlmm.sessionlog import SessionLog, instrument_header
-from hlmm.venue import BUY, SELL, Fill, OrderRejected
+from hlmm.venue import BUY, SELL, ConnectionStatus, Fill, OrderRejected
 
 HYPE = Instrument.for_price("HYPE", sz_decimals=2, price=30.88)  # tick 0.001, lot 0.01
 
@@ -161,3 +161,28 @@ def test_header_must_come_first_and_carry_the_instrument():
         parse_session([{"type": "cycle", "rx": 0.0}])
     with pytest.raises(SessionLogError, match="instrument has no field 'tick_decimals'"):
         parse_session([{"type": "session", "version": 1, "instrument": {"coin": "HYPE", "sz_decimals": 2}}])
+
+
+def _with_connection_events(recs: list[dict], events: list[tuple[float, bool]]) -> list[dict]:
+    """``recs`` with ConnectionStatus records inserted in time order (before same-time records)."""
+    log = SessionLog(None, {"source": "sim"})
+    for t, up in events:
+        log.event(t, ConnectionStatus(t=t, connected=up, reason="" if up else "disconnected"))
+    out = list(recs)
+    for rec in log.records[1:]:
+        at = next(i for i, r in enumerate(out) if "rx" in r and r["rx"] >= rec["rx"])
+        out.insert(at, rec)
+    return out
+
+
+def test_reducing_side_uptime_counts_connected_time_only():
+    # hand session: REDUCING and long over [20,50), the ask live over [20,40) only -> 20/30
+    assert session_metrics(hand_session()).reducing_side_uptime_when_pulled == pytest.approx(20 / 30)
+    # disconnected over [40,50), when nothing was quoted: that time no longer counts against it
+    away = _with_connection_events(hand_session(), [(40.0, False), (50.0, True)])
+    assert session_metrics(away).reducing_side_uptime_when_pulled == pytest.approx(1.0)
+    # disconnected over [20,40), when the ask was live: only [40,50) is left, with nothing quoted
+    away = _with_connection_events(hand_session(), [(20.0, False), (40.0, True)])
+    assert session_metrics(away).reducing_side_uptime_when_pulled == pytest.approx(0.0)
+    # quoting uptime still counts disconnected time as not quoted: unchanged
+    assert session_metrics(away).quoting_uptime == session_metrics(hand_session()).quoting_uptime
