@@ -156,9 +156,7 @@ def _run(seed: int, duration_s: float, log_path: str | None) -> dict[str, Any]:
     kill_at = rng.uniform(2.0, fault_end) if kill else math.inf
     out: dict[str, Any] = {"seed": seed, "kill_switch": kill, "position_cap_breaches": 0}
     log = SessionLog(log_path, session_header(sc, seed, "production"), keep_in_memory=False) if log_path else None
-    # The venue trusts the session's own signer (each recovery is ~8.5 ms of pure Python); the SDK
-    # still signs every action and the venue still checks nonces. Signatures: test_live_localvenue.
-    with LocalSession(sc, seed, "production", log, faults=plan, verify_signatures=False) as session:
+    with LocalSession(sc, seed, "production", log, faults=plan) as session:
         agent = session.agent
         cap = agent.config.max_position_lots(session.instrument)
         out.update(_seed_account(session, rng, cap))

@@ -75,14 +75,12 @@ class LocalSession:
     """One agent on the in-process local venue, stepped in lockstep through the SDK.
 
     Use as a context manager (it owns a venue thread and the SDK's websocket thread).
-    ``faults`` injects the seeded faults of :mod:`live.localvenue.faults`;
-    ``verify_signatures=False`` makes the venue trust that actions come from this session's own
-    key (nonces are still checked), which halves the cost of an action (see the chaos campaign).
+    ``faults`` injects the seeded faults of :mod:`live.localvenue.faults`. The venue checks every
+    action's signature and nonce, as Hyperliquid does.
     """
 
     def __init__(self, scenario: Scenario, seed: int, agent: str = "production", log: SessionLog | None = None,
-                 policy: Path | None = None, config: Path | None = None, faults: FaultPlan | None = None,
-                 verify_signatures: bool = True) -> None:
+                 policy: Path | None = None, config: Path | None = None, faults: FaultPlan | None = None) -> None:
         self.scenario = scenario
         self.seed = seed
         self.agent_kind = agent
@@ -95,7 +93,6 @@ class LocalSession:
         interval = scenario.latency.book_interval_s
         rules = Rules(book_interval_s=interval, n_book_levels=BOOK_LEVELS, first_book_s=interval)
         self.exchange = build_exchange(scenario, seed, self.wallet.address, rules=rules)
-        self.exchange.verify_signatures = verify_signatures
         self.faults = faults
         self.server = LocalVenueServer(self.exchange, faults, lockstep=True)
         self.venue: LiveVenue | None = None

@@ -120,10 +120,6 @@ class LocalExchange:
     epoch_ms: int = 0
     nonces: NonceBook = field(default_factory=NonceBook)
     faults: FaultPlan | None = None
-    # False only for an in-process driver that holds the account's key itself (the chaos
-    # campaign): the signer is taken to be the account, nonces are still checked. Recovering a
-    # signature costs ~8.5 ms of pure-Python secp256k1 per action; the check is tested on its own.
-    verify_signatures: bool = True
 
     def __post_init__(self) -> None:
         self.account = self.account.lower()
@@ -445,11 +441,6 @@ class LocalExchange:
         """The signer of a well-formed, correctly signed, fresh-nonce action for our account."""
         if not isinstance(body, dict) or not isinstance(body.get("action"), dict):
             raise AuthError("Failed to deserialize the JSON body into the target type")
-        if not self.verify_signatures:
-            if not isinstance(body.get("signature"), dict) or not isinstance(body.get("nonce"), int):
-                raise AuthError("Failed to deserialize the JSON body into the target type")
-            self.nonces.use(self.account, body["nonce"])
-            return self.account
         signer = recover_signer(body)
         if signer != self.account:
             raise AuthError(f"User or API Wallet {signer} does not exist.")
