@@ -48,7 +48,7 @@ from live.localvenue.server import LocalVenueServer, build_exchange
 from live.localvenue.state import Rules
 from sim.runner import make_agent
 from sim.scenario import Scenario, ScenarioError, load_scenario
-from sim.venue import BOOK_LEVELS, TIMER_INTERVAL_S
+from sim.venue import BOOK_LEVELS, TIMER_INTERVAL_S, session_figures
 
 VENUES = ("local", "testnet", "mainnet")
 LOCAL_URL_ENV = "HLMM_LOCAL_VENUE_URL"  # where `hlmm flatten --venue local` finds `hlmm venue serve`
@@ -213,35 +213,15 @@ class LocalSession:
 
     # ------------------------------------------------------------------ figures
     def summary(self) -> dict[str, Any]:
-        """The figures of ``sim.venue.SimVenue.summary`` (same keys, same meaning), from the venue."""
-        eng = self.exchange.engine
-        inst = self.instrument
-        end_mid = eng.mid_ticks()
+        """The figures of ``sim.venue.SimVenue.summary`` (same function, same keys), from the venue."""
         disconnects = self.faults.counts.get("disconnect", 0) if self.faults is not None else 0
-        return {
-            "scenario": self.scenario.name,
-            "seed": self.seed,
-            "duration_s": self.now,
-            "start_mid": inst.ticks_to_float(self.start_mid_ticks),
-            "end_mid": inst.ticks_to_float(end_mid),
-            "price_move_bps": (end_mid / self.start_mid_ticks - 1.0) * 1e4,
-            "events": int(eng.events),
-            "trades": self.exchange.n_trades,
-            "informed_trades": int(eng.informed_trades),
-            "agent_fills": self.counts["agent_fills"],
-            "buy_fills": self.counts["buy_fills"],
-            "sell_fills": self.counts["sell_fills"],
-            "final_position_lots": int(self.exchange.position_lots),
-            "pnl_usd": eng.account_value_usd() - self.scenario.account.collateral_usd,
-            "fees_usd": float(eng.fees_usd),
-            "funding_usd": float(eng.funding_usd),
-            "commands": self.counts["commands"],
-            "rejects": self.counts["rejects"],
-            "rate_limited": 0,  # the local venue does not rate-limit
-            "disconnects": disconnects,
-            "agent": self.agent_kind,
-            "config_hash": self.config_hash,
-        }
+        figures = session_figures(
+            self.scenario, self.seed, self.exchange.engine, self.now, self.start_mid_ticks,
+            trades=self.exchange.n_trades, counts=self.counts, position_lots=self.exchange.position_lots,
+            rate_limited=0,  # the local venue does not rate-limit
+            disconnects=disconnects,
+        )
+        return {**figures, "agent": self.agent_kind, "config_hash": self.config_hash}
 
 
 def _next_multiple(t: float, step: float) -> float:

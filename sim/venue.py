@@ -104,6 +104,39 @@ class _Call(simpy.Event):
         self.fn(self.arg)
 
 
+def session_figures(scenario: Scenario, seed: int, engine: MatchingEngine, now_s: float, start_mid_ticks: float,
+                    trades: int, counts: dict[str, int], position_lots: int, rate_limited: int,
+                    disconnects: int) -> dict[str, Any]:
+    """A session's summary figures, the same keys whichever venue ran it (this simulator or the
+    local Hyperliquid venue): prices in USD, the move in bps, PnL against the starting collateral.
+    ``counts`` holds the venue's ``agent_fills``, ``buy_fills``, ``sell_fills``, ``commands`` and
+    ``rejects``."""
+    inst = engine.instrument
+    end_mid = engine.mid_ticks()
+    return {
+        "scenario": scenario.name,
+        "seed": seed,
+        "duration_s": now_s,
+        "start_mid": inst.ticks_to_float(start_mid_ticks),
+        "end_mid": inst.ticks_to_float(end_mid),
+        "price_move_bps": (end_mid / start_mid_ticks - 1.0) * 1e4,
+        "events": int(engine.events),
+        "trades": trades,
+        "informed_trades": int(engine.informed_trades),
+        "agent_fills": counts["agent_fills"],
+        "buy_fills": counts["buy_fills"],
+        "sell_fills": counts["sell_fills"],
+        "final_position_lots": int(position_lots),
+        "pnl_usd": engine.account_value_usd() - scenario.account.collateral_usd,
+        "fees_usd": float(engine.fees_usd),
+        "funding_usd": float(engine.funding_usd),
+        "commands": counts["commands"],
+        "rejects": counts["rejects"],
+        "rate_limited": rate_limited,
+        "disconnects": disconnects,
+    }
+
+
 class SimVenue:
     """One agent on the simulated venue; see the module docstring for the timeline model."""
 
@@ -199,32 +232,11 @@ class SimVenue:
 
     def summary(self) -> dict[str, Any]:
         """The run's figures so far (prices in ticks and USD, moves in bps)."""
-        eng = self.engine
-        inst = self.instrument
-        end_mid = eng.mid_ticks()
-        collateral = self.scenario.account.collateral_usd
-        return {
-            "scenario": self.scenario.name,
-            "seed": self.seed,
-            "duration_s": self.now,
-            "start_mid": inst.ticks_to_float(self.start_mid_ticks),
-            "end_mid": inst.ticks_to_float(end_mid),
-            "price_move_bps": (end_mid / self.start_mid_ticks - 1.0) * 1e4,
-            "events": int(eng.events),
-            "trades": self.counts["trades"],
-            "informed_trades": int(eng.informed_trades),
-            "agent_fills": self.counts["agent_fills"],
-            "buy_fills": self.counts["buy_fills"],
-            "sell_fills": self.counts["sell_fills"],
-            "final_position_lots": int(eng.position_lots),
-            "pnl_usd": eng.account_value_usd() - collateral,
-            "fees_usd": float(eng.fees_usd),
-            "funding_usd": float(eng.funding_usd),
-            "commands": self.counts["commands"],
-            "rejects": self.counts["rejects"],
-            "rate_limited": self.counts["rate_limited"],
-            "disconnects": len(self.disconnects),
-        }
+        return session_figures(
+            self.scenario, self.seed, self.engine, self.now, self.start_mid_ticks, trades=self.counts["trades"],
+            counts=self.counts, position_lots=self.engine.position_lots, rate_limited=self.counts["rate_limited"],
+            disconnects=len(self.disconnects),
+        )
 
     # ------------------------------------------------------------------ faults
     def _disconnect_windows(self) -> list[tuple[float, float]]:
