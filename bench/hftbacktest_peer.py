@@ -92,7 +92,7 @@ def run_peer(tape: Tape, instrument: Instrument, glft: dict, cadence_s: float) -
     data = to_hftbacktest(tape, instrument)
 
     def once(events: np.ndarray) -> tuple[dict, float]:
-        asset = (BacktestAsset().data([events]).linear_asset(1.0).constant_latency(0, 0)
+        asset = (BacktestAsset().data([events]).linear_asset(1.0).constant_order_latency(0, 0)
                  .risk_adverse_queue_model().no_partial_fill_exchange()
                  .trading_value_fee_model(1.5e-4, 4.5e-4).tick_size(tick).lot_size(lot).last_trades_capacity(0))
         hbt = HashMapMarketDepthBacktest([asset])

@@ -25,6 +25,7 @@ import math
 import shutil
 import sys
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -90,6 +91,7 @@ def train(cfg: TrainConfig, out: Path, timesteps: int | None = None, seed: int |
     from stable_baselines3.common.callbacks import CheckpointCallback
     from stable_baselines3.common.utils import set_random_seed
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor, VecNormalize
+    from tqdm import TqdmExperimentalWarning
 
     from agent.policy import export_policy
     from sim.env import MarketMakingEnv
@@ -123,7 +125,10 @@ def train(cfg: TrainConfig, out: Path, timesteps: int | None = None, seed: int |
         name_prefix=cfg.name, save_vecnormalize=True,
     )
     started = time.perf_counter()
-    model.learn(total_timesteps=steps, callback=ckpt, progress_bar=progress_bar, tb_log_name=cfg.name)
+    with warnings.catch_warnings():
+        # SB3's progress bar is tqdm.rich, which warns that it is experimental on every run
+        warnings.filterwarnings("ignore", category=TqdmExperimentalWarning)
+        model.learn(total_timesteps=steps, callback=ckpt, progress_bar=progress_bar, tb_log_name=cfg.name)
     wall_s = time.perf_counter() - started
     model.save(out / "model.zip")
     venv.save(str(out / "vecnormalize.pkl"))
