@@ -1,7 +1,7 @@
 """The Feb 12 incident's agent, rebuilt from the production agent with its six bugs put back.
 
-/work/shared/incident/feb12-hype-session-audit.md lists six defects; :class:`IncidentReplayAgent`
-is :class:`agent.market_maker.MarketMaker` with its components swapped for subclasses that
+The incident audit (``../shared/incident/feb12-hype-session-audit.md``) lists six defects;
+:class:`IncidentReplayAgent` is :class:`agent.market_maker.MarketMaker` with its components swapped for subclasses that
 reproduce each one (numbered as in the audit, documented next to the code):
 
 1. AS tautology — markouts use the mid at the fill for depth *and* adverse selection, so AS is
