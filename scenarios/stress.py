@@ -133,34 +133,17 @@ def configured_cap_lots(scenario_file: str, config: str | None) -> int | None:
 
 
 def _simulate(job: Job) -> None:
-    """Run one session and leave its log at ``job.log_path``."""
+    """Run one session on the chosen venue and leave its log at ``job.log_path``."""
     if job.venue == "local":
-        from live.runner import run_local_session  # the live helper's piece; checked in stress_cli
+        from live.runner import run_local_session as run
+    else:
+        from sim.runner import run_session as run
+    run(job.scenario, seed=job.seed, agent=job.agent, policy=_path(job.policy), config=_path(job.config),
+        log_path=Path(job.log_path))
 
-        run_local_session(
-            job.scenario, seed=job.seed, agent=job.agent, policy=job.policy, config=job.config, log_path=job.log_path
-        )
-        return
-    import inspect
 
-    from sim.runner import run_session
-
-    params = inspect.signature(run_session).parameters
-    kwargs: dict[str, Any] = {"seed": job.seed, "agent": job.agent}
-    # The runner takes a policy/config where it can; without those options it has no way to
-    # honour --policy/--config, which must then fail rather than be ignored.
-    for opt, value in (("policy", job.policy), ("config", job.config)):
-        if value is not None:
-            if opt not in params:
-                raise RuntimeError(f"--{opt}: sim.runner.run_session takes no {opt!r} argument")
-            kwargs[opt] = Path(value)
-    if "log_path" in params:
-        run_session(job.scenario, log_path=Path(job.log_path), **kwargs)
-        return
-    records = run_session(job.scenario, **kwargs)
-    with open(job.log_path, "w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, separators=(",", ":"), allow_nan=False) + "\n")
+def _path(p: str | Path | None) -> Path | None:
+    return Path(p) if p is not None else None
 
 
 def run_job(job: Job) -> dict[str, Any]:
