@@ -39,6 +39,7 @@ Bad venue data is counted in ``counters["wire_error"]`` with the message logged 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -81,6 +82,17 @@ AMBIGUOUS = (requests.RequestException, ServerError, ConnectionError, TimeoutErr
 LOOKUP_WINDOW_S = 10.0  # how long an ambiguous order is looked up before reconciliation has the last word
 LOOKUP_INTERVAL_S = 0.5  # at most one round of orderStatus look-ups this often (clock seconds)
 SETTLE_AFTER_S = 3.0  # venue seconds after the last sign of trouble: one unsolicited account snapshot
+
+
+class _NormalCloseFilter(logging.Filter):
+    """websocket-client logs a normal close (code 1000) at ERROR; the bridge closes its sockets on
+    purpose (shutdown, reconnect), so only that message is dropped: real socket errors still show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "closed normally" not in record.getMessage()
+
+
+logging.getLogger("websocket").addFilter(_NormalCloseFilter())
 
 
 class NonceSource:
