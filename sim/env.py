@@ -29,13 +29,16 @@ frozen policy uses live).
 Per step, in USD::
 
     reward = sum over markouts that resolved during the step at ``reward_horizon_s`` of
-                 edge_bps / 1e4 * size * mid_at_placement
+                 (edge_bps - edge_hurdle_bps) / 1e4 * size * mid_at_placement
              - inventory_penalty_usd_per_s * (position / cap) ** 2 * step_s
 
 The edge term is the realized edge of the fills whose horizon ended inside the step (fee
 included), so a fill is rewarded ``reward_horizon_s`` after it happened, once the market has
 shown whether it was adverse; nothing is measured at the fill instant. The penalty stands for the
-inventory risk beyond the horizon, which the edge term does not see.
+inventory risk beyond the horizon, which the edge term does not see. ``edge_hurdle_bps`` (default
+0) charges every fill a fixed opportunity cost, so a policy is paid for better fills rather than
+only for more of them (with 0 the reward is the dollars of edge, which more fills at a thinner
+edge can raise).
 
 ## Episode end
 ``truncated`` when ``episode_s`` simulated seconds have passed (the simulator's scenario is cut to
@@ -111,6 +114,7 @@ class EnvConfig(BaseModel):
     step_s: float = Field(default=1.0, gt=0, le=60, description="simulated seconds per env step")
     reward_horizon_s: float = Field(default=5.0, gt=0, description="markout horizon of the reward; one the agent tracks")
     inventory_penalty_usd_per_s: float = Field(default=0.002, ge=0, description="penalty at |position| = cap")
+    edge_hurdle_bps: float = Field(default=0.0, ge=0, le=20, description="charged per resolved fill, bps of notional")
     agent_config: str | None = Field(default=None, description="agent TOML; defaults when absent")
     randomize: RandomizationSpec = RandomizationSpec()
     bounds: BoundsSpec = BoundsSpec()
@@ -286,13 +290,14 @@ class MarketMakingEnv(gym.Env[np.ndarray, np.ndarray]):
         usd_per_tick_lot = tracker.instrument.tick * tracker.instrument.lot
         resolve = tracker.on_mid
         h = self.config.reward_horizon_s
+        hurdle_bps = self.config.edge_hurdle_bps
 
         def on_mid(t: float, mid_ticks: float) -> list[Any]:
             resolved = resolve(t, mid_ticks)
             for rec in resolved:
                 if rec.horizon_s == h:
                     notional_usd = rec.size_lots * rec.mid_at_placement_ticks * usd_per_tick_lot
-                    self._edge_usd += rec.edge_bps * 1e-4 * notional_usd
+                    self._edge_usd += (rec.edge_bps - hurdle_bps) * 1e-4 * notional_usd
             return resolved
 
         tracker.on_mid = on_mid

@@ -118,6 +118,33 @@ def test_reward_edge_comes_only_from_resolved_markouts() -> None:
     assert nonzero > 0  # the run did produce resolved markouts
 
 
+
+def test_edge_hurdle_charges_each_resolved_fill_and_changes_nothing_else() -> None:
+    """The hurdle is a per-fill charge on the reward only: same seed and actions give the same
+    observations, and the reward falls in proportion to the hurdle (linear in it)."""
+    def rollout(hurdle_bps: float) -> tuple[list[np.ndarray], list[float]]:
+        env = MarketMakingEnv(EnvConfig(scenarios=(SCENARIO,), episode_s=60.0, step_s=1.0,
+                                        edge_hurdle_bps=hurdle_bps))
+        obs, _ = env.reset(seed=2)
+        rng = np.random.default_rng(1)
+        observations, rewards = [obs], []
+        while True:
+            obs, reward, term, trunc, _ = env.step(rng.uniform(-1, 1, 4).astype(np.float32))
+            observations.append(obs)
+            rewards.append(reward)
+            if term or trunc:
+                return observations, rewards
+
+    obs0, r0 = rollout(0.0)
+    obs2, r2 = rollout(2.0)
+    obs4, r4 = rollout(4.0)
+    assert all(np.array_equal(a, b) and np.array_equal(a, c) for a, b, c in zip(obs0, obs2, obs4, strict=True))
+    cost2 = [a - b for a, b in zip(r0, r2, strict=True)]
+    cost4 = [a - b for a, b in zip(r0, r4, strict=True)]
+    assert sum(cost2) > 0  # fills resolved, each charged
+    assert all(c >= -1e-12 for c in cost2)
+    assert cost4 == pytest.approx([2 * c for c in cost2], abs=1e-12)
+
 def test_randomized_scenario_is_seeded_shifted_and_valid() -> None:
     base = load_scenario(SCENARIO)
     spec = RandomizationSpec()
