@@ -43,7 +43,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -540,16 +540,26 @@ class LiveVenue:
         self._oid_to_cid[oid] = cid
         return oid, status
 
-    def _resolve(self) -> None:
-        """Look up ambiguous orders by cloid until the venue knows them (or the window ends)."""
-        now = self.clock()
-        for cid in list(self._unresolved):
+    def _lookups(self, cids: list[int]) -> Iterator[tuple[int, tuple[int, str] | None, bool]]:
+        """``(cid, venue's answer, answered)`` for each order in turn. Stops at the first
+        ambiguous failure (the venue is unreachable: the caller tries again on a later poll); a
+        malformed answer is alarmed and given as ``(cid, None, False)``."""
+        for cid in cids:
             try:
                 found = self._lookup(cid)
             except (*AMBIGUOUS, ClientError):
                 return
             except wire.WireError as exc:
                 self._alarm("wire_error", str(exc))
+                yield cid, None, False
+                continue
+            yield cid, found, True
+
+    def _resolve(self) -> None:
+        """Look up ambiguous orders by cloid until the venue knows them (or the window ends)."""
+        now = self.clock()
+        for cid, found, answered in self._lookups(list(self._unresolved)):
+            if not answered:
                 continue
             if found is not None:
                 self._trouble()  # it surfaced late: the agent may have given up on it meanwhile
@@ -560,14 +570,7 @@ class LiveVenue:
     def _follow_up_cancels(self) -> None:
         """Unconfirmed cancels: report the venue's final word, or cancel again while it shows the order open."""
         now = self.clock()
-        for cid in list(self._cancel_intents):
-            try:
-                found = self._lookup(cid)
-            except (*AMBIGUOUS, ClientError):
-                return
-            except wire.WireError as exc:
-                self._alarm("wire_error", str(exc))
-                found = None
+        for cid, found, _answered in self._lookups(list(self._cancel_intents)):
             until = self._cancel_intents.pop(cid)
             if found is not None and found[1] not in wire.OPEN_STATUSES:
                 self._settle(cid, found[0], found[1], now)
