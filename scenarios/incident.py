@@ -20,8 +20,8 @@ The incident's agent also had no fill-imbalance alarm (the audit's remedy), so t
 and its kill switch cancelled and shut down without closing ("12.81 HYPE long left on books").
 
 Nothing here reads the simulator's ground truth (regime path, latent value) or the scenario's
-name: the agent sees what the production agent sees, and the scenario only sets ``[agent]``
-overrides (order size) that apply to both.
+name: the agent sees what the production agent sees. Its one own setting is the incident's order
+size (:data:`INCIDENT_ORDER_SIZE_COINS`); a scenario's ``[agent]`` overrides apply to both agents.
 
 This module is outside the production path: ``agent/`` never imports it. The stress runner
 builds it for ``--agent incident`` and :func:`incident_reproduced` checks the incident's
