@@ -223,7 +223,6 @@ class MarkoutTracker:
                 unresolved_lots += s * v
         resolved_lots = self._position_lots - unresolved_lots
         inventory_usd = (self._inv_resolved_lots_ticks + resolved_lots * mark_mid_ticks) * k
-        total = self._cash_usd + self._position_lots * mark_mid_ticks * k
         return PnlAttribution(
             spread_capture_usd=self._spread_usd,
             drift_to_fill_usd=self._drift_usd,
@@ -231,7 +230,7 @@ class MarkoutTracker:
             inventory_usd=inventory_usd,
             fees_usd=self._fees_usd,
             funding_usd=self._funding_usd,
-            total_usd=total,
+            total_usd=self.total_usd(mark_mid_ticks),
         )
 
     def total_usd(self, mark_mid_ticks: float) -> float:
