@@ -34,9 +34,11 @@ Stepping API (the gymnasium env uses it): ``SimVenue(scenario, seed, agent, log)
 
 Event loop: a ``simpy.Environment``. Every message, wait and feed tick is a simpy event whose
 callback does the work (:class:`_Call`), instead of a generator process per message: same
-scheduler, same ordering rules, a fraction of the per-message cost. A process start is an urgent
-event at the current time, its waits are normal events whose sequence number is taken when the
-wait begins (as simpy's ``Process`` does), and ``run_until(t)`` is ``env.run(until=t)``.
+scheduler, a fraction of the per-message cost. A message in flight is one normal event at its
+delivery time; the long-lived loops (book feed, timer, faults, dead man's switch) are generators
+started by an urgent event whose waits are normal events, as simpy's ``Process`` does it; and
+``run_until(t)`` is ``env.run(until=t)``. Events at the same time run in the order they were
+scheduled, so each channel stays ordered.
 """
 
 from __future__ import annotations
@@ -223,11 +225,7 @@ class SimVenue:
         self._schedule(delay_s, NORMAL, self._resume, proc)
 
     def _later(self, delay_s: float, fn: Callable[[Any], None], arg: Any) -> None:
-        """``fn(arg)`` after ``delay_s``: a one-wait process (started urgently, then waiting)."""
-        self._schedule(0.0, URGENT, self._wait, (delay_s, fn, arg))
-
-    def _wait(self, job: tuple[float, Callable[[Any], None], Any]) -> None:
-        delay_s, fn, arg = job
+        """``fn(arg)`` after ``delay_s``."""
         self._schedule(delay_s, NORMAL, fn, arg)
 
     def summary(self) -> dict[str, Any]:
