@@ -1,9 +1,11 @@
-"""Environment throughput: raw env steps/s, and SB3 PPO training steps/s on the real env versus a
-trivial constant env with the same spaces (their ratio is how much the env costs training)."""
+"""Environment throughput: raw env steps/s, and SB3 PPO training steps/s (``hlmm train``'s own
+setup) on the real env versus a trivial constant env with the same spaces (their ratio is how much
+the env costs training)."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -34,10 +36,6 @@ def _make_real() -> gym.Env:
     import sim.env  # noqa: F401  (registers ENV_ID)
 
     return gym.make(ENV_ID)
-
-
-def _make_constant() -> gym.Env:
-    return ConstantEnv(_make_real())
 
 
 def measure_env(n_steps: int, seed: int) -> dict:
@@ -78,49 +76,43 @@ def measure_env_vec(n_steps: int, seed: int, n_envs: int = 2) -> dict:
     return {"steps": rounds * n_envs, "n_envs": n_envs, "steps_per_s": rounds * n_envs / wall}
 
 
-def _ppo_rate(venv: object, rollout_steps: int, n_steps: int, seed: int) -> tuple[float, float]:
-    """``PPO.learn`` steps per wall second and per CPU second of this process on ``venv``; the
-    rollout buffer holds ``rollout_steps`` samples in all."""
-    from stable_baselines3 import PPO
-
-    n_envs = getattr(venv, "num_envs", 1)
-    model = PPO("MlpPolicy", venv, n_steps=max(1, rollout_steps // n_envs), batch_size=64, n_epochs=1, seed=seed,
-                device="cpu")
-    c = time.process_time()
-    s = time.perf_counter()
-    model.learn(total_timesteps=n_steps)
-    return n_steps / (time.perf_counter() - s), n_steps / max(time.process_time() - c, 1e-9)
+# the shipped policy's training run: the PPO figures use exactly its setup
+TRAINING_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "ppo_cascade.toml"
 
 
-def measure_ppo(n_steps: int, seed: int) -> dict:
-    """PPO.learn steps/s on the real env and on the constant env (one env each, no worker
-    process); env share of training time. Torch runs one thread, as in ``hlmm train``.
+def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | None = None) -> dict:
+    """``PPO.learn`` steps/s with ``hlmm train``'s own setup (:func:`hlmm.training.training_setup`
+    with :data:`TRAINING_CONFIG`: its env mix, ``VecNormalize``, its ``[ppo]`` arguments, torch on
+    one thread) on the real env and on a constant env with the same spaces, ``n_envs`` of each
+    (1: ``DummyVecEnv`` in this process; more: ``SubprocVecEnv``, as training runs them).
 
-    Everything runs in this process, so the same figures per CPU second (``*_cpu``) are given
-    too: preemption by other work on a shared machine does not enter them."""
+    ``rollout_steps`` (samples over all envs) shrinks the rollout for quick runs. With one env
+    everything runs in this process, so the rates per CPU second (``*_cpu``) are given too:
+    preemption by other work on a shared machine does not enter them."""
     import torch
 
-    torch.set_num_threads(1)
-    out: dict[str, float] = {}
-    real = _make_real()
-    for name, env in (("real", real), ("constant", ConstantEnv(real))):
-        out[f"{name}_steps_per_s"], out[f"{name}_steps_per_cpu_s"] = _ppo_rate(env, min(512, n_steps), n_steps, seed)
-    return with_share(out)
-
-
-def measure_ppo_vec(n_steps: int, seed: int, n_envs: int = 2) -> dict:
-    """As :func:`measure_ppo`, both envs in ``SubprocVecEnv`` with ``n_envs`` workers (as
-    ``hlmm train`` runs by default), the same rollout size in total (512 samples)."""
-    import torch
-    from stable_baselines3.common.vec_env import SubprocVecEnv
+    from hlmm.training import env_factories, load_train_config, training_setup
 
     torch.set_num_threads(1)
-    out: dict[str, float] = {"n_envs": n_envs}
-    for name, make in (("real", _make_real), ("constant", _make_constant)):
-        venv = SubprocVecEnv([make] * n_envs, start_method="fork")
+    cfg = load_train_config(TRAINING_CONFIG)
+    ppo = dict(cfg.ppo)
+    if rollout_steps is not None:
+        ppo["n_steps"] = max(2, min(ppo.get("n_steps", 2048), rollout_steps // n_envs))
+        ppo["batch_size"] = min(ppo.get("batch_size", 64), ppo["n_steps"] * n_envs)
+    cfg = cfg.model_copy(update={"ppo": ppo, "train": cfg.train.model_copy(update={"n_envs": n_envs})})
+    real = env_factories(cfg, seed)
+    constant = [lambda fn=fn: ConstantEnv(fn()) for fn in real]
+    out: dict[str, float] = {"n_envs": n_envs, "n_steps": ppo.get("n_steps", 2048),
+                             "batch_size": ppo.get("batch_size", 64), "n_epochs": ppo.get("n_epochs", 10)}
+    for name, fns in (("real", real), ("constant", constant)):
+        model, venv = training_setup(cfg, fns, seed)
         try:
-            venv.seed(seed)
-            out[f"{name}_steps_per_s"] = _ppo_rate(venv, min(512, n_steps), n_steps, seed)[0]
+            c = time.process_time()
+            s = time.perf_counter()
+            model.learn(total_timesteps=n_steps)
+            out[f"{name}_steps_per_s"] = n_steps / (time.perf_counter() - s)
+            if n_envs == 1:
+                out[f"{name}_steps_per_cpu_s"] = n_steps / max(time.process_time() - c, 1e-9)
         finally:
             venv.close()
     return with_share(out)

@@ -30,7 +30,7 @@ VEC_ENVS = 2  # SubprocVecEnv workers for the vectorized figures (hlmm train's d
 SIZES = {
     "quick": {"replay_events": 200_000, "engine_s": 100.0, "env_steps": 50, "ppo_steps": 128, "decisions": 500,
               "policy_calls": 2_000, "repeats": 1},
-    "full": {"replay_events": 5_000_000, "engine_s": 2_000.0, "env_steps": 1_000, "ppo_steps": 2_048,
+    "full": {"replay_events": 5_000_000, "engine_s": 2_000.0, "env_steps": 1_000, "ppo_steps": 4_096,
              "decisions": 20_000, "policy_calls": 20_000, "repeats": 3},
 }
 
@@ -93,7 +93,7 @@ def _hftbacktest(n_events: int, seed: int) -> dict:
 def run_all(quick: bool, seed: int = 0) -> dict:
     """All figures; ``quick`` uses small sizes (seconds)."""
     from bench.engine import measure_engine
-    from bench.env_speed import measure_env, measure_env_vec, measure_ppo, measure_ppo_vec
+    from bench.env_speed import measure_env, measure_env_vec, measure_training
     from bench.latency import measure_decision, measure_policy
 
     z = SIZES["quick" if quick else "full"]
@@ -101,6 +101,7 @@ def run_all(quick: bool, seed: int = 0) -> dict:
     r = z.get("repeats", 1)
     # worker processes take seconds to start, and quick sizes are too small for a vectorized figure
     vec_na = {"na": "full mode only"} if quick else None
+    rollout = z["ppo_steps"] if quick else None  # quick: a rollout fits the few steps; full: training's own
     return {
         "machine": {"python": platform.python_version(), "cpu": _cpu_model()},
         "replay": _try(lambda: _replay_figures(n, seed)),
@@ -109,8 +110,9 @@ def run_all(quick: bool, seed: int = 0) -> dict:
         "env": _try(lambda: _best_of(lambda: measure_env(z["env_steps"], seed), r, ("steps_per_s", "steps_per_cpu_s"))),
         "env_vec": vec_na or _try(lambda: _best_of(lambda: measure_env_vec(z["env_steps"], seed, VEC_ENVS), r,
                                                    ("steps_per_s",))),
-        "ppo": _try(lambda: _best_of(lambda: measure_ppo(z["ppo_steps"], seed), r, PPO_RATES + PPO_CPU_RATES)),
-        "ppo_vec": vec_na or _try(lambda: _best_of(lambda: measure_ppo_vec(z["ppo_steps"], seed, VEC_ENVS), r,
+        "ppo": _try(lambda: _best_of(lambda: measure_training(z["ppo_steps"], seed, 1, rollout), r,
+                                     PPO_RATES + PPO_CPU_RATES)),
+        "ppo_vec": vec_na or _try(lambda: _best_of(lambda: measure_training(z["ppo_steps"], seed, VEC_ENVS), r,
                                                    PPO_RATES)),
         "decision": _try(lambda: measure_decision(z["decisions"], seed)),
         "policy": _try(lambda: measure_policy(z.get("policy_calls", 1_000))),
@@ -155,7 +157,7 @@ def table(res: dict) -> str:
          "", ""),
         *_ppo_rows("PPO steps/s real env vs constant env", res["ppo"]),
         *_ppo_rows("PPO steps per CPU s (same runs)", res["ppo"], "_cpu"),
-        *_ppo_rows(f"PPO steps/s, {VEC_ENVS} x SubprocVecEnv both", res.get("ppo_vec", {"na": "not run"})),
+        *_ppo_rows(f"PPO steps/s, {VEC_ENVS} x SubprocVecEnv (as trained)", res.get("ppo_vec", {"na": "not run"})),
         ("decision p50 / p99 us (wall)", "n/a" if "na" in res["decision"] else
          f"{res['decision']['p50_us']:.1f} / {res['decision']['p99_us']:.1f}", "", ""),
         ("decision p50 / p99 us (thread CPU)", "n/a" if "na" in res["decision"] else

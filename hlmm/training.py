@@ -26,6 +26,7 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -83,14 +84,40 @@ def _make_env(env_cfg: dict[str, Any], rank: int, seed: int) -> Any:
     return _init
 
 
+def env_factories(cfg: TrainConfig, seed: int) -> list[Callable[[], Any]]:
+    """One constructor per training env (``cfg.train.n_envs``), env ``i`` seeded ``seed + i``."""
+    env_cfg = cfg.env.model_dump(mode="json")
+    return [_make_env(env_cfg, i, seed) for i in range(cfg.train.n_envs)]
+
+
+def training_setup(cfg: TrainConfig, env_fns: Sequence[Callable[[], Any]], seed: int,
+                   monitor_csv: Path | None = None, tensorboard_log: Path | None = None) -> tuple[Any, Any]:
+    """``(model, venv)`` exactly as ``hlmm train`` builds them: ``env_fns`` in ``SubprocVecEnv``
+    (or ``DummyVecEnv``) per ``[train]``, episode monitor, ``VecNormalize``, the SB3 algorithm
+    with the ``[ppo]``/``[sac]`` arguments. The benchmark builds the same with a constant env to
+    measure what the real env costs training."""
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor, VecNormalize
+
+    t = cfg.train
+    fns = list(env_fns)
+    venv: Any = SubprocVecEnv(fns, start_method="fork") if t.vec_env == "subproc" and len(fns) > 1 else DummyVecEnv(fns)
+    venv.seed(seed)
+    venv = VecMonitor(venv, filename=str(monitor_csv) if monitor_csv is not None else None)
+    venv = VecNormalize(venv, norm_obs=t.normalize_obs, norm_reward=t.normalize_reward, clip_obs=t.clip_obs)
+    algo, kwargs = (PPO, cfg.ppo) if t.algo == "ppo" else (SAC, cfg.sac)
+    model = algo("MlpPolicy", venv, seed=seed, device="cpu",
+                 tensorboard_log=str(tensorboard_log) if tensorboard_log is not None else None,
+                 policy_kwargs={"net_arch": list(t.net_arch)}, verbose=0, **kwargs)
+    return model, venv
+
+
 def train(cfg: TrainConfig, out: Path, timesteps: int | None = None, seed: int | None = None,
           progress_bar: bool = True) -> dict[str, Any]:
     """Train, checkpoint, export ``policy.npz`` and plot the curve into ``out``; returns ``train.json``'s content."""
     import torch
-    from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.callbacks import CheckpointCallback
     from stable_baselines3.common.utils import set_random_seed
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor, VecNormalize
     from tqdm import TqdmExperimentalWarning
 
     from agent.policy import export_policy
@@ -106,20 +133,8 @@ def train(cfg: TrainConfig, out: Path, timesteps: int | None = None, seed: int |
 
     probe = MarketMakingEnv(cfg.env)  # validates the mix and gives the agent config digest
     digest = probe.config_digest
-    env_cfg = cfg.env.model_dump(mode="json")
-    fns = [_make_env(env_cfg, i, seed) for i in range(t.n_envs)]
-    venv: Any = SubprocVecEnv(fns, start_method="fork") if t.vec_env == "subproc" and t.n_envs > 1 else DummyVecEnv(fns)
-    venv.seed(seed)
-    venv = VecMonitor(venv, filename=str(out / "monitor.csv"))
-    venv = VecNormalize(venv, norm_obs=t.normalize_obs, norm_reward=t.normalize_reward, clip_obs=t.clip_obs)
-
-    policy_kwargs = {"net_arch": list(t.net_arch)}
-    if t.algo == "ppo":
-        model: Any = PPO("MlpPolicy", venv, seed=seed, device="cpu", tensorboard_log=str(out / "tb"),
-                         policy_kwargs=policy_kwargs, verbose=0, **cfg.ppo)
-    else:
-        model = SAC("MlpPolicy", venv, seed=seed, device="cpu", tensorboard_log=str(out / "tb"),
-                    policy_kwargs=policy_kwargs, verbose=0, **cfg.sac)
+    model, venv = training_setup(cfg, env_factories(cfg, seed), seed, monitor_csv=out / "monitor.csv",
+                                 tensorboard_log=out / "tb")
     ckpt = CheckpointCallback(
         save_freq=max(1, t.checkpoint_every // t.n_envs), save_path=str(out / "checkpoints"),
         name_prefix=cfg.name, save_vecnormalize=True,

@@ -69,16 +69,17 @@ def test_session_log_records_become_a_tape() -> None:
 def test_bench_command_quick_on_tiny_sizes(tmp_path, monkeypatch, capsys) -> None:
     tiny = {"replay_events": 5_000, "engine_s": 2.0, "env_steps": 3, "ppo_steps": 16, "decisions": 20}
     monkeypatch.setitem(run.SIZES, "quick", tiny)
-    import bench.env_speed as env_speed
-
-    monkeypatch.setattr(env_speed, "measure_ppo", lambda n, seed: {"real_steps_per_s": 1.0,
-                                                                   "constant_steps_per_s": 2.0,
-                                                                   "env_share_of_training": 0.5})
     out = tmp_path / "b.json"
     assert run.bench_cli(quick=True, json_path=out) == 0
     res = json.loads(out.read_text())
     assert res["replay"]["events"] == 5_040 and res["replay"]["events_per_s"] > 0
     assert res["decision"]["p99_us"] >= res["decision"]["p50_us"] > 0
+    # PPO with hlmm train's own setup on the real and on the constant env, rollout shrunk to fit
+    ppo = res["ppo"]
+    assert "na" not in ppo, ppo
+    assert (ppo["n_envs"], ppo["n_steps"], ppo["n_epochs"]) == (1, 16, 5)
+    assert ppo["real_steps_per_s"] > 0 and ppo["constant_steps_per_s"] > 0
+    assert 0.0 <= ppo["env_share_of_training"] < 1.0
     try:
         import hftbacktest  # noqa: F401
     except ImportError:
