@@ -29,7 +29,7 @@ from numba import njit
 
 from agent.glft import glft_half_spread_and_skew
 from hlmm.instrument import Instrument
-from sim.replay import KIND_TRADE, Tape
+from sim.replay import KIND_TRADE, AccountSamples, Tape
 
 
 def to_hftbacktest(tape: Tape, instrument: Instrument) -> np.ndarray:
@@ -46,7 +46,9 @@ def to_hftbacktest(tape: Tape, instrument: Instrument) -> np.ndarray:
 
 
 @njit
-def _glft_loop(hbt, step_ns, half_bps, skew_bps, order_qty, max_qty, tick):  # pragma: no cover - jitted
+def _glft_loop(hbt, step_ns, half_bps, skew_bps, order_qty, max_qty, tick, samples):  # pragma: no cover - jitted
+    """The GLFT loop; each decision step's (time s, mid, position, cash, traded value) goes to
+    ``samples`` (as hlmm's replay samples its account) while there is room."""
     bid_id, ask_id, next_id, decisions = 0, 0, 1, 0
     bid_px, ask_px = 0.0, 0.0
     while hbt.elapse(step_ns) == 0:
@@ -54,9 +56,16 @@ def _glft_loop(hbt, step_ns, half_bps, skew_bps, order_qty, max_qty, tick):  # p
         depth = hbt.depth(0)
         if not (depth.best_bid > 0 and depth.best_ask > depth.best_bid):
             continue
-        decisions += 1
         pos = hbt.position(0)
         mid = 0.5 * (depth.best_bid + depth.best_ask)
+        if decisions < samples.shape[0]:
+            sv = hbt.state_values(0)
+            samples[decisions, 0] = hbt.current_timestamp * 1e-9
+            samples[decisions, 1] = mid
+            samples[decisions, 2] = pos
+            samples[decisions, 3] = sv.balance
+            samples[decisions, 4] = sv.trading_value
+        decisions += 1
         q = pos / order_qty
         nb = min(depth.best_bid, math.floor(mid * (1 - (half_bps + q * skew_bps) * 1e-4) / tick) * tick)
         na = max(depth.best_ask, math.ceil(mid * (1 + (half_bps - q * skew_bps) * 1e-4) / tick) * tick)
@@ -96,16 +105,21 @@ def run_peer(tape: Tape, instrument: Instrument, glft: dict, cadence_s: float) -
                  .risk_adverse_queue_model().no_partial_fill_exchange()
                  .trading_value_fee_model(1.5e-4, 4.5e-4).tick_size(tick).lot_size(lot).last_trades_capacity(0))
         hbt = HashMapMarketDepthBacktest([asset])
+        span_s = (int(events["exch_ts"][-1]) - int(events["exch_ts"][0])) * 1e-9
+        rows = np.zeros((int(span_s / cadence_s) + 2, 5))
         s = time.perf_counter()
         decisions = _glft_loop(hbt, round(cadence_s * 1e9), half, skew, glft["order_lots"] * lot,
-                               glft["max_lots"] * lot, tick)
+                               glft["max_lots"] * lot, tick, rows)
         wall = time.perf_counter() - s
         sv = hbt.state_values(0)
         depth = hbt.depth(0)
         mid = 0.5 * (depth.best_bid + depth.best_ask)
         pos = hbt.position(0)
+        rows = rows[:min(decisions, len(rows))]
+        samples = AccountSamples(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4])
         out = {"decisions": int(decisions), "fills": int(sv.num_trades), "position_lots": round(pos / lot),
-               "pnl_usd": float(sv.balance + pos * mid - sv.fee), "fees_usd": float(sv.fee)}
+               "pnl_usd": float(sv.balance + pos * mid - sv.fee), "fees_usd": float(sv.fee),
+               "filled_lots": round(float(sv.trading_volume) / lot), "samples": samples}
         hbt.close()
         return out, wall
 

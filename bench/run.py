@@ -16,10 +16,11 @@ from pathlib import Path
 from agent.glft import glft_depths
 from bench.data import hype_tape
 from hlmm.instrument import Instrument
-from sim.replay import NO_QUOTE, Quotes, replay
+from sim.replay import NO_QUOTE, AccountSamples, Quotes, replay
 
 HYPE = Instrument(coin="HYPE", sz_decimals=2, tick_decimals=3)
 CADENCE_S = 0.1
+EDGE_HORIZONS_S = (1.0, 5.0)  # realized-edge markouts; 5 s is the RL reward's horizon
 # matched GLFT parameters (bps units): gamma, sigma per sqrt(s), A per s, kappa per bps
 GLFT = {"gamma": 0.05, "sigma_bps": 2.0, "a_per_s": 2.0, "kappa_per_bps": 0.5, "order_lots": 100, "max_lots": 2_000}
 
@@ -79,7 +80,7 @@ def _replay_figures(n_events: int, seed: int) -> dict:
     wall = time.perf_counter() - s
     return {"events": r.events, "wall_s": wall, "events_per_s": r.events / wall, "decisions": r.decisions,
             "fills": r.fills, "filled_lots": r.filled_lots, "position_lots": r.position_lots,
-            "pnl_usd": r.pnl_usd, "fees_usd": r.fees_usd}
+            "pnl_usd": r.pnl_usd, "fees_usd": r.fees_usd, **_edges(r.samples)}
 
 
 def _hftbacktest(n_events: int, seed: int) -> dict:
@@ -87,7 +88,17 @@ def _hftbacktest(n_events: int, seed: int) -> dict:
 
     from bench.hftbacktest_peer import run_peer
 
-    return run_peer(hype_tape(n_events, seed), HYPE, GLFT, CADENCE_S)
+    out = run_peer(hype_tape(n_events, seed), HYPE, GLFT, CADENCE_S)
+    samples = out.pop("samples")
+    return {**out, **_edges(samples)}
+
+
+def _edges(samples: AccountSamples) -> dict[str, float | None]:
+    """Realized edge (bps, before fees) at each of :data:`EDGE_HORIZONS_S`, measured the same way
+    for both backtesters from their decision-step account samples; None (JSON null) when no fill
+    has a mid that far after it."""
+    edges = {f"edge_bps_{h:g}s": samples.realized_edge_bps(h) for h in EDGE_HORIZONS_S}
+    return {k: None if math.isnan(v) else v for k, v in edges.items()}
 
 
 def run_all(quick: bool, seed: int = 0) -> dict:
@@ -139,7 +150,9 @@ def _ppo_rows(name: str, d: dict, suffix: str = "") -> list[tuple[str, str, str,
 
 
 def _fmt(d: dict, key: str, fmt: str = "{:,.0f}") -> str:
-    return d["na"] if "na" in d else fmt.format(d[key])
+    if "na" in d:
+        return d["na"]
+    return "n/a" if d[key] is None else fmt.format(d[key])
 
 
 def table(res: dict) -> str:
@@ -150,6 +163,8 @@ def table(res: dict) -> str:
         ("replay events/s (GLFT, 100 ms)", _fmt(rp, "events_per_s"), _fmt(hb, "events_per_s"), ratio),
         ("replay PnL USD / fills", "n/a" if "na" in rp else f"{rp['pnl_usd']:.2f} / {rp['fills']}",
          "n/a" if "na" in hb else f"{hb['pnl_usd']:.2f} / {hb['fills']}", ""),
+        *[(f"replay realized edge bps, {h:g} s", _fmt(rp, f"edge_bps_{h:g}s", "{:+.2f}"),
+           _fmt(hb, f"edge_bps_{h:g}s", "{:+.2f}"), "") for h in EDGE_HORIZONS_S],
         ("engine events/s (simulated flow)", _fmt(res["engine"], "events_per_s"), "", ""),
         ("env steps/s (single)", _fmt(res["env"], "steps_per_s", "{:,.1f}"), "", ""),
         ("env steps per CPU s (single)", _fmt(res["env"], "steps_per_cpu_s", "{:,.1f}"), "", ""),

@@ -15,6 +15,7 @@ quotes are live from the decision time on.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -166,8 +167,40 @@ Decision = Callable[[float, int, int, int], Quotes]
 
 
 @dataclass(frozen=True)
+class AccountSamples:
+    """The account sampled at each decision step: time (s), mid, cumulative position, cash and
+    traded notional, all of shape ``(n,)``. Any consistent units (ticks and lots, or USD and
+    coins); cash is minus what buying cost plus what selling earned, fees excluded."""
+
+    t_s: np.ndarray
+    mid: np.ndarray
+    position: np.ndarray
+    cash: np.ndarray
+    notional: np.ndarray
+
+    def realized_edge_bps(self, horizon_s: float) -> float:
+        """Notional-weighted realized edge of the fills, in bps before fees, marked ``horizon_s``
+        after the sample that first shows them.
+
+        The fills between two samples are worth ``Δposition · mid(t + horizon) + Δcash`` at the
+        horizon (positive: bought below / sold above where the market went), whatever their
+        sides and prices; that over their notional is the edge. Fills whose horizon runs past the
+        last sample are left out; NaN when no fill is left."""
+        if horizon_s < 0:
+            raise ValueError(f"horizon_s={horizon_s!r}: must be >= 0")
+        d_pos, d_cash, d_notional = (np.diff(a.astype(np.float64)) for a in (self.position, self.cash, self.notional))
+        at = np.searchsorted(self.t_s, self.t_s[1:] + horizon_s - 1e-9)  # first sample at or after the horizon
+        ok = (at < len(self.t_s)) & (d_notional > 0)
+        if not ok.any():
+            return math.nan
+        value = d_pos[ok] * self.mid[at[ok]] + d_cash[ok]
+        return float(value.sum() / d_notional[ok].sum() * 1e4)
+
+
+@dataclass(frozen=True)
 class ReplayResult:
-    """Outcome of one replay; cash in tick*lot units, PnL marked at the last mid."""
+    """Outcome of one replay; cash in tick*lot units, PnL marked at the last mid. ``samples``
+    (ticks and lots) has one row per decision step."""
 
     events: int
     decisions: int
@@ -176,6 +209,7 @@ class ReplayResult:
     position_lots: int
     pnl_usd: float
     fees_usd: float
+    samples: AccountSamples
 
 
 def replay(tape: Tape, instrument: Instrument, decide: Decision, cadence_s: float,
@@ -199,16 +233,21 @@ def replay(tape: Tape, instrument: Instrument, decide: Decision, cadence_s: floa
     t_next = int(tape.t_ns[0]) + step_ns
     i, n, decisions = 0, len(tape), 0
     last_bb, last_ba = NO_QUOTE, NO_QUOTE
+    rows: list[tuple[float, float, int, int, int]] = []
     while i < n:
         i = _advance(tape.t_ns, tape.kind, tape.side, tape.px_ticks, tape.size_lots, i, t_next, base, bid_q, ask_q, st)
         bb, ba = _best(bid_q, ask_q)
         if bb >= 0 and ba >= 0:
             last_bb, last_ba = bb + base, ba + base
+            rows.append((t_next * 1e-9, 0.5 * (last_bb + last_ba), int(st[S_POS]), int(st[S_CASH]), int(st[S_NOTIONAL])))
             q = decide(t_next * 1e-9, last_bb, last_ba, int(st[S_POS]))
             decisions += 1
             _set_side(st, S_BID_PX, q.bid_px_ticks, q.size_lots, bid_q, base)
             _set_side(st, S_ASK_PX, q.ask_px_ticks, q.size_lots, ask_q, base)
         t_next += step_ns
+    cols = np.array(rows, dtype=np.float64).reshape(-1, 5)
+    samples = AccountSamples(cols[:, 0], cols[:, 1], cols[:, 2].astype(np.int64), cols[:, 3].astype(np.int64),
+                             cols[:, 4].astype(np.int64))
     tick_usd = 10.0 ** -instrument.tick_decimals
     lot_coins = 10.0 ** -instrument.sz_decimals
     mid = 0.5 * (last_bb + last_ba)
@@ -216,7 +255,8 @@ def replay(tape: Tape, instrument: Instrument, decide: Decision, cadence_s: floa
     unit = tick_usd * lot_coins
     pnl = (st[S_CASH] + st[S_POS] * mid - fee_ticklots) * unit
     return ReplayResult(events=n, decisions=decisions, fills=int(st[S_FILLS]), filled_lots=int(st[S_FILLED_LOTS]),
-                        position_lots=int(st[S_POS]), pnl_usd=float(pnl), fees_usd=float(fee_ticklots * unit))
+                        position_lots=int(st[S_POS]), pnl_usd=float(pnl), fees_usd=float(fee_ticklots * unit),
+                        samples=samples)
 
 
 def _set_side(st: np.ndarray, at: int, px: int, size_lots: int, level_q: np.ndarray, base: int) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from bench import run
 from hlmm.instrument import Instrument
-from sim.replay import NO_QUOTE, Quotes, Tape, replay, tape_from_session_log
+from sim.replay import NO_QUOTE, AccountSamples, Quotes, Tape, replay, tape_from_session_log
 
 HYPE = Instrument(coin="HYPE", sz_decimals=2, tick_decimals=3)
 S = 1_000_000_000  # ns per s
@@ -56,6 +56,30 @@ def test_round_trip_pnl_is_the_spread_minus_fees() -> None:
     assert r.fees_usd == pytest.approx((999 + 1001) * 10 * 1e-4 * 1e-3 * 1e-2)
 
 
+def test_realized_edge_marks_each_interval_at_the_mid_a_horizon_later() -> None:
+    # t=1: bought 10 at 99.5 (mid 100); t=3: sold 10 at 100 (mid 99)
+    s = AccountSamples(t_s=np.array([0.0, 1.0, 2.0, 3.0]), mid=np.array([100.0, 100.0, 101.0, 99.0]),
+                       position=np.array([0, 10, 10, 0]), cash=np.array([0, -995, -995, 5]),
+                       notional=np.array([0, 995, 995, 1995]))
+    # 0 s: the buy is worth 10*100-995 = 5, the sell 1000-10*99 = 10, over 1995 of notional
+    assert s.realized_edge_bps(0.0) == pytest.approx(15 / 1995 * 1e4)
+    # 1 s: the buy at mid 101 is worth 15; the sell's horizon is past the last sample
+    assert s.realized_edge_bps(1.0) == pytest.approx(15 / 995 * 1e4)
+    assert np.isnan(s.realized_edge_bps(5.0))
+    with pytest.raises(ValueError, match="horizon_s=-1"):
+        s.realized_edge_bps(-1)
+
+
+def test_replay_samples_its_account_at_each_decision() -> None:
+    tape = _tape([*BOOK, (0.15, 1, -1, 999, 100), (0.25, 0, 1, 999, 30), (0.35, 0, -1, 1003, 40),
+                  (0.35, 0, -1, 1001, 0), (0.45, 0, 1, 999, 30)])
+    r = replay(tape, HYPE, _fixed(999, NO_QUOTE, 10), 0.1)
+    # bought 10 at 999 (mid 1000), then the ask moved to 1003: mid 1001 from t=0.4 on
+    assert r.samples.position.tolist() == [0, 10, 10, 10, 10]
+    assert r.samples.realized_edge_bps(0.0) == pytest.approx(10 * (1000 - 999) / (999 * 10) * 1e4)
+    assert r.samples.realized_edge_bps(0.2) == pytest.approx(10 * (1001 - 999) / (999 * 10) * 1e4)
+
+
 def test_session_log_records_become_a_tape() -> None:
     recs = [{"kind": "book", "t": 0.0, "bids": [[999, 30]], "asks": [[1001, 40]]},
             {"kind": "trade", "t": 0.15, "px_ticks": 999, "size_lots": 35, "aggressor": -1},
@@ -85,4 +109,6 @@ def test_bench_command_quick_on_tiny_sizes(tmp_path, monkeypatch, capsys) -> Non
     except ImportError:
         pytest.skip("hftbacktest (bench extra) not installed: peer figure not checked")
     assert res["hftbacktest"]["events"] == 5_040 and res["hftbacktest"]["events_per_s"] > 0
+    for name in ("replay", "hftbacktest"):  # realized edge for both (null: no fill that far into the tiny tape)
+        assert all(f"edge_bps_{h:g}s" in res[name] for h in run.EDGE_HORIZONS_S), res[name]
     assert "replay events/s" in capsys.readouterr().out
