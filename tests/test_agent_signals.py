@@ -13,7 +13,7 @@ from agent.estimators import EstimatorConfig, IntensityEstimator, VolatilityEsti
 from agent.market_state import BookView
 from agent.quote_engine import GlftConfig, QuoteEngine
 from agent.signals import SignalBank, SignalsConfig
-from agent.signals.changepoint import ChangepointConfig, ChangepointDetector
+from agent.signals.changepoint import Bocpd, ChangepointConfig, ChangepointDetector
 from agent.signals.informed import InformedConfig, InformedFlow
 from agent.types import MarketState, PolicyAdjustment
 from hlmm.instrument import Instrument
@@ -219,6 +219,47 @@ def test_bocpd_stationary_fat_tails_rarely_alarm_and_p_r0_is_the_trap() -> None:
     assert in_alarm / z.size < 0.2
     # What the incident-style detector would read: P(r_t = 0 | x) is the hazard, every step.
     assert np.allclose(p_r0, ChangepointConfig().hazard)
+
+
+def _reference_bocpd_path(cfg: ChangepointConfig, z: np.ndarray) -> list[np.ndarray]:
+    """The posterior after each observation, by the textbook recursion with fresh arrays."""
+    alpha = cfg.prior_alpha + 0.5 * np.arange(cfg.max_run)
+    kappa = cfg.prior_kappa + np.arange(cfg.max_run, dtype=np.float64)
+    nu = 2.0 * alpha
+    log_norm = np.array([math.lgamma((v + 1.0) / 2.0) - math.lgamma(v / 2.0) for v in nu])
+    prob, mu, beta = np.array([1.0]), np.array([0.0]), np.array([cfg.prior_beta])
+    out = []
+    for zi in z:
+        x = max(-cfg.clip_z, min(cfg.clip_z, float(zi)))
+        n = prob.size
+        k, k1 = kappa[:n], kappa[:n] + 1.0
+        scale2 = beta * k1 / (alpha[:n] * k)
+        dev = (x - mu) ** 2 / scale2
+        log_pred = log_norm[:n] - 0.5 * np.log(np.pi * nu[:n] * scale2) - (nu[:n] + 1.0) / 2.0 * np.log1p(dev / nu[:n])
+        joint = prob * np.exp(log_pred - log_pred.max())
+        growth = joint * (1.0 - cfg.hazard)
+        new = np.empty(min(n + 1, cfg.max_run))
+        new[0] = joint.sum() * cfg.hazard
+        new[1:] = growth[: new.size - 1]
+        if growth.size > new.size - 1:
+            new[-1] += growth[new.size - 1 :].sum()
+        prob = new / new.sum()
+        beta_new = beta + k * (x - mu) ** 2 / (2.0 * k1)
+        mu = np.concatenate(([0.0], ((k * mu + x) / k1)[: new.size - 1]))
+        beta = np.concatenate(([cfg.prior_beta], beta_new[: new.size - 1]))
+        out.append(prob)
+    return out
+
+
+def test_bocpd_in_place_posterior_is_bit_identical_to_the_textbook_recursion() -> None:
+    # Long enough to truncate at max_run and to move the buffer window several times.
+    cfg = ChangepointConfig(max_run=40, window_obs=5)
+    z = np.random.default_rng(5).standard_t(3, 300) * np.repeat([1.0, 3.0, 1.0], 100)
+    b = Bocpd(cfg)
+    for i, (zi, expected) in enumerate(zip(z, _reference_bocpd_path(cfg, z), strict=True)):
+        cp = b.update(float(zi))
+        assert b.prob.tobytes() == expected.tobytes(), i
+        assert cp == float(expected[: cfg.window_obs].sum())
 
 
 def test_alarm_max_dwell_accepts_the_new_regime() -> None:

@@ -77,49 +77,96 @@ class Bocpd:
         self._pi_nu = np.pi * self._nu
         self._half_nu1 = (self._nu + 1.0) / 2.0
         self._two_k1 = 2.0 * self._k1
+        # Posterior (prob, μ, β per run length) lives in the views [start, start + n) of buffers
+        # twice max_run long. A step makes every run one older, so the new posterior is written
+        # in place and the window start moves one slot left, instead of allocating and shifting
+        # three arrays per observation; at slot 0 the window is moved back to the right end.
+        size = 2 * cfg.max_run
+        self._prob_buf = np.empty(size)
+        self._mu_buf = np.empty(size)
+        self._beta_buf = np.empty(size)
+        # Per-step scratch, max_run long each (the SIMD log/exp loops need in-place or disjoint memory).
+        self._scale2 = np.empty(cfg.max_run)
+        self._sq = np.empty(cfg.max_run)
+        self._dev = np.empty(cfg.max_run)
+        self._log_pred = np.empty(cfg.max_run)
         self.reset()
 
     def reset(self) -> None:
         """Forget the past: all mass on a run that starts now."""
-        c = self.cfg
-        self.prob = np.array([1.0])
-        self._mu = np.array([0.0])
-        self._beta = np.array([c.prior_beta])
+        self._start = self._prob_buf.size - 1
+        self._n = 1
+        self._prob_buf[self._start] = 1.0
+        self._mu_buf[self._start] = 0.0
+        self._beta_buf[self._start] = self.cfg.prior_beta
+
+    @property
+    def prob(self) -> np.ndarray:
+        """P(run length = r | data) for r = 0..n-1 (a view, valid until the next update)."""
+        return self._prob_buf[self._start : self._start + self._n]
 
     def update(self, z: float) -> float:
         """Add one observation; returns cp_w = P(run length < window_obs)."""
         c = self.cfg
         x = max(-c.clip_z, min(c.clip_z, z))
-        n = self.prob.size  # run lengths 0..n-1
+        n = self._n  # run lengths 0..n-1
+        if self._start == 0:
+            self._relocate()
+        s = self._start
+        prob = self._prob_buf[s : s + n]
+        mu = self._mu_buf[s : s + n]
+        beta = self._beta_buf[s : s + n]
         nu = self._nu[:n]
         k1 = self._k1[:n]
-        scale2 = self._beta * k1 / self._alpha_kappa[:n]
-        dev = (x - self._mu) ** 2 / scale2
-        log_pred = (
-            self._log_norm[:n] - 0.5 * np.log(self._pi_nu[:n] * scale2)
-            - self._half_nu1[:n] * np.log1p(dev / nu)
-        )
-        pred = np.exp(log_pred - log_pred.max())  # common factor cancels in the normalization
-        joint = self.prob * pred
-        growth = joint * (1.0 - c.hazard)
-        new = np.empty(min(n + 1, c.max_run))
-        new[0] = joint.sum() * c.hazard
-        n_keep = new.size - 1
-        new[1:] = growth[:n_keep]
-        if growth.size > n_keep:  # truncation: the oldest run absorbs the mass beyond max_run
-            new[-1] += growth[n_keep:].sum()
-        self.prob = new / new.sum()
+        # Same operations in the same order as the textbook form
+        #   scale2 = β·k1/(ακ);  dev = (x − μ)²/scale2
+        #   log_pred = log_norm − 0.5·log(π·ν·scale2) − (ν+1)/2·log1p(dev/ν)
+        # evaluated into preallocated buffers.
+        scale2 = np.multiply(beta, k1, out=self._scale2[:n])
+        np.divide(scale2, self._alpha_kappa[:n], out=scale2)
+        sq = np.subtract(x, mu, out=self._sq[:n])
+        np.square(sq, out=sq)
+        dev = np.divide(sq, scale2, out=self._dev[:n])
+        log_pred = np.multiply(self._pi_nu[:n], scale2, out=self._log_pred[:n])
+        np.log(log_pred, out=log_pred)
+        np.multiply(log_pred, 0.5, out=log_pred)
+        np.subtract(self._log_norm[:n], log_pred, out=log_pred)
+        np.divide(dev, nu, out=dev)
+        np.log1p(dev, out=dev)
+        np.multiply(self._half_nu1[:n], dev, out=dev)
+        np.subtract(log_pred, dev, out=log_pred)
+        pred = np.subtract(log_pred, log_pred.max(), out=log_pred)  # common factor cancels in the normalization
+        np.exp(pred, out=pred)
+        joint = np.multiply(prob, pred, out=prob)
+        cp_mass = joint.sum() * c.hazard
+        growth = np.multiply(joint, 1.0 - c.hazard, out=joint)
+        # Run r's growth is run r+1's new mass: with the window one slot left it is already in place.
+        n_new = min(n + 1, c.max_run)
+        n_keep = n_new - 1
+        self._prob_buf[s - 1] = cp_mass
+        if n > n_keep:  # truncation: the oldest run absorbs the mass beyond max_run
+            self._prob_buf[s - 1 + n_keep] += growth[n_keep:].sum()
+        new = self._prob_buf[s - 1 : s - 1 + n_new]
+        np.divide(new, new.sum(), out=new)
+        # μ' = (κμ + x)/k1 and β' = β + κ(x − μ)²/(2·k1) per run, also in place.
         kappa = self._kappa[:n]
-        d = x - self._mu
-        mu = (kappa * self._mu + x) / k1
-        beta = self._beta + kappa * d**2 / self._two_k1[:n]
-        self._mu = np.empty(n_keep + 1)
-        self._mu[0] = 0.0
-        self._mu[1:] = mu[:n_keep]
-        self._beta = np.empty(n_keep + 1)
-        self._beta[0] = c.prior_beta
-        self._beta[1:] = beta[:n_keep]
+        np.multiply(kappa, mu, out=mu)
+        np.add(mu, x, out=mu)
+        np.divide(mu, k1, out=mu)
+        np.multiply(kappa, sq, out=sq)
+        np.divide(sq, self._two_k1[:n], out=sq)
+        np.add(beta, sq, out=beta)
+        self._mu_buf[s - 1] = 0.0
+        self._beta_buf[s - 1] = c.prior_beta
+        self._start, self._n = s - 1, n_new
         return self.cp_prob()
+
+    def _relocate(self) -> None:
+        """Move the posterior window from slot 0 to the right end of the buffers."""
+        n, dst = self._n, self._prob_buf.size - self._n
+        for buf in (self._prob_buf, self._mu_buf, self._beta_buf):
+            buf[dst : dst + n] = buf[:n]
+        self._start = dst
 
     def cp_prob(self) -> float:
         return float(self.prob[: self.cfg.window_obs].sum())
