@@ -75,6 +75,10 @@ class IntensityEstimator:
         self._long: _Ewma | None = None
         self._short: _Ewma | None = None
         self._bin = -1
+        self._bin_s = cfg.bin_s  # read on every trade
+        # The prior's pseudo-count n0 and n0/k0, asked every cycle (same float steps as the formula).
+        self._n0 = 2.0 * cfg.prior_a_per_s * cfg.prior_weight_s
+        self._n0_over_k0 = self._n0 / cfg.prior_kappa_per_bps
         # side -> (reference mid, max depth) of the open bin
         self._open: dict[int, tuple[float, float]] = {}
 
@@ -87,7 +91,7 @@ class IntensityEstimator:
         if size_lots <= 0:
             raise ValueError(f"size_lots={size_lots!r}: must be > 0")
         self._start(t)
-        b = math.floor(t / self.cfg.bin_s)
+        b = math.floor(t / self._bin_s)
         if b != self._bin:
             self._flush()
             self._bin = b
@@ -98,15 +102,14 @@ class IntensityEstimator:
     def estimate(self, t: float, short: bool = False) -> tuple[float, float]:
         """``(a_per_s, kappa_per_bps)`` at time ``t``; ``short`` uses the alarm window."""
         self._start(t)
-        if math.floor(t / self.cfg.bin_s) != self._bin:
+        if math.floor(t / self._bin_s) != self._bin:
             self._flush()
         e = self._short if short else self._long
         assert e is not None
         e.advance(t)
-        c = self.cfg
-        n0 = 2.0 * c.prior_a_per_s * c.prior_weight_s
-        kappa = (e.n + n0) / (e.sum_depth_bps + n0 / c.prior_kappa_per_bps)
-        a = (e.n + n0) / (2.0 * (e.exposure_s + c.prior_weight_s))
+        n0 = self._n0
+        kappa = (e.n + n0) / (e.sum_depth_bps + self._n0_over_k0)
+        a = (e.n + n0) / (2.0 * (e.exposure_s + self.cfg.prior_weight_s))
         return a, kappa
 
     def observations(self, short: bool = False) -> float:
@@ -162,9 +165,10 @@ class VolatilityEstimator:
         dt = t - self._last_sample_t
         r_bps = math.log(mid_ticks / self._last_sample_mid) * BPS
         var_per_s = r_bps * r_bps / dt
-        for attr, halflife in (("_var_long", self.cfg.sigma_halflife_s), ("_var_short", self.cfg.sigma_short_halflife_s)):
-            w = math.exp(-math.log(2.0) * dt / halflife)
-            setattr(self, attr, w * getattr(self, attr) + (1.0 - w) * var_per_s)
+        w = math.exp(-math.log(2.0) * dt / self.cfg.sigma_halflife_s)
+        self._var_long = w * self._var_long + (1.0 - w) * var_per_s
+        w = math.exp(-math.log(2.0) * dt / self.cfg.sigma_short_halflife_s)
+        self._var_short = w * self._var_short + (1.0 - w) * var_per_s
         self._new_returns.append((r_bps, dt))
         self._last_sample_mid, self._last_sample_t = mid_ticks, t
         self._next_sample_t = t + self.cfg.sigma_sample_s

@@ -73,15 +73,20 @@ class SignalBank:
         self.informed = InformedFlow(cfg.informed)
         self.funding = FundingProximity(cfg.funding)
         self.regimes_accepted = 0
+        # (cp_w, alarm) -> the ``changepoint`` contribution: both change at most once per
+        # second (on a sampled return), while compute runs on every decision.
+        self._cp_key: tuple[float, bool] | None = None
+        self._cp_contribution = SignalContribution(value=0.0)
 
     # ---------------------------------------------------------------- events
     def on_trade(self, trade: Trade, state: MarketState | None) -> None:
         """A public trade; ``state`` is the ex-own book before it (None when there is no mid)."""
-        self.flow.on_trade(trade.t, trade.size_lots, trade.aggressor)
-        self.vpin.on_trade(trade.t, trade.size_lots, trade.aggressor)
-        self.informed.on_trade(trade.t, trade.aggressor)
+        t, size_lots, aggressor = trade.t, trade.size_lots, trade.aggressor
+        self.flow.on_trade(t, size_lots, aggressor)
+        self.vpin.on_trade(t, size_lots, aggressor)
+        self.informed.on_trade(t, aggressor)
         if state is not None:
-            self.intensity.on_trade(trade.t, trade.px_ticks, trade.size_lots, trade.aggressor, state.mid_ticks)
+            self.intensity.on_trade(t, trade.px_ticks, size_lots, aggressor, state.mid_ticks)
 
     def on_book(self, state: MarketState) -> None:
         sigma_before = self.volatility.sigma_bps_per_sqrt_s()
@@ -111,19 +116,13 @@ class SignalBank:
     def compute(self, state: MarketState, position_lots: int) -> SignalOutput:
         t = state.t
         cp = self.changepoint
-        a_eff, kappa_eff = self.intensity.estimate(t, short=cp.alarm)
+        a_eff, kappa_eff = self.intensity.estimate(t, cp.alarm)
         toxicity, informed = self.informed.contributions(t)
-        contribs: dict[str, SignalContribution] = {}
-        contribs.update(self.flow.contributions(t))
+        contribs = self.flow.contributions(t)  # a new dict: the flow entries come first
         contribs["ofi"] = self.ofi.contribution(state)
         contribs["vpin"] = self.vpin.contribution()
-        contribs["regime_kappa"] = SignalContribution(value=kappa_eff, active=cp.alarm)
-        cc = self.cfg.changepoint
-        contribs["changepoint"] = SignalContribution(
-            value=cp.cp_prob,
-            spread_bps=cc.widen_bps * cp.cp_prob + (cc.alarm_widen_bps if cp.alarm else 0.0),
-            active=cp.alarm,
-        )
+        contribs["regime_kappa"] = SignalContribution(kappa_eff, 0.0, 0.0, cp.alarm)
+        contribs["changepoint"] = self._changepoint_contribution()
         contribs.update(informed)
         contribs["funding"] = self.funding.contribution(t, position_lots)
         for name in self.cfg.disabled:
@@ -131,9 +130,10 @@ class SignalBank:
             contribs[name] = SignalContribution(value=c.value, active=False)
         if "regime_kappa" in self.cfg.disabled:  # ablation: the long-window estimate even in an alarm
             a_eff, kappa_eff = self.intensity.estimate(t, short=False)
+        parts = contribs.values()
         return SignalOutput(
-            spread_add_bps=sum(c.spread_bps for c in contribs.values()),
-            skew_bps=sum(c.skew_bps for c in contribs.values()),
+            spread_add_bps=sum([c.spread_bps for c in parts]),
+            skew_bps=sum([c.skew_bps for c in parts]),
             kappa_effective_per_bps=kappa_eff,
             a_effective_per_s=a_eff,
             sigma_bps_per_sqrt_s=self.volatility.sigma_bps_per_sqrt_s(),
@@ -142,3 +142,16 @@ class SignalBank:
             toxicity=toxicity,
             contributions=contribs,
         )
+
+    def _changepoint_contribution(self) -> SignalContribution:
+        cp = self.changepoint
+        key = (cp.cp_prob, cp.alarm)
+        if key != self._cp_key:
+            cc = self.cfg.changepoint
+            self._cp_key = key
+            self._cp_contribution = SignalContribution(
+                value=cp.cp_prob,
+                spread_bps=cc.widen_bps * cp.cp_prob + (cc.alarm_widen_bps if cp.alarm else 0.0),
+                active=cp.alarm,
+            )
+        return self._cp_contribution

@@ -50,51 +50,60 @@ class TradeFlowImbalance:
         # per-cycle constants: names of the per-timescale contributions and Σ|β|
         self._names = tuple(f"flow_{tau:g}s" for tau in cfg.timescales_s)
         self._total_beta = sum(abs(b) for b in cfg.skew_bps_per_imbalance) or 1.0
+        # config fields read on every trade and cycle, as plain attributes
+        self._taus = cfg.timescales_s
+        self._betas = cfg.skew_bps_per_imbalance
+        self._shrink = cfg.shrink_trades
+        self._max_skew = cfg.max_skew_bps
 
     def on_trade(self, t: float, size_lots: int, aggressor: int) -> None:
         self._advance(t)
-        for i in range(len(self.cfg.timescales_s)):
-            if aggressor > 0:
-                self._buy_vol[i] += size_lots
-                self._buy_n[i] += 1.0
-            else:
-                self._sell_vol[i] += size_lots
-                self._sell_n[i] += 1.0
+        if aggressor > 0:
+            vol, cnt = self._buy_vol, self._buy_n
+        else:
+            vol, cnt = self._sell_vol, self._sell_n
+        for i in range(len(vol)):
+            vol[i] += size_lots
+            cnt[i] += 1.0
 
     def imbalances(self, t: float) -> list[float]:
         """TI_w in [−1, 1] per timescale (positive = buyers aggress)."""
         self._advance(t)
+        shrink = self._shrink
         out = []
-        for i in range(len(self.cfg.timescales_s)):
-            b, s, nb, ns = self._buy_vol[i], self._sell_vol[i], self._buy_n[i], self._sell_n[i]
+        for b, s, nb, ns in zip(self._buy_vol, self._sell_vol, self._buy_n, self._sell_n, strict=True):
             n = nb + ns
             if n <= 0 or b + s <= 0:
                 out.append(0.0)
                 continue
             ti = 0.5 * ((b - s) / (b + s) + (nb - ns) / n)
-            out.append(ti * n / (n + self.cfg.shrink_trades))
+            out.append(ti * n / (n + shrink))
         return out
 
     def average_sizes_lots(self, t: float) -> tuple[float, float]:
         """(average buy size, average sell size) in lots over the longest timescale; 0 when none."""
         self._advance(t)
-        i = len(self.cfg.timescales_s) - 1
-        buy = self._buy_vol[i] / self._buy_n[i] if self._buy_n[i] > 1e-12 else 0.0
-        sell = self._sell_vol[i] / self._sell_n[i] if self._sell_n[i] > 1e-12 else 0.0
-        return buy, sell
+        return self._average_sizes()
 
     def contributions(self, t: float) -> dict[str, SignalContribution]:
         """``flow`` (combined, carries the skew), ``flow_<τ>s`` per timescale, average sizes (value only)."""
         tis = self.imbalances(t)
-        parts = [beta * ti for beta, ti in zip(self.cfg.skew_bps_per_imbalance, tis, strict=True)]
-        skew = max(-self.cfg.max_skew_bps, min(self.cfg.max_skew_bps, sum(parts)))
-        out = {"flow": SignalContribution(value=sum(parts) / self._total_beta, skew_bps=skew, active=skew != 0.0)}
+        combined = sum([beta * ti for beta, ti in zip(self._betas, tis, strict=True)])
+        skew = max(-self._max_skew, min(self._max_skew, combined))
+        out = {"flow": SignalContribution(combined / self._total_beta, 0.0, skew, skew != 0.0)}
         for name, ti in zip(self._names, tis, strict=True):
-            out[name] = SignalContribution(value=ti, active=ti != 0.0)
-        buy, sell = self.average_sizes_lots(t)
-        out["avg_buy_size_lots"] = SignalContribution(value=buy, active=buy > 0)
-        out["avg_sell_size_lots"] = SignalContribution(value=sell, active=sell > 0)
+            out[name] = SignalContribution(ti, 0.0, 0.0, ti != 0.0)
+        buy, sell = self._average_sizes()
+        out["avg_buy_size_lots"] = SignalContribution(buy, 0.0, 0.0, buy > 0)
+        out["avg_sell_size_lots"] = SignalContribution(sell, 0.0, 0.0, sell > 0)
         return out
+
+    def _average_sizes(self) -> tuple[float, float]:
+        """:meth:`average_sizes_lots` at the time of the last advance."""
+        i = len(self._taus) - 1
+        buy = self._buy_vol[i] / self._buy_n[i] if self._buy_n[i] > 1e-12 else 0.0
+        sell = self._sell_vol[i] / self._sell_n[i] if self._sell_n[i] > 1e-12 else 0.0
+        return buy, sell
 
     def _advance(self, t: float) -> None:
         if self._t is None:
@@ -103,10 +112,11 @@ class TradeFlowImbalance:
         dt = t - self._t
         if dt <= 0:
             return
-        for i, tau in enumerate(self.cfg.timescales_s):
+        bv, sv, bn, sn = self._buy_vol, self._sell_vol, self._buy_n, self._sell_n
+        for i, tau in enumerate(self._taus):
             w = math.exp(-dt / tau)
-            self._buy_vol[i] *= w
-            self._sell_vol[i] *= w
-            self._buy_n[i] *= w
-            self._sell_n[i] *= w
+            bv[i] *= w
+            sv[i] *= w
+            bn[i] *= w
+            sn[i] *= w
         self._t = t

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.types import SignalContribution
 
 BPS = 1e4
+_NONE = SignalContribution(value=0.0)  # before any funding rate is known
 
 
 class FundingConfig(BaseModel):
@@ -36,7 +37,7 @@ class FundingProximity:
 
     def contribution(self, t: float, position_lots: int) -> SignalContribution:
         if self._next_t is None:
-            return SignalContribution(value=0.0)
+            return _NONE
         left = self._next_t - t
         prox = 1.0 - left / self.cfg.window_s if 0.0 <= left <= self.cfg.window_s else 0.0
         pays = position_lots * self._rate > 0

@@ -45,6 +45,11 @@ class InformedFlow:
         self._fills: deque[tuple[float, int]] = deque()
         self._fill_buys = 0  # fills in ``_fills`` with side > 0
         self._adverse_move_bps = cfg.adverse_move_bps
+        self._window_s = cfg.window_s  # read on every trade
+        # The fill-imbalance contribution only changes with the fills in the window: reused
+        # until (buys, sells) change.
+        self._fills_key = (0, 0)
+        self._fills_out = self._fill_contribution(0, 0, _binomial_two_sided(0, 0))
 
     def set_adverse_move_bps(self, move_bps: float) -> None:
         """E|ΔV| measured by markouts (e.g. mean |AS| at 30 s); negative input counts as 0."""
@@ -80,25 +85,31 @@ class InformedFlow:
         """(toxicity in [0, 1], {``informed_flow``, ``fill_imbalance``})."""
         p_flow = self.flow_probability(t)
         buys, sells, p_value = self.fill_imbalance(t)
+        if self._fills_key != (buys, sells):
+            self._fills_key = (buys, sells)
+            self._fills_out = self._fill_contribution(buys, sells, p_value)
+        pi_hit, fills = self._fills_out
+        toxicity = max(p_flow, pi_hit)
+        informed = SignalContribution(toxicity, toxicity * self._adverse_move_bps, 0.0, toxicity > 0.0)
+        return toxicity, {"informed_flow": informed, "fill_imbalance": fills}
+
+    def _fill_contribution(self, buys: int, sells: int, p_value: float) -> tuple[float, SignalContribution]:
+        """(π_hit, ``fill_imbalance`` contribution) of the fills in the window."""
         n = buys + sells
         significant = n >= self.cfg.fill_min and p_value < self.cfg.fill_alpha
         signed = (buys - sells) / n if n else 0.0
         pi_hit = abs(signed) if significant else 0.0  # 2b − 1 with b the majority share
-        toxicity = max(p_flow, pi_hit)
-        informed = SignalContribution(
-            value=toxicity, spread_bps=toxicity * self._adverse_move_bps, active=toxicity > 0.0
-        )
         fills = SignalContribution(
             value=signed,
             spread_bps=self.cfg.fill_widen_bps if significant else 0.0,
             skew_bps=-self.cfg.fill_skew_bps * signed if significant else 0.0,
             active=significant,
         )
-        return toxicity, {"informed_flow": informed, "fill_imbalance": fills}
+        return pi_hit, fills
 
     def _advance(self, t: float) -> None:
         if self._t is not None and t > self._t:
-            w = math.exp(-(t - self._t) / self.cfg.window_s)
+            w = math.exp(-(t - self._t) / self._window_s)
             self._buys *= w
             self._sells *= w
         if self._t is None or t > self._t:

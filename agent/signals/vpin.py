@@ -40,6 +40,7 @@ class Vpin:
         self._exposure_s = 0.0
         self._t: float | None = None
         self._value: float | None = None  # value() of the current buckets; None = not computed
+        self._contribution: SignalContribution | None = None  # likewise for contribution()
 
     def on_trade(self, t: float, size_lots: int, aggressor: int) -> None:
         if self._t is not None and t > self._t:
@@ -59,7 +60,7 @@ class Vpin:
             left -= take
             if self._buy + self._sell >= self._size_lots - 1e-9:
                 self._done.append((abs(self._sell - self._buy), self._buy + self._sell))
-                self._value = None
+                self._value = self._contribution = None
                 self._buy = self._sell = 0.0
                 rate = self._rate_vol / self._exposure_s if self._exposure_s > 0 else 0.0
                 self._size_lots = max(self.cfg.min_bucket_lots, rate * self.cfg.bucket_s)
@@ -73,6 +74,11 @@ class Vpin:
         return self._value
 
     def contribution(self) -> SignalContribution:
+        if self._contribution is None:  # changes only when a bucket completes; asked every cycle
+            self._contribution = self._build_contribution()
+        return self._contribution
+
+    def _build_contribution(self) -> SignalContribution:
         v = self.value()
         if v is None:
             return SignalContribution(value=0.0)
