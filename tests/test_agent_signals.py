@@ -46,6 +46,16 @@ def test_book_view_removes_own_orders_from_the_mid() -> None:
     assert bv.state_at(2.5) is None
 
 
+def test_book_view_depth_sums_the_top_ex_own_levels_only() -> None:
+    bv = BookView(HYPE, depth_levels=2)
+    bids = ((30879, 100), (30878, 40), (30877, 30), (30876, 20))
+    asks = ((30881, 50), (30882, 60), (30883, 70), (30884, 80))
+    # our whole second bid level and part of the best ask: the next ex-own level moves up
+    s = bv.update(BookUpdate(t=1.0, bids=bids, asks=asks), [(+1, 30878, 40), (-1, 30881, 20)], rx_t=1.0)
+    assert s is not None
+    assert (s.bid_depth_lots, s.ask_depth_lots) == (100 + 30, 30 + 60)
+
+
 # ------------------------------------------------------------------ estimators
 def test_intensity_from_market_sweeps_recovers_a_and_kappa_and_the_alarm_window_adapts() -> None:
     rng = np.random.default_rng(3)
