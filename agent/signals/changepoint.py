@@ -135,19 +135,19 @@ class Bocpd:
         np.log1p(dev, out=dev)
         np.multiply(self._half_nu1[:n], dev, out=dev)
         np.subtract(log_pred, dev, out=log_pred)
-        pred = np.subtract(log_pred, log_pred.max(), out=log_pred)  # common factor cancels in the normalization
+        pred = np.subtract(log_pred, np.maximum.reduce(log_pred), out=log_pred)  # common factor cancels in the normalization
         np.exp(pred, out=pred)
         joint = np.multiply(prob, pred, out=prob)
-        cp_mass = joint.sum() * c.hazard
+        cp_mass = np.add.reduce(joint) * c.hazard
         growth = np.multiply(joint, 1.0 - c.hazard, out=joint)
         # Run r's growth is run r+1's new mass: with the window one slot left it is already in place.
         n_new = min(n + 1, c.max_run)
         n_keep = n_new - 1
         self._prob_buf[s - 1] = cp_mass
         if n > n_keep:  # truncation: the oldest run absorbs the mass beyond max_run
-            self._prob_buf[s - 1 + n_keep] += growth[n_keep:].sum()
+            self._prob_buf[s - 1 + n_keep] += np.add.reduce(growth[n_keep:])
         new = self._prob_buf[s - 1 : s - 1 + n_new]
-        np.divide(new, new.sum(), out=new)
+        np.divide(new, np.add.reduce(new), out=new)
         # μ' = (κμ + x)/k1 and β' = β + κ(x − μ)²/(2·k1) per run, also in place.
         kappa = self._kappa[:n]
         np.multiply(kappa, mu, out=mu)
