@@ -184,10 +184,13 @@ class MarkoutTracker:
         if t < self._next_due_t:
             return []
         out: list[MarkoutRecord] = []
-        still: list[_Pending] = []
+        finished: set[int] = set()  # id() of the fills whose last horizon resolved now
+        next_due_t = math.inf
         for p in self._pending:
-            if t < p.due_t:  # none of its horizons has ended yet
-                still.append(p)
+            due_t = p.due_t
+            if t < due_t:  # none of its horizons has ended yet
+                if due_t < next_due_t:
+                    next_due_t = due_t
                 continue
             for h in self.cfg.horizons_s:
                 if h not in p.resolved and p.fill.t + h <= t:
@@ -197,11 +200,13 @@ class MarkoutTracker:
                     out.append(rec)
             if len(p.resolved) == len(self.cfg.horizons_s):
                 self._log(p, t)
+                finished.add(id(p))
             else:
                 p.due_t = self._due_t(p)
-                still.append(p)
-        self._pending = still
-        self._next_due_t = min((p.due_t for p in still), default=math.inf)
+                next_due_t = min(next_due_t, p.due_t)
+        if finished:  # most calls only resolve a horizon: the pending list is rebuilt only now
+            self._pending = [p for p in self._pending if id(p) not in finished]
+        self._next_due_t = next_due_t
         return out
 
     def _due_t(self, p: _Pending) -> float:
