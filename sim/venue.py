@@ -82,28 +82,34 @@ BOOK_LEVELS = 10
 TIMER_INTERVAL_S = 1.0
 # Stream separation for the venue's own generator, so its draws never alias the engine's.
 _SEED_SALT = 0x5F3759DF
+# Jitter draws per block, when they can be drawn ahead (see SimVenue._jitter).
+_JITTER_BLOCK = 1024
 # A process: a generator that yields how long it waits (seconds).
 Process = Generator[float, None, None]
 
 
-class _Call(simpy.Event):
-    """A triggered simpy event that calls ``fn(arg)`` when the environment processes it,
-    ``delay_s`` from now with simpy priority ``priority`` (URGENT: a process start, NORMAL: a
-    wait that ended). It is marked succeeded at creation, as simpy's own ``Timeout`` and
-    ``Initialize`` are, so the environment never treats it as failed."""
+def _fire(event: _Call) -> None:
+    event.fn(event.arg)
 
-    def __init__(self, env: simpy.Environment, delay_s: float, priority: Any,
-                 fn: Callable[[Any], None], arg: Any) -> None:
-        super().__init__(env)
-        self._ok = True
-        self._value = None
+
+class _Call(simpy.Event):
+    """A simpy event that calls ``fn(arg)`` when the environment processes it; schedule it with
+    ``env.schedule(call, priority, delay_s)`` (priority URGENT: a process start, NORMAL: a wait
+    that ended or a message delivered).
+
+    It is born succeeded, as simpy's own ``Timeout`` and ``Initialize`` are, so the environment
+    never treats it as failed. Those flags and its one callback are class attributes, and it
+    skips ``Event.__init__`` (it is never yielded, so it needs no ``env`` nor a callback list of
+    its own): one is created per message, so creating one sets two slots and nothing else."""
+
+    __slots__ = ("arg", "fn")
+    _ok = True
+    _value = None
+    callbacks = (_fire,)  # the environment sets the instance's own to None once processed
+
+    def __init__(self, fn: Callable[[Any], None], arg: Any) -> None:
         self.fn = fn
         self.arg = arg
-        self.callbacks.append(self._fire)
-        env.schedule(self, priority, delay_s)
-
-    def _fire(self, _event: simpy.Event) -> None:
-        self.fn(self.arg)
 
 
 def session_figures(scenario: Scenario, seed: int, engine: MatchingEngine, now_s: float, start_mid_ticks: float,
@@ -151,6 +157,7 @@ class SimVenue:
         self.instrument = self.engine.instrument
         self.fees = self.engine.fees
         self.env = simpy.Environment()  # simulated seconds
+        self._env_schedule = self.env.schedule
         self.duration_s = float(scenario.scenario.duration_s)
         self._rng = np.random.default_rng([seed, _SEED_SALT])
         lat = scenario.latency
@@ -160,6 +167,13 @@ class SimVenue:
         self._feed_s = lat.feed_ms / 1000.0
         self._jitter_s = lat.jitter_ms / 1000.0
         self._faults = scenario.faults
+        # Drawing the jitter in blocks gives the same numbers as one draw per message only while
+        # nothing else draws from the generator once the session runs: no random rejects, reply
+        # delays, feed drops or duplicates (the disconnect windows are drawn here, before).
+        f = scenario.faults
+        self._jitter_ahead = self._jitter_s > 0 and not (
+            f.reject_prob or f.ack_delay_max_s or f.feed_drop_prob or f.feed_dup_prob)
+        self._jitter_next: list[float] = []  # drawn ahead, next one last
         self._tokens = scenario.rate_limit.burst_weight
         self._tokens_t = 0.0
         self._refill_per_s = scenario.rate_limit.weight_per_min / 60.0
@@ -209,12 +223,9 @@ class SimVenue:
         return float(self.env.now)
 
     # ------------------------------------------------------------------ event loop
-    def _schedule(self, delay_s: float, priority: Any, fn: Callable[[Any], None], arg: Any) -> None:
-        _Call(self.env, delay_s, priority, fn, arg)
-
     def _process(self, proc: Process) -> None:
         """Start ``proc`` (urgently, at the current time)."""
-        self._schedule(0.0, URGENT, self._resume, proc)
+        self._env_schedule(_Call(self._resume, proc), URGENT, 0.0)
 
     def _resume(self, proc: Process) -> None:
         """Run ``proc`` to its next wait and schedule its end; a finished process is dropped."""
@@ -222,11 +233,7 @@ class SimVenue:
             delay_s = next(proc)
         except StopIteration:
             return
-        self._schedule(delay_s, NORMAL, self._resume, proc)
-
-    def _later(self, delay_s: float, fn: Callable[[Any], None], arg: Any) -> None:
-        """``fn(arg)`` after ``delay_s``."""
-        self._schedule(delay_s, NORMAL, fn, arg)
+        self._env_schedule(_Call(self._resume, proc), NORMAL, delay_s)
 
     def summary(self) -> dict[str, Any]:
         """The run's figures so far (prices in ticks and USD, moves in bps)."""
@@ -265,6 +272,12 @@ class SimVenue:
 
     # ------------------------------------------------------------------ delivery
     def _jitter(self) -> float:
+        """One message's extra latency, seconds (exponential, mean ``jitter_ms``)."""
+        if self._jitter_next:
+            return self._jitter_next.pop()
+        if self._jitter_ahead:
+            self._jitter_next = self._rng.exponential(self._jitter_s, _JITTER_BLOCK)[::-1].tolist()
+            return self._jitter_next.pop()
         return float(self._rng.exponential(self._jitter_s)) if self._jitter_s > 0 else 0.0
 
     def _feed(self, t_venue: float, ev: Event) -> None:
@@ -290,7 +303,7 @@ class SimVenue:
         self._at(at, ev)
 
     def _at(self, at_s: float, ev: Event) -> None:
-        self._later(at_s - self.env.now, self._deliver, ev)
+        self._env_schedule(_Call(self._deliver, ev), NORMAL, at_s - self.env.now)
 
     def _deliver(self, ev: Event) -> None:
         """Hand one event to the agent and send the commands it returns."""
@@ -312,7 +325,7 @@ class SimVenue:
         up_s = self._order_s if isinstance(cmd, PlaceOrder | ModifyOrder) else self._cancel_s
         at = max(now + up_s + self._jitter(), self._up_last_s)
         self._up_last_s = at
-        self._later(at - now, self._arrive, cmd)
+        self._env_schedule(_Call(self._arrive, cmd), NORMAL, at - now)
 
     def _arrive(self, cmd: Command) -> None:
         if not self._connected:

@@ -200,3 +200,18 @@ def test_same_seed_same_log_bytes_and_other_seed_differs(tmp_path: Any) -> None:
         digests.append(log.sha256)
     assert (tmp_path / "0.jsonl").read_bytes() == (tmp_path / "1.jsonl").read_bytes()
     assert digests[0] == digests[1] != digests[2]
+
+
+def test_jitter_drawn_ahead_is_the_same_as_one_draw_per_message() -> None:
+    sc = scenario(60.0, faults={"random_disconnects_per_hour": 60.0}, latency={"jitter_ms": 10.0})
+    records = []
+    for ahead in (True, False):
+        log = SessionLog(None, {})
+        v = SimVenue(sc, 7, BaselineAgent(sc.instrument.instrument(), depth_bps=0.5), log)
+        assert v._jitter_ahead  # no per-message fault draws: the blocks are used
+        v._jitter_ahead = ahead
+        v.start()
+        v.run_until(60.0)
+        records.append(log.records)
+    assert len(records[0]) > 100
+    assert records[0] == records[1]
