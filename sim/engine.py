@@ -42,6 +42,7 @@ Fill records carry ``client_id = -1`` when the order had none.
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 
@@ -102,6 +103,9 @@ class MatchingEngine:
         self._depth_bid = np.zeros(n, dtype=np.int64)
         self._depth_ask = np.zeros(n, dtype=np.int64)
         self._orders = np.zeros((MAX_AGENT_ORDERS, K.N_O), dtype=np.int64)
+        # The kernel gets the table's rows up to the highest slot ever used, a view of it: its
+        # loops over the agent's orders then skip the tail that never held one.
+        self._used = self._orders[:0]
         self._si = np.zeros(K.N_SI, dtype=np.int64)
         self._si[K.SI_BEST_BID] = -1
         self._si[K.SI_BEST_ASK] = n
@@ -121,6 +125,11 @@ class MatchingEngine:
         self._regime_i = 0
         self._p_now = self._params[0]
         self._next_oid = 1
+        # The order table's bookkeeping on the Python side, so entering or cancelling an order
+        # does not scan the table: every open order's slot, and the free slots as a heap (an
+        # order takes the lowest free slot; the kernel walks the slots in index order).
+        self._slot: dict[int, int] = {}  # oid -> slot
+        self._free_slots: list[int] = list(range(MAX_AGENT_ORDERS))
         self._client: dict[int, int | None] = {}
         self._tif: dict[int, Tif] = {}
         self._out = EngineOutput(regimes=[self.regime_path[0]])
@@ -167,7 +176,7 @@ class MatchingEngine:
         warm_s = min(60.0, 5.0 / max(p[K.P_CANCEL], 1e-9))
         centre = self._sf[K.SF_V]
         K.run_flow(warm_s, BUFFER - 256, self._si, self._sf, p, self._rng, self._depth_bid, self._depth_ask,
-                   self._orders, self._tr_i, self._tr_f, self._fl_i, self._fl_f, self._fin)
+                   self._used, self._tr_i, self._tr_f, self._fl_i, self._fl_f, self._fin)
         shift = round(self._sf[K.SF_V] - centre)
         n = self._depth_bid.shape[0]
         for depth in (self._depth_bid, self._depth_ask):
@@ -221,8 +230,8 @@ class MatchingEngine:
 
     def mid_ticks(self) -> float:
         """Mid of the displayed book (agent's orders included), ticks; the value if a side is empty."""
-        bb = K.best_bid_all(self._si, self._orders)
-        ba = K.best_ask_all(self._si, self._orders, self._depth_ask.shape[0])
+        bb = K.best_bid_all(self._si, self._used)
+        ba = K.best_ask_all(self._si, self._used, self._depth_ask.shape[0])
         if bb < 0 or ba >= self._depth_ask.shape[0]:
             return self.value_ticks()
         return self.base_ticks + 0.5 * (bb + ba)
@@ -269,7 +278,7 @@ class MatchingEngine:
     def _run(self, until_s: float) -> None:
         while True:
             rc = K.run_flow(until_s, BUFFER - 256, self._si, self._sf, self._p_now, self._rng, self._depth_bid,
-                            self._depth_ask, self._orders, self._tr_i, self._tr_f, self._fl_i, self._fl_f, self._fin)
+                            self._depth_ask, self._used, self._tr_i, self._tr_f, self._fl_i, self._fl_f, self._fin)
             self._collect()
             if rc == 0:
                 return
@@ -296,12 +305,14 @@ class MatchingEngine:
         """Move the kernel's output buffers into the pending output; returns the new fills."""
         si = self._si
         base = self.base_ticks
-        ntr = int(si[K.SI_NTR])
+        counts = si.tolist()  # one conversion: this runs after every kernel call
+        ntr = counts[K.SI_NTR]
         if ntr:
             tr_i = self._tr_i[:ntr].tolist()
             tr_f = self._tr_f[:ntr].tolist()
             self._out.trades.extend(Trade(tf, base + r[0], r[1], r[2], r[3]) for tf, r in zip(tr_f, tr_i, strict=False))
-        nfl = int(si[K.SI_NFL])
+            si[K.SI_NTR] = 0
+        nfl = counts[K.SI_NFL]
         fills: list[Fill] = []
         if nfl:
             fl_i = self._fl_i[:nfl].tolist()
@@ -311,14 +322,15 @@ class MatchingEngine:
                 fills.append(Fill(f[0], -1 if cid is None else cid, r[0], r[1], base + r[2], r[3], f[1], r[5],
                                   bool(r[4])))
             self._out.fills.extend(fills)
-        nfin = int(si[K.SI_NFIN])
+            si[K.SI_NFL] = 0
+        nfin = counts[K.SI_NFIN]
         if nfin:
-            self._out.finished.extend((int(o), FINISH_REASONS[int(c)]) for o, c in self._fin[:nfin].tolist())
-        if si[K.SI_DROPPED]:
-            raise EngineError(f"{int(si[K.SI_DROPPED])} output records dropped: kernel buffer too small")
-        si[K.SI_NTR] = 0
-        si[K.SI_NFL] = 0
-        si[K.SI_NFIN] = 0
+            for oid, code in self._fin[:nfin].tolist():
+                self._free(oid)
+                self._out.finished.append((oid, FINISH_REASONS[code]))
+            si[K.SI_NFIN] = 0
+        if counts[K.SI_DROPPED]:
+            raise EngineError(f"{counts[K.SI_DROPPED]} output records dropped: kernel buffer too small")
         return fills
 
     def drain(self) -> EngineOutput:
@@ -328,9 +340,12 @@ class MatchingEngine:
 
     # ------------------------------------------------------------------ orders
     def _slot_of(self, oid: int) -> int:
-        o = self._orders
-        hits = np.flatnonzero((o[:, K.O_ACTIVE] == 1) & (o[:, K.O_OID] == oid))
-        return int(hits[0]) if hits.size else -1
+        """The order-table slot of an open order, -1 when it is not open."""
+        return self._slot.get(oid, -1)
+
+    def _free(self, oid: int) -> None:
+        """Release the slot of an order that just finished."""
+        heapq.heappush(self._free_slots, self._slot.pop(oid))
 
     def place(self, side: int, px_ticks: int, size_lots: int, tif: Tif, reduce_only: bool,
               client_id: int | None) -> PlaceResult:
@@ -348,11 +363,10 @@ class MatchingEngine:
         idx = px_ticks - self.base_ticks
         if not 0 <= idx < n:
             return PlaceResult("error", 0, "Order price cannot be more than 80% away from the reference price")
-        free = np.flatnonzero(self._orders[:, K.O_ACTIVE] == 0)
-        if free.size == 0:
+        if not self._free_slots:
             return PlaceResult("error", 0, ERR_TOO_MANY)
-        bb = K.best_bid_all(self._si, self._orders)
-        ba = K.best_ask_all(self._si, self._orders, n)
+        bb = K.best_bid_all(self._si, self._used)
+        ba = K.best_ask_all(self._si, self._used, n)
         crosses = (side == 1 and ba < n and idx >= ba) or (side == -1 and bb >= 0 and idx <= bb)
         if tif is Tif.ALO and crosses:
             bid = inst.price_wire(self.base_ticks + bb) if bb >= 0 else "None"
@@ -364,7 +378,10 @@ class MatchingEngine:
         self._next_oid += 1
         self._client[oid] = client_id
         self._tif[oid] = tif
-        k = int(free[0])
+        k = heapq.heappop(self._free_slots)
+        self._slot[oid] = k
+        if k >= self._used.shape[0]:
+            self._used = self._orders[:k + 1]
         row = self._orders[k]
         row[:] = 0
         row[K.O_OID] = oid
@@ -376,7 +393,7 @@ class MatchingEngine:
         fills: list[Fill] = []
         if crosses:
             K.sweep(side, idx, size_lots, k, self._si, self._sf, self._p_now, self._depth_bid, self._depth_ask,
-                    self._orders, self._tr_i, self._tr_f, self._fl_i, self._fl_f, self._fin)
+                    self._used, self._tr_i, self._tr_f, self._fl_i, self._fl_f, self._fin)
             fills = self._collect()
             taken = sum(f.size_lots for f in fills if f.oid == oid)
             K._impact(self._sf, self._p_now, side, taken, 1.0)
@@ -384,6 +401,7 @@ class MatchingEngine:
             return PlaceResult("filled", oid, "", fills)
         if tif is Tif.IOC:
             row[K.O_ACTIVE] = 0
+            self._free(oid)
             self._out.finished.append((oid, "canceled"))
             return PlaceResult("filled", oid, "", fills)
         depth = self._depth_bid if side == 1 else self._depth_ask
@@ -396,12 +414,13 @@ class MatchingEngine:
         if k < 0:
             return False
         self._orders[k, K.O_ACTIVE] = 0
+        self._free(oid)
         self._out.finished.append((oid, "canceled"))
         return True
 
     def cancel_all(self) -> list[int]:
         """Cancel every open order; returns their oids."""
-        oids = [int(o) for o in self._orders[self._orders[:, K.O_ACTIVE] == 1, K.O_OID]]
+        oids = sorted(self._slot, key=self._slot.__getitem__)  # in slot order
         for oid in oids:
             self.cancel(oid)
         return oids
@@ -437,15 +456,10 @@ class MatchingEngine:
         """Top ``n_levels`` per side as (px_ticks, size_lots), best first, agent's orders included."""
         # Walk out from the touch in the kernel instead of copying and scanning both depth
         # arrays: this runs on every book update the agent sees.
-        o = self._orders
-        out = np.empty((n_levels, 2), dtype=np.int64)
-        n = self._depth_bid.shape[0]
-        sides = []
-        for side, depth in ((1, self._depth_bid), (-1, self._depth_ask)):
-            start = K.best_bid_all(self._si, o) if side == 1 else K.best_ask_all(self._si, o, n)
-            count = K.top_levels(depth, o, side, start, n_levels, out)
-            sides.append(tuple((self.base_ticks + px, lots) for px, lots in out[:count].tolist()))
-        return sides[0], sides[1]
+        out = np.empty((2, n_levels, 2), dtype=np.int64)
+        nb, na = K.book_levels(self._si, self._used, self._depth_bid, self._depth_ask, self.base_ticks, out)
+        bids, asks = out.tolist()
+        return tuple(map(tuple, bids[:nb])), tuple(map(tuple, asks[:na]))
 
     # ------------------------------------------------------------------ scripted interventions
     def set_background(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
@@ -483,11 +497,11 @@ class MatchingEngine:
         n = self._depth_bid.shape[0]
         lim = (n - 1 if side == 1 else 0) if limit_px_ticks is None else limit_px_ticks - self.base_ticks
         got = K.sweep(side, lim, size_lots, -1, self._si, self._sf, self._p_now, self._depth_bid, self._depth_ask,
-                      self._orders, self._tr_i, self._tr_f, self._fl_i, self._fl_f, self._fin)
+                      self._used, self._tr_i, self._tr_f, self._fl_i, self._fl_f, self._fin)
         self._collect()
         return int(got)
 
     def cancel_background(self, side: int, px_ticks: int, size_lots: int) -> None:
         """Background cancel of ``size_lots`` at a level (queue_ahead shrinks pro rata)."""
         K._bg_cancel(side, px_ticks - self.base_ticks, size_lots, self._si, self._depth_bid, self._depth_ask,
-                     self._orders)
+                     self._used)

@@ -600,3 +600,16 @@ def top_levels(depth: np.ndarray, orders: np.ndarray, side: int, start: int, n_l
             count += 1
         i -= side
     return count
+
+
+@njit(cache=True)
+def book_levels(si: np.ndarray, orders: np.ndarray, depth_bid: np.ndarray, depth_ask: np.ndarray, base_ticks: int,
+                out: np.ndarray) -> tuple[int, int]:
+    """Both sides' first ``out.shape[1]`` non-empty levels from the touch (background + the
+    agent's active orders), as (px_ticks, lots) with absolute prices: bids in ``out[0]``, asks in
+    ``out[1]``. Returns how many levels each side has."""
+    n_levels = out.shape[1]
+    nb = top_levels(depth_bid, orders, 1, best_bid_all(si, orders), n_levels, out[0])
+    na = top_levels(depth_ask, orders, -1, best_ask_all(si, orders, depth_ask.shape[0]), n_levels, out[1])
+    out[:, :, 0] += base_ticks
+    return nb, na

@@ -6,9 +6,12 @@ HYPE at $30.88, tick $0.001, lot 0.01, maker 1.5 / taker 4.5 bps.
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from hlmm.venue import Tif
+from sim import kernel as K
 from sim.engine import ERR_NO_MATCH, MatchingEngine
 from sim.scenario import parse_scenario
 
@@ -180,3 +183,55 @@ def test_book_tracks_value_and_stays_uncrossed() -> None:
         bids, asks = eng.book(1)
         assert bids[0][0] < asks[0][0]
         assert bids[0][0] <= eng.value_ticks() <= asks[0][0]
+
+
+def _table_invariants(eng: MatchingEngine) -> None:
+    """The Python-side order bookkeeping agrees with the kernel's order table, and book() with a
+    direct scan of the depth arrays plus the open orders."""
+    o = eng._orders
+    active = {int(o[k, K.O_OID]): k for k in range(o.shape[0]) if o[k, K.O_ACTIVE] == 1}
+    assert eng._slot == active
+    assert sorted(eng._free_slots) == [k for k in range(o.shape[0]) if k not in active.values()]
+    assert eng._used.shape[0] > max(active.values(), default=-1)
+    levels: dict[int, int] = {}
+    for side, depth in ((BUY, eng._depth_bid), (SELL, eng._depth_ask)):
+        lots = {eng.base_ticks + int(i): int(depth[i]) for i in depth.nonzero()[0]}
+        for oo in eng.open_orders():
+            if oo.side == side:
+                lots[oo.px_ticks] = lots.get(oo.px_ticks, 0) + oo.size_lots
+        levels[side] = lots
+    bids, asks = eng.book(10)
+    assert bids == tuple(sorted(levels[BUY].items(), reverse=True)[:10])
+    assert asks == tuple(sorted(levels[SELL].items())[:10])
+
+
+def test_order_table_bookkeeping_through_fills_cancels_and_modifies() -> None:
+    sc = parse_scenario({"scenario": {"name": "d", "duration_s": 600}, "informed": {"mu_per_s": 0.2}})
+    eng = MatchingEngine(sc, 5)
+    rng = random.Random(5)
+    oids: list[int] = []
+    finished: set[str] = set()
+    for step in range(400):
+        eng.advance(0.25 * (step + 1))
+        bids, asks = eng.book(3)
+        side = rng.choice((BUY, SELL))
+        touch = bids[0][0] if side == BUY else asks[0][0]
+        px = touch - side * rng.randint(-2, 3)  # some cross, most rest near the touch
+        kind = rng.random()
+        if kind < 0.5:
+            tif = rng.choice((Tif.GTC, Tif.ALO, Tif.IOC))
+            res = eng.place(side, px, rng.randint(40, 400), tif, rng.random() < 0.2, step)
+            if res.status != "error":
+                oids.append(res.oid)
+        elif kind < 0.7 and oids:
+            eng.cancel(rng.choice(oids))
+        elif kind < 0.9 and oids:
+            res = eng.modify(rng.choice(oids), px, rng.randint(40, 400))
+            if res.status != "error":
+                oids.append(res.oid)
+        elif kind < 0.92:
+            eng.cancel_all()
+        out = eng.drain()
+        finished.update(reason for _, reason in out.finished)
+        _table_invariants(eng)
+    assert finished == {"filled", "canceled", "reduceOnlyCanceled", "selfTradeCanceled"}
