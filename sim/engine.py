@@ -18,6 +18,7 @@ API (stable)::
     eng.account_value_usd(mark_ticks=None), eng.max_position_lots_margin()
     eng.mid_ticks(), eng.value_ticks()                     # value = ground-truth latent V
     eng.drain() -> EngineOutput                            # trades, fills, finished, funding, regimes
+    eng.pending                                            # whether drain() has anything
     eng.events                                             # flow events processed (benchmark)
 
 Extras beyond the brief: ``eng.regime_path`` (ground truth, :mod:`sim.regimes`),
@@ -332,6 +333,12 @@ class MatchingEngine:
         if counts[K.SI_DROPPED]:
             raise EngineError(f"{counts[K.SI_DROPPED]} output records dropped: kernel buffer too small")
         return fills
+
+    @property
+    def pending(self) -> bool:
+        """Whether :meth:`drain` has anything to return (cheaper than draining nothing)."""
+        out = self._out
+        return bool(out.trades or out.fills or out.finished or out.funding or out.regimes)
 
     def drain(self) -> EngineOutput:
         """Everything that happened since the last drain (fills on entry included)."""

@@ -84,6 +84,8 @@ TIMER_INTERVAL_S = 1.0
 _SEED_SALT = 0x5F3759DF
 # Jitter draws per block, when they can be drawn ahead (see SimVenue._jitter).
 _JITTER_BLOCK = 1024
+# Commands that travel at the order latency (the rest at the cancel latency).
+_ORDER_LATENCY = (PlaceOrder, ModifyOrder)
 # A process: a generator that yields how long it waits (seconds).
 Process = Generator[float, None, None]
 
@@ -156,7 +158,7 @@ class SimVenue:
         self.engine = MatchingEngine(scenario, seed)
         self.instrument = self.engine.instrument
         self.fees = self.engine.fees
-        self.env = simpy.Environment()  # simulated seconds
+        self.env = simpy.Environment(0.0)  # simulated seconds; a float from the start, so now is one
         self._env_schedule = self.env.schedule
         self.duration_s = float(scenario.scenario.duration_s)
         self._rng = np.random.default_rng([seed, _SEED_SALT])
@@ -220,7 +222,7 @@ class SimVenue:
 
     @property
     def now(self) -> float:
-        return float(self.env.now)
+        return self.env.now
 
     # ------------------------------------------------------------------ event loop
     def _process(self, proc: Process) -> None:
@@ -238,7 +240,7 @@ class SimVenue:
     def summary(self) -> dict[str, Any]:
         """The run's figures so far (prices in ticks and USD, moves in bps)."""
         return session_figures(
-            self.scenario, self.seed, self.engine, self.now, self.start_mid_ticks, trades=self.counts["trades"],
+            self.scenario, self.seed, self.engine, self.env.now, self.start_mid_ticks, trades=self.counts["trades"],
             counts=self.counts, position_lots=self.engine.position_lots, rate_limited=self.counts["rate_limited"],
             disconnects=len(self.disconnects),
         )
@@ -265,7 +267,7 @@ class SimVenue:
         self._deliver(ConnectionStatus(start_s, False, "disconnected"))
         yield dur_s
         self._connected = True
-        now = self.now
+        now = self.env.now
         self._sync(now)
         self._deliver(ConnectionStatus(now, True, "reconnected"))
         self._reply(now, self._snapshot())
@@ -288,7 +290,7 @@ class SimVenue:
         if f.feed_drop_prob > 0 and self._rng.random() < f.feed_drop_prob:
             return
         copies = 2 if f.feed_dup_prob > 0 and self._rng.random() < f.feed_dup_prob else 1
-        at = max(t_venue + self._feed_s + self._jitter(), self._feed_last_s, self.now)
+        at = max(t_venue + self._feed_s + self._jitter(), self._feed_last_s, self.env.now)
         self._feed_last_s = at
         for _ in range(copies):
             self._at(at, ev)
@@ -298,7 +300,7 @@ class SimVenue:
         if not self._connected:
             return
         extra = float(self._rng.uniform(0.0, self._faults.ack_delay_max_s)) if self._faults.ack_delay_max_s > 0 else 0.0
-        at = max(t_venue + self._ack_s + self._jitter() + extra, self._reply_last_s, self.now)
+        at = max(t_venue + self._ack_s + self._jitter() + extra, self._reply_last_s, self.env.now)
         self._reply_last_s = at
         self._at(at, ev)
 
@@ -322,7 +324,7 @@ class SimVenue:
         self.counts["commands"] += 1
         if not self._connected:
             return  # the request times out; the agent learns it from ConnectionStatus
-        up_s = self._order_s if isinstance(cmd, PlaceOrder | ModifyOrder) else self._cancel_s
+        up_s = self._order_s if isinstance(cmd, _ORDER_LATENCY) else self._cancel_s
         at = max(now + up_s + self._jitter(), self._up_last_s)
         self._up_last_s = at
         self._env_schedule(_Call(self._arrive, cmd), NORMAL, at - now)
@@ -334,7 +336,7 @@ class SimVenue:
 
     # ------------------------------------------------------------------ the venue side
     def _take_tokens(self, weight: float) -> bool:
-        now = self.now
+        now = self.env.now
         cap = self.scenario.rate_limit.burst_weight
         self._tokens = min(cap, self._tokens + (now - self._tokens_t) * self._refill_per_s)
         self._tokens_t = now
@@ -345,7 +347,7 @@ class SimVenue:
 
     def _apply(self, cmd: Command) -> None:
         """A command reaches the matching engine at the current simulated time."""
-        now = self.now
+        now = self.env.now
         self._sync(now)
         if not self._take_tokens(1.0):
             self.counts["rate_limited"] += 1
@@ -413,7 +415,7 @@ class SimVenue:
         yield max(0.0, at_t - self.env.now)
         if token != self._dms_token:
             return  # re-armed or cleared since
-        now = self.now
+        now = self.env.now
         self._sync(now)
         for oid in self.engine.cancel_all():
             self._replaced_oids.add(oid)  # reported below as scheduledCancel, not canceled
@@ -425,7 +427,7 @@ class SimVenue:
 
     def _snapshot(self) -> AccountSnapshot:
         eng = self.engine
-        return AccountSnapshot(self.now, int(eng.position_lots), float(eng.entry_px_ticks), eng.account_value_usd(),
+        return AccountSnapshot(self.env.now, int(eng.position_lots), float(eng.entry_px_ticks), eng.account_value_usd(),
                                float(eng.margin_used_usd), int(eng.max_position_lots_margin()),
                                tuple(eng.open_orders()))
 
@@ -436,9 +438,11 @@ class SimVenue:
         self._dispatch()
 
     def _dispatch(self) -> None:
+        if not self.engine.pending:  # most calls: a command or a sync that produced nothing
+            return
         out = self.engine.drain()
         log = self.log
-        now = self.now
+        now = self.env.now
         for rc in out.regimes:
             if log is not None:
                 log.write(now, "regime", t=rc.t, name=rc.name, **rc.segment.model_dump(exclude={"start_s", "name"}))
@@ -472,7 +476,7 @@ class SimVenue:
         interval = self.scenario.latency.book_interval_s
         while True:
             yield interval
-            now = self.now
+            now = self.env.now
             self._sync(now)
             bids, asks = self.engine.book(BOOK_LEVELS)
             self._feed(now, BookUpdate(now, bids, asks))
@@ -480,7 +484,7 @@ class SimVenue:
     def _timer_loop(self) -> Process:
         while True:
             yield TIMER_INTERVAL_S
-            now = self.now
+            now = self.env.now
             self._sync(now)
             self._deliver(Timer(now))
 

@@ -235,3 +235,16 @@ def test_order_table_bookkeeping_through_fills_cancels_and_modifies() -> None:
         finished.update(reason for _, reason in out.finished)
         _table_invariants(eng)
     assert finished == {"filled", "canceled", "reduceOnlyCanceled", "selfTradeCanceled"}
+
+
+def test_pending_says_whether_drain_has_anything() -> None:
+    eng = quiet()
+    assert not eng.pending
+    oid = eng.place(BUY, 30878, 100, Tif.ALO, False, 1).oid
+    assert not eng.pending  # a resting order produces no output
+    eng.cancel(oid)
+    assert eng.pending
+    assert eng.drain().finished == [(oid, "canceled")]
+    assert not eng.pending
+    eng.market_order(SELL, 100)
+    assert eng.pending and eng.drain().trades
