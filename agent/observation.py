@@ -118,4 +118,5 @@ def build_observation(mm: MarketMaker) -> np.ndarray:
         # an upstream defect; feeding it to the network would silently act on garbage
         bad = {n: v for n, v in zip(OBS_NAMES, obs, strict=True) if not math.isfinite(v)}
         raise ValueError(f"observation components not finite: {bad}")
-    return np.array([max(-CLIP, min(CLIP, v)) for v in obs], dtype=np.float32)
+    out = np.array(obs)
+    return out.clip(-CLIP, CLIP, out=out).astype(np.float32)

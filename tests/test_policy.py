@@ -122,3 +122,12 @@ def test_zero_action_is_pure_glft_and_bounds_are_respected() -> None:
     assert lo == PolicyAdjustment(-2.0, -5.0, -0.5, -0.5)
     with pytest.raises(ValueError, match="size_log_mult"):
         ActionBounds(size_log_mult=-1.0)
+
+
+def test_action_infinities_clip_to_the_bounds_and_nan_or_wrong_shape_is_refused() -> None:
+    bounds = ActionBounds(half_spread_tighten_bps=2.0, half_spread_widen_bps=10.0, skew_bps=5.0, size_log_mult=0.5)
+    assert bounds.adjustment(np.array([np.inf, -np.inf, 0.5, -0.0], dtype=np.float32)) == PolicyAdjustment(
+        10.0, -5.0, 0.25, 0.0)
+    for bad in (np.array([np.nan, 0.0, 0.0, 0.0]), np.zeros(ACTION_DIM + 1), np.zeros((2, 2, 2))):
+        with pytest.raises(ValueError, match="finite numbers"):
+            bounds.adjustment(bad)
