@@ -176,6 +176,7 @@ class SimVenue:
         self._jitter_ahead = self._jitter_s > 0 and not (
             f.reject_prob or f.ack_delay_max_s or f.feed_drop_prob or f.feed_dup_prob)
         self._jitter_next: list[float] = []  # drawn ahead, next one last
+        self._feed_faults = bool(f.feed_drop_prob or f.feed_dup_prob)
         self._tokens = scenario.rate_limit.burst_weight
         self._tokens_t = 0.0
         self._refill_per_s = scenario.rate_limit.weight_per_min / 60.0
@@ -286,26 +287,29 @@ class SimVenue:
         """Market data: lost while disconnected, dropped/duplicated at the fault rates."""
         if not self._connected:
             return
+        copies = 1
         f = self._faults
-        if f.feed_drop_prob > 0 and self._rng.random() < f.feed_drop_prob:
-            return
-        copies = 2 if f.feed_dup_prob > 0 and self._rng.random() < f.feed_dup_prob else 1
-        at = max(t_venue + self._feed_s + self._jitter(), self._feed_last_s, self.env.now)
+        if self._feed_faults:
+            if f.feed_drop_prob > 0 and self._rng.random() < f.feed_drop_prob:
+                return
+            if f.feed_dup_prob > 0 and self._rng.random() < f.feed_dup_prob:
+                copies = 2
+        now = self.env.now
+        at = max(t_venue + self._feed_s + self._jitter(), self._feed_last_s, now)
         self._feed_last_s = at
         for _ in range(copies):
-            self._at(at, ev)
+            self._env_schedule(_Call(self._deliver, ev), NORMAL, at - now)
 
     def _reply(self, t_venue: float, ev: Event) -> None:
         """A reply on the order channel; lost while disconnected."""
         if not self._connected:
             return
-        extra = float(self._rng.uniform(0.0, self._faults.ack_delay_max_s)) if self._faults.ack_delay_max_s > 0 else 0.0
-        at = max(t_venue + self._ack_s + self._jitter() + extra, self._reply_last_s, self.env.now)
+        delay_max_s = self._faults.ack_delay_max_s
+        extra = float(self._rng.uniform(0.0, delay_max_s)) if delay_max_s > 0 else 0.0
+        now = self.env.now
+        at = max(t_venue + self._ack_s + self._jitter() + extra, self._reply_last_s, now)
         self._reply_last_s = at
-        self._at(at, ev)
-
-    def _at(self, at_s: float, ev: Event) -> None:
-        self._env_schedule(_Call(self._deliver, ev), NORMAL, at_s - self.env.now)
+        self._env_schedule(_Call(self._deliver, ev), NORMAL, at - now)
 
     def _deliver(self, ev: Event) -> None:
         """Hand one event to the agent and send the commands it returns."""
