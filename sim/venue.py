@@ -288,8 +288,8 @@ class SimVenue:
         if not self._connected:
             return
         copies = 1
-        f = self._faults
         if self._feed_faults:
+            f = self._faults
             if f.feed_drop_prob > 0 and self._rng.random() < f.feed_drop_prob:
                 return
             if f.feed_dup_prob > 0 and self._rng.random() < f.feed_dup_prob:
