@@ -12,7 +12,7 @@ import pytest
 
 from hlmm.venue import Tif
 from sim import kernel as K
-from sim.engine import ERR_NO_MATCH, MatchingEngine
+from sim.engine import ERR_NO_MATCH, ERR_TOO_MANY, MAX_AGENT_ORDERS, MatchingEngine
 from sim.scenario import parse_scenario
 
 BUY, SELL = 1, -1
@@ -248,3 +248,15 @@ def test_pending_says_whether_drain_has_anything() -> None:
     assert not eng.pending
     eng.market_order(SELL, 100)
     assert eng.pending and eng.drain().trades
+
+
+def test_order_table_full_refuses_and_a_freed_slot_is_reused_lowest_first() -> None:
+    eng = quiet()
+    oids = [eng.place(BUY, 30878 - i, 100, Tif.ALO, False, i).oid for i in range(MAX_AGENT_ORDERS)]
+    assert eng.place(BUY, 30800, 100, Tif.ALO, False, 99).error == ERR_TOO_MANY
+    eng.cancel(oids[40])
+    eng.cancel(oids[7])
+    new = eng.place(BUY, 30800, 100, Tif.ALO, False, 100).oid
+    assert eng._slot_of(new) == 7
+    assert eng._slot_of(eng.place(BUY, 30800, 100, Tif.ALO, False, 101).oid) == 40
+    _table_invariants(eng)
