@@ -153,6 +153,22 @@ def _best(bid_q, ask_q):  # pragma: no cover - jitted
     return bb, ba
 
 
+@nb.njit(cache=True)
+def _step(t_ns, kind, side, px, size, i, t_end_ns, base, bid_q, ask_q, st, samples, k):  # pragma: no cover - jitted
+    """:func:`_advance` to ``t_end_ns``, then the best bid and ask (window indices, -1 when a side
+    is empty); when both exist, the account is sampled into ``samples[k]`` (time s, mid ticks,
+    position, cash, traded notional). Returns ``(next row, best bid, best ask)``."""
+    i = _advance(t_ns, kind, side, px, size, i, t_end_ns, base, bid_q, ask_q, st)
+    bb, ba = _best(bid_q, ask_q)
+    if bb >= 0 and ba >= 0 and k < samples.shape[0]:
+        samples[k, 0] = t_end_ns * 1e-9
+        samples[k, 1] = 0.5 * (bb + ba) + base
+        samples[k, 2] = st[S_POS]
+        samples[k, 3] = st[S_CASH]
+        samples[k, 4] = st[S_NOTIONAL]
+    return i, bb, ba
+
+
 @dataclass(frozen=True)
 class Quotes:
     """What a decision sets: prices in ticks (``NO_QUOTE`` for none) and sizes in lots."""
@@ -233,21 +249,21 @@ def replay(tape: Tape, instrument: Instrument, decide: Decision, cadence_s: floa
     t_next = int(tape.t_ns[0]) + step_ns
     i, n, decisions = 0, len(tape), 0
     last_bb, last_ba = NO_QUOTE, NO_QUOTE
-    rows: list[tuple[float, float, int, int, int]] = []
+    # one row per decision step at most (cash and notional in tick*lot units are exact in float64)
+    rows = np.empty(((int(tape.t_ns[-1]) - int(tape.t_ns[0])) // step_ns + 2, 5))
     while i < n:
-        i = _advance(tape.t_ns, tape.kind, tape.side, tape.px_ticks, tape.size_lots, i, t_next, base, bid_q, ask_q, st)
-        bb, ba = _best(bid_q, ask_q)
+        i, bb, ba = _step(tape.t_ns, tape.kind, tape.side, tape.px_ticks, tape.size_lots, i, t_next, base, bid_q,
+                          ask_q, st, rows, decisions)
         if bb >= 0 and ba >= 0:
             last_bb, last_ba = bb + base, ba + base
-            rows.append((t_next * 1e-9, 0.5 * (last_bb + last_ba), int(st[S_POS]), int(st[S_CASH]), int(st[S_NOTIONAL])))
             q = decide(t_next * 1e-9, last_bb, last_ba, int(st[S_POS]))
             decisions += 1
             _set_side(st, S_BID_PX, q.bid_px_ticks, q.size_lots, bid_q, base)
             _set_side(st, S_ASK_PX, q.ask_px_ticks, q.size_lots, ask_q, base)
         t_next += step_ns
-    cols = np.array(rows, dtype=np.float64).reshape(-1, 5)
-    samples = AccountSamples(cols[:, 0], cols[:, 1], cols[:, 2].astype(np.int64), cols[:, 3].astype(np.int64),
-                             cols[:, 4].astype(np.int64))
+    rows = rows[:decisions]
+    samples = AccountSamples(rows[:, 0], rows[:, 1], rows[:, 2].astype(np.int64), rows[:, 3].astype(np.int64),
+                             rows[:, 4].astype(np.int64))
     tick_usd = 10.0 ** -instrument.tick_decimals
     lot_coins = 10.0 ** -instrument.sz_decimals
     mid = 0.5 * (last_bb + last_ba)
