@@ -112,3 +112,10 @@ def test_bench_command_quick_on_tiny_sizes(tmp_path, monkeypatch, capsys) -> Non
     for name in ("replay", "hftbacktest"):  # realized edge for both (null: no fill that far into the tiny tape)
         assert all(f"edge_bps_{h:g}s" in res[name] for h in run.EDGE_HORIZONS_S), res[name]
     assert "replay events/s" in capsys.readouterr().out
+
+
+def test_env_fingerprint_is_reproducible_and_sees_a_different_run() -> None:
+    from bench.fingerprint import env_fingerprint
+
+    assert env_fingerprint(seed=5, steps=20) == env_fingerprint(seed=5, steps=20)
+    assert env_fingerprint(seed=6, steps=20) != env_fingerprint(seed=5, steps=20)
