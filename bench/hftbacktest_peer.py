@@ -30,6 +30,7 @@ from numba import njit
 from agent.glft import glft_half_spread_and_skew
 from hlmm.instrument import Instrument
 from sim.replay import KIND_TRADE, AccountSamples, Tape
+from sim.replay_run import GlftReplay
 
 
 def to_hftbacktest(tape: Tape, instrument: Instrument) -> np.ndarray:
@@ -93,9 +94,9 @@ def _glft_loop(hbt, step_ns, half_bps, skew_bps, order_qty, max_qty, tick, sampl
     return decisions
 
 
-def run_peer(tape: Tape, instrument: Instrument, glft: dict, cadence_s: float) -> dict:
+def run_peer(tape: Tape, instrument: Instrument, glft: GlftReplay, cadence_s: float) -> dict:
     """events/s (wall, numba warm-up excluded), PnL, fills of hftbacktest's GLFT on ``tape``."""
-    half, skew = glft_half_spread_and_skew(glft["gamma"], glft["sigma_bps"], glft["a_per_s"], glft["kappa_per_bps"])
+    half, skew = glft_half_spread_and_skew(glft.gamma, glft.sigma_bps, glft.a_per_s, glft.kappa_per_bps)
     tick = 10.0 ** -instrument.tick_decimals
     lot = 10.0 ** -instrument.sz_decimals
     data = to_hftbacktest(tape, instrument)
@@ -108,8 +109,8 @@ def run_peer(tape: Tape, instrument: Instrument, glft: dict, cadence_s: float) -
         span_s = (int(events["exch_ts"][-1]) - int(events["exch_ts"][0])) * 1e-9
         rows = np.zeros((int(span_s / cadence_s) + 2, 5))
         s = time.perf_counter()
-        decisions = _glft_loop(hbt, round(cadence_s * 1e9), half, skew, glft["order_lots"] * lot,
-                               glft["max_lots"] * lot, tick, rows)
+        decisions = _glft_loop(hbt, round(cadence_s * 1e9), half, skew, glft.order_lots * lot,
+                               glft.max_lots * lot, tick, rows)
         wall = time.perf_counter() - s
         sv = hbt.state_values(0)
         depth = hbt.depth(0)

@@ -7,22 +7,21 @@ policy) is reported as ``n/a (reason)``; the command still succeeds.
 from __future__ import annotations
 
 import json
-import math
 import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.glft import glft_depths
 from bench.data import hype_tape
 from hlmm.instrument import Instrument
-from sim.replay import NO_QUOTE, AccountSamples, Quotes, replay
+from sim.replay import replay
+from sim.replay_run import EDGE_HORIZONS_S, GlftReplay, figures, realized_edges
 
 HYPE = Instrument(coin="HYPE", sz_decimals=2, tick_decimals=3)
 CADENCE_S = 0.1
-EDGE_HORIZONS_S = (1.0, 5.0)  # realized-edge markouts; 5 s is the RL reward's horizon
-# matched GLFT parameters (bps units): gamma, sigma per sqrt(s), A per s, kappa per bps
-GLFT = {"gamma": 0.05, "sigma_bps": 2.0, "a_per_s": 2.0, "kappa_per_bps": 0.5, "order_lots": 100, "max_lots": 2_000}
+# matched GLFT parameters for both backtesters (GlftReplay's defaults: gamma 0.05, sigma 2 bps per
+# sqrt(s), A 2 per s, kappa 0.5 per bps, 100-lot quotes, 2 000-lot cap)
+GLFT = GlftReplay()
 
 PPO_RATES = ("real_steps_per_s", "constant_steps_per_s")
 PPO_CPU_RATES = ("real_steps_per_cpu_s", "constant_steps_per_cpu_s")
@@ -34,21 +33,6 @@ SIZES = {
     "full": {"replay_events": 5_000_000, "engine_s": 2_000.0, "env_steps": 1_000, "ppo_steps": 4_096,
              "decisions": 20_000, "policy_calls": 20_000, "repeats": 3},
 }
-
-
-def glft_decision(t_s: float, best_bid_ticks: int, best_ask_ticks: int, position_lots: int) -> Quotes:
-    """hlmm's GLFT (agent.glft closed form) at the tape's mid, inventory in order units."""
-    del t_s
-    mid = 0.5 * (best_bid_ticks + best_ask_ticks)
-    q = position_lots / GLFT["order_lots"]
-    bid_bps, ask_bps = glft_depths(q, GLFT["gamma"], GLFT["sigma_bps"], GLFT["a_per_s"], GLFT["kappa_per_bps"])
-    bid = min(best_bid_ticks, math.floor(mid * (1 - bid_bps * 1e-4)))  # post-only: never cross
-    ask = max(best_ask_ticks, math.ceil(mid * (1 + ask_bps * 1e-4)))
-    if position_lots >= GLFT["max_lots"]:
-        bid = NO_QUOTE
-    if position_lots <= -GLFT["max_lots"]:
-        ask = NO_QUOTE
-    return Quotes(bid, ask, GLFT["order_lots"])
 
 
 def _best_of(fn: Callable[[], dict], repeats: int, rate_keys: tuple[str, ...]) -> dict:
@@ -73,14 +57,11 @@ def _try(fn: Callable[[], dict]) -> dict:
 
 
 def _replay_figures(n_events: int, seed: int) -> dict:
-    replay(hype_tape(2_000, seed), HYPE, glft_decision, CADENCE_S)  # numba warm-up
+    replay(hype_tape(2_000, seed), HYPE, GLFT, CADENCE_S)  # numba warm-up
     tape = hype_tape(n_events, seed)
     s = time.perf_counter()
-    r = replay(tape, HYPE, glft_decision, CADENCE_S, maker_fee_bps=1.5)
-    wall = time.perf_counter() - s
-    return {"events": r.events, "wall_s": wall, "events_per_s": r.events / wall, "decisions": r.decisions,
-            "fills": r.fills, "filled_lots": r.filled_lots, "position_lots": r.position_lots,
-            "pnl_usd": r.pnl_usd, "fees_usd": r.fees_usd, **_edges(r.samples)}
+    r = replay(tape, HYPE, GLFT, CADENCE_S, maker_fee_bps=1.5)
+    return figures(r, time.perf_counter() - s)
 
 
 def _hftbacktest(n_events: int, seed: int) -> dict:
@@ -89,16 +70,8 @@ def _hftbacktest(n_events: int, seed: int) -> dict:
     from bench.hftbacktest_peer import run_peer
 
     out = run_peer(hype_tape(n_events, seed), HYPE, GLFT, CADENCE_S)
-    samples = out.pop("samples")
-    return {**out, **_edges(samples)}
-
-
-def _edges(samples: AccountSamples) -> dict[str, float | None]:
-    """Realized edge (bps, before fees) at each of :data:`EDGE_HORIZONS_S`, measured the same way
-    for both backtesters from their decision-step account samples; None (JSON null) when no fill
-    has a mid that far after it."""
-    edges = {f"edge_bps_{h:g}s": samples.realized_edge_bps(h) for h in EDGE_HORIZONS_S}
-    return {k: None if math.isnan(v) else v for k, v in edges.items()}
+    out["edge_bps"] = realized_edges(out.pop("samples"))
+    return out
 
 
 def run_all(quick: bool, seed: int = 0) -> dict:
@@ -150,9 +123,15 @@ def _ppo_rows(name: str, d: dict, suffix: str = "") -> list[tuple[str, str, str,
 
 
 def _fmt(d: dict, key: str, fmt: str = "{:,.0f}") -> str:
+    return d["na"] if "na" in d else fmt.format(d[key])
+
+
+def _edge(d: dict, horizon_s: float) -> str:
+    """A backtester's realized edge at ``horizon_s`` (n/a: not run, or no fill that far in)."""
     if "na" in d:
         return d["na"]
-    return "n/a" if d[key] is None else fmt.format(d[key])
+    edge = d["edge_bps"][f"{horizon_s:g}s"]
+    return "n/a" if edge is None else f"{edge:+.2f}"
 
 
 def table(res: dict) -> str:
@@ -163,8 +142,7 @@ def table(res: dict) -> str:
         ("replay events/s (GLFT, 100 ms)", _fmt(rp, "events_per_s"), _fmt(hb, "events_per_s"), ratio),
         ("replay PnL USD / fills", "n/a" if "na" in rp else f"{rp['pnl_usd']:.2f} / {rp['fills']}",
          "n/a" if "na" in hb else f"{hb['pnl_usd']:.2f} / {hb['fills']}", ""),
-        *[(f"replay realized edge bps, {h:g} s", _fmt(rp, f"edge_bps_{h:g}s", "{:+.2f}"),
-           _fmt(hb, f"edge_bps_{h:g}s", "{:+.2f}"), "") for h in EDGE_HORIZONS_S],
+        *[(f"replay realized edge bps, {h:g} s", _edge(rp, h), _edge(hb, h), "") for h in EDGE_HORIZONS_S],
         ("engine events/s (simulated flow)", _fmt(res["engine"], "events_per_s"), "", ""),
         ("env steps/s (single)", _fmt(res["env"], "steps_per_s", "{:,.1f}"), "", ""),
         ("env steps per CPU s (single)", _fmt(res["env"], "steps_per_cpu_s", "{:,.1f}"), "", ""),

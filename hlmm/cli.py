@@ -181,6 +181,27 @@ def chaos(
     _exit(chaos_cli(runs=runs, first_seed=first_seed, json_path=json_path, workers=workers))
 
 
+@app.command("replay")
+def replay_cmd(
+    log: Annotated[Path, typer.Argument(help="session log (JSONL) of hlmm live or hlmm sim run")],
+    cadence_s: Annotated[float, typer.Option(help="seconds between decisions")] = 0.1,
+    gamma: Annotated[float, typer.Option(help="GLFT risk aversion, per bps unit")] = 0.05,
+    sigma_bps: Annotated[float, typer.Option(help="volatility, bps per sqrt(s)")] = 2.0,
+    a_per_s: Annotated[float, typer.Option(help="fill intensity at zero depth, per s")] = 2.0,
+    kappa_per_bps: Annotated[float, typer.Option(help="intensity decay, per bps of depth")] = 0.5,
+    order_lots: Annotated[int, typer.Option(help="quote size, lots")] = 100,
+    max_lots: Annotated[int, typer.Option(help="inventory cap, lots")] = 2_000,
+    maker_fee_bps: Annotated[float | None, typer.Option(help="maker fee (default: the log's)")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the figures here too")] = None,
+) -> None:
+    """Replay a session log's market data (books, trades) with GLFT quotes: PnL, fills, realized edge."""
+    from sim.replay_run import replay_cli
+
+    glft = {"gamma": gamma, "sigma_bps": sigma_bps, "a_per_s": a_per_s, "kappa_per_bps": kappa_per_bps,
+            "order_lots": order_lots, "max_lots": max_lots}
+    _exit(replay_cli(log, glft, cadence_s, maker_fee_bps, json_path))
+
+
 @app.command()
 def bench(
     quick: Annotated[bool, typer.Option(help="small sizes, for a smoke run")] = False,

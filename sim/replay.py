@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numba as nb
 import numpy as np
@@ -52,34 +53,58 @@ class Tape:
         return len(self.t_ns)
 
 
-def tape_from_session_log(records: Iterable[dict], instrument: Instrument) -> Tape:
-    """A tape from hlmm session-log ``book`` and ``trade`` records (other kinds are skipped).
+def tape_from_session_log(records: Iterable[dict[str, Any]]) -> Tape:
+    """A tape from the ``book`` and ``trade`` records of an hlmm session log (``hlmm sim run``,
+    ``hlmm live``; other record types are skipped), ordered by venue time ``t``.
 
     A book record (``t`` s, ``bids``/``asks`` lists of ``[px_ticks, size_lots]``) becomes depth
     updates for every level it shows plus zero-size updates for levels it no longer shows; a trade
-    record (``t``, ``px_ticks``, ``size_lots``, ``aggressor``) becomes a trade.
+    record (``t``, ``px_ticks``, ``size_lots``, ``aggressor`` +1/-1) becomes a trade. The feed
+    delivers in arrival order, so a trade can be logged after a book of a later venue time: rows
+    are sorted by ``t``, stably. A malformed record raises ``ValueError`` naming its position and
+    field; a log without book records has nothing to replay and raises too.
     """
-    del instrument  # records are already in ticks/lots; kept for symmetry with live parsers
     rows: list[tuple[int, int, int, int, int]] = []
     shown: dict[int, set[int]] = {1: set(), -1: set()}
-    for rec in records:
-        kind = rec.get("kind")
-        t_ns = round(float(rec["t"]) * 1e9) if kind in ("book", "trade") else 0
-        if kind == "book":
-            for side, key in ((1, "bids"), (-1, "asks")):
-                now = {int(px): int(sz) for px, sz in rec[key]}
-                for px in shown[side] - now.keys():
-                    rows.append((t_ns, KIND_DEPTH, side, px, 0))
-                for px, sz in now.items():
-                    rows.append((t_ns, KIND_DEPTH, side, px, sz))
-                shown[side] = set(now)
-        elif kind == "trade":
-            aggressor = int(rec["aggressor"])
-            if aggressor not in (1, -1):
-                raise ValueError(f"trade record aggressor={aggressor!r}: must be +1 or -1")
-            rows.append((t_ns, KIND_TRADE, aggressor, int(rec["px_ticks"]), int(rec["size_lots"])))
+    books = 0
+    for n, rec in enumerate(records):
+        kind = rec.get("type")
+        if kind not in ("book", "trade"):
+            continue
+        try:
+            t_ns = round(float(rec["t"]) * 1e9)
+            if kind == "book":
+                books += 1
+                for side, key in ((1, "bids"), (-1, "asks")):
+                    now = {_whole(f"{key} price", px): _whole(f"{key} size", sz) for px, sz in rec[key]}
+                    if any(px <= 0 or sz <= 0 for px, sz in now.items()):
+                        raise ValueError(f"{key}={rec[key]!r}: prices and sizes must be positive")
+                    rows.extend((t_ns, KIND_DEPTH, side, px, 0) for px in shown[side] - now.keys())
+                    rows.extend((t_ns, KIND_DEPTH, side, px, sz) for px, sz in now.items())
+                    shown[side] = set(now)
+            else:
+                aggressor, px, size = (_whole(f, rec[f]) for f in ("aggressor", "px_ticks", "size_lots"))
+                if aggressor not in (1, -1):
+                    raise ValueError(f"aggressor={aggressor!r}: must be +1 or -1")
+                if px <= 0 or size <= 0:
+                    raise ValueError(f"px_ticks={px!r}, size_lots={size!r}: must be positive")
+                rows.append((t_ns, KIND_TRADE, aggressor, px, size))
+        except KeyError as exc:
+            raise ValueError(f"record {n} ({kind}): missing field {exc.args[0]!r}") from exc
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"record {n} ({kind}): {exc}") from exc
+    if books == 0:
+        raise ValueError("no book records: nothing to replay")
     arr = np.array(rows, dtype=np.int64).reshape(-1, 5)
+    arr = arr[np.argsort(arr[:, 0], kind="stable")]
     return Tape(arr[:, 0], arr[:, 1].astype(np.int8), arr[:, 2].astype(np.int8), arr[:, 3], arr[:, 4])
+
+
+def _whole(field: str, value: Any) -> int:
+    """``value`` as an int when it is a whole number (ticks, lots); ``ValueError`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or int(value) != value:
+        raise ValueError(f"{field}={value!r}: not a whole number")
+    return int(value)
 
 
 # state vector layout (int64): quotes, queue, account
