@@ -159,6 +159,11 @@ class MarketMaker:
             )
         return pnl
 
+    def end_session(self, t: float) -> None:
+        """The session is over (the runner calls this once, after the last event): log the
+        markouts of fills whose horizons had not all resolved."""
+        self.markouts.flush(t)
+
     def operator_halt(self) -> None:
         """Fire the kill switch on the next event (the operator's stop; it flattens first)."""
         self._pending_operator_halt = True

@@ -116,7 +116,8 @@ class _Pending:
 class MarkoutTracker:
     """Tracks every own fill until all its horizons resolve; keeps the exact PnL attribution.
 
-    :param log: if given, one ``markout`` record is written when all horizons of a fill resolved.
+    :param log: if given, one ``markout`` record is written when all horizons of a fill resolved,
+        and by :meth:`flush` at the end of a session for the fills still pending.
     """
 
     def __init__(self, cfg: MarkoutConfig, instrument: Instrument, fees: FeeSchedule, log: SessionLog | None = None):
@@ -334,27 +335,39 @@ class MarkoutTracker:
             edge_bps=markout - fee_bps,
         )
 
+    def flush(self, t: float) -> None:
+        """End of session: log every fill whose horizons have not all resolved, with ``null`` for
+        the unresolved ones, so the fills of the last minutes still count for the horizons that did
+        resolve (edge, attribution). Nothing is pending afterwards."""
+        for p in self._pending:
+            self._log(p, t)
+        self._pending = []
+        self._next_due_t = math.inf
+
     def _log(self, p: _Pending, t: float) -> None:
         if self.log is None:
             return
-        first = p.resolved[self.cfg.horizons_s[0]]
-        per_h = {
-            _horizon_key(h): {"markout_bps": r.markout_bps, "as_bps": r.as_bps, "edge_bps": r.edge_bps}
-            for h, r in sorted(p.resolved.items())
-        }
+        f, m0 = p.fill, p.m0
+        per_h: dict[str, dict[str, float] | None] = {}
+        for h in self.cfg.horizons_s:
+            r = p.resolved.get(h)
+            per_h[_horizon_key(h)] = (
+                None if r is None else {"markout_bps": r.markout_bps, "as_bps": r.as_bps, "edge_bps": r.edge_bps}
+            )
         self.log.write(
             t,
             "markout",
-            fill_t=p.fill.t,
-            trade_id=p.fill.trade_id,
-            side=p.fill.side,
-            px=p.fill.px_ticks,
-            size=p.fill.size_lots,
-            mid_at_placement=p.m0,
+            fill_t=f.t,
+            trade_id=f.trade_id,
+            side=f.side,
+            px=f.px_ticks,
+            size=f.size_lots,
+            mid_at_placement=m0,
             mid_at_fill=p.mf,
-            quoted_depth_bps=first.quoted_depth_bps,
-            drift_to_fill_bps=first.drift_to_fill_bps,
-            fee_usd=p.fill.fee_usd,
+            # the same expressions as in _resolve, so they equal every resolved record's
+            quoted_depth_bps=f.side * (m0 - f.px_ticks) / m0 * BPS,
+            drift_to_fill_bps=f.side * (p.mf - m0) / m0 * BPS,
+            fee_usd=f.fee_usd,
             **per_h,
         )
 

@@ -30,7 +30,9 @@ Agent record fields (the contract between the agent, which writes them, and ``hl
   ``toxicity``, ``signals`` ({name: [value, spread_bps, skew_bps, active]}).
 - ``markout``: ``fill_t``, ``trade_id``, ``side``, ``px``, ``size``, ``mid_at_placement``,
   ``mid_at_fill``, ``quoted_depth_bps``, ``drift_to_fill_bps``, ``fee_usd``, and per horizon
-  (keys are seconds as strings, e.g. ``"5"``): ``markout_bps``, ``as_bps``, ``edge_bps``.
+  (keys are seconds as strings, e.g. ``"5"``): ``markout_bps``, ``as_bps``, ``edge_bps``. Written
+  when a fill's last horizon resolves, or at the session's end for the fills still pending, with
+  ``null`` for the horizons that had not resolved.
 - ``overlay``: ``from``, ``to``, ``reason`` (one record per state change; an emergency pull of a
   side is an ``overlay`` record with ``pull`` naming the side and ``reason`` the trigger).
 - ``kill``: ``step`` (triggered/cancel_all/close/confirm_flat/flat/alarm), ``reason``, ``position``.

@@ -252,6 +252,11 @@ class Agent(Protocol):
 
     def on_event(self, event: Event) -> Sequence[Command]: ...
 
+    def end_session(self, t: float) -> None:
+        """Called once after the last event (``t``: the session's end, seconds): write what is
+        still pending to the log."""
+        ...
+
 
 EVENT_TYPES: tuple[type, ...] = (
     BookUpdate,

@@ -260,6 +260,7 @@ def run_local_session(scenario: Scenario | str | Path, seed: int | None = None, 
     with log, LocalSession(sc, seed, agent, log, _opt_path(policy), _opt_path(config), faults) as session:
         session.start()
         session.run(until, on_step)
+        session.agent.end_session(session.now)
         summary = session.summary()
         summary["session_log_sha256"] = log.sha256
         log.write(session.now, "summary", **summary)
@@ -362,6 +363,7 @@ def run_remote(venue: str, wallet: LocalAccount, sc: Scenario, policy: Path | No
             ok = _drive_wall_clock(lv, agent, log, started, duration_s)
         finally:
             lv.close()
+            agent.end_session(time.time())
     print(f"hlmm live: {'stopped flat' if ok else 'NOT confirmed flat: run hlmm flatten'}; log {log_path}",
           file=sys.stderr)
     return 0 if ok else 1

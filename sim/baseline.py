@@ -71,6 +71,9 @@ class BaselineAgent:
         self._next_cid = 1
         self.invalid_orders = 0  # orders check_order refused before sending (should stay 0)
 
+    def end_session(self, t: float) -> None:
+        """Nothing to write: the baseline keeps no markouts."""
+
     def on_event(self, event: Event) -> Sequence[Command]:
         if isinstance(event, Fill):
             self.position_lots += event.side * event.size_lots

@@ -100,6 +100,7 @@ def run_session(scenario: Scenario | str | Path, seed: int | None = None, agent:
                     bar.update(round(venue.now) - round(before))
         else:
             venue.run_until(duration)
+        ag.end_session(venue.now)
         summary = venue.summary()
         summary["agent"] = agent
         summary["config_hash"] = cfg_hash

@@ -136,3 +136,36 @@ def test_as_estimate_for_glft_is_shrunk_by_fill_count_at_its_own_horizon() -> No
     assert tr.adverse_selection_estimate_bps() == pytest.approx(10.0 * 2 / (2 + 8))
     with pytest.raises(ValueError, match="as_horizon_s"):
         MarkoutConfig(as_horizon_s=2.0)
+
+
+def test_flush_logs_the_pending_fills_with_only_their_resolved_horizons() -> None:
+    log = SessionLog(None, {"test": True})
+    tr = MarkoutTracker(MarkoutConfig(horizons_s=(1.0, 5.0), attribution_horizon_s=5.0), HYPE, FeeSchedule(), log)
+    tr.on_fill(_fill(10.0, +1, 30870, 100, trade_id=1), mid_at_placement_ticks=30880.0, mid_at_fill_ticks=30875.0)
+    tr.on_fill(_fill(13.5, -1, 30890, 100, trade_id=2), mid_at_placement_ticks=30880.0, mid_at_fill_ticks=30884.0)
+    tr.on_mid(14.0, 30886.0)  # fill 1: 1 s resolved; fill 2: nothing yet
+    tr.flush(14.2)
+    recs = [r for r in log.records if r["type"] == "markout"]
+    assert [r["trade_id"] for r in recs] == [1, 2]
+    assert recs[0]["1"]["markout_bps"] == pytest.approx((30886 - 30870) / 30880 * 1e4) and recs[0]["5"] is None
+    assert recs[1]["1"] is None and recs[1]["5"] is None
+    assert recs[1]["quoted_depth_bps"] == pytest.approx((30890 - 30880) / 30880 * 1e4)
+    tr.flush(15.0)  # nothing is pending any more
+    assert sum(r["type"] == "markout" for r in log.records) == 2
+
+
+def test_every_fill_of_a_real_session_has_a_markout_record() -> None:
+    from hlmm.metrics import metrics_from_series, parse_session
+    from sim.runner import run_session
+    from sim.scenario import load_scenario, parse_scenario
+
+    data = load_scenario("feb12_cascade").model_dump(mode="python")
+    data["scenario"]["duration_s"] = 400.0  # the fills of the last 300 s cannot resolve their 300 s horizon
+    data["regimes"] = [r for r in data["regimes"] if r["start_s"] < 400.0]
+    records = run_session(parse_scenario(data, "feb12_cascade, 400 s"), 12)
+    fills = {r["trade_id"] for r in records if r["type"] == "fill"}
+    marked = [r for r in records if r["type"] == "markout"]
+    assert fills and {r["trade_id"] for r in marked} == fills
+    late = [r for r in marked if r["fill_t"] > 400.0 - 300.0]
+    assert late and all(r["300"] is None for r in late)  # written at the end, 300 s unresolved
+    assert metrics_from_series(parse_session(records)).realized_edge_bps_5s is not None
