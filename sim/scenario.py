@@ -126,12 +126,19 @@ class RegimeSegment(_Section):
     limit_mult: float = Field(default=1.0, ge=0, le=100, description="scales background liquidity")
 
 
+class RegimeState(RegimeSegment):
+    """A state of the Markov chain: a segment whose start the chain draws, so ``start_s`` may be
+    left out (a given one is validated like a segment's and then ignored)."""
+
+    start_s: float = Field(default=0.0, ge=0, description="ignored: the chain draws when a state starts")
+
+
 class RandomRegimes(_Section):
     """Markov-switching regimes drawn from the seed (domain randomization for training)."""
 
     enabled: bool = False
     mean_dwell_s: float = Field(default=900.0, gt=0)
-    states: tuple[RegimeSegment, ...] = ()
+    states: tuple[RegimeState, ...] = ()
 
 
 class LatencySpec(_Section):

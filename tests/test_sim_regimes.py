@@ -51,6 +51,17 @@ def test_markov_path_is_seeded_increasing_and_always_switches_state() -> None:
     assert {rc.name for rc in a} == {"calm", "volatile", "trending"}
 
 
+def test_markov_states_need_no_start_s_and_a_given_one_is_ignored() -> None:
+    without = {**RANDOM, "random_regimes": {**RANDOM["random_regimes"], "states": [
+        {"name": "calm"}, {"name": "volatile", "sigma_mult": 3.0}, {"name": "trending", "drift_bps_per_s": 0.05}]}}
+    elsewhere = {**RANDOM, "random_regimes": {**RANDOM["random_regimes"], "states": [
+        {"start_s": 77, "name": "calm"}, {"start_s": 5, "name": "volatile", "sigma_mult": 3.0},
+        {"name": "trending", "drift_bps_per_s": 0.05}]}}
+    expected = [(rc.t, rc.name) for rc in regime_path(parse_scenario(RANDOM), 3)]
+    assert [(rc.t, rc.name) for rc in regime_path(parse_scenario(without), 3)] == expected
+    assert [(rc.t, rc.name) for rc in regime_path(parse_scenario(elsewhere), 3)] == expected
+
+
 def test_engine_reports_changes_on_time_and_the_flow_follows_them() -> None:
     sc = parse_scenario(SCRIPTED)
     eng = MatchingEngine(sc, 5)
