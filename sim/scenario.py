@@ -226,7 +226,18 @@ class Scenario(_Section):
 
 
 def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
-    return validate(Scenario, data, source, ScenarioError)
+    sc = validate(Scenario, data, source, ScenarioError)
+    if sc.agent:
+        # The agent reads [agent] only when it is built, where the scenario's file is no longer
+        # known; check the table now, on top of the default configuration, so a bad one stops the
+        # run before it starts and the message names this file like any other field's.
+        from agent.config import AgentConfigError, parse_agent_config  # the simulator alone needs no agent
+
+        try:
+            parse_agent_config(sc.agent, f"{source} [agent]")
+        except AgentConfigError as exc:
+            raise ScenarioError(str(exc)) from None
+    return sc
 
 
 def builtin_scenarios() -> list[str]:

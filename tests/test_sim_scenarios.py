@@ -65,8 +65,11 @@ def test_good_file_loads(tmp_path: Path) -> None:
         (GOOD.replace("start_s = 300", "start_s = 0"), ["regimes[1].start_s=0", "must be after"]),
         (GOOD.replace('name = "cascade"', 'name = "meltdown"'), ["regimes.1.name", "'meltdown'"]),
         ("[scenario\nname = 1", ["not valid TOML"]),
+        (GOOD + "\n[agent]\nnonsense = 1\n", ["[agent]: nonsense = 1", "Extra inputs"]),
+        (GOOD + "\n[agent.risk]\ncap_pressure_fraction = 7\n", ["[agent]: risk.cap_pressure_fraction = 7"]),
     ],
-    ids=["unknown-field", "bad-value", "bad-type", "unknown-section", "unordered-regimes", "bad-regime-name", "syntax"],
+    ids=["unknown-field", "bad-value", "bad-type", "unknown-section", "unordered-regimes", "bad-regime-name", "syntax",
+         "unknown-agent-field", "bad-agent-value"],
 )
 def test_bad_files_name_file_and_field(tmp_path: Path, text: str, needles: list[str]) -> None:
     with pytest.raises(ScenarioError) as exc:
@@ -75,6 +78,22 @@ def test_bad_files_name_file_and_field(tmp_path: Path, text: str, needles: list[
     assert str(tmp_path / "bad.toml") in msg
     for needle in needles:
         assert needle in msg
+
+
+def test_sim_run_refuses_a_bad_agent_table_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sim.runner import run_cli
+
+    bad = write(tmp_path, GOOD + "\n[agent]\nnonsense = 1\n")
+    assert run_cli(str(bad), seed=1, out=tmp_path / "out", json_path=None) == 2
+    assert f"{bad} [agent]: nonsense = 1: Extra inputs are not permitted" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_a_good_agent_table_loads_and_reaches_the_agent(tmp_path: Path) -> None:
+    from agent.config import load_agent_config
+
+    sc = load_scenario(write(tmp_path, GOOD + "\n[agent]\norder_size = 0.4\n"))
+    assert load_agent_config(None, overrides=sc.agent).order_size == 0.4
 
 
 def test_unknown_builtin_lists_the_builtins() -> None:
