@@ -10,7 +10,8 @@ Training config (TOML, see ``experiments/README.md``)::
 
 A run directory holds ``config.toml`` (a copy), ``model.zip``, ``vecnormalize.pkl``,
 ``checkpoints/``, ``tb/`` (TensorBoard), ``monitor.csv`` (episodes), ``training_curve.png``,
-``train.json`` (what was run, how long) and ``policy.npz`` (the frozen policy).
+``train.json`` (what was run, how long: ``timesteps`` are the steps run, which PPO rounds up to
+whole rollouts, ``timesteps_requested`` the budget asked for) and ``policy.npz`` (the frozen policy).
 
 Evaluation runs every (scenario, seed) twice, with pure GLFT and with the policy, on the same
 seed (paired), for the scenario's full duration, and computes each run's figures from its
@@ -155,9 +156,12 @@ def train(cfg: TrainConfig, out: Path, timesteps: int | None = None, seed: int |
         clip_obs=venv.clip_obs, epsilon=venv.epsilon,
     )
     curve = plot_training_curve(out / "monitor.csv", out / "training_curve.png", title=f"{cfg.name} ({t.algo}, seed {seed})")
+    # SB3 stops only at the end of a rollout (PPO collects n_steps x n_envs at a time), so it can
+    # run well past the requested count; the rate and the record are of the steps actually run.
+    ran = int(model.num_timesteps)
     meta = {
-        "name": cfg.name, "algo": t.algo, "seed": seed, "timesteps": steps, "n_envs": t.n_envs,
-        "wall_s": round(wall_s, 1), "steps_per_s": round(steps / wall_s, 1) if wall_s > 0 else None,
+        "name": cfg.name, "algo": t.algo, "seed": seed, "timesteps": ran, "timesteps_requested": steps,
+        "n_envs": t.n_envs, "wall_s": round(wall_s, 1), "steps_per_s": round(ran / wall_s, 1) if wall_s > 0 else None,
         "config_digest": digest, "versions": frozen.versions, "episodes": curve["episodes"],
         "first_episodes_mean_reward": curve["first_mean"], "last_episodes_mean_reward": curve["last_mean"],
         "command": " ".join(["hlmm", "train", *sys.argv[2:]]) if sys.argv[1:2] == ["train"] else None,
@@ -216,7 +220,8 @@ def train_cli(config: Path, timesteps: int | None = None, out: Path | None = Non
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(config, out / "config.toml")
     meta = train(cfg, out, timesteps=timesteps, seed=run_seed)
-    print(f"trained {meta['algo']} for {meta['timesteps']} steps in {meta['wall_s']} s "
+    print(f"trained {meta['algo']} for {meta['timesteps']} steps ({meta['timesteps_requested']} requested) "
+          f"in {meta['wall_s']} s "
           f"({meta['steps_per_s']} steps/s); episode reward first {meta['first_episodes_mean_reward']} -> "
           f"last {meta['last_episodes_mean_reward']} USD")
     print(f"policy: {out / 'policy.npz'}  curve: {out / 'training_curve.png'}  tensorboard: {out / 'tb'}")

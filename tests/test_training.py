@@ -88,3 +88,49 @@ def test_tiny_training_run_exports_a_working_policy(tmp_path: Path) -> None:
         vn = pickle.load(fh)
     expected, _ = model.predict(vn.normalize_obs(obs), deterministic=True)
     np.testing.assert_allclose(policy.predict(obs), expected, atol=1e-6)
+
+
+# A policy trained for a non-default agent configuration, on a budget SB3 has to round up:
+# PPO collects whole rollouts of n_steps x n_envs = 128 steps, so 200 requested run as 256.
+AGENT_TOML = "max_position = 2.0\norder_size = 0.5\n"
+SHORT_SCENARIO = '[scenario]\nname = "short"\nduration_s = 30\n'
+WITH_AGENT_CONFIG = """
+name = "cfg"
+[train]
+algo = "ppo"
+timesteps = 200
+seed = 3
+n_envs = 1
+vec_env = "dummy"
+checkpoint_every = 1000
+net_arch = [8]
+[ppo]
+n_steps = 128
+batch_size = 64
+n_epochs = 1
+[env]
+agent_config = "{agent}"
+scenarios = ["calm"]
+episode_s = 32.0
+step_s = 1.0
+"""
+
+
+@pytest.fixture(scope="module")
+def trained_with_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("cfg_run")
+    agent = d / "agent.toml"
+    agent.write_text(AGENT_TOML)
+    cfg = d / "train.toml"
+    cfg.write_text(WITH_AGENT_CONFIG.format(agent=agent))
+    scenario = d / "short.toml"
+    scenario.write_text(SHORT_SCENARIO)
+    assert train_cli(cfg, timesteps=None, out=d / "run", seed=None) == 0
+    return {"dir": d, "agent": agent, "scenario": scenario, "run": d / "run"}
+
+
+def test_train_json_records_the_steps_run_not_the_steps_requested(trained_with_config: dict[str, Path]) -> None:
+    meta = json.loads((trained_with_config["run"] / "train.json").read_text())
+    assert (meta["timesteps"], meta["timesteps_requested"]) == (256, 200)
+    assert meta["steps_per_s"] == pytest.approx(256 / meta["wall_s"], rel=0.1)
+
