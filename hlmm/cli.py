@@ -112,11 +112,14 @@ def evaluate(
     seeds: Annotated[int, typer.Option(min=1)] = 8,
     first_seed: Annotated[int, typer.Option(help="first held-out seed")] = 10_000,
     json_path: Annotated[Path | None, typer.Option("--json")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="agent configuration TOML the policy was trained with ([env] agent_config); both sides run it")] = None,
 ) -> None:
     """Compare a frozen policy with pure GLFT on held-out seeds."""
     from hlmm.training import eval_cli
 
-    _exit(eval_cli(policy, scenarios=scenarios or [], seeds=seeds, first_seed=first_seed, json_path=json_path))
+    _exit(eval_cli(policy, scenarios=scenarios or [], seeds=seeds, first_seed=first_seed, json_path=json_path,
+                   config=config))
 
 
 @venue_app.command("serve")

@@ -14,7 +14,9 @@ A run directory holds ``config.toml`` (a copy), ``model.zip``, ``vecnormalize.pk
 whole rollouts, ``timesteps_requested`` the budget asked for) and ``policy.npz`` (the frozen policy).
 
 Evaluation runs every (scenario, seed) twice, with pure GLFT and with the policy, on the same
-seed (paired), for the scenario's full duration, and computes each run's figures from its
+seed (paired) and the same agent configuration (``--config``, the one the policy was trained
+with, which ``eval`` checks against the policy's digest before anything runs), for the
+scenario's full duration, and computes each run's figures from its
 session log with :mod:`hlmm.metrics`. Differences are policy minus GLFT with a paired
 Student-t 95% confidence interval over seeds.
 """
@@ -317,12 +319,14 @@ def run_figures(records: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def _eval_one(job: tuple[str, int, str | None]) -> tuple[str, int, str, dict[str, float]]:
-    """One (scenario, seed) run with the policy file, or pure GLFT when it is None."""
+def _eval_one(job: tuple[str, int, str | None, str | None]) -> tuple[str, int, str, dict[str, float]]:
+    """One (scenario, seed) run with the policy file, or pure GLFT when it is None, with the
+    agent configuration file (defaults when None)."""
     from sim.runner import run_session
 
-    scenario, seed, policy = job
-    records = run_session(scenario, seed=seed, policy=Path(policy) if policy else None)
+    scenario, seed, policy, config = job
+    records = run_session(scenario, seed=seed, policy=Path(policy) if policy else None,
+                          config=Path(config) if config else None)
     return scenario, seed, "policy" if policy else "glft", run_figures(records)
 
 
@@ -333,9 +337,12 @@ def default_eval_scenarios() -> list[str]:
     return [s for s in builtin_scenarios() if "cascade" in s]
 
 
-def evaluate(policy: Path, scenarios: list[str], seeds: int, first_seed: int, workers: int = 2) -> dict[str, Any]:
-    """Paired evaluation; returns per-run figures and per-scenario differences with CIs."""
-    jobs = [(s, first_seed + i, p) for s in scenarios for i in range(seeds) for p in (None, str(policy))]
+def evaluate(policy: Path, scenarios: list[str], seeds: int, first_seed: int, workers: int = 2,
+             config: Path | None = None) -> dict[str, Any]:
+    """Paired evaluation; returns per-run figures and per-scenario differences with CIs. Both
+    sides of a pair run the agent configuration ``config`` (defaults when None)."""
+    cfg = str(config) if config is not None else None
+    jobs = [(s, first_seed + i, p, cfg) for s in scenarios for i in range(seeds) for p in (None, str(policy))]
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(_eval_one, jobs))
@@ -359,7 +366,7 @@ def evaluate(policy: Path, scenarios: list[str], seeds: int, first_seed: int, wo
             }
         summary[scenario] = rows
     return {
-        "policy": str(policy), "seeds": list(range(first_seed, first_seed + seeds)), "summary": summary,
+        "policy": str(policy), "config": cfg, "seeds": list(range(first_seed, first_seed + seeds)), "summary": summary,
         "runs": {s: {str(k): v for k, v in d.items()} for s, d in runs.items()},
     }
 
@@ -381,20 +388,52 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def eval_cli(policy: Path, scenarios: list[str], seeds: int, first_seed: int, json_path: Path | None) -> int:
-    """``hlmm eval POLICY``: print the comparison table; exit 2 when the policy cannot be used."""
-    from agent.policy import FrozenPolicy, PolicyError
+def config_mismatch(policy: Path, scenarios: list[str], config: Path | None) -> str | None:
+    """Why the policy cannot run ``scenarios`` with the agent configuration ``config``, or None.
 
-    try:
-        FrozenPolicy.load(policy, None)
-    except PolicyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    The policy refuses an agent whose configuration digest differs from the one it was trained
+    with; each run would find that out in a worker process and fail with a traceback, so it is
+    checked here first, for every scenario (a scenario's ``[agent]`` table changes the digest).
+    Raises PolicyError, ScenarioError or AgentConfigError for files that cannot be read.
+    """
+    from agent.config import load_agent_config
+    from agent.policy import FrozenPolicy
+    from sim.scenario import load_scenario
+
+    trained = FrozenPolicy.load(policy, None).config_digest
+    for name in scenarios:
+        digest = load_agent_config(config, overrides=load_scenario(name).agent).digest()
+        if digest != trained:
+            used = f"--config {config}" if config is not None else "the default agent configuration (no --config)"
+            return (
+                f"{policy} was trained with agent config {trained}, but scenario {name!r} with {used} "
+                f"gives agent config {digest}; pass the configuration it was trained with as --config FILE "
+                f"(the [env] agent_config of its training config)"
+            )
+    return None
+
+
+def eval_cli(policy: Path, scenarios: list[str], seeds: int, first_seed: int, json_path: Path | None,
+             config: Path | None = None) -> int:
+    """``hlmm eval POLICY``: print the comparison table; exit 2 when the policy cannot be used
+    (unreadable, or trained for another agent configuration than ``config`` gives)."""
+    from agent.config import AgentConfigError
+    from agent.policy import PolicyError
+    from sim.scenario import ScenarioError
+
     names = scenarios or default_eval_scenarios()
     if not names:
         print("error: no scenarios given and no built-in cascade scenario found", file=sys.stderr)
         return 2
-    result = evaluate(policy, names, seeds, first_seed)
+    try:
+        mismatch = config_mismatch(policy, names, config)
+    except (PolicyError, ScenarioError, AgentConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if mismatch is not None:
+        print(f"error: {mismatch}", file=sys.stderr)
+        return 2
+    result = evaluate(policy, names, seeds, first_seed, config=config)
     print(format_table(result))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

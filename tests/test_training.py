@@ -134,3 +134,49 @@ def test_train_json_records_the_steps_run_not_the_steps_requested(trained_with_c
     assert (meta["timesteps"], meta["timesteps_requested"]) == (256, 200)
     assert meta["steps_per_s"] == pytest.approx(256 / meta["wall_s"], rel=0.1)
 
+
+def test_eval_refuses_a_policy_trained_for_another_config_naming_both_digests(
+    trained_with_config: dict[str, Path],
+) -> None:
+    from typer.testing import CliRunner
+
+    from agent.config import load_agent_config
+    from hlmm.cli import app
+
+    r = trained_with_config
+    trained = load_agent_config(r["agent"]).digest()
+    default = load_agent_config(None).digest()
+    assert trained != default
+    result = CliRunner().invoke(app, ["eval", str(r["run"] / "policy.npz"), "--scenarios", str(r["scenario"]),
+                                      "--seeds", "1", "--json", str(r["dir"] / "refused.json")])
+    assert result.exit_code == 2
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    for needle in (trained, default, "--config FILE", str(r["scenario"])):
+        assert needle in result.output
+    assert not (r["dir"] / "refused.json").exists()  # nothing ran
+
+
+def test_eval_with_the_training_config_runs_both_sides_with_it(trained_with_config: dict[str, Path]) -> None:
+    from typer.testing import CliRunner
+
+    from hlmm.cli import app
+
+    r = trained_with_config
+    out = r["dir"] / "eval.json"
+    result = CliRunner().invoke(app, ["eval", str(r["run"] / "policy.npz"), "--scenarios", str(r["scenario"]),
+                                      "--seeds", "1", "--first-seed", "5", "--config", str(r["agent"]),
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    res = json.loads(out.read_text())
+    assert res["config"] == str(r["agent"])
+    assert set(res["runs"][str(r["scenario"])]["5"]) == {"glft", "policy"}
+
+
+def test_the_shipped_policy_fits_the_default_config_and_no_other(tmp_path: Path) -> None:
+    from hlmm.training import config_mismatch
+
+    shipped = Path(__file__).resolve().parents[1] / "experiments" / "ppo_cascade" / "policy.npz"
+    assert config_mismatch(shipped, ["feb12_cascade", "calm"], None) is None
+    other = tmp_path / "agent.toml"
+    other.write_text(AGENT_TOML)
+    assert f"with --config {other} gives agent config" in (config_mismatch(shipped, ["calm"], other) or "")
