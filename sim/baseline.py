@@ -5,6 +5,10 @@ notional, and cancels/replaces a side when the mid has moved ``requote_ticks`` o
 that quote was placed. It stops quoting the side that would take the position beyond
 ``max_position_lots``. Every order passes :meth:`Instrument.check_order` before it is sent.
 No signals, no skew: this is the naive market maker.
+
+Given a session log it writes a ``cycle`` record, with the fields :mod:`hlmm.metrics` reads
+(as ``agent.market_maker`` writes them), after every book update it decides on and whenever an
+event changes which sides are live, so uptime and the audit measure it like the production agent.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hlmm.instrument import Instrument
+from hlmm.sessionlog import SessionLog
 from hlmm.venue import (
     BUY,
     SELL,
@@ -48,10 +53,11 @@ class BaselineAgent:
     :param notional_usd: size of each quote in USD (rounded up to a valid lot count).
     :param requote_ticks: mid move, ticks, that triggers a cancel/replace of a side.
     :param max_position_lots: no quote that could take |position| beyond this.
+    :param log: session log for the ``cycle`` records (none written without one).
     """
 
     def __init__(self, instrument: Instrument, depth_bps: float = 1.5, notional_usd: float = 15.0,
-                 requote_ticks: int = 2, max_position_lots: int = 2000) -> None:
+                 requote_ticks: int = 2, max_position_lots: int = 2000, log: SessionLog | None = None) -> None:
         if depth_bps <= 0:
             raise ValueError(f"depth_bps={depth_bps!r}: must be > 0")
         if notional_usd < instrument.min_notional_usd:
@@ -70,11 +76,50 @@ class BaselineAgent:
         self._side_of: dict[int, int] = {}
         self._next_cid = 1
         self.invalid_orders = 0  # orders check_order refused before sending (should stay 0)
+        self.log = log
+        self.mid_ticks: float | None = None  # of the last book update
+        self._capped: list[str] = []  # sides the last decision left out because of the cap
+
+    def live(self, side: int) -> bool:
+        """Whether a quote of ours is on ``side``, resting or in flight and not being canceled
+        (what the production agent's ``live_bid``/``live_ask`` mean)."""
+        q = self.quotes[side]
+        return q is not None and not q.canceling
 
     def end_session(self, t: float) -> None:
         """Nothing to write: the baseline keeps no markouts."""
 
     def on_event(self, event: Event) -> Sequence[Command]:
+        before = (self.live(BUY), self.live(SELL))
+        out = self._handle(event)
+        if self.log is not None and self.mid_ticks is not None and (
+            isinstance(event, BookUpdate) or (self.live(BUY), self.live(SELL)) != before
+        ):
+            self._log_cycle(event.t)
+        return out
+
+    def _log_cycle(self, t: float) -> None:
+        assert self.log is not None
+        bid, ask = self.quotes[BUY], self.quotes[SELL]
+        self.log.write(
+            t,
+            "cycle",
+            mid=self.mid_ticks,
+            position=self.position_lots,
+            cap_lots=self.max_position_lots,
+            # no risk overlay: the baseline is always ACTIVE and only drops a side at the cap
+            state="ACTIVE",
+            reasons=list(self._capped),
+            bid_px=bid.px_ticks if bid else None,
+            ask_px=ask.px_ticks if ask else None,
+            bid_sz=bid.size_lots if bid else None,
+            ask_sz=ask.size_lots if ask else None,
+            live_bid=self.live(BUY),
+            live_ask=self.live(SELL),
+            half_spread_bps=self.depth_bps,
+        )
+
+    def _handle(self, event: Event) -> Sequence[Command]:
         if isinstance(event, Fill):
             self.position_lots += event.side * event.size_lots
             q = self.quotes.get(event.side)
@@ -94,7 +139,8 @@ class BaselineAgent:
         elif isinstance(event, AccountSnapshot):
             self.position_lots = event.position_lots
         elif isinstance(event, BookUpdate) and event.bids and event.asks:
-            return self._requote((event.bids[0][0] + event.asks[0][0]) / 2.0, event.bids[0][0], event.asks[0][0])
+            self.mid_ticks = (event.bids[0][0] + event.asks[0][0]) / 2.0
+            return self._requote(self.mid_ticks, event.bids[0][0], event.asks[0][0])
         return ()
 
     def _clear(self, client_id: int) -> None:
@@ -105,6 +151,7 @@ class BaselineAgent:
     def _requote(self, mid_ticks: float, best_bid: int, best_ask: int) -> list[Command]:
         inst = self.instrument
         out: list[Command] = []
+        self._capped = []
         for side in (BUY, SELL):
             q = self.quotes[side]
             if q is not None:
@@ -119,6 +166,7 @@ class BaselineAgent:
                 px, inst.round_price_passive(best_bid + 1, SELL))
             size = max(inst.min_lots_at(px), inst.size_to_lots_floor(self.notional_usd / inst.ticks_to_float(px)))
             if abs(self.position_lots + side * size) > self.max_position_lots and side * self.position_lots >= 0:
+                self._capped.append("cap_bid" if side == BUY else "cap_ask")
                 continue
             if inst.check_order(side, px, size) is not None:
                 self.invalid_orders += 1

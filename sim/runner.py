@@ -39,7 +39,7 @@ def make_agent(kind: str, instrument: Instrument, fees: FeeSchedule, log: Sessio
     if kind == "baseline":
         if policy is not None or config is not None:
             raise ValueError("--policy/--config apply to the production agent, not to agent='baseline'")
-        return BaselineAgent(instrument), "baseline"
+        return BaselineAgent(instrument, log=log), "baseline"
     if kind == "production":
         try:
             from agent.config import load_agent_config
