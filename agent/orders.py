@@ -285,7 +285,7 @@ class OrderManager:
         """
         query_seq = self._pending_queries.popleft() if self._pending_queries else self._seq
         if self.position_lots != snap.position_lots:
-            self.counters["position_fixed"] += 1
+            self._reconcile_fix(snap.t, "position_fixed", f"position {self.position_lots} -> {snap.position_lots} lots")
         self.position_lots = snap.position_lots
         at_venue = {oo.client_id if oo.client_id is not None else -oo.oid: oo for oo in snap.open_orders}
         for cid, o in list(self._live.items()):
@@ -293,12 +293,14 @@ class OrderManager:
             if oo is None:
                 if o.send_seq < query_seq:
                     self._finish(o, OrderStatus.CANCELED)
-                    self.counters["reconcile_dropped"] += 1
+                    self._reconcile_fix(snap.t, "reconcile_dropped", f"client_id={cid} not open at the venue")
                 continue
             o.acked = True
             o.oid = oo.oid
             if o.remaining_lots != oo.size_lots:
-                self.counters["reconcile_resized"] += 1
+                self._reconcile_fix(
+                    snap.t, "reconcile_resized", f"client_id={cid} remaining {o.remaining_lots} -> {oo.size_lots} lots"
+                )
                 o.filled_lots = max(0, o.size_lots - oo.size_lots)
             if o.status is OrderStatus.PENDING_NEW:
                 o.status = OrderStatus.OPEN
@@ -319,11 +321,20 @@ class OrderManager:
                 acked=True,
                 adopted=True,
             )
-            self.counters["reconcile_adopted"] += 1
+            self._reconcile_fix(
+                snap.t, "reconcile_adopted", f"oid={oo.oid} side={oo.side} px={oo.px_ticks} size={oo.size_lots} unknown to us"
+            )
         self._last_reconcile_t = snap.t
         if not self._pending_queries:
             self.needs_reconcile = False
         self.reconciled_once = True
+
+    def _reconcile_fix(self, t: float, kind: str, detail: str) -> None:
+        """Count one correction the venue's snapshot forced on our state and log it as an
+        ``alarm`` record, the only place a session log shows reconciliation mismatches."""
+        self.counters[kind] += 1
+        if self.log is not None:
+            self.log.write(t, "alarm", name="reconcile_mismatch", detail=f"{kind}: {detail}")
 
     def reconcile_due(self, t: float) -> bool:
         """A query is needed: after a fault, on the timer, or when an ack is overdue."""

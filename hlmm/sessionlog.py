@@ -36,7 +36,10 @@ Agent record fields (the contract between the agent, which writes them, and ``hl
 - ``overlay``: ``from``, ``to``, ``reason`` (one record per state change; an emergency pull of a
   side is an ``overlay`` record with ``pull`` naming the side and ``reason`` the trigger).
 - ``kill``: ``step`` (triggered/cancel_all/close/confirm_flat/flat/alarm), ``reason``, ``position``.
-- ``alarm``: ``name``, ``detail``.
+- ``alarm``: ``name``, ``detail``. The order manager writes ``reconcile_mismatch`` (one per
+  correction a venue snapshot forced; ``detail`` starts with the kind: ``position_fixed``,
+  ``reconcile_dropped``, ``reconcile_resized`` or ``reconcile_adopted``) and ``order_blocked``
+  (an order its last check refused to send).
 - ``summary`` (last line of a finished run): the run's figures as the runner computed them.
 
 Prices are integer ticks and sizes integer lots, as everywhere inside hlmm; the header's

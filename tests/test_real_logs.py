@@ -1,0 +1,59 @@
+"""Consumers of session logs (metrics, audit) on what the real producers write.
+
+Every test here runs a producer (``sim.runner.run_session`` on a shortened built-in scenario) and
+reads its log, so a field the producers never write, or write differently than a hand-made
+record, fails here rather than silently giving zeros in a report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import sim.runner
+from hlmm.metrics import session_metrics
+from sim.runner import SessionRecords, run_session
+from sim.scenario import Scenario, load_scenario, parse_scenario
+
+RECONCILE_COUNTERS = ("position_fixed", "reconcile_dropped", "reconcile_resized", "reconcile_adopted")
+
+
+def shortened(name: str, duration_s: float) -> Scenario:
+    """A built-in scenario cut to its first ``duration_s`` seconds (later regimes dropped)."""
+    data = load_scenario(name).model_dump(mode="python")
+    data["scenario"]["duration_s"] = duration_s
+    data["regimes"] = [r for r in data["regimes"] if r["start_s"] < duration_s]
+    return parse_scenario(data, f"{name} (first {duration_s:g} s)")
+
+
+@pytest.fixture(scope="module")
+def storm() -> Iterator[tuple[SessionRecords, Any]]:
+    """latency_storm's first 5 minutes with the production agent (delayed acks, random rejects,
+    a disconnect): the session's records and the agent that wrote them (~2 s)."""
+    built: list[Any] = []
+    make_agent = sim.runner.make_agent
+
+    def keep_agent(*args: Any, **kwargs: Any) -> Any:
+        agent, cfg_hash = make_agent(*args, **kwargs)
+        built.append(agent)
+        return agent, cfg_hash
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sim.runner, "make_agent", keep_agent)
+        records = run_session(shortened("latency_storm", 300.0), agent="production")
+    yield records, built[0]
+
+
+def test_reconciliation_mismatches_count_the_order_managers_fixes(storm) -> None:
+    records, agent = storm
+    counters = agent.orders.counters
+    fixes = sum(counters[k] for k in RECONCILE_COUNTERS)
+    assert fixes > 0, "the storm should force reconciliation fixes"
+    m = session_metrics(records)
+    assert m.reconciliation_mismatches == fixes
+    # each alarm names the kind of fix, so a reader can tell dropped orders from a wrong position
+    details = [r["detail"] for r in records if r["type"] == "alarm" and r["name"] == "reconcile_mismatch"]
+    for kind in RECONCILE_COUNTERS:
+        assert sum(d.startswith(f"{kind}: ") for d in details) == counters[kind]
