@@ -308,10 +308,21 @@ def binomial_two_sided_p(k: int, n: int) -> float:
     return min(1.0, 2.0 * tail) if 2 * lo != n else 1.0
 
 
+# A post-only reject quotes the book it would have crossed: "..., bbo was 30.882@30.885." (a side
+# without orders reads "None"). Group 1 keeps the closing period.
+_BBO_CLAUSE = re.compile(r", bbo was \S+@\S+?(\.?)$")
+
+
 def _norm_reason(reason: str) -> str:
-    """Hyperliquid suffixes per-order errors with `` asset=N``; group reasons without it."""
+    """A reject text without its per-order parts, so rejects of one kind group into one row.
+
+    Hyperliquid (and the local venue) suffix per-order errors with `` asset=N``, and its post-only
+    reject (the simulator's too) names the best bid and ask at that moment.
+    """
     head, sep, tail = reason.rpartition(" asset=")
-    return head if sep and tail.isdigit() else reason
+    if sep and tail.isdigit():
+        reason = head
+    return _BBO_CLAUSE.sub(r"\1", reason)
 
 
 def _mean_se(values: list[float]) -> dict[str, float | int]:

@@ -57,3 +57,18 @@ def test_reconciliation_mismatches_count_the_order_managers_fixes(storm) -> None
     details = [r["detail"] for r in records if r["type"] == "alarm" and r["name"] == "reconcile_mismatch"]
     for kind in RECONCILE_COUNTERS:
         assert sum(d.startswith(f"{kind}: ") for d in details) == counters[kind]
+
+
+def test_rejects_group_by_kind_not_by_order(storm) -> None:
+    records, _agent = storm
+    reasons = [r["reason"] for r in records if r["type"] == "reject"]
+    post_only = [r for r in reasons if r.startswith("Post only order would have immediately matched")]
+    assert len(set(post_only)) > 1, "the storm should reject post-only orders at several books"
+    kinds = {r.partition(", bbo was")[0] for r in reasons}
+    by_reason = session_metrics(records).rejects_by_reason
+    assert by_reason["Post only order would have immediately matched."] == len(post_only)
+    assert sum(by_reason.values()) == len(reasons) and len(by_reason) == len(kinds)
+    # The local venue, like Hyperliquid, appends the asset id to each of these texts.
+    suffixed = [records[0], *({"type": "reject", "rx": 1.0, "client_id": i, "reason": f"{r} asset=0"}
+                              for i, r in enumerate(reasons))]
+    assert session_metrics(suffixed).rejects_by_reason == by_reason
