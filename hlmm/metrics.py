@@ -168,6 +168,9 @@ def parse_session(records: Iterable[dict[str, Any]]) -> SessionSeries:
         raise SessionLogError("record 1: the log is empty (expected a session header)")
     if header.get("type") != "session":
         raise SessionLogError(f"record 1: expected the session header, got type={header.get('type')!r}")
+    cap = header.get("cap_lots")
+    if cap is not None and (type(cap) is not int or cap <= 0):
+        raise SessionLogError(f"record 1 (session header): field 'cap_lots' = {cap!r}: expected a positive integer (lots)")
     s = SessionSeries(header=header, instrument=_instrument_of(header), start_s=math.inf, end_s=-math.inf)
     seen_trade_ids: set[int] = set()
     position_seen = False
@@ -548,12 +551,11 @@ def _in_segments(t: float, s: SessionSeries, names: frozenset[str]) -> bool:
 
 
 def configured_cap_lots(s: SessionSeries) -> int | None:
-    """The cap a position is judged against: the header's ``cap_lots`` (or the agent config's
-    ``max_position_lots``) when present, else the largest effective cap the cycles report."""
-    for source in (s.header, s.header.get("agent") if isinstance(s.header.get("agent"), dict) else {}):
-        for key in ("cap_lots", "max_position_lots"):
-            if isinstance(source.get(key), int) and source[key] > 0:
-                return int(source[key])
+    """The cap a position is judged against: the header's ``cap_lots`` (the configured cap the
+    runners write), else, for logs written before the header had it, the largest effective cap
+    the cycles report (which overstates the incident agent's cap tenfold: it came from margin)."""
+    if s.header.get("cap_lots") is not None:
+        return int(s.header["cap_lots"])  # checked by parse_session
     caps = [int(c["cap_lots"]) for _rx, c in s.cycles if isinstance(c.get("cap_lots"), int | float)]
     return max(caps) if caps else None
 

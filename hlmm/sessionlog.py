@@ -3,7 +3,9 @@
 Format (version 1)
 ------------------
 The first line is a header ``{"type": "session", "version": 1, "source": "sim"|"live", ...}``
-with the instrument, fees, scenario name, seed and agent configuration hash. Every later line
+with the instrument, fees, scenario name, seed, ``agent`` (its kind), ``config_hash`` (the agent
+configuration's, as in the summary) and ``cap_lots`` (the configured position cap in lots, which
+audits judge positions against; a cycle's ``cap_lots`` is the effective cap). Every later line
 has ``"type"`` and ``"rx"`` (the session clock, seconds, when the line was written) and the
 fields of the record:
 

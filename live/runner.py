@@ -46,7 +46,7 @@ from live.bridge import LiveVenue, LockstepLink, NoncedExchange, NonceSource
 from live.localvenue.faults import FaultConfig, FaultPlan
 from live.localvenue.server import LocalVenueServer, build_exchange
 from live.localvenue.state import Rules
-from sim.runner import make_agent
+from sim.runner import agent_header, make_agent
 from sim.scenario import Scenario, ScenarioError, load_scenario
 from sim.venue import BOOK_LEVELS, TIMER_INTERVAL_S, session_figures
 
@@ -229,12 +229,14 @@ def _next_multiple(t: float, step: float) -> float:
     return (math.floor(t / step + _EPS) + 1) * step
 
 
-def session_header(sc: Scenario, seed: int, agent: str, source: str = "live", venue: str = "local") -> dict[str, Any]:
-    inst = sc.instrument.instrument()
+def session_header(sc: Scenario, seed: int, agent: str, source: str = "live", venue: str = "local",
+                   config: Path | None = None, instrument: Instrument | None = None) -> dict[str, Any]:
+    """The log header; ``instrument`` defaults to the scenario's (a remote venue has its own)."""
+    inst = instrument or sc.instrument.instrument()
     fees = sc.fees.schedule()
     return {"source": source, "venue": venue, "scenario": sc.name, "scenario_digest": sc.digest(), "seed": seed,
             "instrument": instrument_header(inst), "fees": {"maker_bps": fees.maker_bps, "taker_bps": fees.taker_bps},
-            "agent": agent}
+            **agent_header(agent, inst, sc, config)}
 
 
 def run_local_session(scenario: Scenario | str | Path, seed: int | None = None, agent: str = "production",
@@ -256,7 +258,7 @@ def run_local_session(scenario: Scenario | str | Path, seed: int | None = None, 
     if faults is None:
         cfg = FaultConfig.from_scenario(sc.faults, sc.scenario.duration_s, seed)
         faults = FaultPlan(cfg, seed) if cfg.any else None
-    log = SessionLog(_opt_path(log_path), session_header(sc, seed, agent), keep_in_memory=False)
+    log = SessionLog(_opt_path(log_path), session_header(sc, seed, agent, config=_opt_path(config)), keep_in_memory=False)
     with log, LocalSession(sc, seed, agent, log, _opt_path(policy), _opt_path(config), faults) as session:
         session.start()
         session.run(until, on_step)
@@ -353,8 +355,7 @@ def run_remote(venue: str, wallet: LocalAccount, sc: Scenario, policy: Path | No
     inst = remote_instrument(Info(url, skip_ws=True, timeout=5.0), sc.instrument.coin)
     started = time.time()
     log_path = out / f"{sc.name}-{venue}-{int(started)}.jsonl"
-    header = session_header(sc, 0, "production", venue=venue)
-    header["instrument"] = instrument_header(inst)
+    header = session_header(sc, 0, "production", venue=venue, config=config, instrument=inst)
     with SessionLog(log_path, header) as log:
         agent, _cfg = make_agent("production", inst, sc.fees.schedule(), log, sc, policy=policy, config=config)
         lv = LiveVenue(url, wallet, inst, sc.fees.schedule(), log=log)

@@ -62,6 +62,27 @@ def make_agent(kind: str, instrument: Instrument, fees: FeeSchedule, log: Sessio
     raise ValueError(f"agent={kind!r}: must be one of {', '.join(AGENT_KINDS)}")
 
 
+def agent_header(kind: str, instrument: Instrument, scenario: Scenario, config: Path | None = None) -> dict[str, Any]:
+    """The session header's ``agent``, ``config_hash`` (what :func:`make_agent` reports) and
+    ``cap_lots``, the configured position cap in lots.
+
+    ``hlmm audit`` judges a position against ``cap_lots``: the cycles only carry the effective
+    cap, which the incident agent takes from margin (10x the configured one). The cap comes from
+    the configuration :func:`make_agent` builds the agent from, with the scenario's ``[agent]``
+    overrides, as ``hlmm stress`` computes it.
+    """
+    if kind not in AGENT_KINDS:
+        raise ValueError(f"agent={kind!r}: must be one of {', '.join(AGENT_KINDS)}")
+    if kind == "baseline":
+        return {"agent": kind, "config_hash": "baseline", "cap_lots": BaselineAgent(instrument).max_position_lots}
+    from agent.config import load_agent_config
+
+    # make_agent builds the incident agent from the defaults whatever --config says
+    cfg = load_agent_config(config if kind == "production" else None, overrides=scenario.agent)
+    return {"agent": kind, "config_hash": cfg.digest() if kind == "production" else kind,
+            "cap_lots": cfg.max_position_lots(instrument)}
+
+
 def _scenario_of(scenario: Scenario | str | Path) -> Scenario:
     return scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
 
@@ -82,7 +103,7 @@ def run_session(scenario: Scenario | str | Path, seed: int | None = None, agent:
     header: dict[str, Any] = {"source": "sim", "scenario": sc.name, "scenario_digest": sc.digest(), "seed": seed,
                               "instrument": instrument_header(inst), "fees": {"maker_bps": fees.maker_bps,
                                                                               "taker_bps": fees.taker_bps},
-                              "agent": agent}
+                              **agent_header(agent, inst, sc, config)}
     log = SessionLog(log_path, header, keep_in_memory=True)
     # the agent writes its own records into the same log
     ag, cfg_hash = make_agent(agent, inst, fees, log, sc, policy=policy, config=config)

@@ -18,9 +18,11 @@ from hyperliquid.info import Info
 from typer.testing import CliRunner
 
 import live.runner
+from agent.config import load_agent_config
 from hlmm.cli import app
 from hlmm.sessionlog import SessionLog, read_session_log
 from live.localvenue.server import LocalVenueServer, build_exchange
+from scenarios.stress import configured_cap_lots
 from sim.runner import make_agent
 from sim.scenario import load_scenario
 from sim.venue import SimVenue
@@ -93,6 +95,10 @@ def test_live_local_cascade_has_fills_markouts_and_an_audit(live_run):
     records = list(read_session_log(log))
     kinds = [r["type"] for r in records]
     assert records[0]["source"] == "live" and records[0]["venue"] == "local"
+    # the header names the --config the agent ran with and its cap, as hlmm stress computes it
+    cfg = load_agent_config(tmp / "agent.toml", overrides=load_scenario("feb12_cascade").agent)
+    assert records[0]["config_hash"] == cfg.digest() != load_agent_config(None).digest()
+    assert records[0]["cap_lots"] == configured_cap_lots("feb12_cascade", str(tmp / "agent.toml"))
     assert kinds.index("account") < kinds.index("place"), "start-up reconciliation comes before the first quote"
     fills = [r for r in records if r["type"] == "fill"]
     assert fills and all(f["trade_id"] > 0 for f in fills)

@@ -7,13 +7,19 @@ record, fails here rather than silently giving zeros in a report.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import sim.runner
-from hlmm.metrics import session_metrics
+from hlmm.audit import audit_cli
+from hlmm.metrics import SessionLogError, session_metrics
+from hlmm.sessionlog import read_session_log
+from scenarios.stress import configured_cap_lots
 from sim.runner import SessionRecords, run_session
 from sim.scenario import Scenario, load_scenario, parse_scenario
 
@@ -72,3 +78,38 @@ def test_rejects_group_by_kind_not_by_order(storm) -> None:
     suffixed = [records[0], *({"type": "reject", "rx": 1.0, "client_id": i, "reason": f"{r} asset=0"}
                               for i, r in enumerate(reasons))]
     assert session_metrics(suffixed).rejects_by_reason == by_reason
+
+
+def test_header_carries_the_configured_cap_and_config_hash(storm) -> None:
+    records, agent = storm
+    header, summary = records[0], records.summary
+    assert header["config_hash"] == summary["config_hash"] == agent.config.digest()
+    assert header["cap_lots"] == agent.config.max_position_lots(agent.instrument)
+
+
+def test_audit_judges_the_incident_against_the_configured_cap(tmp_path: Path, capsys) -> None:
+    """The incident agent logs a margin-derived cap ten times the configured one in its cycles;
+    the audit must use the configured cap, the one ``hlmm stress`` judges the same log by."""
+    log_path = tmp_path / "incident.jsonl"
+    run_session(shortened("feb12_cascade", 600.0), agent="incident", log_path=log_path)
+    records = list(read_session_log(log_path))
+    stress_cap = configured_cap_lots("feb12_cascade", None)
+    assert records[0]["cap_lots"] == stress_cap
+    assert min(r["cap_lots"] for r in records if r["type"] == "cycle") > 5 * stress_cap
+
+    audited = session_metrics(records)
+    stressed = session_metrics(records, cap_lots=stress_cap)
+    assert audited.cap_lots == stress_cap
+    assert audited.max_position_lots == stressed.max_position_lots > stress_cap
+    assert audited.max_position_ratio == stressed.max_position_ratio > 1.0
+
+    assert audit_cli(log_path, tmp_path / "audit") == 0
+    assert f"max position {stressed.max_position_ratio:.2f}x cap" in capsys.readouterr().out
+    assert json.loads((tmp_path / "audit" / "metrics.json").read_text())["cap_lots"] == stress_cap
+
+
+@pytest.mark.parametrize("cap", [0, -5, 3.5, "324", True])
+def test_a_bad_header_cap_is_refused_by_name(storm, cap) -> None:
+    records, _agent = storm
+    with pytest.raises(SessionLogError, match=rf"record 1 .*'cap_lots' = {re.escape(repr(cap))}"):
+        session_metrics([{**records[0], "cap_lots": cap}, *records[1:]])
