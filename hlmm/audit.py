@@ -2,15 +2,11 @@
 
 The report is laid out like the Feb 12 incident document, so a reader can write an incident
 report from it: the outcome, a timeline, fills by overlay episode, markout curves and PnL
-attribution, the signal table (with marginal values when an ablation file is given), emergency
-pulls, order rejections, reconciliation alarms, changepoint detection scores, and three plots
-(mid with quotes and fills, inventory with the cap, cumulative PnL by component).
+attribution, the signal table, emergency pulls, order rejections, reconciliation alarms,
+changepoint detection scores, and three plots (mid with quotes and fills, inventory with the
+cap, cumulative PnL by component).
 
 Every figure comes from :mod:`hlmm.metrics`, the same code the stress runner uses.
-
-Ablation file (optional): a JSON object mapping a signal's name to its marginal value in bps of
-realized edge (with the signal minus without it), either as a number or as
-``{"marginal_bps": x}``.
 """
 
 from __future__ import annotations
@@ -280,26 +276,7 @@ def cumulative_components(s: SessionSeries) -> tuple[list[float], dict[str, list
 
 
 # ------------------------------------------------------------------ the report
-def load_ablation(path: Path) -> dict[str, float]:
-    """Signal name -> marginal value (bps); raises ``ValueError`` naming the file and entry."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: ablation file is not JSON ({exc.msg})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: ablation file must be a JSON object of signal -> marginal bps")
-    out: dict[str, float] = {}
-    for name, value in data.items():
-        if isinstance(value, dict):
-            value = value.get("marginal_bps")
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise ValueError(f"{path}: ablation[{name!r}] = {value!r}: expected a number of bps")
-        out[name] = float(value)
-    return out
-
-
-def render_report(s: SessionSeries, m: SessionMetrics, plots: list[str], ablation: dict[str, float] | None = None,
-                  source: str = "") -> str:
+def render_report(s: SessionSeries, m: SessionMetrics, plots: list[str], source: str = "") -> str:
     """The Markdown audit of one session."""
     h = s.header
     inst = s.instrument
@@ -378,16 +355,12 @@ def render_report(s: SessionSeries, m: SessionMetrics, plots: list[str], ablatio
     if m.signals:
         srows = []
         for name, sig in m.signals.items():
-            marginal = "n/a" if not ablation or name not in ablation else f"{ablation[name]:+.2f} bps"
             srows.append([
                 name, _pct(sig["active_fraction"]),
                 f"[{sig['spread_bps_min']:+.1f}, {sig['spread_bps_max']:+.1f}] (mean {sig['spread_bps_mean']:+.2f})",
                 f"[{sig['skew_bps_min']:+.1f}, {sig['skew_bps_max']:+.1f}] (mean {sig['skew_bps_mean']:+.2f})",
-                marginal,
             ])
-        lines += _table(["Signal", "Active %", "Spread (bps)", "Skew (bps)", "Marginal (ablation)"], srows)
-        if not ablation:
-            lines += ["", "No ablation file given: marginal values need runs with each signal removed."]
+        lines += _table(["Signal", "Active %", "Spread (bps)", "Skew (bps)"], srows)
     else:
         lines += ["No signal contributions logged."]
     cp = m.changepoint_detection
@@ -430,13 +403,12 @@ def render_report(s: SessionSeries, m: SessionMetrics, plots: list[str], ablatio
     return "\n".join(lines)
 
 
-def write_audit(s: SessionSeries, out: Path, ablation: dict[str, float] | None = None, source: str = "",
-                cap_lots: int | None = None) -> SessionMetrics:
+def write_audit(s: SessionSeries, out: Path, source: str = "", cap_lots: int | None = None) -> SessionMetrics:
     """Write ``report.md``, ``metrics.json`` and the PNGs of one parsed session into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     m = metrics_from_series(s, cap_lots=cap_lots)
     plots = _plots(s, m, out)
-    (out / "report.md").write_text(render_report(s, m, plots, ablation, source), encoding="utf-8")
+    (out / "report.md").write_text(render_report(s, m, plots, source), encoding="utf-8")
     (out / "metrics.json").write_text(json.dumps(m.to_dict(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
     return m
 
@@ -453,11 +425,10 @@ def _line_of_record(path: Path, record: int) -> int:
     return record
 
 
-def audit_cli(session_log: Path, out: Path, ablation: Path | None = None) -> int:
+def audit_cli(session_log: Path, out: Path) -> int:
     """``hlmm audit``: 0 when the report was written, 2 on a missing or bad log (the error names
     the file and line)."""
     try:
-        abl = load_ablation(ablation) if ablation is not None else None
         series = parse_session(read_session_log(session_log))
     except FileNotFoundError as exc:
         print(f"hlmm audit: {exc.filename}: no such file", file=sys.stderr)
@@ -469,7 +440,7 @@ def audit_cli(session_log: Path, out: Path, ablation: Path | None = None) -> int
     except ValueError as exc:
         print(f"hlmm audit: {exc}", file=sys.stderr)
         return 2
-    m = write_audit(series, out, abl, source=str(session_log))
+    m = write_audit(series, out, source=str(session_log))
     print(
         f"audit: {m.duration_s / 60:.1f} min, PnL {_usd(m.pnl_usd)}, fills {m.buy_fills} buys / {m.sell_fills} sells, "
         f"max position {_num(m.max_position_ratio)}x cap, quoting uptime {_pct(m.quoting_uptime)} -> {out / 'report.md'}"
