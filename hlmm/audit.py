@@ -441,8 +441,9 @@ def audit_cli(session_log: Path, out: Path) -> int:
         print(f"hlmm audit: {exc}", file=sys.stderr)
         return 2
     m = write_audit(series, out, source=str(session_log))
+    ratio = "n/a (no cap known)" if m.max_position_ratio is None else f"{m.max_position_ratio:.2f}x cap"
     print(
         f"audit: {m.duration_s / 60:.1f} min, PnL {_usd(m.pnl_usd)}, fills {m.buy_fills} buys / {m.sell_fills} sells, "
-        f"max position {_num(m.max_position_ratio)}x cap, quoting uptime {_pct(m.quoting_uptime)} -> {out / 'report.md'}"
+        f"max position {ratio}, quoting uptime {_pct(m.quoting_uptime)} -> {out / 'report.md'}"
     )
     return 0

@@ -113,3 +113,14 @@ def test_a_bad_header_cap_is_refused_by_name(storm, cap) -> None:
     records, _agent = storm
     with pytest.raises(SessionLogError, match=rf"record 1 .*'cap_lots' = {re.escape(repr(cap))}"):
         session_metrics([{**records[0], "cap_lots": cap}, *records[1:]])
+
+
+def test_audit_says_n_a_when_no_cap_is_known(tmp_path: Path, capsys) -> None:
+    """A baseline session (no cycle records) whose header predates ``cap_lots``: nothing to judge by."""
+    records = run_session(shortened("calm", 60.0), agent="baseline")
+    header = {k: v for k, v in records[0].items() if k != "cap_lots"}
+    log_path = tmp_path / "old.jsonl"
+    log_path.write_text("".join(json.dumps(r) + "\n" for r in [header, *records[1:]]))
+    assert audit_cli(log_path, tmp_path / "audit") == 0
+    out = capsys.readouterr().out
+    assert "max position n/a (no cap known)," in out and "x cap" not in out
