@@ -484,7 +484,10 @@ def test_operator_halt_and_fatal_error_fire_the_kill_switch() -> None:
     cmds = mm.on_event(venue.book(0.5))
     assert mm.kill_switch_fired and mm.state is OverlayState.HALTED
     assert isinstance(cmds[0], CancelAll) and any(isinstance(c, QueryAccount) for c in cmds)
-    assert [r["name"] for r in log.records if r["type"] == "alarm"] == ["fatal_error"]
+    alarms = [(r["name"], r["detail"]) for r in log.records if r["type"] == "alarm"]
+    # adopting the venue's 100 lots at start-up is a reconciliation fix, logged before the error
+    assert alarms[0] == ("reconcile_mismatch", "position_fixed: position 0 -> 100 lots")
+    assert [name for name, _ in alarms[1:]] == ["fatal_error"]
 
     mm2 = MarketMaker(AgentConfig(), HYPE, FEES)
     mm2.on_event(venue.snapshot(0.0))
