@@ -116,11 +116,12 @@ def test_a_bad_header_cap_is_refused_by_name(storm, cap) -> None:
 
 
 def test_audit_says_n_a_when_no_cap_is_known(tmp_path: Path, capsys) -> None:
-    """A baseline session (no cycle records) whose header predates ``cap_lots``: nothing to judge by."""
+    """A log with no cap anywhere (a header that predates ``cap_lots``, cycles without one):
+    nothing to judge the position by."""
     records = run_session(shortened("calm", 60.0), agent="baseline")
-    header = {k: v for k, v in records[0].items() if k != "cap_lots"}
+    no_cap = [{k: v for k, v in r.items() if k != "cap_lots"} for r in records]
     log_path = tmp_path / "old.jsonl"
-    log_path.write_text("".join(json.dumps(r) + "\n" for r in [header, *records[1:]]))
+    log_path.write_text("".join(json.dumps(r) + "\n" for r in no_cap))
     assert audit_cli(log_path, tmp_path / "audit") == 0
     out = capsys.readouterr().out
     assert "max position n/a (no cap known)," in out and "x cap" not in out
