@@ -120,16 +120,16 @@ class Job:
     cap_lots: int | None
 
 
-def configured_cap_lots(scenario_file: str, config: str | None) -> int | None:
-    """The agent's configured cap in lots for this scenario (its ``[agent]`` overrides applied),
-    so a margin-derived cap in the log can never hide a breach; ``None`` without the agent."""
+def configured_cap_lots(scenario_file: str, config: str | None, agent: str = "production") -> int | None:
+    """``agent``'s configured cap in lots for this scenario (its ``[agent]`` overrides applied),
+    the one its session header carries, so a margin-derived cap in the log can never hide a
+    breach; ``None`` without the agent package."""
     try:
-        from agent.config import load_agent_config
+        from sim.runner import agent_header
     except ImportError:
         return None
     sc = load_scenario(scenario_file)
-    cfg = load_agent_config(Path(config) if config else None, overrides=sc.agent)
-    return cfg.max_position_lots(sc.instrument.instrument())
+    return agent_header(agent, sc.instrument.instrument(), sc, Path(config) if config else None)["cap_lots"]
 
 
 def _simulate(job: Job) -> None:
@@ -333,7 +333,7 @@ def stress_cli(
         return _fail("no scenarios given and no built-in scenarios found")
     try:
         loaded = {str(scenario_path(n)): load_scenario(n) for n in names}
-        caps = {path: configured_cap_lots(path, str(config) if config else None) for path in loaded}
+        caps = {path: configured_cap_lots(path, str(config) if config else None, agent) for path in loaded}
     except (ScenarioError, ValueError) as exc:
         return _fail(str(exc))
 

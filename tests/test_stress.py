@@ -92,7 +92,7 @@ def fake_sim(monkeypatch):
         random_session(Path(job.log_path), seed=job.seed, duration_s=300)
 
     monkeypatch.setattr(stress, "_simulate", simulate)
-    monkeypatch.setattr(stress, "configured_cap_lots", lambda path, config: 400)
+    monkeypatch.setattr(stress, "configured_cap_lots", lambda path, config, agent: 400)
     return calls
 
 
@@ -213,3 +213,13 @@ def test_audit_of_the_real_run_matches_its_raw_log(real_flash_crash, tmp_path):
     assert m["quoting_uptime"] == pytest.approx(expected["uptime"], abs=0.01)
     assert m["pnl_usd"] == pytest.approx(expected["pnl"], abs=0.05)
     assert m["invalid_order_rejects"] == expected["invalid"] == 0
+
+
+def test_each_agent_is_judged_against_its_own_configured_cap() -> None:
+    from sim.baseline import BaselineAgent
+
+    inst = load_scenario("calm").instrument.instrument()
+    production = stress.configured_cap_lots("calm", None, "production")
+    assert stress.configured_cap_lots("calm", None, "baseline") == BaselineAgent(inst).max_position_lots != production
+    # the incident agent's own cap is production's configured one (it only reads margin wrongly)
+    assert stress.configured_cap_lots("calm", None, "incident") == production
