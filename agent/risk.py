@@ -401,10 +401,13 @@ class Flattener:
         self.triggered_t = t
         self._kill(t, "triggered", om.position_lots)
         cmds: list[Command] = om.cancel_all(t)
-        cmds.append(ScheduleCancel(at_t=t + self.config.schedule_cancel_s))
         self._kill(t, "cancel_all", om.position_lots)
-        cmds.append(self._query(t, om))
-        return cmds
+        return cmds + self._after_cancel_all(t, om)
+
+    def _after_cancel_all(self, t: float, om: OrderManager) -> list[Command]:
+        """What follows the cancel-all: the dead man's switch as a backstop, and the account
+        query whose answer starts the close."""
+        return [ScheduleCancel(at_t=t + self.config.schedule_cancel_s), self._query(t, om)]
 
     def on_account(
         self, snap: AccountSnapshot, om: OrderManager, market: MarketState | None

@@ -226,14 +226,8 @@ class IncidentShutdown(Flattener):
     "04:45:27 Shutdown. 12.81 HYPE long left on books." It cancelled the quotes and stopped;
     nothing closed the position (production's :class:`Flattener` closes until the venue says flat)."""
 
-    def trigger(self, t: float, reason: str, om: OrderManager) -> list[Command]:
-        if self.active:
-            return []
-        self.reason = reason
-        self.triggered_t = t
-        self._kill(t, "triggered", om.position_lots)
-        self._kill(t, "cancel_all", om.position_lots)
-        return om.cancel_all(t)
+    def _after_cancel_all(self, t: float, om: OrderManager) -> list[Command]:
+        return []  # "Shutdown.": no backstop, no query, so no close ever starts
 
     def on_account(self, snap: AccountSnapshot, om: OrderManager, market: MarketState | None) -> list[Command]:
         return []
