@@ -307,8 +307,10 @@ def binomial_two_sided_p(k: int, n: int) -> float:
     if n <= 0:
         return 1.0
     lo = min(k, n - k)
-    tail = sum(math.comb(n, i) for i in range(lo + 1)) / 2.0**n
-    return min(1.0, 2.0 * tail) if 2 * lo != n else 1.0
+    if 2 * lo == n:
+        return 1.0
+    # exact integers: 2.0**n overflows a float beyond n = 1023 (a busy session has more fills)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(lo + 1)) / (1 << n))
 
 
 # A post-only reject quotes the book it would have crossed: "..., bbo was 30.882@30.885." (a side

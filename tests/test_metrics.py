@@ -137,6 +137,9 @@ def test_binomial_p_value():
     assert binomial_two_sided_p(5, 10) == 1.0
     assert binomial_two_sided_p(0, 0) == 1.0
     assert math.isclose(binomial_two_sided_p(0, 1), 1.0)
+    # past 1023 fills 2.0**n overflows a float; a busy baseline session has thousands
+    assert 0.5 < binomial_two_sided_p(2990, 6001) < 1.0
+    assert binomial_two_sided_p(1000, 3000) < 1e-70
 
 
 @pytest.mark.parametrize(
