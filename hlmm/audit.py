@@ -54,6 +54,14 @@ def _num(x: float | int | None, fmt: str = ".2f") -> str:
     return format(x, fmt)
 
 
+def _stop_text(m: SessionMetrics) -> str:
+    if not m.stopped_by_operator:
+        return "no operator stop"
+    if m.close_out_s is None:
+        return "operator stop, **not confirmed flat**"
+    return f"operator stop, flat {m.close_out_s:.1f} s later"
+
+
 def _usd(x: float | None, signed: bool = True) -> str:
     """-$5.02; below a dollar four decimals, so cents of a short run stay visible."""
     if x is None:
@@ -110,6 +118,7 @@ def timeline(s: SessionSeries) -> list[tuple[float, str]]:
         rows.append((rx, text if count == 1 else f"first {text} ({count} in total)"))
     for rx, k in s.kills:
         rows.append((rx, f"kill switch {k['step']}: {k.get('reason', '')} (position {_coins(s, k.get('position'))})"))
+    rows += [(rx, "operator stop: trading ends, close-out begins") for rx in s.stops]
     rows += [(rx, f"{'reconnected' if up else 'disconnected'} {why}".strip()) for rx, up, why in s.connections]
     rows.append((s.end_s, "session end"))
     rows.sort(key=lambda r: r[0])
@@ -303,7 +312,7 @@ def render_report(s: SessionSeries, m: SessionMetrics, plots: list[str], source:
         f"- **Quoting uptime**: {_pct(m.quoting_uptime)} ({m.quoting_uptime * m.duration_s / 60:.1f} of {m.duration_s / 60:.1f} min), "
         f"two-sided {_pct(m.two_sided_uptime)}; reducing side quoted {_pct(m.reducing_side_uptime_when_pulled)} of "
         f"{m.reducing_time_s / 60:.1f} min in REDUCING with a position",
-        f"- **Kill switch**: {kill}; ended flat: {'yes' if m.ended_flat else '**no**'}",
+        f"- **Kill switch**: {kill}; {_stop_text(m)}; ended flat: {'yes' if m.ended_flat else '**no**'}",
         f"- **Realized edge (5 s)**: {_num(m.realized_edge_bps_5s, '+.2f')} bps per fill; "
         f"signal skew active in {_pct(m.skew_active_fraction)} of {m.cycles} cycles "
         f"({_pct(m.skew_active_fraction_cascade)} inside directional regimes)",

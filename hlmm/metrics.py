@@ -17,8 +17,11 @@ basis points of the mid; a "fill" is one ``fill`` record, deduplicated on ``trad
 may deliver a fill twice).
 
 Time-weighted figures (uptimes, overlay time by state) hold each ``cycle`` record's state from
-its ``rx`` until the next cycle, the last one until the end of the session (the last ``rx``);
-time before the first cycle counts as not quoted.
+its ``rx`` until the next cycle, the last one until the end of trading; time before the first
+cycle counts as not quoted. Trading ends at the operator's stop (a ``stop`` record, written by
+the runner that stops the session) or, without one, at the last ``rx``; what follows the stop
+is the close-out: ``close_out_s`` (stop to the kill switch's ``flat`` step) and ``ended_flat``.
+The operator's stop runs the kill switch's flatten but does not count as the kill switch firing.
 """
 
 from __future__ import annotations
@@ -94,22 +97,53 @@ class SessionSeries:
     rejects: list[tuple[float, str]] = field(default_factory=list)
     overlays: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     kills: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    stops: list[float] = field(default_factory=list)  # rx of the operator's stop records
     alarms: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     regimes: list[tuple[float, str]] = field(default_factory=list)  # ground truth (rx, regime name)
     connections: list[tuple[float, bool, str]] = field(default_factory=list)
     places: list[float] = field(default_factory=list)  # rx of place commands
     initial_position_lots: int = 0
+    # venue snapshots after the first fill: (rx, fills delivered before it, position_lots)
+    account_positions: list[tuple[float, int, int]] = field(default_factory=list)
     summary: dict[str, Any] | None = None
 
     # ---- derived series
     def position_path(self) -> list[tuple[float, int]]:
-        """(rx, position_lots) after each fill, starting with the initial position at start."""
+        """(rx, position_lots) after each fill and venue snapshot, from the initial position.
+
+        A snapshot (``account``) is the venue's word and replaces the sum of the fills: a fill
+        whose delivery was lost (a disconnect) is only ever seen that way. (Its cash is not:
+        PnL counts delivered fills only.)
+        """
         pos = self.initial_position_lots
         path = [(self.start_s, pos)]
-        for rx, side, _px, size, _fee, _tid in self.fills:
+        snaps = iter(self.account_positions)
+        snap = next(snaps, None)
+        for i, (rx, side, _px, size, _fee, _tid) in enumerate(self.fills):
+            while snap is not None and snap[1] <= i:
+                pos = snap[2]
+                path.append((snap[0], pos))
+                snap = next(snaps, None)
             pos += side * size
             path.append((rx, pos))
+        while snap is not None:
+            pos = snap[2]
+            path.append((snap[0], pos))
+            snap = next(snaps, None)
         return path
+
+    def operator_stop_s(self) -> float | None:
+        """When the operator stopped the session (the runner's ``stop`` record, or the agent's
+        kill switch triggered for reason ``operator`` in logs without one); ``None`` if never."""
+        times = self.stops + [rx for rx, k in self.kills if k["step"] == "triggered" and k.get("reason") == "operator"]
+        return min(times) if times else None
+
+    def trading_end_s(self) -> float:
+        """The end of trading: the operator's stop, else the end of the log. What follows the
+        stop is the close-out, judged by itself (``close_out_s``, ``ended_flat``) rather than
+        counted as time without quotes."""
+        stop = self.operator_stop_s()
+        return self.end_s if stop is None else stop
 
     def mid_path(self) -> list[tuple[float, float]]:
         """(rx, mid_ticks): the agent's ex-own mid from cycles, or the book's mid without cycles."""
@@ -225,6 +259,8 @@ def parse_session(records: Iterable[dict[str, Any]]) -> SessionSeries:
         elif kind == "kill":
             _need(rec, "step", n, (str,))
             s.kills.append((rx, rec))
+        elif kind == "stop":
+            s.stops.append(rx)
         elif kind == "alarm":
             s.alarms.append((rx, rec))
         elif kind == "regime":
@@ -236,9 +272,12 @@ def parse_session(records: Iterable[dict[str, Any]]) -> SessionSeries:
             s.connections.append((rx, bool(_need(rec, "connected", n, (bool,))), str(rec.get("reason", ""))))
         elif kind == "place":
             s.places.append(rx)
-        elif kind == "account" and not position_seen:
-            # The venue's position before our first fill is where the session started.
-            s.initial_position_lots = int(_need(rec, "position_lots", n, (int,)))
+        elif kind == "account":
+            position = int(_need(rec, "position_lots", n, (int,)))
+            if position_seen:
+                s.account_positions.append((rx, len(s.fills), position))
+            else:  # the venue's position before our first fill is where the session started
+                s.initial_position_lots = position
         elif kind == "summary":
             s.summary = rec
     if not math.isfinite(s.start_s):
@@ -276,6 +315,8 @@ class SessionMetrics:
     max_drawdown_usd: float
     kill_switch_fired: bool
     kill_reason: str | None
+    stopped_by_operator: bool
+    close_out_s: float | None
     ended_flat: bool
     invalid_order_rejects: int
     rejects_by_reason: dict[str, int]
@@ -444,9 +485,9 @@ def equity_path(s: SessionSeries) -> list[tuple[float, float]]:
     return path
 
 
-def _time_weighted(s: SessionSeries) -> tuple[float, float, float, float | None, dict[str, float]]:
+def _time_weighted(s: SessionSeries, end_s: float) -> tuple[float, float, float, float | None, dict[str, float]]:
     """quoted time, two-sided time, REDUCING time with a position, its reducing-side-quoted share,
-    and time by overlay state (all seconds).
+    and time by overlay state (all seconds), over the cycles before ``end_s``.
 
     The reducing-side share counts only time connected to the venue: while disconnected nothing
     can be quoted, so that time says nothing about whether the overlay kept the reducing side up
@@ -455,11 +496,12 @@ def _time_weighted(s: SessionSeries) -> tuple[float, float, float, float | None,
     by_state: dict[str, float] = defaultdict(float)
     connections = sorted((rx, up) for rx, up, _reason in s.connections)
     next_conn, connected = 0, True
-    for i, (rx, c) in enumerate(s.cycles):
+    cycles = [(rx, c) for rx, c in s.cycles if rx < end_s]
+    for i, (rx, c) in enumerate(cycles):
         while next_conn < len(connections) and connections[next_conn][0] <= rx:
             connected = connections[next_conn][1]
             next_conn += 1
-        until = s.cycles[i + 1][0] if i + 1 < len(s.cycles) else s.end_s
+        until = cycles[i + 1][0] if i + 1 < len(cycles) else end_s
         dt = max(0.0, until - rx)
         bid, ask = bool(c.get("live_bid")), bool(c.get("live_ask"))
         quoted += dt * (bid or ask)
@@ -568,8 +610,10 @@ def metrics_from_series(s: SessionSeries, cap_lots: int | None = None) -> Sessio
     path = s.position_path()
     max_pos = max(abs(p) for _rx, p in path)
     final_pos = path[-1][1]
-    duration = max(0.0, s.end_s - s.start_s)
-    quoted, two_sided, reducing, reducing_share, by_state = _time_weighted(s)
+    stop_s = s.operator_stop_s()
+    trading_end = s.trading_end_s()
+    duration = max(0.0, trading_end - s.start_s)
+    quoted, two_sided, reducing, reducing_share, by_state = _time_weighted(s, trading_end)
 
     buys = sum(1 for f in s.fills if f[1] > 0)
     sells = len(s.fills) - buys
@@ -590,7 +634,9 @@ def metrics_from_series(s: SessionSeries, cap_lots: int | None = None) -> Sessio
     curves = _markout_curves(s.markouts)
     edge_5s = curves.get("5", {}).get("edge_bps", {}).get("mean")
 
-    kill_triggered = [k for _rx, k in s.kills if k["step"] == "triggered"]
+    # the operator's stop runs the same flatten, but it is the session's planned end, not a kill
+    kill_triggered = [k for _rx, k in s.kills if k["step"] == "triggered" and k.get("reason") != "operator"]
+    flat_after_stop = [rx for rx, k in s.kills if k["step"] == "flat" and stop_s is not None and rx >= stop_s]
     rejects_by_reason = Counter(_norm_reason(r) for _rx, r in s.rejects)
     invalid = sum(n for reason, n in rejects_by_reason.items() if any(e in reason for e in INVALID_ORDER_ERRORS))
     pulls = Counter(str(o.get("reason", "")) for _rx, o in s.overlays if o.get("pull"))
@@ -623,6 +669,8 @@ def metrics_from_series(s: SessionSeries, cap_lots: int | None = None) -> Sessio
         max_drawdown_usd=max_dd,
         kill_switch_fired=bool(kill_triggered),
         kill_reason=str(kill_triggered[0].get("reason")) if kill_triggered else None,
+        stopped_by_operator=stop_s is not None,
+        close_out_s=flat_after_stop[0] - stop_s if flat_after_stop and stop_s is not None else None,
         ended_flat=final_pos == 0,
         invalid_order_rejects=invalid,
         rejects_by_reason=dict(rejects_by_reason.most_common()),

@@ -17,6 +17,8 @@ fields of the record:
 - agent records: ``cycle`` (one decision cycle: market state, signals, quotes, overlay state),
   ``markout`` (a fill's resolved markouts), ``overlay`` (risk state changes with a reason),
   ``kill`` (kill-switch steps), ``alarm``;
+- runner records: ``stop`` (``reason`` = ``operator``: the runner stopped the agent, at the
+  session's end or on Ctrl-C; trading ends here and the close-out begins);
 - simulator ground truth: ``regime`` (a changepoint of the hidden regime), ``venue_fill``
   (a fill as it happened at the venue, before any delivery latency).
 

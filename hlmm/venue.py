@@ -247,10 +247,25 @@ class Venue(Protocol):
     def send(self, commands: Sequence[Command]) -> None: ...
 
 
+STOP_GRACE_S = 60.0
+"""How long a session may take after the operator's stop to report ``stopped``, seconds (venue
+time in simulation, wall time live); a session still not stopped then ends not flat."""
+
+
 class Agent(Protocol):
     """Anything that turns venue events into commands (the market maker, a baseline)."""
 
     def on_event(self, event: Event) -> Sequence[Command]: ...
+
+    def operator_halt(self) -> None:
+        """The operator's stop (the end of a session, Ctrl-C): stop quoting and close what the
+        agent knows how to close; it takes effect on the next event."""
+        ...
+
+    @property
+    def stopped(self) -> bool:
+        """Nothing more will be sent: halted and, for an agent that closes, confirmed flat."""
+        ...
 
     def end_session(self, t: float) -> None:
         """Called once after the last event (``t``: the session's end, seconds): write what is

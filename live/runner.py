@@ -40,7 +40,7 @@ from eth_account.signers.local import LocalAccount
 
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import SessionLog, instrument_header
-from hlmm.venue import Command, Event, OrderRejected, QueryAccount, Tif, Timer
+from hlmm.venue import STOP_GRACE_S, Command, Event, OrderRejected, QueryAccount, Tif, Timer
 from live import wire
 from live.bridge import LiveVenue, LockstepLink, NoncedExchange, NonceSource
 from live.localvenue.faults import FaultConfig, FaultPlan
@@ -56,7 +56,6 @@ DEFAULT_LOCAL_URL = "http://127.0.0.1:18081"
 STATUS_EVERY_S = 60.0  # status line cadence, venue seconds
 MAINNET_REFUSAL = ("refusing --venue mainnet without --i-understand-this-trades-real-money "
                    "(this would place real orders with real money)")
-STOP_GRACE_S = 60.0  # how long a remote session may take to flatten after the stop, seconds
 FLATTEN_TRIES = 10
 FLATTEN_SLIPPAGE = 0.05  # IOC limit this far through the mid: a close must not rest
 _EPS = 1e-9
@@ -211,6 +210,17 @@ class LocalSession:
             if on_step is not None:
                 on_step(self)
 
+    def close_out(self, grace_s: float = STOP_GRACE_S) -> bool:
+        """The operator's stop at the session's end (as :meth:`sim.venue.SimVenue.close_out`):
+        halt the agent, step on until it has stopped or ``grace_s`` venue seconds have passed."""
+        if self.log is not None:
+            self.log.write(self.now, "stop", reason="operator")
+        self.agent.operator_halt()
+        deadline = self.now + grace_s
+        while not self.agent.stopped and self.now < deadline:
+            self.step()
+        return self.agent.stopped
+
     # ------------------------------------------------------------------ figures
     def summary(self) -> dict[str, Any]:
         """The figures of ``sim.venue.SimVenue.summary`` (same function, same keys), from the venue."""
@@ -248,7 +258,8 @@ def run_local_session(scenario: Scenario | str | Path, seed: int | None = None, 
 
     ``duration_s`` (simulated seconds) defaults to the scenario's; ``seed`` to its ``default_seed``.
     The scenario's ``[faults]`` are injected by the venue (as ``hlmm venue serve`` does) unless
-    ``faults`` gives a plan of its own.
+    ``faults`` gives a plan of its own. At the end the operator stops the agent, which closes its
+    position (:meth:`LocalSession.close_out`), as in ``hlmm live``.
     """
     sc = _scenario_of(scenario)
     seed = sc.scenario.default_seed if seed is None else seed
@@ -262,8 +273,10 @@ def run_local_session(scenario: Scenario | str | Path, seed: int | None = None, 
     with log, LocalSession(sc, seed, agent, log, _opt_path(policy), _opt_path(config), faults) as session:
         session.start()
         session.run(until, on_step)
+        stopped = session.close_out()
         session.agent.end_session(session.now)
         summary = session.summary()
+        summary["stopped"] = stopped
         summary["session_log_sha256"] = log.sha256
         log.write(session.now, "summary", **summary)
     return summary
@@ -399,6 +412,7 @@ def _drive_wall_clock(lv: LiveVenue, agent: Any, log: SessionLog, started: float
                 print(f"[{now - started:7.0f} s] position {agent.position_lots} lots  state {agent.state.value}",
                       file=sys.stderr, flush=True)
             if stop_at is None and duration_s is not None and now - started >= duration_s:
+                log.write(now, "stop", reason="operator")
                 agent.operator_halt()
                 stop_at = now
             if agent.stopped:
@@ -409,8 +423,9 @@ def _drive_wall_clock(lv: LiveVenue, agent: Any, log: SessionLog, started: float
         except KeyboardInterrupt:
             if stop_at is not None:
                 return False
-            agent.operator_halt()
             stop_at = time.time()
+            log.write(stop_at, "stop", reason="operator")
+            agent.operator_halt()
 
 
 # ---------------------------------------------------------------------- flatten

@@ -280,7 +280,8 @@ def incident_reproduced(metrics: Mapping[str, Any]) -> dict[str, str]:
     """Which parts of the incident's signature a run's metrics miss (name -> why); empty = reproduced.
 
     The signature: at least 3 buys per sell (one-sided fills), quoting uptime below 30%, position
-    above the configured cap (``max_position_ratio > 1``) and a loss (``pnl_usd < 0``).
+    above the configured cap (``max_position_ratio > 1``), a loss (``pnl_usd < 0``) and a
+    position still held after the shutdown (``ended_flat`` false).
     ``metrics`` is a stress-run dict (the fields of :class:`hlmm.metrics.SessionMetrics`).
     """
     missing: dict[str, str] = {}
@@ -296,4 +297,6 @@ def incident_reproduced(metrics: Mapping[str, Any]) -> dict[str, str]:
     pnl = float(metrics["pnl_usd"])
     if not pnl < 0.0:
         missing["pnl_usd"] = f"pnl_usd={pnl:.2f}: need a loss (< 0)"
+    if metrics["ended_flat"]:
+        missing["ended_flat"] = "ended flat: need a position left after the shutdown"
     return missing

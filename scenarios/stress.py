@@ -50,7 +50,10 @@ RUN_FIELDS: tuple[str, ...] = (
     "realized_edge_bps_5s",
     "max_drawdown_usd",
     "kill_switch_fired",
+    "stopped_by_operator",
+    "close_out_s",
     "ended_flat",
+    "final_position_lots",
     "invalid_order_rejects",
     "emergency_pulls_by_reason",
     "duration_s",
@@ -96,6 +99,8 @@ def check_criteria(run: dict[str, Any], criteria: Criteria) -> dict[str, str]:
             failed["min_skew_active_fraction"] = f"skew active {share:.3f} of cycles {where} < {c.min_skew_active_fraction}"
     if c.require_flat_after_kill and run["kill_switch_fired"] and not run["ended_flat"]:
         failed["require_flat_after_kill"] = "kill switch fired and the session ended holding a position"
+    if c.require_flat_at_end and not run["ended_flat"]:
+        failed["require_flat_at_end"] = f"the session ended holding {run['final_position_lots']} lots"
     if c.max_invalid_order_rejects is not None and run["invalid_order_rejects"] > c.max_invalid_order_rejects:
         failed["max_invalid_order_rejects"] = (
             f"invalid_order_rejects={run['invalid_order_rejects']} > {c.max_invalid_order_rejects}"
@@ -366,7 +371,7 @@ def stress_cli(
             failures = check_criteria(run, sc.criteria)
             runs.append({**run, "passed": not failures, "failed_criteria": sorted(failures), "failures": failures})
             if agent == "incident":
-                # The incident's signature (one-sided fills, low uptime, over the cap, a loss):
+                # The incident's signature (one-sided fills, low uptime, over the cap, a loss, long at the end):
                 # what the replay must show, listed by what it missed.
                 runs[-1]["incident_signature_missing"] = incident_reproduced(run)
         doc["scenarios"][sc.name] = {

@@ -79,6 +79,7 @@ class BaselineAgent:
         self.log = log
         self.mid_ticks: float | None = None  # of the last book update
         self._capped: list[str] = []  # sides the last decision left out because of the cap
+        self._halting = False
 
     def live(self, side: int) -> bool:
         """Whether a quote of ours is on ``side``, resting or in flight and not being canceled
@@ -89,9 +90,21 @@ class BaselineAgent:
     def end_session(self, t: float) -> None:
         """Nothing to write: the baseline keeps no markouts."""
 
+    def operator_halt(self) -> None:
+        """Stop quoting on the next event. The baseline has no close-out: it cancels its quotes
+        and keeps its position (the contrast to the production agent's flatten)."""
+        self._halting = True
+
+    @property
+    def stopped(self) -> bool:
+        """Halted and no quote of ours left resting or in flight."""
+        return self._halting and self.quotes[BUY] is None and self.quotes[SELL] is None
+
     def on_event(self, event: Event) -> Sequence[Command]:
         before = (self.live(BUY), self.live(SELL))
         out = self._handle(event)
+        if self._halting:
+            out = [*out, *self._cancel_quotes()]
         if self.log is not None and self.mid_ticks is not None and (
             isinstance(event, BookUpdate) or (self.live(BUY), self.live(SELL)) != before
         ):
@@ -148,7 +161,17 @@ class BaselineAgent:
         if side is not None and (q := self.quotes[side]) is not None and q.client_id == client_id:
             self.quotes[side] = None
 
+    def _cancel_quotes(self) -> list[Command]:
+        out: list[Command] = []
+        for q in self.quotes.values():
+            if q is not None and not q.canceling:
+                q.canceling = True
+                out.append(CancelOrder(q.client_id))
+        return out
+
     def _requote(self, mid_ticks: float, best_bid: int, best_ask: int) -> list[Command]:
+        if self._halting:
+            return []
         inst = self.instrument
         out: list[Command] = []
         self._capped = []

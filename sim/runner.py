@@ -92,9 +92,14 @@ def run_session(scenario: Scenario | str | Path, seed: int | None = None, agent:
                 config: Path | None = None) -> SessionRecords:
     """One whole session. Returns the log records (summary last); writes them to ``log_path`` too.
 
+    The session ends as ``hlmm live`` ends one: at the scenario's end the operator stops the agent
+    and the market runs on (up to ``hlmm.venue.STOP_GRACE_S`` simulated seconds) until the agent
+    has closed its position and reports ``stopped``.
+
     ``seed`` defaults to the scenario's ``default_seed``. The summary holds ``start_mid``,
     ``end_mid`` (USD), ``price_move_bps``, ``events``, ``trades``, ``agent_fills`` (+ buy/sell),
-    ``final_position_lots``, ``pnl_usd``, ``session_log_sha256`` (of every line before the summary).
+    ``final_position_lots``, ``pnl_usd``, ``stopped``, ``session_log_sha256`` (of every line
+    before the summary).
     """
     sc = _scenario_of(scenario)
     seed = sc.scenario.default_seed if seed is None else seed
@@ -121,8 +126,10 @@ def run_session(scenario: Scenario | str | Path, seed: int | None = None, agent:
                     bar.update(round(venue.now) - round(before))
         else:
             venue.run_until(duration)
+        stopped = venue.close_out()
         ag.end_session(venue.now)
         summary = venue.summary()
+        summary["stopped"] = stopped
         summary["agent"] = agent
         summary["config_hash"] = cfg_hash
         summary["session_log_sha256"] = log.sha256

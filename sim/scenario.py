@@ -181,6 +181,7 @@ class Criteria(_Section):
     max_fill_imbalance: float | None = Field(default=None, ge=1, description="max(buys,sells)/max(1,min)")
     min_skew_active_fraction: float | None = Field(default=None, ge=0, le=1)
     require_flat_after_kill: bool = True
+    require_flat_at_end: bool = Field(default=True, description="flat when the session ends: the operator's stop closes")
     max_invalid_order_rejects: int | None = Field(default=0, ge=0)
     min_pnl_usd: float | None = None
     max_drawdown_usd: float | None = Field(default=None, ge=0)

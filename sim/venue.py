@@ -30,7 +30,8 @@ delivery or send time), plus ground truth: ``regime`` (changepoints) and ``venue
 as they happened at the venue). Same scenario + seed give a byte-identical log.
 
 Stepping API (the gymnasium env uses it): ``SimVenue(scenario, seed, agent, log)``,
-``.start()``, ``.run_until(t_s)``, ``.done``, ``.engine``, ``.summary()``.
+``.start()``, ``.run_until(t_s)``, ``.done``, ``.engine``, ``.summary()``; ``.close_out()`` is
+the operator's stop at a session's end (the runners call it; an env episode is cut instead).
 
 Event loop: a ``simpy.Environment``. Every message, wait and feed tick is a simpy event whose
 callback does the work (:class:`_Call`), instead of a generator process per message: same
@@ -52,6 +53,7 @@ from simpy.events import NORMAL, URGENT
 
 from hlmm.sessionlog import SessionLog
 from hlmm.venue import (
+    STOP_GRACE_S,
     AccountSnapshot,
     Agent,
     BookUpdate,
@@ -75,6 +77,7 @@ from hlmm.venue import (
 from sim.engine import MatchingEngine
 from sim.scenario import Scenario
 
+CLOSE_OUT_POLL_S = 0.1  # how often the close-out looks whether the agent has stopped, simulated seconds
 ERR_CANCEL_GONE = "Order was never placed, already canceled, or filled."
 ERR_RATE_LIMIT = "429 Too Many Requests: IP rate limit exceeded (weight per minute)."
 ERR_RANDOM_REJECT = "Order rejected by the venue (simulated fault)."
@@ -216,6 +219,21 @@ class SimVenue:
         if until > self.env.now:
             self.env.run(until=until)
         self._sync(self.env.now)
+
+    def close_out(self, grace_s: float = STOP_GRACE_S) -> bool:
+        """The operator's stop at the session's end, as ``hlmm live`` does it: halt the agent and
+        keep the market running (past the scenario's end, in its last regime) until the agent
+        has stopped or ``grace_s`` simulated seconds have passed. Returns whether it stopped."""
+        if not self._started:
+            raise RuntimeError("SimVenue.close_out() before start()")
+        if self.log is not None:
+            self.log.write(self.env.now, "stop", reason="operator")
+        self.agent.operator_halt()
+        deadline = self.env.now + grace_s
+        while not self.agent.stopped and self.env.now < deadline:
+            self.env.run(until=min(deadline, self.env.now + CLOSE_OUT_POLL_S))
+            self._sync(self.env.now)
+        return self.agent.stopped
 
     @property
     def done(self) -> bool:
@@ -491,13 +509,4 @@ class SimVenue:
             now = self.env.now
             self._sync(now)
             self._deliver(Timer(now))
-
-
-def run_agent(scenario: Scenario, seed: int, agent: Agent, log: SessionLog | None = None,
-              until_s: float | None = None) -> dict[str, Any]:
-    """Convenience: a whole session (or up to ``until_s``) in one call; returns the summary."""
-    venue = SimVenue(scenario, seed, agent, log)
-    venue.start()
-    venue.run_until(scenario.scenario.duration_s if until_s is None else until_s)
-    return venue.summary()
 

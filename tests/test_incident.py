@@ -161,10 +161,13 @@ def test_agent_is_built_with_the_incident_components_outside_agent() -> None:
 
 
 def test_incident_signature_check_names_what_is_missing() -> None:
-    incident = {"buy_fills": 40, "sell_fills": 9, "quoting_uptime": 0.12, "max_position_ratio": 3.6, "pnl_usd": -55.0}
+    incident = {"buy_fills": 40, "sell_fills": 9, "quoting_uptime": 0.12, "max_position_ratio": 3.6, "pnl_usd": -55.0,
+                "ended_flat": False}
     assert incident_reproduced(incident) == {}
-    sound = {"buy_fills": 30, "sell_fills": 25, "quoting_uptime": 0.9, "max_position_ratio": 0.8, "pnl_usd": 3.0}
-    assert set(incident_reproduced(sound)) == {"fill_imbalance", "quoting_uptime", "max_position_ratio", "pnl_usd"}
+    sound = {"buy_fills": 30, "sell_fills": 25, "quoting_uptime": 0.9, "max_position_ratio": 0.8, "pnl_usd": 3.0,
+             "ended_flat": True}
+    assert set(incident_reproduced(sound)) == {"fill_imbalance", "quoting_uptime", "max_position_ratio", "pnl_usd",
+                                               "ended_flat"}
     assert "buy_fills=0" in incident_reproduced({**incident, "buy_fills": 0, "sell_fills": 0})["fill_imbalance"]
 
 

@@ -105,7 +105,10 @@ def test_live_local_cascade_has_fills_markouts_and_an_audit(live_run):
     assert [r for r in records if r["type"] == "markout"], "a fill's markouts resolved within the run"
     summary = records[-1]
     assert summary["type"] == "summary" and summary["agent_fills"] == len(fills)
-    assert summary["duration_s"] == DURATION_S
+    # the run ends as hlmm live ends: the operator's stop at DURATION_S, then the close-out
+    stops = [r for r in records if r["type"] == "stop"]
+    assert [s["rx"] for s in stops] == [DURATION_S] and summary["duration_s"] > DURATION_S
+    assert summary["stopped"] and summary["final_position_lots"] == 0
     printed = json.loads(result.stdout[result.stdout.index("{"):])
     assert printed["session_log_sha256"] == summary["session_log_sha256"]
 
@@ -138,7 +141,8 @@ def test_local_venue_commands_equal_the_simulators_at_zero_latency(live_run):
         return [r for r in recs if r["type"] in COMMANDS and r["rx"] < DURATION_S]
 
     def fills(recs):
-        return [(r["trade_id"], r["side"], r["px_ticks"], r["size_lots"], r["rx"]) for r in recs if r["type"] == "fill"]
+        return [(r["trade_id"], r["side"], r["px_ticks"], r["size_lots"], r["rx"]) for r in recs
+                if r["type"] == "fill" and r["rx"] < DURATION_S]  # the close-out after it is the live run's own
 
     local = list(read_session_log(log))
     assert len(commands(local)) > 200
@@ -228,4 +232,4 @@ def test_summary_keys_match_the_simulators():
     venue.start()
     venue.run_until(2.0)
     local = live.runner.run_local_session(sc, seed=1, duration_s=2.0)
-    assert set(venue.summary()) | {"agent", "config_hash", "session_log_sha256"} == set(local)
+    assert set(venue.summary()) | {"agent", "config_hash", "session_log_sha256", "stopped"} == set(local)

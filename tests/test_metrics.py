@@ -14,7 +14,7 @@ from hlmm.metrics import (
     session_metrics,
 )
 from hlmm.sessionlog import SessionLog, instrument_header
-from hlmm.venue import BUY, SELL, ConnectionStatus, Fill, OrderRejected
+from hlmm.venue import BUY, SELL, AccountSnapshot, ConnectionStatus, Fill, OrderRejected
 
 HYPE = Instrument.for_price("HYPE", sz_decimals=2, price=30.88)  # tick 0.001, lot 0.01
 
@@ -128,6 +128,55 @@ def test_markout_horizon_shapes_agree():
     assert horizon_values(by_horizon) == horizon_values(by_measure) == {
         "0.5": {"markout_bps": 0.5}, "5": {"markout_bps": 1.0, "as_bps": 2.0, "edge_bps": -0.5}
     }
+
+
+def test_the_operator_stop_ends_trading_and_is_not_a_kill():
+    """Trading ends at the runner's stop record; the flatten after it is the close-out, judged by
+    close_out_s and ended_flat, and neither counts as quoting downtime nor as the kill switch."""
+    records = hand_session()[:-1]  # without the timer at 60 s
+    log = SessionLog(None, records[0])
+    for r in records[1:]:
+        log.write(r["rx"], r["type"], **{k: v for k, v in r.items() if k not in ("rx", "type")})
+    log.write(60.0, "stop", reason="operator")
+    log.write(60.4, "kill", step="triggered", reason="operator", position=0)
+    cycle(log, 60.4, 30850, 0, "HALTED", False, False)
+    log.write(61.5, "kill", step="flat", reason="operator", position=0)
+    m = session_metrics(log.records)
+    assert m.duration_s == 60.0 and m.quoting_uptime == pytest.approx(50 / 60)
+    assert "HALTED" not in m.overlay_time_s_by_state
+    assert m.stopped_by_operator and not m.kill_switch_fired and m.kill_reason is None
+    assert m.close_out_s == pytest.approx(1.5) and m.ended_flat
+    # a log without the stop record (older live logs): the operator's kill trigger marks it
+    old = [r for r in log.records if r["type"] != "stop"]
+    m_old = session_metrics(old)
+    assert m_old.stopped_by_operator and m_old.duration_s == pytest.approx(60.4)
+    assert not session_metrics(hand_session()).stopped_by_operator
+
+
+def test_a_venue_snapshot_replaces_the_sum_of_the_fills():
+    """A fill lost in a disconnect is only seen in the next account snapshot: the position (and
+    whether the session ended flat) follows the venue, not the fills that happened to arrive."""
+    log = SessionLog(None, {"source": "sim", "instrument": instrument_header(HYPE)})
+
+    def snapshot(t: float, pos: int) -> None:
+        log.event(t, AccountSnapshot(t=t, position_lots=pos, entry_px_ticks=30870.0, account_value_usd=100.0,
+                                     margin_used_usd=0.0, max_position_lots_margin=10_000))
+
+    snapshot(0.0, 20)  # inherited
+    cycle(log, 0.0, 30880, 20, "ACTIVE", True, True)
+    log.event(5.0, Fill(t=5.0, client_id=1, oid=1, side=BUY, px_ticks=30870, size_lots=100, fee_usd=0.0, trade_id=1,
+                        is_maker=True))
+    # a sell of 120 lots filled at 8 s while disconnected: its delivery was lost
+    snapshot(12.0, 0)
+    log.event(15.0, Fill(t=15.0, client_id=3, oid=3, side=SELL, px_ticks=30880, size_lots=30, fee_usd=0.0,
+                         trade_id=3, is_maker=True))
+    cycle(log, 20.0, 30880, -30, "ACTIVE", True, True)
+    s = parse_session(log.records)
+    assert s.position_path() == [(0.0, 20), (5.0, 120), (12.0, 0), (15.0, -30)]
+    m = session_metrics(log.records)
+    assert m.final_position_lots == -30 and m.max_position_lots == 120
+    snapshot(21.0, 0)
+    assert session_metrics(log.records).ended_flat
 
 
 def test_binomial_p_value():

@@ -6,8 +6,13 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
+from hlmm.metrics import session_metrics
 from hlmm.sessionlog import read_session_log
+from scenarios.stress import check_criteria
 from sim.runner import run_cli, run_session
+from sim.scenario import Criteria, Scenario, load_scenario, parse_scenario
 
 SHORT = """
 [scenario]
@@ -50,10 +55,12 @@ def test_run_cli_writes_json_and_rejects_bad_input(tmp_path: Path, capsys) -> No
 
 
 def _uptime_from_orders(records: list[dict]) -> float:
-    """Share of the session with at least one order of ours live, rebuilt from the order records
-    alone (placed until canceled, cancel sent, rejected, not resting, or filled in full)."""
-    body = [r for r in records[1:] if r["type"] != "summary"]
-    start, end = min(r["rx"] for r in body), max(r["rx"] for r in body)
+    """Share of the trading time (until the operator's stop) with at least one order of ours
+    live, rebuilt from the order records alone (placed until canceled, cancel sent, rejected,
+    not resting, or filled in full)."""
+    end = next(r["rx"] for r in records if r["type"] == "stop")
+    body = [r for r in records[1:] if r["type"] != "summary" and r["rx"] <= end]
+    start = min(r["rx"] for r in body)
     live: dict[int, int] = {}  # client_id -> lots left
     quoted, last = 0.0, start
     for r in sorted(body, key=lambda r: r["rx"]):
@@ -92,3 +99,49 @@ def test_baseline_cycles_measure_its_quoting_uptime(tmp_path: Path) -> None:
     # the cycles' positions follow the fills
     last = cycles[-1]
     assert last["position"] == sum(f["side"] * f["size_lots"] for f in fills if f["rx"] <= last["rx"])
+
+
+def cascade(duration_s: float) -> Scenario:
+    """The first ``duration_s`` of the Feb 12 cascade: one-sided flow, so agents hold positions."""
+    data = load_scenario("feb12_cascade").model_dump(mode="python")
+    data["scenario"]["duration_s"] = duration_s
+    data["regimes"] = [g for g in data["regimes"] if g["start_s"] < duration_s]
+    return parse_scenario(data, f"feb12_cascade, first {duration_s:g} s")
+
+
+def test_a_session_ends_with_the_operators_stop_and_production_closes_its_position() -> None:
+    """As hlmm live ends a session: stop at the scenario's end, close, the venue confirms flat."""
+    records = run_session(cascade(240.0), seed=3, agent="production")
+    assert [r["rx"] for r in records if r["type"] == "stop"] == [240.0]
+    triggered = next(r for r in records if r["type"] == "kill" and r["step"] == "triggered")
+    assert triggered["reason"] == "operator" and triggered["position"] != 0  # a position to close
+    after = [r for r in records if r["type"] == "place" and r["rx"] >= 240.0]
+    assert after and all(r["reduce_only"] and r["tif"] == "Ioc" for r in after)
+    venue_position = sum(r["side"] * r["size_lots"] for r in records if r["type"] == "venue_fill")
+    assert venue_position == 0 and records.summary["final_position_lots"] == 0 and records.summary["stopped"]
+    m = session_metrics(records)
+    assert m.stopped_by_operator and m.ended_flat and not m.kill_switch_fired
+    assert m.close_out_s is not None and m.close_out_s < 5.0
+    assert m.duration_s == pytest.approx(240.0)  # the close-out is not trading time
+    assert check_criteria(m.to_dict(), Criteria()) == {}
+
+
+def test_the_incidents_agent_shuts_down_still_holding_its_position() -> None:
+    """Its shutdown cancels but never closes (Feb 12 ended 12.81 HYPE long): the session runs out
+    the stop's grace and fails the flat-at-end criterion."""
+    records = run_session(cascade(240.0), seed=1, agent="incident")
+    assert not records.summary["stopped"] and records.summary["final_position_lots"] > 0
+    assert records.summary["duration_s"] == pytest.approx(240.0 + 60.0)
+    m = session_metrics(records)
+    assert m.stopped_by_operator and m.close_out_s is None and not m.ended_flat
+    failed = check_criteria(m.to_dict(), Criteria())
+    assert failed["require_flat_at_end"] == f"the session ended holding {m.final_position_lots} lots"
+
+
+def test_the_baselines_stop_cancels_its_quotes_and_keeps_its_position() -> None:
+    records = run_session(cascade(240.0), seed=1, agent="baseline")
+    assert records.summary["stopped"] and records.summary["final_position_lots"] != 0
+    assert not [r for r in records if r["type"] == "place" and r["rx"] >= 240.0]
+    assert [r for r in records if r["type"] == "cancel" and r["rx"] >= 240.0]
+    last = [r for r in records if r["type"] == "cycle"][-1]
+    assert not last["live_bid"] and not last["live_ask"]

@@ -21,7 +21,7 @@ def good_run(**over) -> dict:
         "max_position_ratio": 0.8, "quoting_uptime": 0.9, "reducing_side_uptime_when_pulled": 0.95,
         "buy_fills": 10, "sell_fills": 8, "fill_imbalance": 10 / 8, "skew_active_fraction": 0.3,
         "skew_active_fraction_cascade": 0.7, "pnl_usd": 0.5, "realized_edge_bps_5s": 0.4,
-        "max_drawdown_usd": 0.3, "kill_switch_fired": False, "ended_flat": True, "invalid_order_rejects": 0,
+        "max_drawdown_usd": 0.3, "kill_switch_fired": False, "ended_flat": True, "final_position_lots": 0, "invalid_order_rejects": 0,
         "emergency_pulls_by_reason": {},
     }
     run.update(over)
@@ -30,7 +30,7 @@ def good_run(**over) -> dict:
 
 STRICT = Criteria(
     max_position_ratio=1.0, min_quoting_uptime=0.5, min_reducing_side_uptime_when_pulled=0.5,
-    max_fill_imbalance=3.0, min_skew_active_fraction=0.5, require_flat_after_kill=True,
+    max_fill_imbalance=3.0, min_skew_active_fraction=0.5, require_flat_after_kill=True, require_flat_at_end=True,
     max_invalid_order_rejects=0, min_pnl_usd=-1.0, max_drawdown_usd=2.0,
 )
 
@@ -45,14 +45,16 @@ def test_the_incident_fails_by_name():
     incident = good_run(
         max_position_ratio=3.95, quoting_uptime=0.12, reducing_side_uptime_when_pulled=0.0, buy_fills=24,
         sell_fills=5, fill_imbalance=4.8, skew_active_fraction=0.002, skew_active_fraction_cascade=0.002,
-        pnl_usd=-5.02, max_drawdown_usd=5.2, kill_switch_fired=True, ended_flat=False, invalid_order_rejects=14,
+        pnl_usd=-5.02, max_drawdown_usd=5.2, kill_switch_fired=True, ended_flat=False, final_position_lots=1281,
+        invalid_order_rejects=14,
     )
     failed = stress.check_criteria(incident, STRICT)
     assert sorted(failed) == sorted(
         ["max_position_ratio", "min_quoting_uptime", "min_reducing_side_uptime_when_pulled", "max_fill_imbalance",
-         "min_skew_active_fraction", "require_flat_after_kill", "max_invalid_order_rejects", "min_pnl_usd",
-         "max_drawdown_usd"]
+         "min_skew_active_fraction", "require_flat_after_kill", "require_flat_at_end", "max_invalid_order_rejects",
+         "min_pnl_usd", "max_drawdown_usd"]
     )
+    assert failed["require_flat_at_end"] == "the session ended holding 1281 lots"
     assert failed["max_position_ratio"] == "max_position_ratio=3.950 > 1.0"
     assert "24 buys / 5 sells" in failed["max_fill_imbalance"]
 
@@ -97,8 +99,10 @@ def fake_sim(monkeypatch):
 
 
 def write_scenario(tmp_path: Path, name: str, criteria: str) -> Path:
+    """A scenario file; the synthetic sessions have no close-out, so no flat-at-end criterion."""
     path = tmp_path / f"{name}.toml"
-    path.write_text(f'[scenario]\nname = "{name}"\nduration_s = 300\ndefault_seed = 7\n\n[criteria]\n{criteria}\n')
+    path.write_text(f'[scenario]\nname = "{name}"\nduration_s = 300\ndefault_seed = 7\n\n[criteria]\n'
+                    f'require_flat_at_end = false\n{criteria}\n')
     return path
 
 
