@@ -331,10 +331,14 @@ class OrderManager:
 
     def _reconcile_fix(self, t: float, kind: str, detail: str) -> None:
         """Count one correction the venue's snapshot forced on our state and log it as an
-        ``alarm`` record, the only place a session log shows reconciliation mismatches."""
-        self.counters[kind] += 1
+        ``alarm`` record, the only place a session log shows reconciliation mismatches.
+
+        The first snapshot's corrections are the start-up adoption of what a previous session
+        left (``startup_adoption``): expected, not a sign that our state drifted."""
+        name = "reconcile_mismatch" if self.reconciled_once else "startup_adoption"
+        self.counters[kind if self.reconciled_once else name] += 1
         if self.log is not None:
-            self.log.write(t, "alarm", name="reconcile_mismatch", detail=f"{kind}: {detail}")
+            self.log.write(t, "alarm", name=name, detail=f"{kind}: {detail}")
 
     def reconcile_due(self, t: float) -> bool:
         """A query is needed: after a fault, on the timer, or when an ack is overdue."""

@@ -42,7 +42,8 @@ Agent record fields (the contract between the agent, which writes them, and ``hl
 - ``kill``: ``step`` (triggered/cancel_all/close/confirm_flat/flat/alarm), ``reason``, ``position``.
 - ``alarm``: ``name``, ``detail``. The order manager writes ``reconcile_mismatch`` (one per
   correction a venue snapshot forced; ``detail`` starts with the kind: ``position_fixed``,
-  ``reconcile_dropped``, ``reconcile_resized`` or ``reconcile_adopted``) and ``order_blocked``
+  ``reconcile_dropped``, ``reconcile_resized`` or ``reconcile_adopted``), ``startup_adoption`` (the
+  same for the first snapshot: what a previous session left, adopted) and ``order_blocked``
   (an order its last check refused to send).
 - ``summary`` (last line of a finished run): the run's figures as the runner computed them.
 

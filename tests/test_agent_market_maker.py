@@ -485,8 +485,9 @@ def test_operator_halt_and_fatal_error_fire_the_kill_switch() -> None:
     assert mm.kill_switch_fired and mm.state is OverlayState.HALTED
     assert isinstance(cmds[0], CancelAll) and any(isinstance(c, QueryAccount) for c in cmds)
     alarms = [(r["name"], r["detail"]) for r in log.records if r["type"] == "alarm"]
-    # adopting the venue's 100 lots at start-up is a reconciliation fix, logged before the error
-    assert alarms[0] == ("reconcile_mismatch", "position_fixed: position 0 -> 100 lots")
+    # adopting the venue's 100 lots at start-up is logged, before the error, as an adoption
+    assert alarms[0] == ("startup_adoption", "position_fixed: position 0 -> 100 lots")
+    assert mm.orders.counters["startup_adoption"] == 1 and mm.orders.counters["position_fixed"] == 0
     assert [name for name, _ in alarms[1:]] == ["fatal_error"]
 
     mm2 = MarketMaker(AgentConfig(), HYPE, FEES)
