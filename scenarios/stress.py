@@ -337,6 +337,9 @@ def stress_cli(
     if not names:
         return _fail("no scenarios given and no built-in scenarios found")
     try:
+        from sim.runner import check_agent_options
+
+        check_agent_options(agent, policy, config)
         loaded = {str(scenario_path(n)): load_scenario(n) for n in names}
         caps = {path: configured_cap_lots(path, str(config) if config else None, agent) for path in loaded}
     except (ScenarioError, ValueError) as exc:

@@ -33,12 +33,20 @@ class SessionRecords(list[dict[str, Any]]):
     summary: dict[str, Any]
 
 
+def check_agent_options(kind: str, policy: Path | None = None, config: Path | None = None) -> None:
+    """Refuse an unknown agent, and a policy or configuration for an agent that would ignore it:
+    the baseline has neither, the incident's agent runs as it ran on Feb 12."""
+    if kind not in AGENT_KINDS:
+        raise ValueError(f"agent={kind!r}: must be one of {', '.join(AGENT_KINDS)}")
+    if kind != "production" and (policy is not None or config is not None):
+        raise ValueError(f"--policy/--config apply to the production agent, not to agent={kind!r}")
+
+
 def make_agent(kind: str, instrument: Instrument, fees: FeeSchedule, log: SessionLog | None, scenario: Scenario,
                policy: Path | None = None, config: Path | None = None) -> tuple[Agent, str]:
     """The agent of ``kind`` and the hash of its configuration (for the log header)."""
+    check_agent_options(kind, policy, config)
     if kind == "baseline":
-        if policy is not None or config is not None:
-            raise ValueError("--policy/--config apply to the production agent, not to agent='baseline'")
         return BaselineAgent(instrument, log=log), "baseline"
     if kind == "production":
         try:
@@ -53,13 +61,11 @@ def make_agent(kind: str, instrument: Instrument, fees: FeeSchedule, log: Sessio
 
             adjustment = FrozenPolicy.load(policy, cfg.digest()).as_adjustment
         return MarketMaker(cfg, instrument, fees, log=log, adjustment=adjustment), cfg.digest()
-    if kind == "incident":
-        try:
-            from scenarios.incident import make_incident_agent  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise RuntimeError(f"agent='incident' needs scenarios.incident.make_incident_agent: {exc}") from exc
-        return make_incident_agent(instrument, fees, log, scenario), "incident"
-    raise ValueError(f"agent={kind!r}: must be one of {', '.join(AGENT_KINDS)}")
+    try:
+        from scenarios.incident import make_incident_agent  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise RuntimeError(f"agent='incident' needs scenarios.incident.make_incident_agent: {exc}") from exc
+    return make_incident_agent(instrument, fees, log, scenario), "incident"
 
 
 def agent_header(kind: str, instrument: Instrument, scenario: Scenario, config: Path | None = None) -> dict[str, Any]:
@@ -71,14 +77,12 @@ def agent_header(kind: str, instrument: Instrument, scenario: Scenario, config: 
     the configuration :func:`make_agent` builds the agent from, with the scenario's ``[agent]``
     overrides, as ``hlmm stress`` computes it.
     """
-    if kind not in AGENT_KINDS:
-        raise ValueError(f"agent={kind!r}: must be one of {', '.join(AGENT_KINDS)}")
+    check_agent_options(kind, config=config)
     if kind == "baseline":
         return {"agent": kind, "config_hash": "baseline", "cap_lots": BaselineAgent(instrument).max_position_lots}
     from agent.config import load_agent_config
 
-    # make_agent builds the incident agent from the defaults whatever --config says
-    cfg = load_agent_config(config if kind == "production" else None, overrides=scenario.agent)
+    cfg = load_agent_config(config, overrides=scenario.agent)
     return {"agent": kind, "config_hash": cfg.digest() if kind == "production" else kind,
             "cap_lots": cfg.max_position_lots(instrument)}
 

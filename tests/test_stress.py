@@ -227,3 +227,11 @@ def test_each_agent_is_judged_against_its_own_configured_cap() -> None:
     assert stress.configured_cap_lots("calm", None, "baseline") == BaselineAgent(inst).max_position_lots != production
     # the incident agent's own cap is production's configured one (it only reads margin wrongly)
     assert stress.configured_cap_lots("calm", None, "incident") == production
+
+
+@pytest.mark.parametrize("agent", ["incident", "baseline"])
+def test_a_config_for_an_agent_that_would_ignore_it_is_refused_up_front(tmp_path, capsys, agent) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text("")
+    assert stress.stress_cli(["calm"], seeds=1, agent=agent, config=cfg, workers=1) == 2
+    assert f"--policy/--config apply to the production agent, not to agent='{agent}'" in capsys.readouterr().err
