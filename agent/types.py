@@ -12,6 +12,10 @@ Sign conventions:
 - ``skew_bps`` shifts the fair price the quotes are built around. Negative means "expect the
   price lower": both quotes move down, so the agent buys less and sells more. Flow-based
   skew therefore leans *with* the expected move, i.e. against the side that is being hit.
+
+These values are never modified after construction (no stage writes to another's output), but
+they are not ``frozen``: a frozen dataclass sets each field through ``object.__setattr__``,
+about 4x the cost of a plain slot store, and a decision cycle builds some twenty of them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MarketState:
     """Step 1: the book as the agent sees it, with its own resting orders removed."""
 
@@ -38,7 +42,7 @@ class MarketState:
         return self.best_ask_ticks - self.best_bid_ticks
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SignalContribution:
     """One signal's output in one cycle (logged every cycle)."""
 
@@ -48,7 +52,7 @@ class SignalContribution:
     active: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SignalOutput:
     """Step 2: the combined view of all signals."""
 
@@ -63,7 +67,7 @@ class SignalOutput:
     contributions: dict[str, SignalContribution] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PolicyAdjustment:
     """The learned, bounded adjustment. All zeros is exactly pure GLFT.
 
@@ -76,7 +80,7 @@ class PolicyAdjustment:
     ask_size_log_mult: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class QuoteTarget:
     """Step 3: what GLFT (+ signals + policy) would quote, before risk."""
 
@@ -99,7 +103,7 @@ class OverlayState(StrEnum):
     HALTED = "HALTED"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DesiredOrder:
     side: int
     px_ticks: int
@@ -108,7 +112,7 @@ class DesiredOrder:
     ioc: bool = False  # only the kill switch / escalation uses IOC
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DesiredQuotes:
     """Step 4: what the risk overlay allows. At most one order per side, plus IOC closes."""
 
