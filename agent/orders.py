@@ -172,7 +172,7 @@ class OrderManager:
     def own_resting(self) -> list[tuple[int, int, int]]:
         """``(side, px_ticks, remaining_lots)`` of our acknowledged resting orders (for the ex-own book)."""
         return [
-            (o.side, o.px_ticks, o.remaining_lots) for o in self.live_orders() if o.acked and o.tif != Tif.IOC
+            (o.side, o.px_ticks, o.remaining_lots) for o in self._live.values() if o.acked and o.tif != Tif.IOC
         ]
 
     def has_live(self, side: int, ioc: bool = False) -> bool:
@@ -348,7 +348,12 @@ class OrderManager:
             return True
         if self._last_reconcile_t is None or t - self._last_reconcile_t >= self.config.reconcile_interval_s:
             return True
-        return any(not o.acked and t - o.sent_t > self.config.ack_timeout_s for o in self._live.values())
+        # A loop, not any() over a generator: this runs on every event, over a handful of orders.
+        timeout = self.config.ack_timeout_s
+        for o in self._live.values():
+            if not o.acked and t - o.sent_t > timeout:
+                return True
+        return False
 
     def query(self, t: float) -> QueryAccount:
         """Record that a venue query is being sent (the caller sends it)."""
