@@ -326,6 +326,9 @@ def live_cli(venue: str = "local", policy: Path | None = None, config: Path | No
             print(f"hlmm live: error: {exc}", file=sys.stderr)
             return 1
         print(json.dumps({**summary, "log": str(log_path)}, indent=2, sort_keys=True))
+        if not summary["stopped"]:
+            print("hlmm live: NOT confirmed flat after the stop", file=sys.stderr)
+            return 1
         return 0
     from live.secrets import SecretError, load_wallet
 

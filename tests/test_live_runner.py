@@ -219,6 +219,12 @@ def test_flatten_without_a_running_venue_fails_cleanly(monkeypatch, tmp_path):
     assert result.exit_code == 2 and "not a private key" in result.output and "zz" * 32 not in result.output
 
 
+def test_live_local_exits_1_when_the_stop_did_not_end_flat(monkeypatch, tmp_path):
+    monkeypatch.setattr(live.runner, "run_local_session", lambda *a, **kw: {"stopped": False, "final_position_lots": 7})
+    result = CliRunner().invoke(app, ["live", "--venue", "local", "--scenario", "calm", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "NOT confirmed flat" in result.output
+
+
 def test_run_local_session_rejects_a_bad_duration():
     with pytest.raises(ValueError, match="duration_s"):
         live.runner.run_local_session("calm", seed=1, duration_s=0.0)
