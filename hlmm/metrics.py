@@ -20,7 +20,8 @@ Time-weighted figures (uptimes, overlay time by state) hold each ``cycle`` recor
 its ``rx`` until the next cycle, the last one until the end of trading; time before the first
 cycle counts as not quoted. Trading ends at the operator's stop (a ``stop`` record, written by
 the runner that stops the session) or, without one, at the last ``rx``; what follows the stop
-is the close-out: ``close_out_s`` (stop to the kill switch's ``flat`` step) and ``ended_flat``.
+is the close-out: ``close_out_s`` (stop to the kill switch's ``flat`` step) and ``ended_flat``;
+its fills count in PnL and position, not in the buy/sell figures.
 The operator's stop runs the kill switch's flatten but does not count as the kill switch firing.
 """
 
@@ -615,8 +616,10 @@ def metrics_from_series(s: SessionSeries, cap_lots: int | None = None) -> Sessio
     duration = max(0.0, trading_end - s.start_s)
     quoted, two_sided, reducing, reducing_share, by_state = _time_weighted(s, trading_end)
 
-    buys = sum(1 for f in s.fills if f[1] > 0)
-    sells = len(s.fills) - buys
+    # fills while trading: the close-out's reducing trade says nothing about how the quotes were hit
+    traded = [f for f in s.fills if f[0] < trading_end]
+    buys = sum(1 for f in traded if f[1] > 0)
+    sells = len(traded) - buys
 
     skew_flags = [abs(float(c.get("signal_skew_bps") or 0.0)) > SKEW_ACTIVE_BPS for _rx, c in s.cycles]
     cascade_flags = [

@@ -140,12 +140,15 @@ def test_the_operator_stop_ends_trading_and_is_not_a_kill():
     log.write(60.0, "stop", reason="operator")
     log.write(60.4, "kill", step="triggered", reason="operator", position=0)
     cycle(log, 60.4, 30850, 0, "HALTED", False, False)
+    log.event(60.9, Fill(t=60.9, client_id=9, oid=9, side=SELL, px_ticks=30850, size_lots=1, fee_usd=0.0, trade_id=9,
+                         is_maker=False))  # the close (the hand session was flat; a lot sold for the test)
     log.write(61.5, "kill", step="flat", reason="operator", position=0)
     m = session_metrics(log.records)
     assert m.duration_s == 60.0 and m.quoting_uptime == pytest.approx(50 / 60)
+    assert (m.buy_fills, m.sell_fills) == (1, 1) and m.final_position_lots == -1  # the close is not a quote hit
     assert "HALTED" not in m.overlay_time_s_by_state
     assert m.stopped_by_operator and not m.kill_switch_fired and m.kill_reason is None
-    assert m.close_out_s == pytest.approx(1.5) and m.ended_flat
+    assert m.close_out_s == pytest.approx(1.5)
     # a log without the stop record (older live logs): the operator's kill trigger marks it
     old = [r for r in log.records if r["type"] != "stop"]
     m_old = session_metrics(old)
