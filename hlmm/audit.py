@@ -321,9 +321,10 @@ def render_report(s: SessionSeries, m: SessionMetrics, plots: list[str], source:
 
     lines += ["## Session timeline", ""]
     rows = timeline(s)
-    # Past the row limit, keep the first rows and every kill-switch step and the end.
+    # Past the row limit, keep the first rows, the operator's stop, every kill-switch step and the end.
     shown = rows if len(rows) <= TIMELINE_MAX_ROWS else [
-        r for i, r in enumerate(rows) if i < TIMELINE_MAX_ROWS or r[1].startswith("kill switch") or i == len(rows) - 1
+        r for i, r in enumerate(rows)
+        if i < TIMELINE_MAX_ROWS or r[1].startswith(("kill switch", "operator stop")) or i == len(rows) - 1
     ]
     lines += _table(["Time", "Event"], [[_clock(s, rx), text] for rx, text in shown])
     if len(rows) > len(shown):

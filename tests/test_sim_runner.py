@@ -124,6 +124,14 @@ def test_a_session_ends_with_the_operators_stop_and_production_closes_its_positi
     assert m.close_out_s is not None and m.close_out_s < 5.0
     assert m.duration_s == pytest.approx(240.0)  # the close-out is not trading time
     assert check_criteria(m.to_dict(), Criteria()) == {}
+    # the audit names the stop and how long the close took, in its summary and its timeline
+    from hlmm.audit import render_report, timeline
+    from hlmm.metrics import parse_session
+
+    series = parse_session(records)
+    report = render_report(series, m, plots=[])
+    assert f"operator stop, flat {m.close_out_s:.1f} s later; ended flat: yes" in report
+    assert (240.0, "operator stop: trading ends, close-out begins") in timeline(series)
 
 
 def test_the_incidents_agent_shuts_down_still_holding_its_position() -> None:
