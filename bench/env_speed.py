@@ -55,6 +55,38 @@ def measure_env(n_steps: int, seed: int) -> dict:
     return {"steps": n_steps, "steps_per_s": n_steps / wall, "steps_per_cpu_s": n_steps / cpu}
 
 
+class NullAgent:
+    """Sends nothing and never trades: what the venue and the engine cost without an agent."""
+
+    stopped = True
+
+    def on_event(self, event: object) -> list:
+        return []
+
+    def operator_halt(self) -> None:
+        """Nothing to stop."""
+
+    def end_session(self, t: float) -> None:
+        """Nothing to write."""
+
+
+def measure_venue_floor(seconds_simulated: float, seed: int) -> dict:
+    """The env step's floor: the simulated venue (feed, timers, simpy loop) and the engine (flow,
+    matching) on the env's default scenario with :class:`NullAgent`, in wall µs per simulated
+    second (an env step is one simulated second)."""
+    from sim.scenario import load_scenario
+    from sim.venue import SimVenue
+
+    scenario = load_scenario("feb12_cascade")
+    SimVenue(scenario, seed, NullAgent()).start()  # numba compiles (or loads its cache) outside the clock
+    venue = SimVenue(scenario, seed, NullAgent())
+    venue.start()
+    s = time.perf_counter()
+    venue.run_until(seconds_simulated)
+    wall = time.perf_counter() - s
+    return {"seconds_simulated": venue.now, "us_per_simulated_s": 1e6 * wall / venue.now}
+
+
 def measure_env_vec(n_steps: int, seed: int, n_envs: int = 2) -> dict:
     """Raw steps/s (summed over envs) of ``n_envs`` envs in SB3's ``SubprocVecEnv`` (one process
     each, as ``hlmm train`` runs them), random actions, auto-reset; ``n_steps`` in total."""

@@ -28,9 +28,9 @@ PPO_CPU_RATES = ("real_steps_per_cpu_s", "constant_steps_per_cpu_s")
 VEC_ENVS = 2  # SubprocVecEnv workers for the vectorized figures (hlmm train's default n_envs)
 # run sizes; replay events are the tape length (>= 5 M in full mode, as issue 7 asks)
 SIZES = {
-    "quick": {"replay_events": 200_000, "engine_s": 100.0, "env_steps": 50, "ppo_steps": 128, "decisions": 500,
+    "quick": {"replay_events": 200_000, "engine_s": 100.0, "venue_s": 60.0, "env_steps": 50, "ppo_steps": 128, "decisions": 500,
               "policy_calls": 2_000, "repeats": 1},
-    "full": {"replay_events": 5_000_000, "engine_s": 2_000.0, "env_steps": 1_000, "ppo_steps": 4_096,
+    "full": {"replay_events": 5_000_000, "engine_s": 2_000.0, "venue_s": 2_000.0, "env_steps": 1_000, "ppo_steps": 4_096,
              "decisions": 20_000, "policy_calls": 20_000, "repeats": 3},
 }
 
@@ -77,7 +77,7 @@ def _hftbacktest(n_events: int, seed: int) -> dict:
 def run_all(quick: bool, seed: int = 0) -> dict:
     """All figures; ``quick`` uses small sizes (seconds)."""
     from bench.engine import measure_engine
-    from bench.env_speed import measure_env, measure_env_vec, measure_training
+    from bench.env_speed import measure_env, measure_env_vec, measure_training, measure_venue_floor
     from bench.latency import measure_decision, measure_policy
 
     z = SIZES["quick" if quick else "full"]
@@ -91,6 +91,7 @@ def run_all(quick: bool, seed: int = 0) -> dict:
         "replay": _try(lambda: _replay_figures(n, seed)),
         "hftbacktest": _try(lambda: _hftbacktest(n, seed)),
         "engine": _try(lambda: measure_engine(z["engine_s"], seed)),
+        "venue_floor": _try(lambda: measure_venue_floor(z["venue_s"], seed)),
         "env": _try(lambda: _best_of(lambda: measure_env(z["env_steps"], seed), r, ("steps_per_s", "steps_per_cpu_s"))),
         "env_vec": vec_na or _try(lambda: _best_of(lambda: measure_env_vec(z["env_steps"], seed, VEC_ENVS), r,
                                                    ("steps_per_s",))),
@@ -144,6 +145,8 @@ def table(res: dict) -> str:
          "n/a" if "na" in hb else f"{hb['pnl_usd']:.2f} / {hb['fills']}", ""),
         *[(f"replay realized edge bps, {h:g} s", _edge(rp, h), _edge(hb, h), "") for h in EDGE_HORIZONS_S],
         ("engine events/s (simulated flow)", _fmt(res["engine"], "events_per_s"), "", ""),
+        ("venue + engine, null agent, us per sim s", _fmt(res.get("venue_floor", {"na": "not run"}),
+                                                          "us_per_simulated_s", "{:,.1f}"), "", ""),
         ("env steps/s (single)", _fmt(res["env"], "steps_per_s", "{:,.1f}"), "", ""),
         ("env steps per CPU s (single)", _fmt(res["env"], "steps_per_cpu_s", "{:,.1f}"), "", ""),
         (f"env steps/s ({VEC_ENVS} x SubprocVecEnv)", _fmt(res.get("env_vec", {"na": "not run"}), "steps_per_s", "{:,.1f}"),

@@ -81,13 +81,14 @@ def test_replay_samples_its_account_at_each_decision() -> None:
 
 
 def test_bench_command_quick_on_tiny_sizes(tmp_path, monkeypatch, capsys) -> None:
-    tiny = {"replay_events": 5_000, "engine_s": 2.0, "env_steps": 3, "ppo_steps": 16, "decisions": 20}
+    tiny = {"replay_events": 5_000, "engine_s": 2.0, "venue_s": 5.0, "env_steps": 3, "ppo_steps": 16, "decisions": 20}
     monkeypatch.setitem(run.SIZES, "quick", tiny)
     out = tmp_path / "b.json"
     assert run.bench_cli(quick=True, json_path=out) == 0
     res = json.loads(out.read_text())
     assert res["replay"]["events"] == 5_040 and res["replay"]["events_per_s"] > 0
     assert res["decision"]["p99_us"] >= res["decision"]["p50_us"] > 0
+    assert res["venue_floor"]["seconds_simulated"] == 5.0 and res["venue_floor"]["us_per_simulated_s"] > 0
     # PPO with hlmm train's own setup on the real and on the constant env, rollout shrunk to fit
     ppo = res["ppo"]
     assert "na" not in ppo, ppo
