@@ -59,23 +59,24 @@ def random_session(path: Path, seed: int, duration_s: int = 900) -> None:
 
 
 def independent_figures(path: Path) -> dict:
-    """The headline figures straight from the raw lines, written without hlmm.metrics."""
+    """The headline figures straight from the raw lines, written without hlmm.metrics. Trading
+    ends at the operator's stop record when there is one (the close-out follows it)."""
     recs = [json.loads(line) for line in path.read_text().splitlines()]
     tick, lot = 10.0**-recs[0]["instrument"]["tick_decimals"], 10.0**-recs[0]["instrument"]["sz_decimals"]
+    times = [r["rx"] for r in recs[1:]]
+    start, end = min(times), next((r["rx"] for r in recs if r["type"] == "stop"), max(times))
     seen, buys, sells, pos, cash, max_abs = set(), 0, 0, 0, 0.0, 0
     for r in recs:
         if r["type"] == "fill" and r["trade_id"] not in seen:
             seen.add(r["trade_id"])
-            buys += r["side"] == 1
-            sells += r["side"] == -1
+            buys += r["side"] == 1 and r["rx"] < end
+            sells += r["side"] == -1 and r["rx"] < end
             pos += r["side"] * r["size_lots"]
             max_abs = max(max_abs, abs(pos))
             cash -= r["side"] * r["px_ticks"] * tick * r["size_lots"] * lot + r["fee_usd"]
         if r["type"] == "funding":
             cash += r["amount_usd"]
-    cycles = [r for r in recs if r["type"] == "cycle"]
-    times = [r["rx"] for r in recs[1:]]
-    start, end = min(times), max(times)
+    cycles = [r for r in recs if r["type"] == "cycle" and r["rx"] < end]
     quoted = 0.0
     for a, b in zip(cycles, [*cycles[1:], {"rx": end}], strict=True):
         if a["live_bid"] or a["live_ask"]:
