@@ -239,3 +239,41 @@ def test_summary_keys_match_the_simulators():
     venue.run_until(2.0)
     local = live.runner.run_local_session(sc, seed=1, duration_s=2.0)
     assert set(venue.summary()) | {"agent", "config_hash", "session_log_sha256", "stopped"} == set(local)
+
+
+def test_the_wall_clock_loop_stops_the_agent_at_the_duration_and_waits_for_flat():
+    """testnet/mainnet's loop (no network: a venue that sends nothing): the stop is logged once,
+    the agent is halted, and the loop returns True once the agent reports stopped."""
+    import time
+
+    from hlmm.venue import QueryAccount, Timer
+
+    class Venue:
+        def __init__(self):
+            self.sent = []
+
+        def poll(self):
+            return []
+
+        def send(self, cmds):
+            self.sent.extend(cmds)
+
+    class Agent:
+        position_lots = 0
+        state = None
+        halted = False
+        stopped = False
+
+        def on_event(self, ev):
+            if self.halted and isinstance(ev, Timer):
+                self.stopped = True  # flat confirmed by the first event after the halt
+            return []
+
+        def operator_halt(self):
+            self.halted = True
+
+    venue, agent, log = Venue(), Agent(), SessionLog(None, {})
+    started = time.time() - 0.95  # the duration is up at once and the next heartbeat is 0.05 s away
+    assert live.runner._drive_wall_clock(venue, agent, log, started, duration_s=0.9)
+    assert isinstance(venue.sent[0], QueryAccount) and agent.halted
+    assert [r["reason"] for r in log.records if r["type"] == "stop"] == ["operator"]
