@@ -116,21 +116,14 @@ class SessionSeries:
         whose delivery was lost (a disconnect) is only ever seen that way. (Its cash is not:
         PnL counts delivered fills only.)
         """
+        # in log order: a snapshot after n fills sorts before fill n (is_fill 0 < 1)
+        steps = [(n, 0, rx, position) for rx, n, position in self.account_positions]
+        steps += [(i, 1, f[0], f[1] * f[3]) for i, f in enumerate(self.fills)]
         pos = self.initial_position_lots
         path = [(self.start_s, pos)]
-        snaps = iter(self.account_positions)
-        snap = next(snaps, None)
-        for i, (rx, side, _px, size, _fee, _tid) in enumerate(self.fills):
-            while snap is not None and snap[1] <= i:
-                pos = snap[2]
-                path.append((snap[0], pos))
-                snap = next(snaps, None)
-            pos += side * size
+        for _n, is_fill, rx, lots in sorted(steps):
+            pos = pos + lots if is_fill else lots
             path.append((rx, pos))
-        while snap is not None:
-            pos = snap[2]
-            path.append((snap[0], pos))
-            snap = next(snaps, None)
         return path
 
     def operator_stop_s(self) -> float | None:
