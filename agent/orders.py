@@ -462,6 +462,13 @@ class OrderManager:
         if not self._spend(t, 1, force=cap_lots is None):
             self.counters["rate_limited"] += 1
             return None
+        send_lots = size
+        if d.reduce_only:
+            # A reduce-only order under the $10 minimum is valid only as a whole-position close,
+            # and a fill in flight on the other side can grow the position before it arrives:
+            # sent at the minimum instead, it is valid either way. The venue clips a reduce-only
+            # order to the position, so the extra lots never trade and are not tracked.
+            send_lots = max(size, self.instrument.min_lots_at(d.px_ticks))
         self._seq += 1
         cid = self._next_client_id
         self._next_client_id += 1
@@ -481,7 +488,7 @@ class OrderManager:
             client_id=cid,
             side=d.side,
             px_ticks=d.px_ticks,
-            size_lots=size,
+            size_lots=send_lots,
             tif=tif,
             reduce_only=d.reduce_only,
         )

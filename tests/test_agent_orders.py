@@ -228,3 +228,24 @@ def test_drained_budget_never_blocks_the_kill_switch_close() -> None:
     close = m.place(0.0, DesiredOrder(-1, MID - 30, 39, reduce_only=True, ioc=True), None, MID)
     assert isinstance(close, PlaceOrder) and close.reduce_only and close.size_lots == 39
     assert close.tif == Tif.IOC and m.counters["rate_limited"] == 1
+
+
+def test_a_small_reduce_only_order_stays_valid_when_a_fill_in_flight_grows_the_position() -> None:
+    """feb12_cascade seed 13 with a policy: long 19 lots ($5.82), the reduce-only ask went out for
+    the whole 19 (exempt from the $10 minimum only as a whole-position close), a bid filled
+    before it arrived, and the venue refused it as under $10. Sized at the minimum instead, it is
+    valid whatever the position has become (the venue clips a reduce-only order to it)."""
+    m = om()
+    m.position_lots = 19
+    px = 30637
+    cmd = m.place(0.0, DesiredOrder(-1, px, 19, reduce_only=True), CAP, MID)
+    min_lots = HYPE.min_lots_at(px)
+    assert isinstance(cmd, PlaceOrder) and cmd.size_lots == min_lots > 19
+    for position_at_arrival in (19, 25, 40, 200):
+        assert HYPE.check_order(-1, px, cmd.size_lots, True, position_at_arrival) is None
+    assert HYPE.check_order(-1, px, 19, True, 25) is not None  # what the old size met at arrival
+    # tracked as what the venue will rest (clipped to the position), so no reconciliation fix
+    assert m.orders[cmd.client_id].size_lots == 19
+    # at or above the minimum the order is shrunk to the position, as before
+    m.position_lots = 100
+    assert m.place(0.0, DesiredOrder(-1, px, 150, reduce_only=True), CAP, MID).size_lots == 100
