@@ -19,9 +19,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from hlmm.instrument import Instrument
+
+if TYPE_CHECKING:
+    from hlmm.sessionlog import SessionLog
 
 BUY = 1
 SELL = -1
@@ -271,6 +274,14 @@ class Agent(Protocol):
         """Called once after the last event (``t``: the session's end, seconds): write what is
         still pending to the log."""
         ...
+
+
+def operator_stop(agent: Agent, log: SessionLog | None, t: float) -> None:
+    """The operator stops the session at ``t``: the ``stop`` record (where trading ends for the
+    metrics) and the agent's halt. Every runner stops a session through this."""
+    if log is not None:
+        log.write(t, "stop", reason="operator")
+    agent.operator_halt()
 
 
 EVENT_TYPES: tuple[type, ...] = (

@@ -40,7 +40,7 @@ from eth_account.signers.local import LocalAccount
 
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import SessionLog, instrument_header
-from hlmm.venue import STOP_GRACE_S, Command, Event, OrderRejected, QueryAccount, Tif, Timer
+from hlmm.venue import STOP_GRACE_S, Command, Event, OrderRejected, QueryAccount, Tif, Timer, operator_stop
 from live import wire
 from live.bridge import LiveVenue, LockstepLink, NoncedExchange, NonceSource
 from live.localvenue.faults import FaultConfig, FaultPlan
@@ -213,9 +213,7 @@ class LocalSession:
     def close_out(self, grace_s: float = STOP_GRACE_S) -> bool:
         """The operator's stop at the session's end (as :meth:`sim.venue.SimVenue.close_out`):
         halt the agent, step on until it has stopped or ``grace_s`` venue seconds have passed."""
-        if self.log is not None:
-            self.log.write(self.now, "stop", reason="operator")
-        self.agent.operator_halt()
+        operator_stop(self.agent, self.log, self.now)
         deadline = self.now + grace_s
         while not self.agent.stopped and self.now < deadline:
             self.step()
@@ -415,8 +413,7 @@ def _drive_wall_clock(lv: LiveVenue, agent: Any, log: SessionLog, started: float
                 print(f"[{now - started:7.0f} s] position {agent.position_lots} lots  state {agent.state.value}",
                       file=sys.stderr, flush=True)
             if stop_at is None and duration_s is not None and now - started >= duration_s:
-                log.write(now, "stop", reason="operator")
-                agent.operator_halt()
+                operator_stop(agent, log, now)
                 stop_at = now
             if agent.stopped:
                 return True
@@ -427,8 +424,7 @@ def _drive_wall_clock(lv: LiveVenue, agent: Any, log: SessionLog, started: float
             if stop_at is not None:
                 return False
             stop_at = time.time()
-            log.write(stop_at, "stop", reason="operator")
-            agent.operator_halt()
+            operator_stop(agent, log, stop_at)
 
 
 # ---------------------------------------------------------------------- flatten

@@ -73,6 +73,7 @@ from hlmm.venue import (
     ScheduleCancel,
     Tif,
     Timer,
+    operator_stop,
 )
 from sim.engine import MatchingEngine
 from sim.scenario import Scenario
@@ -226,9 +227,7 @@ class SimVenue:
         has stopped or ``grace_s`` simulated seconds have passed. Returns whether it stopped."""
         if not self._started:
             raise RuntimeError("SimVenue.close_out() before start()")
-        if self.log is not None:
-            self.log.write(self.env.now, "stop", reason="operator")
-        self.agent.operator_halt()
+        operator_stop(self.agent, self.log, self.env.now)
         deadline = self.env.now + grace_s
         while not self.agent.stopped and self.env.now < deadline:
             self.env.run(until=min(deadline, self.env.now + CLOSE_OUT_POLL_S))
