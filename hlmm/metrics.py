@@ -113,8 +113,9 @@ class SessionSeries:
         """(rx, position_lots) after each fill and venue snapshot, from the initial position.
 
         A snapshot (``account``) is the venue's word and replaces the sum of the fills: a fill
-        whose delivery was lost (a disconnect) is only ever seen that way. (Its cash is not:
-        PnL counts delivered fills only.)
+        that is late (both venues deliver the fills a disconnect held back after reconnecting,
+        before the snapshot) or missing from the log is not counted twice nor lost. (PnL counts
+        the log's fills.)
         """
         # in log order: a snapshot after n fills sorts before fill n (is_fill 0 < 1)
         steps = [(n, 0, rx, position) for rx, n, position in self.account_positions]

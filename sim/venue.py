@@ -22,8 +22,11 @@ Rate limit: a token bucket on action weight (``rate_limit.weight_per_min`` refil
 ``rate_limit.burst_weight`` capacity, one weight per action); a refused command is answered
 with a reject carrying :data:`ERR_RATE_LIMIT`. Faults (all seeded): scheduled and random
 disconnects (no feed, commands sent while down are lost, replies produced while down are
-lost; :class:`ConnectionStatus` on each edge and an :class:`AccountSnapshot` on reconnect so
-the agent can reconcile), random order rejects, extra reply delay, feed drops and duplicates.
+lost; :class:`ConnectionStatus` on each edge, then the fills the agent missed and an
+:class:`AccountSnapshot` on reconnect so the agent can reconcile), random order rejects, extra
+reply delay, feed drops and duplicates. The missed fills come back as they do on Hyperliquid,
+where a new ``userFills`` subscription starts with the fill history (``live.bridge`` pushes the
+ones it has not seen): a fill is never lost, only late, so the agent's cash and markouts see it.
 
 Everything delivered and sent is written to the :class:`SessionLog` (``rx`` = simulated
 delivery or send time), plus ground truth: ``regime`` (changepoints) and ``venue_fill`` (fills
@@ -192,6 +195,7 @@ class SimVenue:
         self._reply_last_s = 0.0
         self._up_last_s = 0.0
         self._connected = True
+        self._missed_fills: list[Fill] = []  # fills produced while disconnected, in order
         self._dms_token = 0
         self._started = False
         self.start_mid_ticks = self.engine.mid_ticks()
@@ -288,6 +292,9 @@ class SimVenue:
         now = self.env.now
         self._sync(now)
         self._deliver(ConnectionStatus(now, True, "reconnected"))
+        missed, self._missed_fills = self._missed_fills, []
+        for fill in missed:
+            self._reply(now, fill)
         self._reply(now, self._snapshot())
 
     # ------------------------------------------------------------------ delivery
@@ -318,8 +325,11 @@ class SimVenue:
             self._env_schedule(_Call(self._deliver, ev), NORMAL, at - now)
 
     def _reply(self, t_venue: float, ev: Event) -> None:
-        """A reply on the order channel; lost while disconnected."""
+        """A reply on the order channel; lost while disconnected, except a fill, which waits for
+        the reconnection."""
         if not self._connected:
+            if isinstance(ev, Fill):
+                self._missed_fills.append(ev)
             return
         delay_max_s = self._faults.ack_delay_max_s
         extra = float(self._rng.uniform(0.0, delay_max_s)) if delay_max_s > 0 else 0.0

@@ -215,3 +215,30 @@ def test_jitter_drawn_ahead_is_the_same_as_one_draw_per_message() -> None:
         records.append(log.records)
     assert len(records[0]) > 100
     assert records[0] == records[1]
+
+
+def test_fills_made_while_disconnected_arrive_after_the_reconnection() -> None:
+    """As a new ``userFills`` subscription does on Hyperliquid: a fill the link lost is late, not
+    lost, and comes before the reconnection's snapshot, so the agent's fills add up to it."""
+    def react(agent: Scripted, ev: Event) -> list[Command]:
+        if isinstance(ev, BookUpdate) and "sent" not in agent.state:
+            agent.state["sent"] = ev.t
+            bid, ask = ev.bids[0][0], ev.asks[0][0]
+            return [PlaceOrder(1, BUY, bid, 4 * INST.min_lots_at(bid), Tif.ALO),
+                    PlaceOrder(2, SELL, ask, 4 * INST.min_lots_at(ask), Tif.ALO)]
+        return []
+
+    agent = Scripted(react)
+    log = SessionLog(None, {})
+    run(scenario(60.0, faults={"disconnects": [{"start_s": 1.0, "duration_s": 40.0}]}), agent, log=log)
+    at_venue = [(r["t"], r["trade_id"]) for r in log.records if r["type"] == "venue_fill"]
+    assert [t for t, _ in at_venue if 1.0 < t < 41.0], "the scenario must fill an order during the disconnect"
+    fill_rx = {r["trade_id"]: r["rx"] for r in log.records if r["type"] == "fill"}
+    assert sorted(fill_rx) == sorted(tid for _, tid in at_venue)  # every fill delivered once
+    assert all(fill_rx[tid] >= 41.0 for t, tid in at_venue if 1.0 < t < 41.0)
+    resync = [e for e in agent.events if isinstance(e, AccountSnapshot) and e.t == 41.0]
+    assert len(resync) == 1
+    i_snap = agent.events.index(resync[0])
+    late = [e for e in agent.of(Fill) if 1.0 < e.t < 41.0]
+    assert all(agent.events.index(f) < i_snap for f in late)
+    assert sum(f.side * f.size_lots for f in agent.events[:i_snap] if isinstance(f, Fill)) == resync[0].position_lots
