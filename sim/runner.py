@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,9 @@ def run_session(scenario: Scenario | str | Path, seed: int | None = None, agent:
 
 def run_cli(scenario: str, seed: int | None, out: Path, json_path: Path | None, agent: str = "production",
             policy: Path | None = None, config: Path | None = None) -> int:
-    """``hlmm sim run``: 0 on success, 2 on a bad scenario or agent choice."""
+    """``hlmm sim run``: 0 when the session ended flat after the operator's stop, 1 when it did
+    not (as ``hlmm live`` does: the incident's agent and the baseline keep their position), 2 on
+    a bad scenario or agent choice."""
     try:
         sc = load_scenario(scenario)
     except ScenarioError as exc:
@@ -164,4 +167,8 @@ def run_cli(scenario: str, seed: int | None, out: Path, json_path: Path | None, 
     if json_path is not None:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(text + "\n", encoding="utf-8")
+    if not summary["stopped"] or summary["final_position_lots"] != 0:
+        print(f"hlmm sim run: NOT flat after the operator's stop: agent stopped={summary['stopped']}, "
+              f"position {summary['final_position_lots']} lots", file=sys.stderr)
+        return 1
     return 0

@@ -46,9 +46,15 @@ def test_run_session_summary_and_log_agree(tmp_path: Path) -> None:
 
 def test_run_cli_writes_json_and_rejects_bad_input(tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
-    assert run_cli(str(short(tmp_path)), seed=2, out=out, json_path=tmp_path / "s.json", agent="baseline") == 0
+    assert run_cli(str(short(tmp_path)), seed=2, out=out, json_path=tmp_path / "s.json") == 0
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["seed"] == 2 and Path(s["log"]).exists()
+    assert s["stopped"] and s["final_position_lots"] == 0
+    # the baseline cancels at the stop and keeps its position: the command says so by its exit code
+    code = run_cli(str(short(tmp_path)), seed=2, out=out, json_path=tmp_path / "b.json", agent="baseline")
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert b["final_position_lots"] != 0 and code == 1
+    assert f"position {b['final_position_lots']} lots" in capsys.readouterr().err
     assert run_cli(str(tmp_path / "missing.toml"), seed=1, out=out, json_path=None, agent="baseline") == 2
     assert run_cli(str(short(tmp_path)), seed=1, out=out, json_path=None, agent="nonsense") == 2
     assert "agent='nonsense'" in capsys.readouterr().out
