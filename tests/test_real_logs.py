@@ -125,3 +125,16 @@ def test_audit_says_n_a_when_no_cap_is_known(tmp_path: Path, capsys) -> None:
     assert audit_cli(log_path, tmp_path / "audit") == 0
     out = capsys.readouterr().out
     assert "max position n/a (no cap known)," in out and "x cap" not in out
+
+
+def test_a_fill_made_while_disconnected_is_late_not_lost(storm) -> None:
+    records, _agent = storm
+    down = [r["rx"] for r in records if r["type"] == "connection"]
+    assert len(down) == 2, "the first 5 minutes hold one disconnect"
+    at_venue = {r["trade_id"]: r["t"] for r in records if r["type"] == "venue_fill"}
+    delivered = [r for r in records if r["type"] == "fill"]
+    assert sorted(r["trade_id"] for r in delivered) == sorted(at_venue)  # each once, none lost
+    late = [r for r in delivered if down[0] <= at_venue[r["trade_id"]] < down[1]]
+    assert late and all(r["rx"] >= down[1] for r in late)
+    # so the session's PnL from the log's fills is the venue's
+    assert abs(session_metrics(records).pnl_usd - records.summary["pnl_usd"]) < 1e-6
