@@ -50,8 +50,6 @@ from hlmm.venue import (
     Trade,
 )
 
-FUNDING_INTERVAL_S = 3600.0  # Hyperliquid pays funding hourly
-
 Adjustment = Callable[["MarketMaker"], PolicyAdjustment]
 
 
@@ -205,7 +203,7 @@ class MarketMaker:
             return self._on_account(ev)
         elif isinstance(ev, FundingPayment):
             self.markouts.on_funding(ev.amount_usd)
-            self.signal_bank.on_funding_rate(ev.t, ev.rate, ev.t + FUNDING_INTERVAL_S)
+            self.signal_bank.on_funding_payment(ev.t, ev.rate)
         elif isinstance(ev, ConnectionStatus):
             self._counters["disconnect" if not ev.connected else "reconnect"] += 1
             self.orders.needs_reconcile = True

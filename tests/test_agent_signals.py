@@ -336,3 +336,24 @@ def test_funding_proximity_sheds_a_paying_position() -> None:
     assert not far.active and far.spread_bps == 0.0
     assert near_long.skew_bps < 0 and near_short.skew_bps == 0.0 and near_long.spread_bps > 0
     _ = Fill  # own fills are exercised through InformedFlow above
+
+
+def test_funding_schedule_is_learned_from_the_payments() -> None:
+    """A venue that funds every 300 s (a simulated one) is seen from its second payment on; a
+    payment missed in a disconnect does not stretch the hourly schedule."""
+    bank = SignalBank(SignalsConfig(), HYPE)
+    bank.on_funding_payment(600.0, 0.001)  # 10 bps, longs pay
+    # after one payment the next is expected an hour later: nothing near yet
+    assert not bank.compute(_state(850.0, 61761), 100).contributions["funding"].active
+    bank.on_funding_payment(900.0, 0.001)
+    assert bank.funding.interval_s == 300.0
+    mid = bank.compute(_state(1050.0, 61761), 100).contributions["funding"]
+    assert mid.value == pytest.approx(0.5)  # halfway through the 300 s window before 1200 s
+    # 10 bps x 0.5 = 5 bps of skew against the long, capped at max_skew_bps = 1
+    assert mid.skew_bps == pytest.approx(-1.0) and mid.spread_bps == pytest.approx(0.1)
+
+    hourly = SignalBank(SignalsConfig(), HYPE)
+    for t in (0.0, 3600.0, 10800.0):  # the payment at 7200 s was missed
+        hourly.on_funding_payment(t, 0.0001)
+    assert hourly.funding.interval_s == 3600.0
+    assert hourly.compute(_state(14100.0, 61761), 100).contributions["funding"].value == pytest.approx(0.5)

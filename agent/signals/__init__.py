@@ -106,7 +106,12 @@ class SignalBank:
         self.informed.on_fill(fill.t, fill.side)
 
     def on_funding_rate(self, t: float, rate: float, next_funding_t: float) -> None:
+        """The funding ``rate`` and when it is next paid, when the schedule is known."""
         self.funding.on_funding_rate(t, rate, next_funding_t)
+
+    def on_funding_payment(self, t: float, rate: float) -> None:
+        """A funding payment: its rate, and the next one expected an interval later."""
+        self.funding.on_payment(t, rate)
 
     def set_adverse_move_bps(self, move_bps: float) -> None:
         """E|ΔV| from markouts for the informed-flow spread (negative counts as 0)."""
