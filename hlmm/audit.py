@@ -413,12 +413,21 @@ def render_report(s: SessionSeries, m: SessionMetrics, plots: list[str], source:
     return "\n".join(lines)
 
 
-def write_audit(s: SessionSeries, out: Path, source: str = "", cap_lots: int | None = None) -> SessionMetrics:
-    """Write ``report.md``, ``metrics.json`` and the PNGs of one parsed session into ``out``."""
+def write_audit(s: SessionSeries, out: Path, source: str = "", cap_lots: int | None = None,
+                ablation: tuple[str, dict[str, Any]] | None = None) -> SessionMetrics:
+    """Write ``report.md``, ``metrics.json`` and the PNGs of one parsed session into ``out``;
+    ``ablation`` = (its file, an ``hlmm ablate`` result) adds the signals' ablation table."""
     out.mkdir(parents=True, exist_ok=True)
     m = metrics_from_series(s, cap_lots=cap_lots)
     plots = _plots(s, m, out)
-    (out / "report.md").write_text(render_report(s, m, plots, source), encoding="utf-8")
+    text = render_report(s, m, plots, source)
+    if ablation is not None:
+        from hlmm.ablation import format_table
+
+        text += (f"\n## Signal ablation\n\nEach signal's marginal value, from `{ablation[0]}` (`hlmm ablate`: "
+                 "the agent with one signal's spread and skew removed against the full agent, same seeds; "
+                 "other sessions than this one).\n\n" + format_table(ablation[1]) + "\n")
+    (out / "report.md").write_text(text, encoding="utf-8")
     (out / "metrics.json").write_text(json.dumps(m.to_dict(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
     return m
 
@@ -435,9 +444,18 @@ def _line_of_record(path: Path, record: int) -> int:
     return record
 
 
-def audit_cli(session_log: Path, out: Path) -> int:
+def audit_cli(session_log: Path, out: Path, ablation: Path | None = None) -> int:
     """``hlmm audit``: 0 when the report was written, 2 on a missing or bad log (the error names
-    the file and line)."""
+    the file and line) or ablation file."""
+    ablation_result = None
+    if ablation is not None:
+        from hlmm.ablation import load_ablation
+
+        try:
+            ablation_result = (str(ablation), load_ablation(ablation))
+        except ValueError as exc:
+            print(f"hlmm audit: {exc}", file=sys.stderr)
+            return 2
     try:
         series = parse_session(read_session_log(session_log))
     except FileNotFoundError as exc:
@@ -450,7 +468,7 @@ def audit_cli(session_log: Path, out: Path) -> int:
     except ValueError as exc:
         print(f"hlmm audit: {exc}", file=sys.stderr)
         return 2
-    m = write_audit(series, out, source=str(session_log))
+    m = write_audit(series, out, source=str(session_log), ablation=ablation_result)
     ratio = "n/a (no cap known)" if m.max_position_ratio is None else f"{m.max_position_ratio:.2f}x cap"
     print(
         f"audit: {m.duration_s / 60:.1f} min, PnL {_usd(m.pnl_usd)}, fills {m.buy_fills} buys / {m.sell_fills} sells, "

@@ -85,11 +85,13 @@ def stress(
 def audit(
     session_log: Annotated[Path, typer.Argument(help="a session log (.jsonl) from the simulator or a live session")],
     out: Annotated[Path, typer.Option(help="report directory")] = Path("out/audit"),
+    ablation: Annotated[Path | None, typer.Option(
+        help="an hlmm ablate --json file: add the signals' ablation table")] = None,
 ) -> None:
     """Write a Markdown audit report with plots for one session log."""
     from hlmm.audit import audit_cli
 
-    _exit(audit_cli(session_log, out=out))
+    _exit(audit_cli(session_log, out=out, ablation=ablation))
 
 
 @app.command()
@@ -120,6 +122,24 @@ def evaluate(
 
     _exit(eval_cli(policy, scenarios=scenarios or [], seeds=seeds, first_seed=first_seed, json_path=json_path,
                    config=config))
+
+
+@app.command()
+def ablate(
+    scenarios: Annotated[list[str] | None, typer.Option(
+        "--scenarios", help="scenario names or files [default: feb12_cascade, flash_crash, funding_spike]")] = None,
+    signals: Annotated[list[str] | None, typer.Option("--signals", help="signals to remove, one at a time [default: all]")] = None,
+    seeds: Annotated[int, typer.Option(min=1)] = 4,
+    first_seed: Annotated[int, typer.Option(help="first seed")] = 20_000,
+    json_path: Annotated[Path | None, typer.Option("--json")] = None,
+    config: Annotated[Path | None, typer.Option(help="agent configuration TOML (defaults when absent)")] = None,
+    workers: Annotated[int, typer.Option(min=1)] = 2,
+) -> None:
+    """Each signal's marginal value: the agent with one signal removed against the full agent, paired by seed."""
+    from hlmm.ablation import ablate_cli
+
+    _exit(ablate_cli(scenarios or [], signals or [], seeds=seeds, first_seed=first_seed, json_path=json_path,
+                     config=config, workers=workers))
 
 
 @venue_app.command("serve")

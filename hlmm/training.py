@@ -29,7 +29,7 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -275,6 +275,22 @@ def paired_ci(diffs: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def paired_summary(pairs_by_seed: Collection[dict[str, dict[str, float]]], base: str, other: str) -> dict[str, Any]:
+    """Per metric of :data:`METRICS`: the means of ``base`` and ``other`` over the seeds where both
+    are finite, and the paired difference ``other - base`` with its 95% t-interval and ``n``.
+    Each item of ``pairs_by_seed`` maps ``base`` and ``other`` to one seed's figures."""
+    rows: dict[str, Any] = {}
+    for key, _label in METRICS:
+        pairs = [(r[base][key], r[other][key]) for r in pairs_by_seed]
+        pairs = [(b, o) for b, o in pairs if math.isfinite(b) and math.isfinite(o)]
+        if not pairs:
+            continue
+        mean, lo, hi = paired_ci([o - b for b, o in pairs])
+        rows[key] = {base: float(np.mean([b for b, _ in pairs])), other: float(np.mean([o for _, o in pairs])),
+                     "diff": mean, "ci_low": lo, "ci_high": hi, "n": len(pairs)}
+    return rows
+
+
 def run_figures(records: list[dict[str, Any]]) -> dict[str, float]:
     """The evaluation figures of one session from its log records (see :data:`METRICS`)."""
     from hlmm.metrics import equity_path, metrics_from_series, parse_session
@@ -351,20 +367,7 @@ def evaluate(policy: Path, scenarios: list[str], seeds: int, first_seed: int, wo
     runs: dict[str, dict[int, dict[str, dict[str, float]]]] = {}
     for scenario, seed, who, figs in results:
         runs.setdefault(scenario, {}).setdefault(seed, {})[who] = figs
-    summary: dict[str, Any] = {}
-    for scenario, by_seed in runs.items():
-        rows = {}
-        for key, _label in METRICS:
-            pairs = [(r["glft"][key], r["policy"][key]) for r in by_seed.values()]
-            pairs = [(g, p) for g, p in pairs if math.isfinite(g) and math.isfinite(p)]
-            if not pairs:
-                continue
-            mean, lo, hi = paired_ci([p - g for g, p in pairs])
-            rows[key] = {
-                "glft": float(np.mean([g for g, _ in pairs])), "policy": float(np.mean([p for _, p in pairs])),
-                "diff": mean, "ci_low": lo, "ci_high": hi, "n": len(pairs),
-            }
-        summary[scenario] = rows
+    summary = {scenario: paired_summary(by_seed.values(), "glft", "policy") for scenario, by_seed in runs.items()}
     return {
         "policy": str(policy), "config": cfg, "seeds": list(range(first_seed, first_seed + seeds)), "summary": summary,
         "runs": {s: {str(k): v for k, v in d.items()} for s, d in runs.items()},

@@ -149,7 +149,24 @@ def test_signal_table_lists_each_logged_signal(tmp_path):
     report = (tmp_path / "audit" / "report.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| flow"))
     assert "100.0%" in row
-    assert "ablation" not in report.lower()  # nothing produces ablation results to show
+    assert "ablation" not in report.lower()  # only with an ablation file
+
+
+def test_ablation_file_adds_its_table_and_a_bad_one_is_refused(tmp_path, capsys):
+    log_path = tmp_path / "session.jsonl"
+    random_session(log_path, seed=4, duration_s=30)
+    row = {"full": 0.5, "flow": 0.25, "diff": -0.25, "ci_low": -0.5, "ci_high": 0.0, "n": 4}
+    result = {"seeds": [1, 2, 3, 4], "signals": ["flow"], "summary": {"calm": {"flow": {"pnl_usd": row}}}}
+    good = tmp_path / "ablation.json"
+    good.write_text(json.dumps(result))
+    assert audit_cli(log_path, tmp_path / "audit", ablation=good) == 0
+    report = (tmp_path / "audit" / "report.md").read_text()
+    assert "## Signal ablation" in report and "| `flow` | -0.250 [-0.500, +0.000] | n/a |" in report
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**result, "seeds": "1-4"}))
+    assert audit_cli(log_path, tmp_path / "audit2", ablation=bad) == 2
+    assert "bad.json: seeds='1-4': expected a non-empty list of integers" in capsys.readouterr().err
+    assert not (tmp_path / "audit2").exists()  # refused before anything is written
 
 
 def test_written_log_round_trips(tmp_path):
