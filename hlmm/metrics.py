@@ -114,7 +114,7 @@ class SessionSeries:
 
         A snapshot (``account``) is the venue's word and replaces the sum of the fills: a fill
         that is late (both venues deliver the fills a disconnect held back after reconnecting,
-        before the snapshot) or missing from the log is not counted twice nor lost. (PnL counts
+        before the snapshot) or missing from the log is neither counted twice nor lost. (PnL counts
         the log's fills.)
         """
         # in log order: a snapshot after n fills sorts before fill n (is_fill 0 < 1)
