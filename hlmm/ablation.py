@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from hlmm.jobs import run_jobs
 from sim.scenario import Scenario
 
 FULL = "full"  # the run with every signal on
@@ -57,27 +57,13 @@ def ablate(scenarios: list[Scenario], signals: list[str], seeds: int, first_seed
            config: Path | None = None, progress: bool = False) -> dict[str, Any]:
     """Run the full agent and each ablation on ``seeds`` seeds of every scenario; returns the
     per-run figures and, per scenario and signal, the paired differences (ablated - full)."""
-    from tqdm import tqdm
-
     from hlmm.training import paired_summary
 
     cfg = str(config) if config is not None else None
     jobs: list[Job] = [(sc, first_seed + i, sig, cfg) for sc in scenarios for i in range(seeds)
                        for sig in (None, *signals)]
-    bar = tqdm(total=len(jobs), desc="ablate", unit="run", disable=not progress)
-    results = []
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            for fut in as_completed([pool.submit(_run, j) for j in jobs]):
-                results.append(fut.result())
-                bar.update()
-    else:
-        for j in jobs:
-            results.append(_run(j))
-            bar.update()
-    bar.close()
     runs: dict[str, dict[int, dict[str, dict[str, float]]]] = {}
-    for name, seed, who, figs in results:
+    for name, seed, who, figs in run_jobs(_run, jobs, workers, desc="ablate", progress=progress):
         runs.setdefault(name, {}).setdefault(seed, {})[who] = figs
     summary = {name: {sig: paired_summary(by_seed.values(), FULL, sig) for sig in signals}
                for name, by_seed in runs.items()}

@@ -30,13 +30,13 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from hlmm.jobs import run_jobs
 from hlmm.validation import read_toml, validate
 from sim.env import EnvConfig
 
@@ -359,13 +359,8 @@ def evaluate(policy: Path, scenarios: list[str], seeds: int, first_seed: int, wo
     sides of a pair run the agent configuration ``config`` (defaults when None)."""
     cfg = str(config) if config is not None else None
     jobs = [(s, first_seed + i, p, cfg) for s in scenarios for i in range(seeds) for p in (None, str(policy))]
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_eval_one, jobs))
-    else:
-        results = [_eval_one(j) for j in jobs]
     runs: dict[str, dict[int, dict[str, dict[str, float]]]] = {}
-    for scenario, seed, who, figs in results:
+    for scenario, seed, who, figs in run_jobs(_eval_one, jobs, workers, desc="eval", progress=False):
         runs.setdefault(scenario, {}).setdefault(seed, {})[who] = figs
     summary = {scenario: paired_summary(by_seed.values(), "glft", "policy") for scenario, by_seed in runs.items()}
     return {

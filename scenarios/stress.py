@@ -27,11 +27,11 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hlmm.jobs import run_jobs
 from sim.scenario import Criteria, ScenarioError, builtin_scenarios, load_scenario, scenario_path
 
 AGENTS = ("production", "incident", "baseline")
@@ -292,19 +292,6 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def _jobs_results(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
-    from tqdm import tqdm
-
-    if workers <= 1 or len(jobs) == 1:
-        return [run_job(j) for j in tqdm(jobs, desc="stress", unit="run")]
-    results = []
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-        futures = {pool.submit(run_job, j): j for j in jobs}
-        for fut in tqdm(as_completed(futures), total=len(futures), desc="stress", unit="run"):
-            results.append(fut.result())
-    return results
-
-
 def stress_cli(
     scenarios: list[str],
     seeds: int = 8,
@@ -358,7 +345,7 @@ def stress_cli(
     print(f"hlmm stress: {len(loaded)} scenario(s) x {seeds} seed(s), agent {agent}, venue {venue}, "
           f"{min(workers, len(jobs))} worker(s)", file=sys.stderr)
     try:
-        results = _jobs_results(jobs, workers)
+        results = run_jobs(run_job, jobs, workers, desc="stress")
     except Exception as exc:
         if not keep_logs:
             shutil.rmtree(log_dir, ignore_errors=True)

@@ -1,0 +1,26 @@
+"""Independent simulation runs on a process pool, with a progress bar: what ``hlmm stress``,
+``hlmm eval`` and ``hlmm ablate`` share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import TypeVar
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+
+def run_jobs(fn: Callable[[J], R], jobs: Sequence[J], workers: int, desc: str, progress: bool = True) -> list[R]:
+    """``[fn(job) for job in jobs]`` on ``workers`` processes (in this one when ``workers`` <= 1
+    or there is a single job), in the jobs' order; the bar moves as runs complete. ``fn`` must be
+    a module-level function, so the pool can pickle it."""
+    from tqdm import tqdm
+
+    if workers <= 1 or len(jobs) == 1:
+        return [fn(j) for j in tqdm(jobs, desc=desc, unit="run", disable=not progress)]
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        futures = [pool.submit(fn, j) for j in jobs]
+        for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="run", disable=not progress):
+            pass
+        return [f.result() for f in futures]
