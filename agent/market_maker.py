@@ -42,6 +42,7 @@ from hlmm.venue import (
     FeeSchedule,
     Fill,
     FundingPayment,
+    FundingRate,
     OrderAccepted,
     OrderCanceled,
     OrderRejected,
@@ -204,6 +205,8 @@ class MarketMaker:
         elif isinstance(ev, FundingPayment):
             self.markouts.on_funding(ev.amount_usd)
             self.signal_bank.on_funding_payment(ev.t, ev.rate)
+        elif isinstance(ev, FundingRate):
+            self.signal_bank.on_funding_rate(ev.rate)
         elif isinstance(ev, ConnectionStatus):
             self._counters["disconnect" if not ev.connected else "reconnect"] += 1
             self.orders.needs_reconcile = True

@@ -144,12 +144,24 @@ class AccountSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class FundingPayment:
-    """Hourly funding. ``amount_usd`` > 0 means the agent received it."""
+    """A funding payment on the agent's position (none while flat). ``amount_usd`` > 0 means the
+    agent received it."""
 
     kind: ClassVar[str] = "funding"
     t: float
     rate: float
     amount_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class FundingRate:
+    """The venue's predicted rate for the next funding, per funding interval; > 0 means longs
+    will pay. Hyperliquid publishes it continuously in ``activeAssetCtx`` (``ctx.funding``,
+    hourly); it reaches the agent whether or not it holds a position, unlike a payment."""
+
+    kind: ClassVar[str] = "funding_rate"
+    t: float
+    rate: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +191,7 @@ Event = (
     | CancelRejected
     | AccountSnapshot
     | FundingPayment
+    | FundingRate
     | ConnectionStatus
     | Timer
 )
@@ -294,6 +307,7 @@ EVENT_TYPES: tuple[type, ...] = (
     CancelRejected,
     AccountSnapshot,
     FundingPayment,
+    FundingRate,
     ConnectionStatus,
     Timer,
 )

@@ -67,6 +67,7 @@ from hlmm.venue import (
     FeeSchedule,
     Fill,
     FundingPayment,
+    FundingRate,
     ModifyOrder,
     OrderAccepted,
     OrderCanceled,
@@ -201,6 +202,7 @@ class LiveVenue:
         self._trouble_t: float | None = None  # venue time of the last sign of trouble, until settled
         self._pending_queries = 0
         self._last_book_ms = -1
+        self._last_funding_rate: float | None = None  # the predicted rate last passed on
         self._connected = False
         self._last_reconnect_try = -1e18
         self.position_lots = 0
@@ -281,7 +283,9 @@ class LiveVenue:
             ({"type": "userFills", "user": user}, self._on_user_fills),
             ({"type": "orderUpdates", "user": user}, self._on_order_updates),
             ({"type": "userEvents", "user": user}, self._on_user_events),
+            ({"type": "activeAssetCtx", "coin": coin}, self._on_asset_ctx),
         ]
+        self._last_funding_rate = None  # a new subscription's first ctx is passed on
         for sub, cb in subs:
             info.subscribe(sub, self._guard(cb))
         if self.lockstep is not None:
@@ -363,7 +367,8 @@ class LiveVenue:
     def handle(self, channel: str, data: Any) -> None:
         """Process one websocket payload (what the SDK thread does; also the fuzz entry point)."""
         handler = {"l2Book": self._on_book, "trades": self._on_trades, "userFills": self._on_user_fills,
-                   "orderUpdates": self._on_order_updates, "user": self._on_user_events}.get(channel)
+                   "orderUpdates": self._on_order_updates, "user": self._on_user_events,
+                   "activeAssetCtx": self._on_asset_ctx}.get(channel)
         if handler is None:
             raise wire.WireError(f"channel={channel!r}: not subscribed")
         self._guard(handler)({"channel": channel, "data": data})
@@ -424,9 +429,16 @@ class LiveVenue:
                 self._fill_event(f)
         if "funding" in d:
             fu = wire.obj("user.funding", d["funding"])
-            rate = wire.usd("user.funding.fundingRate", wire.need(fu, "fundingRate", "user.funding"))
+            rate = wire.funding_rate("user.funding.fundingRate", wire.need(fu, "fundingRate", "user.funding"))
             amount = wire.usd("user.funding.usdc", wire.need(fu, "usdc", "user.funding"))
             self._push(FundingPayment(wire.time_s("user.funding.time", wire.need(fu, "time", "user.funding")), rate, amount))
+
+    def _on_asset_ctx(self, data: Any) -> None:
+        """The predicted funding rate; Hyperliquid repeats the ctx often, the agent hears a change."""
+        rate = wire.parse_asset_ctx(self.instrument, data)
+        if rate != self._last_funding_rate:
+            self._last_funding_rate = rate
+            self._push(FundingRate(self.clock(), rate))
 
     def _on_order_updates(self, data: Any) -> None:
         for u in wire.parse_order_updates(self.instrument, data):

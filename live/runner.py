@@ -40,7 +40,17 @@ from eth_account.signers.local import LocalAccount
 
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import SessionLog, instrument_header
-from hlmm.venue import STOP_GRACE_S, Command, Event, OrderRejected, QueryAccount, Tif, Timer, operator_stop
+from hlmm.venue import (
+    STOP_GRACE_S,
+    AccountSnapshot,
+    Command,
+    Event,
+    OrderRejected,
+    QueryAccount,
+    Tif,
+    Timer,
+    operator_stop,
+)
 from live import wire
 from live.bridge import LiveVenue, LockstepLink, NoncedExchange, NonceSource
 from live.localvenue.faults import FaultConfig, FaultPlan
@@ -186,7 +196,7 @@ class LocalSession:
         before any market data, so nothing is quoted on a guess."""
         assert self.venue is not None
         self.venue.send([QueryAccount()])
-        self.pump()
+        self.pump(snapshot_first(self.venue.poll()))
 
     def step(self) -> float:
         """Advance to the next book or heartbeat time and deliver what it brought; returns the time."""
@@ -360,6 +370,12 @@ def remote_instrument(info: Any, coin: str) -> Instrument:
     return Instrument.for_price(coin, sz_dec, mid, asset)
 
 
+def snapshot_first(events: Sequence[Event]) -> list[Event]:
+    """Start-up: the account snapshot before the subscriptions' first messages (the funding
+    rate), which arrive while it is fetched, so the agent reconciles before any market data."""
+    return sorted(events, key=lambda ev: not isinstance(ev, AccountSnapshot))
+
+
 def run_remote(venue: str, wallet: LocalAccount, sc: Scenario, policy: Path | None, config: Path | None,
                duration_s: float | None, out: Path) -> int:
     """Trade on testnet or mainnet in wall time until ``duration_s`` or Ctrl-C, then flatten."""
@@ -401,6 +417,7 @@ def _drive_wall_clock(lv: LiveVenue, agent: Any, log: SessionLog, started: float
                 lv.send(cmds)
 
     lv.send([QueryAccount()])
+    deliver(snapshot_first(lv.poll()))
     while True:
         try:
             deliver(lv.poll())

@@ -28,6 +28,7 @@ from hlmm.venue import BookUpdate, OpenOrder, Trade
 MAX_LOTS = 10**13
 MAX_TICKS = 10**13
 MAX_TIME_MS = 10**14  # year ~5100; timestamps beyond are corrupt
+MAX_FUNDING_RATE = Decimal("0.05")
 MAX_BOOK_LEVELS = 1000
 
 # Order statuses Hyperliquid reports on orderStatus / orderUpdates.
@@ -159,6 +160,14 @@ def usd(field: str, value: Any) -> float:
     d = _dec(field, value)
     if abs(d) > Decimal(10) ** 15:
         raise WireError(f"{field}={_short(value)}: amount beyond 1e15 USD")
+    return float(d)
+
+
+def funding_rate(field: str, value: Any) -> float:
+    """A funding rate per interval; Hyperliquid caps it at 4% an hour, we refuse beyond 5%."""
+    d = _dec(field, value)
+    if abs(d) > MAX_FUNDING_RATE:
+        raise WireError(f"{field}={_short(value)}: funding rate beyond +-{MAX_FUNDING_RATE} per interval")
     return float(d)
 
 
@@ -332,6 +341,14 @@ class WireOrderUpdate:
     px_ticks: int
     size_lots: int  # remaining
     orig_size_lots: int
+
+
+def parse_asset_ctx(instrument: Instrument, data: Any) -> float:
+    """``activeAssetCtx`` of our coin: the predicted funding rate for the next funding."""
+    d = obj("activeAssetCtx", data)
+    coin_is(instrument, "activeAssetCtx.coin", need(d, "coin", "activeAssetCtx"))
+    ctx = obj("activeAssetCtx.ctx", need(d, "ctx", "activeAssetCtx"))
+    return funding_rate("activeAssetCtx.ctx.funding", need(ctx, "funding", "activeAssetCtx.ctx"))
 
 
 def parse_order_updates(instrument: Instrument, data: Any) -> list[WireOrderUpdate]:

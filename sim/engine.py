@@ -17,7 +17,7 @@ API (stable)::
     eng.position_lots, eng.entry_px_ticks, eng.margin_used_usd   # properties
     eng.account_value_usd(mark_ticks=None), eng.max_position_lots_margin()
     eng.mid_ticks(), eng.value_ticks()                     # value = ground-truth latent V
-    eng.drain() -> EngineOutput                            # trades, fills, finished, funding, regimes
+    eng.drain() -> EngineOutput                            # trades, fills, finished, funding, rates, regimes
     eng.pending                                            # whether drain() has anything
     eng.events                                             # flow events processed (benchmark)
 
@@ -36,7 +36,9 @@ own resting orders in the way of its taker order are cancelled (``selfTradeCance
 Funding is paid every ``funding.interval_s`` on the position at the mid:
 ``amount_usd = -position * mid * rate`` (longs pay when the rate is positive). Margin is
 cross: account value = collateral + realized - fees + funding + unrealized (at the mid);
-``max_position_lots_margin = account_value * leverage / mark``.
+``max_position_lots_margin = account_value * leverage / mark``. After each funding the output
+carries the next funding's rate (:class:`FundingRate`), what the venue publishes whether or not
+the agent holds a position (:meth:`predicted_funding_rate` gives it at any time).
 
 Fill records carry ``client_id = -1`` when the order had none.
 """
@@ -50,7 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hlmm.instrument import Instrument
-from hlmm.venue import FeeSchedule, Fill, FundingPayment, OpenOrder, Tif, Trade
+from hlmm.venue import FeeSchedule, Fill, FundingPayment, FundingRate, OpenOrder, Tif, Trade
 from sim import kernel as K
 from sim.regimes import RegimeChange, flow_params, regime_path
 from sim.scenario import Scenario
@@ -85,6 +87,7 @@ class EngineOutput:
     fills: list[Fill] = field(default_factory=list)
     finished: list[tuple[int, str]] = field(default_factory=list)  # (oid, reason)
     funding: list[FundingPayment] = field(default_factory=list)
+    funding_rates: list[FundingRate] = field(default_factory=list)  # after each funding: the next one's rate
     regimes: list[RegimeChange] = field(default_factory=list)
 
 
@@ -273,6 +276,7 @@ class MatchingEngine:
             if stop == self._next_funding_s:
                 self._pay_funding(stop)
                 self._next_funding_s += self._funding_interval_s
+                self._out.funding_rates.append(FundingRate(stop, self.predicted_funding_rate()))
             if stop >= until_s:
                 return
 
@@ -289,12 +293,22 @@ class MatchingEngine:
                     f"[{self.instrument.ticks_to_float(self.base_ticks):.6g}, "
                     f"{self.instrument.ticks_to_float(self.base_ticks + self._depth_bid.shape[0]):.6g}] at t={self.t:.3f}s")
 
-    def _pay_funding(self, t: float) -> None:
+    def funding_rate_at(self, t: float) -> float:
+        """The scenario's funding rate per interval for a funding paid at ``t`` (spikes included)."""
         f = self.scenario.funding
         rate = f.rate
         for spike in f.spikes:
             if spike.start_s <= t < spike.end_s:
                 rate = spike.rate
+        return rate
+
+    def predicted_funding_rate(self) -> float:
+        """The rate the next funding will pay. Exact here; Hyperliquid's published prediction
+        converges to it over the hour."""
+        return self.funding_rate_at(self._next_funding_s)
+
+    def _pay_funding(self, t: float) -> None:
+        rate = self.funding_rate_at(t)
         pos = self.position_lots
         if pos == 0:
             return
@@ -338,7 +352,7 @@ class MatchingEngine:
     def pending(self) -> bool:
         """Whether :meth:`drain` has anything to return (cheaper than draining nothing)."""
         out = self._out
-        return bool(out.trades or out.fills or out.finished or out.funding or out.regimes)
+        return bool(out.trades or out.fills or out.finished or out.funding or out.funding_rates or out.regimes)
 
     def drain(self) -> EngineOutput:
         """Everything that happened since the last drain (fills on entry included)."""

@@ -4,8 +4,9 @@
 with ``on_event(event) -> Sequence[Command]``) through the Venue interface of
 :mod:`hlmm.venue`:
 
-- market data: every ``latency.book_interval_s`` a :class:`BookUpdate` (top 10 levels) and
-  every public :class:`Trade`, delivered ``feed_ms`` (+ exponential jitter of mean
+- market data: every ``latency.book_interval_s`` a :class:`BookUpdate` (top 10 levels),
+  every public :class:`Trade`, and the next funding's :class:`FundingRate` after each funding
+  (also right after the account snapshot at the start and on reconnection), delivered ``feed_ms`` (+ exponential jitter of mean
   ``jitter_ms``) after they happened; a :class:`Timer` every second (the driver's heartbeat,
   local to the agent, so it also ticks while disconnected);
 - commands the agent returns reach the engine ``order_ms`` (place, modify) or ``cancel_ms``
@@ -67,6 +68,7 @@ from hlmm.venue import (
     ConnectionStatus,
     Event,
     Fill,
+    FundingRate,
     ModifyOrder,
     OrderAccepted,
     OrderCanceled,
@@ -215,6 +217,7 @@ class SimVenue:
             self._process(self._disconnect(start_s, dur_s))
         self._sync(0.0)
         self._reply(0.0, self._snapshot())
+        self._behind_last_reply(self._funding_rate(0.0))
 
     def run_until(self, t_s: float) -> None:
         """Advance the whole timeline (engine, messages, agent) to ``t_s`` seconds."""
@@ -296,6 +299,7 @@ class SimVenue:
         for fill in missed:
             self._reply(now, fill)
         self._reply(now, self._snapshot())
+        self._behind_last_reply(self._funding_rate(now))  # a resubscribed activeAssetCtx starts with it
 
     # ------------------------------------------------------------------ delivery
     def _jitter(self) -> float:
@@ -337,6 +341,13 @@ class SimVenue:
         at = max(t_venue + self._ack_s + self._jitter() + extra, self._reply_last_s, now)
         self._reply_last_s = at
         self._env_schedule(_Call(self._deliver, ev), NORMAL, at - now)
+
+    def _behind_last_reply(self, ev: Event) -> None:
+        """Deliver ``ev`` together with the last reply (the account snapshot at the start and on
+        reconnection): the agent reconciles before it, and it draws no latency of its own, so
+        adding it moved no other message."""
+        now = self.env.now
+        self._env_schedule(_Call(self._deliver, ev), NORMAL, max(self._reply_last_s, now) - now)
 
     def _deliver(self, ev: Event) -> None:
         """Hand one event to the agent and send the commands it returns."""
@@ -456,6 +467,9 @@ class SimVenue:
             self._forget(oid)
         self._dispatch()
 
+    def _funding_rate(self, t: float) -> FundingRate:
+        return FundingRate(t, self.engine.predicted_funding_rate())
+
     def _snapshot(self) -> AccountSnapshot:
         eng = self.engine
         return AccountSnapshot(self.env.now, int(eng.position_lots), float(eng.entry_px_ticks), eng.account_value_usd(),
@@ -493,6 +507,8 @@ class SimVenue:
             self._forget(oid)
         for pay in out.funding:
             self._reply(pay.t, pay)
+        for rate in out.funding_rates:
+            self._feed(rate.t, rate)
 
     def _fill(self, now: float, fill: Fill) -> None:
         self.counts["agent_fills"] += 1

@@ -104,3 +104,23 @@ def test_cascade_skew_leans_with_one_sided_sell_flow(seed: int) -> None:
     assert len(one_sided) >= 100
     assert sum(abs(r["skew_bps"]) > 0.05 for r in one_sided) / len(one_sided) >= 0.8
     assert sum(r["signal_skew_bps"] < 0 for r in one_sided) / len(one_sided) >= 0.8
+
+
+def test_the_funding_signal_acts_before_the_first_payment() -> None:
+    """Learning the rate from payments left the funding signal dead on Feb 12: a payment reaches
+    only a position held at the hour, the first came at 3600 s and the next after the session.
+    The venue's predicted rate (Hyperliquid's ``activeAssetCtx``) reaches the agent from the
+    start, so the signal widens, and sheds a paying long, in the 600 s before the first funding."""
+    from sim.runner import run_session
+    from tests.test_real_logs import shortened
+
+    records = run_session(shortened("feb12_cascade", 3650.0), seed=12)  # long at times in the window
+    assert [r["rate"] for r in records if r["type"] == "funding_rate"][:2] == [0.0000125, 0.0000125]
+    assert min(r["rx"] for r in records if r["type"] == "funding") >= 3600.0
+    cycles = [(r["rx"], r["position"], r["signals"]["funding"]) for r in records if r["type"] == "cycle"]
+    before = [f for t, _pos, f in cycles if t < 3000.0]
+    window = [(t, pos, f) for t, pos, f in cycles if 3000.0 < t < 3600.0]
+    assert before and not any(active for _v, _spread, _skew, active in before)
+    assert window and all(active and spread > 0 for _t, _pos, (_v, spread, _skew, active) in window)
+    assert all((skew < 0) == (pos > 0) for _t, pos, (_v, _s, skew, _a) in window)  # longs pay, shorts do not
+    assert any(pos > 0 for _t, pos, _f in window) and any(pos < 0 for _t, pos, _f in window)

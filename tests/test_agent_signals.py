@@ -328,14 +328,31 @@ def test_disabled_signal_is_logged_but_has_no_effect() -> None:
 
 
 def test_funding_proximity_sheds_a_paying_position() -> None:
+    """The venue's predicted rate is enough: no payment (the agent may have been flat at every
+    funding so far), and Hyperliquid's hour on the hour is the schedule."""
     bank = SignalBank(SignalsConfig(), HYPE)
-    bank.on_funding_rate(0.0, 0.0001, 3600.0)  # 1 bps per hour, longs pay
+    silent = bank.compute(_state(3500.0, 61761), 100).contributions["funding"]
+    assert not silent.active and silent.skew_bps == 0.0  # no rate known yet
+    bank.on_funding_rate(0.0001)  # 1 bps per hour, longs pay
     far = bank.compute(_state(1000.0, 61761), 100).contributions["funding"]
     near_long = bank.compute(_state(3500.0, 61761), 100).contributions["funding"]
     near_short = bank.compute(_state(3500.0, 61761), -100).contributions["funding"]
     assert not far.active and far.spread_bps == 0.0
     assert near_long.skew_bps < 0 and near_short.skew_bps == 0.0 and near_long.spread_bps > 0
+    assert near_long.value == pytest.approx(1.0 - 100.0 / 600.0)  # 100 s before 3600 s, 600 s window
+    assert bank.compute(_state(7100.0, 61761), 100).contributions["funding"].value == pytest.approx(1.0 - 100.0 / 600.0)
     _ = Fill  # own fills are exercised through InformedFlow above
+
+
+def test_the_predicted_rate_outranks_the_last_payment() -> None:
+    """A payment's rate is last hour's; the venue's prediction is for the next funding."""
+    bank = SignalBank(SignalsConfig(), HYPE)
+    bank.on_funding_payment(3600.0, 0.0005)  # longs paid last hour
+    assert bank.compute(_state(7000.0, 61761), 100).contributions["funding"].skew_bps < 0
+    bank.on_funding_rate(-0.0005)  # now shorts will pay
+    long_ = bank.compute(_state(7000.0, 61761), 100).contributions["funding"]
+    short = bank.compute(_state(7000.0, 61761), -100).contributions["funding"]
+    assert long_.skew_bps == 0.0 and short.skew_bps > 0 and long_.active
 
 
 def test_funding_schedule_is_learned_from_the_payments() -> None:
@@ -357,3 +374,11 @@ def test_funding_schedule_is_learned_from_the_payments() -> None:
         hourly.on_funding_payment(t, 0.0001)
     assert hourly.funding.interval_s == 3600.0
     assert hourly.compute(_state(14100.0, 61761), 100).contributions["funding"].value == pytest.approx(0.5)
+
+    # a venue whose clock is not on the funding grid: the first payment shows where it is
+    shifted = SignalBank(SignalsConfig(), HYPE)
+    shifted.on_funding_rate(0.0001)
+    assert shifted.compute(_state(3300.0, 61761), 100).contributions["funding"].value == pytest.approx(0.5)
+    shifted.on_funding_payment(1000.0, 0.0001)
+    assert not shifted.compute(_state(3300.0, 61761), 100).contributions["funding"].active
+    assert shifted.compute(_state(4300.0, 61761), 100).contributions["funding"].value == pytest.approx(0.5)

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from hlmm.sessionlog import SessionLog
 from hlmm.venue import (
     AccountSnapshot,
     BookUpdate,
@@ -15,6 +16,7 @@ from hlmm.venue import (
     ConnectionStatus,
     FeeSchedule,
     Fill,
+    FundingRate,
     OrderAccepted,
     OrderCanceled,
     OrderRejected,
@@ -52,6 +54,27 @@ def step(srv, lv, until_s):
 def test_nonces_strictly_increase_when_the_wall_clock_repeats():
     src = NonceSource(wall_ms=lambda: 1_000)
     assert [src.next() for _ in range(3)] == [1_000, 1_001, 1_002]
+
+
+def test_the_predicted_funding_rate_is_passed_on_when_it_changes():
+    """Hyperliquid repeats ``activeAssetCtx`` many times an hour: the agent hears each new rate
+    once; a malformed one is an alarm naming the field, and nothing reaches the agent."""
+    log = SessionLog(None, {})
+    lv = LiveVenue("http://127.0.0.1:9", throwaway(), HYPE, FeeSchedule(), log=log, clock=lambda: 5.0)
+
+    def ctx(funding, coin="HYPE"):
+        return {"coin": coin, "ctx": {"funding": funding, "markPx": "30.881", "premium": "0"}}
+
+    for rate in ("0.0000125", "0.0000125", "-0.0003", "0.0000125"):
+        lv.handle("activeAssetCtx", ctx(rate))
+    assert list(lv._events) == [FundingRate(5.0, 0.0000125), FundingRate(5.0, -0.0003), FundingRate(5.0, 0.0000125)]
+    for bad in (ctx("NaN"), ctx("0.5"), ctx("0.0001", coin="BTC"), {"coin": "HYPE"}):
+        lv.handle("activeAssetCtx", bad)
+    assert len(lv._events) == 3 and lv.counters["wire_error"] == 4
+    details = [r["detail"] for r in log.records if r["type"] == "alarm"]
+    assert details == ["activeAssetCtx.ctx.funding='NaN': not a finite number",
+                       "activeAssetCtx.ctx.funding='0.5': funding rate beyond +-0.05 per interval",
+                       "activeAssetCtx.coin='BTC': expected 'HYPE'", "activeAssetCtx.ctx: missing"]
 
 
 def test_book_place_fill_and_cancel_through_the_sdk(bridged):
@@ -104,7 +127,7 @@ def test_websocket_drop_reconnects_and_resubscribes(bridged):
     events = step(srv, lv, 2.5) + step(srv, lv, 3.0)
     up = [i for i, e in enumerate(events) if isinstance(e, ConnectionStatus) and e.connected]
     assert up, "reconnected after the venue came back"
-    assert sum(len(c.subs) for c in srv.conns) == 5, "every subscription was made again"
+    assert sum(len(c.subs) for c in srv.conns) == 6, "every subscription was made again"
     assert any(isinstance(e, BookUpdate) for e in events[up[0]:]), "market data flows again"
     assert lv.counters["reconnect"] == 1
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hlmm.venue import BookUpdate, FeeSchedule
+from hlmm.venue import BookUpdate, FeeSchedule, FundingRate
 from live import wire
 from live.bridge import LiveVenue
 from tests.test_live_support import HYPE, throwaway
@@ -32,6 +32,8 @@ TEMPLATES: dict[str, Any] = {
     "orderUpdates": [{"order": {"coin": "HYPE", "side": "B", "limitPx": "30.88", "sz": "1", "oid": 1,
                                 "timestamp": 1000, "origSz": "1", "cloid": CLOID},
                       "status": "open", "statusTimestamp": 1000}],
+    "activeAssetCtx": {"coin": "HYPE", "ctx": {"funding": "0.0000125", "markPx": "30.881", "midPx": "30.881",
+                                               "oraclePx": "30.881", "premium": "0"}},
 }
 FIELD_NAMED = re.compile(r"^[A-Za-z_][\w.\[\]]*[=:]")  # "levels[0].px='nan': ..." or "userFills.fills: missing"
 PARSERS = {
@@ -39,6 +41,7 @@ PARSERS = {
     "trades": lambda d: wire.parse_trades(HYPE, d),
     "userFills": lambda d: wire.parse_user_fills(HYPE, d),
     "orderUpdates": lambda d: wire.parse_order_updates(HYPE, d),
+    "activeAssetCtx": lambda d: wire.parse_asset_ctx(HYPE, d),
 }
 HOSTILE: list[Any] = [float("nan"), "NaN", "nan", float("inf"), "-inf", "1e400", 1e300, -1, "-30.88", 0, "0",
                       "", None, [], {}, "x" * 10_000, "30.8801", "1" * 400, True, 2**70, "0x", {"px": "1"}]
@@ -133,7 +136,8 @@ def test_bridge_survives_hostile_stream_and_sends_nothing(seed):
     lv = LiveVenue("http://127.0.0.1:9", throwaway(), HYPE, FeeSchedule())
     lv.exchange = _NoOrders()  # type: ignore[assignment]
     rng = random.Random(seed)
-    channel_of = {"l2Book": "l2Book", "trades": "trades", "userFills": "userFills", "orderUpdates": "orderUpdates"}
+    channel_of = {"l2Book": "l2Book", "trades": "trades", "userFills": "userFills", "orderUpdates": "orderUpdates",
+                  "activeAssetCtx": "activeAssetCtx"}
     for _ in range(2_000):
         channel = rng.choice(sorted(channel_of))
         lv.handle(channel, mutate(rng, channel))
@@ -141,3 +145,5 @@ def test_bridge_survives_hostile_stream_and_sends_nothing(seed):
     for ev in lv._events:
         if isinstance(ev, BookUpdate):
             _sane_book(ev)
+        if isinstance(ev, FundingRate):
+            assert math.isfinite(ev.rate) and abs(ev.rate) <= 0.05

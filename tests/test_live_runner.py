@@ -144,9 +144,13 @@ def test_local_venue_commands_equal_the_simulators_at_zero_latency(live_run):
         return [(r["trade_id"], r["side"], r["px_ticks"], r["size_lots"], r["rx"]) for r in recs
                 if r["type"] == "fill" and r["rx"] < DURATION_S]  # the close-out after it is the live run's own
 
+    def funding_rates(recs):  # the predicted rate: activeAssetCtx on the wire
+        return [r["rate"] for r in recs if r["type"] == "funding_rate" and r["rx"] < DURATION_S]
+
     local = list(read_session_log(log))
     assert len(commands(local)) > 200
     assert commands(local) == commands(sim_records)
+    assert funding_rates(local) == funding_rates(sim_records) == [0.0000125]
     assert fills(local) == fills(sim_records) != []
 
 

@@ -17,6 +17,8 @@ from hlmm.venue import (
     ConnectionStatus,
     Event,
     Fill,
+    FundingPayment,
+    FundingRate,
     OrderAccepted,
     OrderCanceled,
     OrderRejected,
@@ -242,3 +244,20 @@ def test_fills_made_while_disconnected_arrive_after_the_reconnection() -> None:
     late = [e for e in agent.of(Fill) if 1.0 < e.t < 41.0]
     assert all(agent.events.index(f) < i_snap for f in late)
     assert sum(f.side * f.size_lots for f in agent.events[:i_snap] if isinstance(f, Fill)) == resync[0].position_lots
+
+
+def test_the_next_fundings_rate_reaches_a_flat_agent() -> None:
+    """Hyperliquid publishes the predicted rate (``activeAssetCtx``) to everyone; a payment only
+    reaches a position. A flat agent hears the rate after the start-up snapshot, the next
+    funding's rate after each funding (a spike ahead of time), and the current one again when
+    it reconnects."""
+    agent = Scripted(lambda a, e: [])
+    sc = scenario(100.0, funding={"interval_s": 30.0, "rate": 0.0001, "spikes": [{"start_s": 60.0, "end_s": 90.0, "rate": 0.002}]},
+                  faults={"disconnects": [{"start_s": 70.0, "duration_s": 5.0}]})
+    run(sc, agent)
+    assert not agent.of(FundingPayment)  # flat: nothing paid
+    rates = [(e.t, e.rate) for e in agent.of(FundingRate)]
+    # the funding at 60 s pays the spike's rate, the one at 90 s (the spike's end) the base rate
+    assert rates == [(0.0, 0.0001), (30.0, 0.002), (60.0, 0.0001), (75.0, 0.0001), (90.0, 0.0001)]
+    first = agent.events.index(agent.of(FundingRate)[0])
+    assert [type(e) for e in agent.events[:first]] == [AccountSnapshot]  # reconciled before any market data

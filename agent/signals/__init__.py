@@ -105,12 +105,12 @@ class SignalBank:
         """Own fill (feeds the fill-imbalance alarm)."""
         self.informed.on_fill(fill.t, fill.side)
 
-    def on_funding_rate(self, t: float, rate: float, next_funding_t: float) -> None:
-        """The funding ``rate`` and when it is next paid, when the schedule is known."""
-        self.funding.on_funding_rate(t, rate, next_funding_t)
+    def on_funding_rate(self, rate: float) -> None:
+        """The venue's predicted rate for the next funding."""
+        self.funding.on_funding_rate(rate)
 
     def on_funding_payment(self, t: float, rate: float) -> None:
-        """A funding payment: its rate, and the next one expected an interval later."""
+        """A funding payment: its rate, and where the funding schedule lies."""
         self.funding.on_payment(t, rate)
 
     def set_adverse_move_bps(self, move_bps: float) -> None:

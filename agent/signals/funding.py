@@ -1,17 +1,21 @@
 """Funding proximity -> small widen and a skew that sheds a position about to pay funding.
 
-Hyperliquid funds hourly; ``rate`` > 0 means longs pay shorts. Within ``window_s`` before the
-funding time (at most one interval) the proximity p rises linearly from 0 to 1; the spread gains
-``widen_bps``·p and, when the position would pay, the skew leans to reduce it by
-``skew_per_rate_bps``·|rate| (bps)·p.
+``rate`` > 0 means longs pay shorts. Within ``window_s`` before the next funding (at most one
+interval) the proximity p rises linearly from 0 to 1; the spread gains ``widen_bps``·p and, when
+the position would pay, the skew leans to reduce it by ``skew_per_rate_bps``·|rate| (bps)·p.
 
-The rate and the time of the next funding come from the payments the agent receives: the next
-one is expected one interval after the last, the interval being Hyperliquid's hour unless two
-payments came closer together (a venue, e.g. a simulated one, that funds more often). The
-smallest gap seen counts, since a payment missed in a disconnect only makes a gap longer.
+The rate is the venue's prediction for the next funding (:class:`hlmm.venue.FundingRate`,
+Hyperliquid's ``activeAssetCtx``), which arrives whether or not the agent holds a position; until
+one has arrived, the rate of the last payment stands in. The schedule: fundings fall on a grid of
+one interval, Hyperliquid's hour on the hour (the simulator's clock starts on the grid), until a
+payment shows where the grid is; the interval is the hour unless two payments came closer
+together (a venue, e.g. a simulated one, that funds more often). The smallest gap seen counts,
+since a payment missed in a disconnect only makes a gap longer.
 """
 
 from __future__ import annotations
+
+import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,35 +38,44 @@ class FundingConfig(BaseModel):
 class FundingProximity:
     def __init__(self, cfg: FundingConfig) -> None:
         self.cfg = cfg
-        self._rate = 0.0
-        self._next_t: float | None = None
-        self._window_s = cfg.window_s
+        self._predicted_rate: float | None = None
+        self._paid_rate: float | None = None
+        self._grid_t = 0.0  # a funding time: the schedule is this plus whole intervals
         self._last_payment_t: float | None = None
         self.interval_s = HYPERLIQUID_FUNDING_INTERVAL_S
 
+    @property
+    def rate(self) -> float | None:
+        """The rate expected at the next funding, per interval (``None`` while none is known)."""
+        return self._predicted_rate if self._predicted_rate is not None else self._paid_rate
+
     def on_payment(self, t: float, rate: float) -> None:
-        """A funding payment at ``t`` at ``rate``: the next is expected one interval later."""
+        """A funding payment at ``t`` at ``rate``: it fixes the grid, and its gap to the previous
+        payment bounds the interval."""
         if self._last_payment_t is not None and t > self._last_payment_t:
             self.interval_s = min(self.interval_s, t - self._last_payment_t)
         self._last_payment_t = t
-        self.on_funding_rate(t, rate, t + self.interval_s)
+        self._grid_t = t
+        self._paid_rate = rate
 
-    def on_funding_rate(self, t: float, rate: float, next_funding_t: float) -> None:
-        if next_funding_t < t:
-            raise ValueError(f"next_funding_t={next_funding_t!r}: before t={t!r}")
-        self._rate, self._next_t = rate, next_funding_t
-        # the window never reaches back past the funding before this one
-        self._window_s = min(self.cfg.window_s, next_funding_t - t) if next_funding_t > t else self.cfg.window_s
+    def on_funding_rate(self, rate: float) -> None:
+        """The venue's predicted rate for the next funding."""
+        self._predicted_rate = rate
+
+    def next_funding_t(self, t: float) -> float:
+        """The first funding strictly after ``t`` on the schedule."""
+        return self._grid_t + (math.floor((t - self._grid_t) / self.interval_s) + 1.0) * self.interval_s
 
     def contribution(self, t: float, position_lots: int) -> SignalContribution:
-        if self._next_t is None:
+        rate = self.rate
+        if rate is None:
             return _NONE
-        left = self._next_t - t
-        window = self._window_s
-        prox = 1.0 - left / window if 0.0 <= left <= window else 0.0
-        pays = position_lots * self._rate > 0
+        left = self.next_funding_t(t) - t
+        window = min(self.cfg.window_s, self.interval_s)
+        prox = 1.0 - left / window if left <= window else 0.0
+        pays = position_lots * rate > 0
         skew = 0.0
         if pays:
-            size = min(self.cfg.max_skew_bps, self.cfg.skew_per_rate_bps * abs(self._rate) * BPS * prox)
+            size = min(self.cfg.max_skew_bps, self.cfg.skew_per_rate_bps * abs(rate) * BPS * prox)
             skew = -size if position_lots > 0 else size
         return SignalContribution(value=prox, spread_bps=self.cfg.widen_bps * prox, skew_bps=skew, active=prox > 0.0)

@@ -270,12 +270,18 @@ class LocalVenueServer:
         return ws
 
     async def _snapshot(self, conn: _Conn, key: tuple[str, str], sub: dict[str, Any]) -> None:
-        """The first message of a ``userFills`` subscription is the fill history (``isSnapshot``)."""
+        """The first message of a ``userFills`` subscription is the fill history (``isSnapshot``),
+        of an ``activeAssetCtx`` one the current context."""
         ex = self.exchange
         if key[0] == "userFills":
             fills = list(ex.fills) if key[1] == ex.account else []
             await conn.ws.send_str(json.dumps({"channel": "userFills", "data": {"isSnapshot": True, "user": key[1], "fills": fills}}))
             self.sent_total += 1
+        elif key[0] == "activeAssetCtx" and key[1] == ex.instrument.coin:
+            ctx = ex.asset_ctx()
+            if ctx is not None:
+                await conn.ws.send_str(json.dumps({"channel": "activeAssetCtx", "data": ctx}))
+                self.sent_total += 1
 
     # ------------------------------------------------------------------ HTTP
     async def _info(self, request: web.Request) -> web.StreamResponse:

@@ -192,7 +192,8 @@ class LocalExchange:
 
     # ------------------------------------------------------------------ engine output
     def _absorb(self) -> None:
-        """Turn the engine's news (trades, our fills, finished orders, funding) into wire messages."""
+        """Turn the engine's news (trades, our fills, finished orders, funding and its next rate) into
+        wire messages."""
         news = self.engine.drain()
         coin = self.instrument.coin
         self.ground_truth.extend(("regime", rc) for rc in getattr(news, "regimes", ()))
@@ -235,11 +236,13 @@ class LocalExchange:
                             "usdc": usd_str(fund.amount_usd),
                             "szi": self.instrument.size_wire(self.position_lots) if self.position_lots >= 0
                             else "-" + self.instrument.size_wire(-self.position_lots),
-                            "fundingRate": repr(fund.rate),
+                            "fundingRate": dec_str(Decimal(repr(fund.rate))),
                         }
                     },
                 )
             )
+        for rate in getattr(news, "funding_rates", ()):
+            self.outbox.append((("activeAssetCtx", coin), "activeAssetCtx", self._asset_ctx(rate.rate)))
 
     def _record_fill(self, f: Any) -> dict[str, Any]:
         inst = self.instrument
@@ -389,6 +392,19 @@ class LocalExchange:
 
     def mark_ticks(self) -> float:
         return self.engine.mid_ticks()
+
+    def asset_ctx(self) -> dict[str, Any] | None:
+        """``activeAssetCtx``'s payload now (a subscription starts with it), or ``None`` for an
+        engine without funding."""
+        predicted = getattr(self.engine, "predicted_funding_rate", None)
+        return None if predicted is None else self._asset_ctx(predicted())
+
+    def _asset_ctx(self, rate: float) -> dict[str, Any]:
+        """The fields we model: the predicted funding rate and the prices (mark = oracle = mid
+        here, so the premium is zero). Open interest and the day's volume are not modelled."""
+        mid = dec_str(Decimal(repr(self.mark_ticks())).scaleb(-self.instrument.tick_decimals))
+        ctx = {"funding": dec_str(Decimal(repr(rate))), "markPx": mid, "midPx": mid, "oraclePx": mid, "premium": "0"}
+        return {"coin": self.instrument.coin, "ctx": ctx}
 
     def account_value_usd(self) -> float:
         inst = self.instrument
