@@ -135,6 +135,11 @@ class IncidentSignalBank(SignalBank):
             kappa_effective_per_bps=kappa_static,
         )
 
+    def on_funding_rate(self, rate: float) -> None:
+        """The venue's predicted rate is ignored: the audit lists the funding proximity's wiring
+        as unverified (P2-1), so the incident's agent keeps hlmm's earlier behaviour, a rate
+        learned from payments only (on Feb 12 the signal then never acts)."""
+
     def _reported_cp_prob(self) -> float:
         """cp_w once the detector's window is full, 0 before. Until ``window_obs`` observations
         exist every run is shorter than the window and cp_w = 1 says nothing (the production

@@ -328,6 +328,16 @@ class SimVenue:
         for _ in range(copies):
             self._env_schedule(_Call(self._deliver, ev), NORMAL, at - now)
 
+    def _feed_rate(self, ev: FundingRate) -> None:
+        """The next funding's rate on the feed, at the feed's base latency: no jitter or fault
+        draws (they share the venue's generator), so publishing it moved no other message."""
+        if not self._connected:
+            return
+        now = self.env.now
+        at = max(ev.t + self._feed_s, self._feed_last_s, now)
+        self._feed_last_s = at
+        self._env_schedule(_Call(self._deliver, ev), NORMAL, at - now)
+
     def _reply(self, t_venue: float, ev: Event) -> None:
         """A reply on the order channel; lost while disconnected, except a fill, which waits for
         the reconnection."""
@@ -508,7 +518,7 @@ class SimVenue:
         for pay in out.funding:
             self._reply(pay.t, pay)
         for rate in out.funding_rates:
-            self._feed(rate.t, rate)
+            self._feed_rate(rate)
 
     def _fill(self, now: float, fill: Fill) -> None:
         self.counts["agent_fills"] += 1
