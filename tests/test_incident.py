@@ -103,6 +103,16 @@ def test_bug3_regime_kappa_does_not_reach_the_quote() -> None:
     assert bugged.compute(s, 0).kappa_effective_per_bps == pytest.approx(long_kappa)
 
 
+def test_funding_proximity_unwired_as_the_audit_suspects() -> None:
+    """P2-1 of the audit, "verify funding proximity wiring": the incident's agent ignores the
+    venue's predicted rate, so on Feb 12 (first payment at 3600 s) its funding signal never acts."""
+    real, bugged = SignalBank(SignalsConfig(), HYPE), IncidentSignalBank(SignalsConfig(), HYPE)
+    for bank in (real, bugged):
+        bank.on_funding_rate(0.0001)
+    assert real.compute(_state(t=3500.0), 100).contributions["funding"].active
+    assert not bugged.compute(_state(t=3500.0), 100).contributions["funding"].active
+
+
 def test_bug4_detector_saturates() -> None:
     cp = IncidentSignalBank(SignalsConfig(), HYPE).changepoint.cfg
     assert cp.clip_z >= 1000.0 and cp.window_obs > SignalsConfig().changepoint.window_obs and cp.max_dwell_s >= 1e9
