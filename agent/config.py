@@ -84,11 +84,11 @@ class AgentConfig(BaseModel):
         ]
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def merge_tables(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """``over`` on top of ``base``, recursively for tables."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_tables(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -105,6 +105,6 @@ def load_agent_config(path: Path | None, overrides: dict[str, Any] | None = None
         source = str(path)
         data = read_toml(Path(path), "agent config file", AgentConfigError)
     if overrides:
-        data = _merge(data, overrides)
+        data = merge_tables(data, overrides)
         source += " (with overrides)"
     return parse_agent_config(data, source)

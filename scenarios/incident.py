@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.config import AgentConfig, load_agent_config
+from agent.config import AgentConfig, load_agent_config, merge_tables
 from agent.glft import glft_half_spread_and_skew
 from agent.market_maker import MarketMaker
 from agent.markouts import MarkoutTracker
@@ -263,6 +263,11 @@ class IncidentReplayAgent(MarketMaker):
 # fill. It belongs to the incident's agent, not to the market: the scenario file stays agent-free
 # so the production agent (and a policy trained for its configuration) runs it unchanged.
 INCIDENT_ORDER_SIZE_COINS = 0.8
+# The incident's agent was calibrated with VPIN widening from 0.4 (hlmm's default until the
+# retune of 2026-11-30, experiments/vpin/); it keeps it, so its Feb 12 replay does not move.
+INCIDENT_VPIN_THRESHOLD = 0.4
+INCIDENT_AGENT: dict[str, Any] = {"order_size": INCIDENT_ORDER_SIZE_COINS,
+                                  "signals": {"vpin": {"threshold": INCIDENT_VPIN_THRESHOLD}}}
 
 
 def make_incident_agent(
@@ -272,11 +277,11 @@ def make_incident_agent(
     scenario: Any,
     config: AgentConfig | Path | str | None = None,
 ) -> IncidentReplayAgent:
-    """The incident's agent for ``scenario``: the incident's order size, then the scenario's
-    ``[agent]`` overrides, when ``config`` is a file or ``None``; an :class:`AgentConfig` is used
+    """The incident's agent for ``scenario``: the incident's order size and VPIN threshold, then
+    the scenario's ``[agent]`` overrides, when ``config`` is a file or ``None``; an :class:`AgentConfig` is used
     as given."""
     if not isinstance(config, AgentConfig):
-        overrides = {"order_size": INCIDENT_ORDER_SIZE_COINS, **(getattr(scenario, "agent", None) or {})}
+        overrides = merge_tables(INCIDENT_AGENT, getattr(scenario, "agent", None) or {})
         config = load_agent_config(Path(config) if config is not None else None, overrides=overrides)
     return IncidentReplayAgent(config, instrument, fees, log)
 

@@ -15,6 +15,7 @@ from agent.quote_engine import GlftConfig, QuoteEngine
 from agent.signals import SignalBank, SignalsConfig
 from agent.signals.changepoint import Bocpd, ChangepointConfig, ChangepointDetector
 from agent.signals.informed import InformedConfig, InformedFlow
+from agent.signals.vpin import Vpin, VpinConfig
 from agent.types import MarketState, PolicyAdjustment
 from hlmm.instrument import Instrument
 from hlmm.venue import BookUpdate, FeeSchedule, Fill, Trade
@@ -177,6 +178,26 @@ def test_informed_flow_never_narrows_the_spread(
     q_without = ENGINE.quote(state, without, 0, 50, adj)
     assert q_with.half_spread_bps >= q_without.half_spread_bps
     assert q_with.ask_px_ticks - q_with.bid_px_ticks >= q_without.ask_px_ticks - q_without.bid_px_ticks
+
+
+def test_vpin_widens_only_above_its_threshold_in_one_sided_flow() -> None:
+    """VPIN over volume buckets of the aggressor sides: balanced flow stays near 0, one-sided
+    flow reaches 1; it is silent until ``min_buckets`` buckets are full, and it only widens, by
+    ``widen_bps`` x (VPIN - threshold) / (1 - threshold)."""
+    cfg = VpinConfig(buckets=10, min_buckets=5, min_bucket_lots=100.0, bucket_s=1.0)
+    balanced, one_sided, strict = Vpin(cfg), Vpin(cfg), Vpin(cfg.model_copy(update={"threshold": 0.9}))
+    for i in range(200):
+        balanced.on_trade(i * 0.1, 20, 1 if i % 2 else -1)
+        for v in (one_sided, strict):
+            v.on_trade(i * 0.1, 20, -1 if i % 10 else 1)  # 9 sells for every buy
+        if i == 20:  # 420 lots: fewer than 5 full buckets of >= 100
+            assert one_sided.value() is None and one_sided.contribution().spread_bps == 0.0
+    low, high = balanced.contribution(), one_sided.contribution()
+    assert balanced.value() == pytest.approx(0.0, abs=0.05) and not low.active and low.spread_bps == 0.0
+    assert one_sided.value() == pytest.approx(0.8, abs=0.05) and cfg.threshold < 0.8
+    excess = (one_sided.value() - cfg.threshold) / (1.0 - cfg.threshold)
+    assert high.active and high.spread_bps == pytest.approx(cfg.widen_bps * excess) and high.skew_bps == 0.0
+    assert strict.value() == one_sided.value() and strict.contribution().spread_bps == 0.0  # 0.8 < 0.9
 
 
 def test_own_fill_imbalance_alarm_like_the_incident() -> None:

@@ -25,7 +25,9 @@ class VpinConfig(BaseModel):
     min_bucket_lots: float = Field(default=100.0, gt=0, description="floor on V_B (lots)")
     rate_tau_s: float = Field(default=600.0, gt=0, le=86400.0, description="forgetting time of the volume rate")
     min_buckets: int = Field(default=10, ge=1, description="buckets needed before VPIN acts")
-    threshold: float = Field(default=0.4, ge=0, lt=1.0, description="VPIN above this widens")
+    # 0.7 since 2026-11-30 (was 0.4): in simulation the widening only ever cost PnL, and above
+    # 0.7 it acts only in the most one-sided flow (experiments/vpin/README.md)
+    threshold: float = Field(default=0.7, ge=0, lt=1.0, description="VPIN above this widens")
     widen_bps: float = Field(default=4.0, ge=0, le=100.0, description="extra half-spread at VPIN = 1")
 
 
