@@ -26,10 +26,15 @@ one step (``step_s`` simulated seconds, several decision cycles).
 frozen policy uses live).
 
 ## Rewards
-Per step, in USD::
+Per step, in USD, with ``reward = "edge"`` (the default)::
 
     reward = sum over markouts that resolved during the step at ``reward_horizon_s`` of
                  (edge_bps - edge_hurdle_bps) / 1e4 * size * mid_at_placement
+             - inventory_penalty_usd_per_s * (position / cap) ** 2 * step_s
+
+and with ``reward = "pnl"``::
+
+    reward = change of the agent's marked-to-market PnL over the step (fees and funding included)
              - inventory_penalty_usd_per_s * (position / cap) ** 2 * step_s
 
 The edge term is the realized edge of the fills whose horizon ended inside the step (fee
@@ -39,6 +44,9 @@ inventory risk beyond the horizon, which the edge term does not see. ``edge_hurd
 0) charges every fill a fixed opportunity cost, so a policy is paid for better fills rather than
 only for more of them (with 0 the reward is the dollars of edge, which more fills at a thinner
 edge can raise).
+The ``"pnl"`` reward pays what the edge term leaves out: the inventory's gain or loss after the
+horizon, e.g. a position carried with a trend. Its sum over an episode is the episode's PnL minus
+the penalties.
 
 ## Episode end
 ``truncated`` when ``episode_s`` simulated seconds have passed (the simulator's scenario is cut to
@@ -54,7 +62,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -115,6 +123,9 @@ class EnvConfig(BaseModel):
     reward_horizon_s: float = Field(default=5.0, gt=0, description="markout horizon of the reward; one the agent tracks")
     inventory_penalty_usd_per_s: float = Field(default=0.002, ge=0, description="penalty at |position| = cap")
     edge_hurdle_bps: float = Field(default=0.0, ge=0, le=20, description="charged per resolved fill, bps of notional")
+    reward: Literal["edge", "pnl"] = Field(
+        default="edge", description="edge: realized edge at the horizon; pnl: change of marked-to-market PnL"
+    )
     agent_config: str | None = Field(default=None, description="agent TOML; defaults when absent")
     randomize: RandomizationSpec = RandomizationSpec()
     bounds: BoundsSpec = BoundsSpec()
@@ -226,6 +237,7 @@ class MarketMakingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.log: SessionLog | None = None
         self._t = 0.0
         self._edge_usd = 0.0
+        self._pnl_usd = 0.0  # the marked-to-market PnL at the end of the last step ("pnl" reward)
         self.scenario: Scenario | None = None
 
     # ---------------------------------------------------------------- gym API
@@ -254,6 +266,7 @@ class MarketMakingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._venue.start()
         self._t = 0.0
         self._edge_usd = 0.0
+        self._pnl_usd = 0.0
         info = {"scenario": self.scenario.name, "sim_seed": sim_seed}
         return build_observation(self.mm), info
 
@@ -267,7 +280,12 @@ class MarketMakingEnv(gym.Env[np.ndarray, np.ndarray]):
         cap = self.mm.cap_lots
         inv_ratio = self.mm.position_lots / cap if cap > 0 else 0.0
         penalty = self.config.inventory_penalty_usd_per_s * inv_ratio**2 * self.config.step_s
-        reward = self._edge_usd - penalty
+        if self.config.reward == "pnl":
+            pnl_usd = self.mm.pnl_usd()
+            reward = pnl_usd - self._pnl_usd - penalty
+            self._pnl_usd = pnl_usd
+        else:
+            reward = self._edge_usd - penalty
         # the venue's end (duration_s = episode_s) is a time limit, not a terminal state:
         # reporting it as terminated would make PPO/SAC bootstrap a zero value there
         terminated = self.mm.state == OverlayState.HALTED

@@ -145,6 +145,30 @@ def test_edge_hurdle_charges_each_resolved_fill_and_changes_nothing_else() -> No
     assert all(c >= -1e-12 for c in cost2)
     assert cost4 == pytest.approx([2 * c for c in cost2], abs=1e-12)
 
+def test_pnl_reward_sums_to_the_episodes_pnl_and_changes_nothing_else() -> None:
+    """With ``reward = "pnl"`` each step pays the change of the marked-to-market PnL, so the
+    rewards plus the penalties add up to the session's PnL; the market and the agent's actions
+    are the same as under the edge reward (the reward only reads the agent)."""
+    def rollout(reward: str) -> tuple[list[np.ndarray], list[float], float, float]:
+        env = MarketMakingEnv(EnvConfig(scenarios=(SCENARIO,), episode_s=60.0, step_s=1.0, reward=reward))
+        obs, _ = env.reset(seed=2)
+        rng = np.random.default_rng(1)
+        observations, rewards, penalties = [obs], [], 0.0
+        while True:
+            obs, r, term, trunc, info = env.step(rng.uniform(-1, 1, 4).astype(np.float32))
+            observations.append(obs)
+            rewards.append(r)
+            penalties += info["inventory_penalty_usd"]
+            if term or trunc:
+                return observations, rewards, penalties, env.mm.pnl_usd()
+
+    obs_edge, r_edge, _, _ = rollout("edge")
+    obs_pnl, r_pnl, penalties, pnl_usd = rollout("pnl")
+    assert all(np.array_equal(a, b) for a, b in zip(obs_edge, obs_pnl, strict=True))
+    assert pnl_usd != 0.0 and sum(r_pnl) + penalties == pytest.approx(pnl_usd, abs=1e-9)
+    assert r_pnl != r_edge
+
+
 def test_randomized_scenario_is_seeded_shifted_and_valid() -> None:
     base = load_scenario(SCENARIO)
     spec = RandomizationSpec()
@@ -166,3 +190,5 @@ def test_bad_config_is_refused_naming_the_field() -> None:
         EnvConfig(scenarios=("a", "b"), weights=(1.0,))
     with pytest.raises(ValueError, match="step_s"):
         EnvConfig(episode_s=1.0, step_s=2.0)
+    with pytest.raises(ValueError, match="reward"):
+        EnvConfig(reward="sharpe")
