@@ -278,8 +278,8 @@ def make_incident_agent(
     config: AgentConfig | Path | str | None = None,
 ) -> IncidentReplayAgent:
     """The incident's agent for ``scenario``: the incident's order size and VPIN threshold, then
-    the scenario's ``[agent]`` overrides, when ``config`` is a file or ``None``; an :class:`AgentConfig` is used
-    as given."""
+    the scenario's ``[agent]`` overrides, when ``config`` is a file or ``None``; an
+    :class:`AgentConfig` is used as given."""
     if not isinstance(config, AgentConfig):
         overrides = merge_tables(INCIDENT_AGENT, getattr(scenario, "agent", None) or {})
         config = load_agent_config(Path(config) if config is not None else None, overrides=overrides)

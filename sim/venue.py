@@ -4,11 +4,12 @@
 with ``on_event(event) -> Sequence[Command]``) through the Venue interface of
 :mod:`hlmm.venue`:
 
-- market data: every ``latency.book_interval_s`` a :class:`BookUpdate` (top 10 levels),
-  every public :class:`Trade`, and the next funding's :class:`FundingRate` after each funding
-  (also right after the account snapshot at the start and on reconnection), delivered ``feed_ms`` (+ exponential jitter of mean
-  ``jitter_ms``) after they happened; a :class:`Timer` every second (the driver's heartbeat,
-  local to the agent, so it also ticks while disconnected);
+- market data: every ``latency.book_interval_s`` a :class:`BookUpdate` (top 10 levels) and
+  every public :class:`Trade`, delivered ``feed_ms`` (+ exponential jitter of mean
+  ``jitter_ms``) after they happened; the next funding's :class:`FundingRate` ``feed_ms`` after
+  each funding, and with the account snapshot at the start and on reconnection (no random draws
+  of its own); a :class:`Timer` every second (the driver's heartbeat, local to the agent, so it
+  also ticks while disconnected);
 - commands the agent returns reach the engine ``order_ms`` (place, modify) or ``cancel_ms``
   (cancel, cancel-all, schedule-cancel, query) + jitter later. Before anything is applied at
   simulated time T the engine is advanced to T (lazy sync), so a cancel that arrives after
