@@ -157,7 +157,8 @@ def train(cfg: TrainConfig, out: Path, timesteps: int | None = None, seed: int |
         obs_rms=venv.obs_rms if t.normalize_obs else None, bounds=probe.bounds,
         clip_obs=venv.clip_obs, epsilon=venv.epsilon,
     )
-    curve = plot_training_curve(out / "monitor.csv", out / "training_curve.png", title=f"{cfg.name} ({t.algo}, seed {seed})")
+    curve = plot_training_curve(out / "monitor.csv", out / "training_curve.png", title=f"{cfg.name} ({t.algo}, seed {seed})",
+                                reward_label=cfg.env.reward_label())
     # SB3 stops only at the end of a rollout (PPO collects n_steps x n_envs at a time), so it can
     # run well past the requested count; the rate and the record are of the steps actually run.
     ran = int(model.num_timesteps)
@@ -172,8 +173,9 @@ def train(cfg: TrainConfig, out: Path, timesteps: int | None = None, seed: int |
     return meta
 
 
-def plot_training_curve(monitor_csv: Path, png: Path, title: str) -> dict[str, Any]:
-    """Episode reward (USD) against environment steps, with a rolling mean; returns summary figures."""
+def plot_training_curve(monitor_csv: Path, png: Path, title: str, reward_label: str) -> dict[str, Any]:
+    """Episode reward (USD; ``reward_label`` says what it is) against environment steps, with a
+    rolling mean; returns summary figures."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,7 +197,7 @@ def plot_training_curve(monitor_csv: Path, png: Path, title: str) -> dict[str, A
         rolling = np.convolve(rewards, np.ones(k) / k, mode="valid")
         ax.plot(steps[k - 1:], rolling, "-", label=f"mean of {k}")
     ax.set_xlabel("environment steps")
-    ax.set_ylabel("episode reward (USD: 5 s realized edge - inventory penalty)")
+    ax.set_ylabel(f"episode reward, USD\n{reward_label}", fontsize=8)
     ax.set_title(title)
     ax.legend(loc="best")
     ax.grid(alpha=0.3)

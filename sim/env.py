@@ -130,6 +130,16 @@ class EnvConfig(BaseModel):
     randomize: RandomizationSpec = RandomizationSpec()
     bounds: BoundsSpec = BoundsSpec()
 
+    def reward_label(self) -> str:
+        """What the reward is, for plots and reports."""
+        if self.reward == "pnl":
+            what = "change of marked-to-market PnL"
+        else:
+            what = f"{self.reward_horizon_s:g} s realized edge"
+            if self.edge_hurdle_bps:
+                what += f" - {self.edge_hurdle_bps:g} bps hurdle per fill"
+        return f"{what} - inventory penalty"
+
     @model_validator(mode="after")
     def _weights(self) -> EnvConfig:
         if self.weights is not None:

@@ -192,3 +192,9 @@ def test_bad_config_is_refused_naming_the_field() -> None:
         EnvConfig(episode_s=1.0, step_s=2.0)
     with pytest.raises(ValueError, match="reward"):
         EnvConfig(reward="sharpe")
+
+
+def test_the_reward_label_says_which_reward() -> None:
+    assert EnvConfig().reward_label() == "5 s realized edge - inventory penalty"
+    assert EnvConfig(edge_hurdle_bps=2.5).reward_label() == "5 s realized edge - 2.5 bps hurdle per fill - inventory penalty"
+    assert EnvConfig(reward="pnl").reward_label() == "change of marked-to-market PnL - inventory penalty"
