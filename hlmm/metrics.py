@@ -352,18 +352,21 @@ def binomial_two_sided_p(k: int, n: int) -> float:
 # A post-only reject quotes the book it would have crossed: "..., bbo was 30.882@30.885." (a side
 # without orders reads "None"). Group 1 keeps the closing period.
 _BBO_CLAUSE = re.compile(r", bbo was \S+@\S+?(\.?)$")
+# the bridge's refusal to send an order it cannot put on the wire: "not sent: field=value: why"
+_NOT_SENT_VALUE = re.compile(r"^(not sent: [A-Za-z_][\w.\[\]]*)=.*?: ")
 
 
 def _norm_reason(reason: str) -> str:
     """A reject text without its per-order parts, so rejects of one kind group into one row.
 
     Hyperliquid (and the local venue) suffix per-order errors with `` asset=N``, and its post-only
-    reject (the simulator's too) names the best bid and ask at that moment.
+    reject (the simulator's too) names the best bid and ask at that moment; the bridge's "not sent"
+    rejects name the offending value.
     """
     head, sep, tail = reason.rpartition(" asset=")
     if sep and tail.isdigit():
         reason = head
-    return _BBO_CLAUSE.sub(r"\1", reason)
+    return _NOT_SENT_VALUE.sub(r"\1: ", _BBO_CLAUSE.sub(r"\1", reason))
 
 
 def _mean_se(values: list[float]) -> dict[str, float | int]:

@@ -241,3 +241,15 @@ def test_reducing_side_uptime_counts_connected_time_only():
     assert session_metrics(away).reducing_side_uptime_when_pulled == pytest.approx(0.0)
     # quoting uptime still counts disconnected time as not quoted: unchanged
     assert session_metrics(away).quoting_uptime == session_metrics(hand_session()).quoting_uptime
+
+
+def test_the_bridges_not_sent_rejects_group_by_field_and_reason() -> None:
+    """The bridge's "not sent" texts name the offending value: one row per field and reason."""
+    log = SessionLog(None, {"source": "live", "instrument": instrument_header(HYPE)})
+    cycle(log, 0.0, 30880, 0, "ACTIVE", True, True)
+    for i, px in enumerate((0, -3)):  # live.wire.px_float / sz_float's texts
+        log.event(1.0 + i, OrderRejected(t=1.0 + i, client_id=10 + i,
+                                         reason=f"not sent: px_ticks={px}: must be a positive int"))
+    log.event(3.0, OrderRejected(t=3.0, client_id=12, reason="not sent: size_lots=0: must be a positive int"))
+    assert session_metrics(log.records).rejects_by_reason == {
+        "not sent: px_ticks: must be a positive int": 2, "not sent: size_lots: must be a positive int": 1}
