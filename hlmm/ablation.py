@@ -57,19 +57,17 @@ def ablate(scenarios: list[Scenario], signals: list[str], seeds: int, first_seed
            config: Path | None = None, progress: bool = False) -> dict[str, Any]:
     """Run the full agent and each ablation on ``seeds`` seeds of every scenario; returns the
     per-run figures and, per scenario and signal, the paired differences (ablated - full)."""
-    from hlmm.training import paired_summary
+    from hlmm.training import paired_runs, paired_summary, runs_json
 
     cfg = str(config) if config is not None else None
     jobs: list[Job] = [(sc, first_seed + i, sig, cfg) for sc in scenarios for i in range(seeds)
                        for sig in (None, *signals)]
-    runs: dict[str, dict[int, dict[str, dict[str, float]]]] = {}
-    for name, seed, who, figs in run_jobs(_run, jobs, workers, desc="ablate", progress=progress):
-        runs.setdefault(name, {}).setdefault(seed, {})[who] = figs
+    runs = paired_runs(run_jobs(_run, jobs, workers, desc="ablate", progress=progress))
     summary = {name: {sig: paired_summary(by_seed.values(), FULL, sig) for sig in signals}
                for name, by_seed in runs.items()}
     return {"config": cfg, "signals": signals, "seeds": list(range(first_seed, first_seed + seeds)),
             "summary": summary,
-            "runs": {name: {str(seed): v for seed, v in sorted(d.items())} for name, d in runs.items()}}
+            "runs": runs_json(runs)}
 
 
 def format_table(result: dict[str, Any]) -> str:

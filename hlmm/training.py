@@ -29,7 +29,7 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -293,6 +293,22 @@ def paired_summary(pairs_by_seed: Collection[dict[str, dict[str, float]]], base:
     return rows
 
 
+Runs = dict[str, dict[int, dict[str, dict[str, float]]]]  # scenario -> seed -> variant -> figures
+
+
+def paired_runs(results: Iterable[tuple[str, int, str, dict[str, float]]]) -> Runs:
+    """``(scenario, seed, variant, figures)`` results grouped for :func:`paired_summary`."""
+    runs: Runs = {}
+    for scenario, seed, variant, figs in results:
+        runs.setdefault(scenario, {}).setdefault(seed, {})[variant] = figs
+    return runs
+
+
+def runs_json(runs: Runs) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """``runs`` with the seeds as JSON keys, in seed order."""
+    return {scenario: {str(seed): v for seed, v in sorted(d.items())} for scenario, d in runs.items()}
+
+
 def run_figures(records: list[dict[str, Any]]) -> dict[str, float]:
     """The evaluation figures of one session from its log records (see :data:`METRICS`)."""
     from hlmm.metrics import equity_path, metrics_from_series, parse_session
@@ -361,13 +377,11 @@ def evaluate(policy: Path, scenarios: list[str], seeds: int, first_seed: int, wo
     sides of a pair run the agent configuration ``config`` (defaults when None)."""
     cfg = str(config) if config is not None else None
     jobs = [(s, first_seed + i, p, cfg) for s in scenarios for i in range(seeds) for p in (None, str(policy))]
-    runs: dict[str, dict[int, dict[str, dict[str, float]]]] = {}
-    for scenario, seed, who, figs in run_jobs(_eval_one, jobs, workers, desc="eval", progress=False):
-        runs.setdefault(scenario, {}).setdefault(seed, {})[who] = figs
+    runs = paired_runs(run_jobs(_eval_one, jobs, workers, desc="eval", progress=False))
     summary = {scenario: paired_summary(by_seed.values(), "glft", "policy") for scenario, by_seed in runs.items()}
     return {
         "policy": str(policy), "config": cfg, "seeds": list(range(first_seed, first_seed + seeds)), "summary": summary,
-        "runs": {s: {str(k): v for k, v in d.items()} for s, d in runs.items()},
+        "runs": runs_json(runs),
     }
 
 

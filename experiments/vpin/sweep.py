@@ -2,9 +2,10 @@
 
     .venv/bin/python -m experiments.vpin.sweep --seeds 6 --json experiments/vpin/sweep.json
 
-Each variant is the production agent with ``[signals.vpin]`` overridden, run on the same scenarios
-and seeds as the defaults; runs of one seed are paired (``variant - defaults``, mean and 95%
-t-interval per metric, as ``hlmm ablate`` and ``hlmm eval`` report them).
+Each variant is the production agent with ``[signals.vpin]`` overridden, run on the same
+scenarios and seeds as the defaults of before the retune (threshold 0.4, 4 bps); runs of one seed
+are paired (``variant - defaults``, mean and 95% t-interval per metric, as ``hlmm ablate`` and
+``hlmm eval`` report them).
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from agent.config import merge_tables
 from hlmm.jobs import run_jobs
 from sim.scenario import Scenario, load_scenario
 
 BASE = "defaults"
+# the defaults the sweep was run against (before the retune), set explicitly so the command
+# reproduces sweep.json whatever the defaults are now
+BASE_VPIN = {"threshold": 0.4, "widen_bps": 4.0}
 SCENARIOS = ("feb12_cascade", "flash_crash", "short_squeeze", "whipsaw", "calm")
 # (threshold, widen_bps at VPIN = 1); the defaults are (0.4, 4.0)
 VARIANTS: dict[str, dict[str, float]] = {
@@ -33,10 +38,7 @@ VARIANTS: dict[str, dict[str, float]] = {
 
 def with_vpin(scenario: Scenario, vpin: dict[str, float]) -> Scenario:
     """``scenario`` whose ``[agent]`` table also sets ``[signals.vpin]`` fields."""
-    agent = {**scenario.agent}
-    signals = {**agent.get("signals", {})}
-    signals["vpin"] = {**signals.get("vpin", {}), **vpin}
-    agent["signals"] = signals
+    agent = merge_tables(scenario.agent, {"signals": {"vpin": vpin}})
     return scenario.model_copy(update={"agent": agent})
 
 
@@ -45,21 +47,19 @@ def _run(job: tuple[Scenario, int, str]) -> tuple[str, int, str, dict[str, float
     from sim.runner import run_session
 
     scenario, seed, variant = job
-    sc = scenario if variant == BASE else with_vpin(scenario, VARIANTS[variant])
+    sc = with_vpin(scenario, BASE_VPIN if variant == BASE else {**BASE_VPIN, **VARIANTS[variant]})
     return scenario.name, seed, variant, run_figures(run_session(sc, seed=seed))
 
 
 def sweep(seeds: int, first_seed: int, workers: int) -> dict[str, Any]:
-    from hlmm.training import paired_summary
+    from hlmm.training import paired_runs, paired_summary, runs_json
 
     scenarios = [load_scenario(name) for name in SCENARIOS]
     jobs = [(sc, first_seed + i, v) for sc in scenarios for i in range(seeds) for v in (BASE, *VARIANTS)]
-    runs: dict[str, dict[int, dict[str, dict[str, float]]]] = {}
-    for name, seed, variant, figs in run_jobs(_run, jobs, workers, desc="vpin sweep", progress=True):
-        runs.setdefault(name, {}).setdefault(seed, {})[variant] = figs
+    runs = paired_runs(run_jobs(_run, jobs, workers, desc="vpin sweep", progress=True))
     summary = {name: {v: paired_summary(by_seed.values(), BASE, v) for v in VARIANTS} for name, by_seed in runs.items()}
     return {"variants": VARIANTS, "seeds": list(range(first_seed, first_seed + seeds)), "summary": summary,
-            "runs": {name: {str(seed): v for seed, v in sorted(d.items())} for name, d in runs.items()}}
+            "runs": runs_json(runs)}
 
 
 def table(result: dict[str, Any]) -> str:
