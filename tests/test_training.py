@@ -182,3 +182,29 @@ def test_the_shipped_policy_fits_the_default_config_and_no_other(tmp_path: Path)
     other = tmp_path / "agent.toml"
     other.write_text(AGENT_TOML)
     assert f"with --config {other} gives agent config" in (config_mismatch(shipped, ["calm"], other) or "")
+
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.mark.parametrize("config", sorted(EXPERIMENTS.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_experiment_config_loads_and_its_run_matches_it(config: Path) -> None:
+    """A committed run (``experiments/<name>/``) was trained with its config as it stands, and its
+    policy fits the agent configuration that config names for every scenario of its env mix.
+
+    The runs trained before the VPIN retune ran the defaults of then; their configs were pinned to
+    those afterwards (``agent_config``), which the policy's digest confirms, so that one field may
+    differ from the run's copy."""
+    from hlmm.training import config_mismatch
+
+    cfg = load_train_config(config)
+    run = EXPERIMENTS / cfg.name
+    if not (run / "policy.npz").exists():
+        assert not run.exists() or not any(run.iterdir()), f"{run} holds a run but no policy.npz"
+        return
+    trained = load_train_config(run / "config.toml")
+    assert trained.model_dump(exclude={"env": {"agent_config"}}) == cfg.model_dump(exclude={"env": {"agent_config"}})
+    agent = cfg.env.agent_config
+    mismatch = config_mismatch(run / "policy.npz", list(cfg.env.scenarios),
+                               EXPERIMENTS.parent / agent if agent is not None else None)
+    assert mismatch is None
