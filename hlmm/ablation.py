@@ -12,11 +12,11 @@ PnL or edge, a larger drawdown, fill imbalance or position.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from hlmm.jobs import run_jobs
+from hlmm.validation import command_error
 from sim.scenario import Scenario
 
 FULL = "full"  # the run with every signal on
@@ -132,15 +132,13 @@ def ablate_cli(scenarios: list[str], signals: list[str], seeds: int, first_seed:
 
     unknown = [s for s in signals if s not in SIGNAL_NAMES]
     if unknown:
-        print(f"hlmm ablate: signals={unknown!r}: unknown; known: {', '.join(SIGNAL_NAMES)}", file=sys.stderr)
-        return 2
+        return command_error("ablate", f"signals={unknown!r}: unknown; known: {', '.join(SIGNAL_NAMES)}")
     try:
         loaded = [load_scenario(s) for s in scenarios or DEFAULT_SCENARIOS]
         for sc in loaded:
             load_agent_config(config, overrides=sc.agent)
     except (ScenarioError, AgentConfigError) as exc:
-        print(f"hlmm ablate: {exc}", file=sys.stderr)
-        return 2
+        return command_error("ablate", str(exc))
     result = ablate(loaded, list(signals or SIGNAL_NAMES), seeds, first_seed, workers=workers, config=config,
                     progress=True)
     print(format_table(result))

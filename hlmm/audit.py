@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from hlmm.metrics import (
     true_changepoints,
 )
 from hlmm.sessionlog import read_session_log
+from hlmm.validation import command_error
 
 TIMELINE_MAX_ROWS = 80
 ATTRIBUTION_PARTS = ("spread_capture", "pre_fill_drift", "adverse_selection_5s", "inventory", "fees", "funding")
@@ -454,20 +454,16 @@ def audit_cli(session_log: Path, out: Path, ablation: Path | None = None) -> int
         try:
             ablation_result = (str(ablation), load_ablation(ablation))
         except ValueError as exc:
-            print(f"hlmm audit: {exc}", file=sys.stderr)
-            return 2
+            return command_error("audit", str(exc))
     try:
         series = parse_session(read_session_log(session_log))
     except FileNotFoundError as exc:
-        print(f"hlmm audit: {exc.filename}: no such file", file=sys.stderr)
-        return 2
+        return command_error("audit", f"{exc.filename}: no such file")
     except SessionLogError as exc:
         line = _line_of_record(session_log, exc.record) if exc.record else "?"
-        print(f"hlmm audit: {session_log}:{line}: {str(exc).partition(': ')[2] or exc}", file=sys.stderr)
-        return 2
+        return command_error("audit", f"{session_log}:{line}: {str(exc).partition(': ')[2] or exc}")
     except ValueError as exc:
-        print(f"hlmm audit: {exc}", file=sys.stderr)
-        return 2
+        return command_error("audit", str(exc))
     m = write_audit(series, out, source=str(session_log), ablation=ablation_result)
     ratio = "n/a (no cap known)" if m.max_position_ratio is None else f"{m.max_position_ratio:.2f}x cap"
     print(

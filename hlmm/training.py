@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from hlmm.jobs import run_jobs
-from hlmm.validation import read_toml, validate
+from hlmm.validation import command_error, read_toml, validate
 from sim.env import EnvConfig
 
 # ---------------------------------------------------------------------- config
@@ -217,8 +217,7 @@ def train_cli(config: Path, timesteps: int | None = None, out: Path | None = Non
     try:
         cfg = load_train_config(config)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return command_error("train", str(exc))
     run_seed = cfg.train.seed if seed is None else seed
     out = out or Path("out/train") / f"{cfg.name}-seed{run_seed}"
     out.mkdir(parents=True, exist_ok=True)
@@ -437,16 +436,13 @@ def eval_cli(policy: Path, scenarios: list[str], seeds: int, first_seed: int, js
 
     names = scenarios or default_eval_scenarios()
     if not names:
-        print("error: no scenarios given and no built-in cascade scenario found", file=sys.stderr)
-        return 2
+        return command_error("eval", "no scenarios given and no built-in cascade scenario found")
     try:
         mismatch = config_mismatch(policy, names, config)
     except (PolicyError, ScenarioError, AgentConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return command_error("eval", str(exc))
     if mismatch is not None:
-        print(f"error: {mismatch}", file=sys.stderr)
-        return 2
+        return command_error("eval", mismatch)
     result = evaluate(policy, names, seeds, first_seed, config=config)
     print(format_table(result))
     if json_path is not None:

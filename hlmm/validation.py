@@ -3,6 +3,7 @@ field and the value (scenarios, the agent's configuration, training configs)."""
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,3 +41,10 @@ def validate(model: type[ModelT], data: dict[str, Any], source: str, error: type
         return model.model_validate(data)
     except ValidationError as exc:
         raise error(validation_message(source, exc)) from None
+
+
+def command_error(command: str, message: str) -> int:
+    """Report a command's refusal (bad input, nothing run) on stderr as ``hlmm COMMAND: error:
+    MESSAGE``, the one form every command uses; returns the exit status 2."""
+    print(f"hlmm {command}: error: {message}", file=sys.stderr)
+    return 2

@@ -40,6 +40,7 @@ from eth_account.signers.local import LocalAccount
 
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import SessionLog, instrument_header
+from hlmm.validation import command_error
 from hlmm.venue import (
     STOP_GRACE_S,
     AccountSnapshot,
@@ -312,18 +313,18 @@ def live_cli(venue: str = "local", policy: Path | None = None, config: Path | No
              out: Path = Path("out/live"), keystore: Path | None = None, confirm_mainnet: bool = False) -> int:
     """``hlmm live``. 0 done, 1 the run failed or did not end flat, 2 bad input or a refusal."""
     if venue not in VENUES:
-        return _usage(f"--venue {venue!r}: expected one of {', '.join(VENUES)}")
+        return command_error("live", f"--venue {venue!r}: expected one of {', '.join(VENUES)}")
     if venue == "mainnet" and not confirm_mainnet:
-        return _usage(MAINNET_REFUSAL)
+        return command_error("live", MAINNET_REFUSAL)
     if duration is not None and not duration > 0:
-        return _usage(f"--duration {duration!r}: must be > 0 seconds")
+        return command_error("live", f"--duration {duration!r}: must be > 0 seconds")
     for opt, p in (("--policy", policy), ("--config", config)):
         if p is not None and not Path(p).is_file():
-            return _usage(f"{opt} {p}: no such file")
+            return command_error("live", f"{opt} {p}: no such file")
     try:
         sc = load_scenario(scenario)
     except ScenarioError as exc:
-        return _usage(str(exc))
+        return command_error("live", str(exc))
     if venue == "local":
         run_seed = sc.scenario.default_seed if seed is None else seed
         log_path = Path(out) / f"{sc.name}-local-seed{run_seed}.jsonl"
@@ -343,13 +344,8 @@ def live_cli(venue: str = "local", policy: Path | None = None, config: Path | No
     try:
         wallet = load_wallet(str(keystore) if keystore is not None else None)
     except SecretError as exc:
-        return _usage(str(exc))
+        return command_error("live", str(exc))
     return run_remote(venue, wallet, sc, policy, config, duration, Path(out))
-
-
-def _usage(msg: str) -> int:
-    print(f"hlmm: error: {msg}", file=sys.stderr)
-    return 2
 
 
 def remote_url(venue: str) -> str:
@@ -521,19 +517,19 @@ def flatten_cli(venue: str = "local", keystore: Path | None = None, confirm_main
     ``HLMM_LOCAL_VENUE_URL``, default ``http://127.0.0.1:18081``; key from its paper key file).
     """
     if venue not in VENUES:
-        return _usage(f"--venue {venue!r}: expected one of {', '.join(VENUES)}")
+        return command_error("flatten", f"--venue {venue!r}: expected one of {', '.join(VENUES)}")
     if venue == "mainnet" and not confirm_mainnet:
-        return _usage(MAINNET_REFUSAL)
+        return command_error("flatten", MAINNET_REFUSAL)
     if venue == "local":
         from live.localvenue.server import paper_key_path
 
         path = paper_key_path()
         if not path.is_file():
-            return _usage(f"paper key file {path}: missing (start `hlmm venue serve` first)")
+            return command_error("flatten", f"paper key file {path}: missing (start `hlmm venue serve` first)")
         try:
             wallet = Account.from_key(path.read_text().strip())
         except (OSError, ValueError, TypeError) as exc:  # the message may quote the key: name the file only
-            return _usage(f"paper key file {path}: not a private key ({type(exc).__name__})")
+            return command_error("flatten", f"paper key file {path}: not a private key ({type(exc).__name__})")
         url = os.environ.get(LOCAL_URL_ENV, DEFAULT_LOCAL_URL).rstrip("/")
     else:
         from live.secrets import SecretError, load_wallet
@@ -541,7 +537,7 @@ def flatten_cli(venue: str = "local", keystore: Path | None = None, confirm_main
         try:
             wallet = load_wallet(str(keystore) if keystore is not None else None)
         except SecretError as exc:
-            return _usage(str(exc))
+            return command_error("flatten", str(exc))
         url = remote_url(venue)
 
     def say(msg: str) -> None:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from hlmm.jobs import run_jobs
+from hlmm.validation import command_error
 from sim.scenario import Criteria, ScenarioError, builtin_scenarios, load_scenario, scenario_path
 
 AGENTS = ("production", "incident", "baseline")
@@ -288,8 +289,7 @@ def write_report(report: Path, doc: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------ the command
 def _fail(msg: str) -> int:
-    print(f"hlmm stress: {msg}", file=sys.stderr)
-    return 2
+    return command_error("stress", msg)
 
 
 def stress_cli(

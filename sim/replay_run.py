@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.glft import glft_depths
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import read_session_log
+from hlmm.validation import command_error
 from sim.replay import NO_QUOTE, AccountSamples, Quotes, ReplayResult, Tape, replay, tape_from_session_log
 
 EDGE_HORIZONS_S = (1.0, 5.0)  # realized-edge markouts; 5 s is the RL reward's horizon
@@ -101,9 +101,10 @@ def replay_cli(log: Path, glft: dict[str, Any], cadence_s: float, maker_fee_bps:
         if not (cadence_s > 0 and math.isfinite(cadence_s)):
             raise ValueError(f"cadence_s={cadence_s!r}: must be a positive number of seconds")
         result = replay_log(log, decision, cadence_s, maker_fee_bps)
+    except FileNotFoundError as exc:
+        return command_error("replay", f"{exc.filename}: no such file")
     except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return command_error("replay", str(exc))
     text = json.dumps({"log": str(log), "cadence_s": cadence_s, "glft": decision.model_dump(), **result}, indent=2)
     print(text)
     if json_path is not None:

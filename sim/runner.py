@@ -18,6 +18,7 @@ from typing import Any
 
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import SessionLog, instrument_header
+from hlmm.validation import command_error
 from hlmm.venue import Agent, FeeSchedule
 from sim.baseline import BaselineAgent
 from sim.scenario import Scenario, ScenarioError, load_scenario
@@ -152,15 +153,13 @@ def run_cli(scenario: str, seed: int | None, out: Path, json_path: Path | None, 
     try:
         sc = load_scenario(scenario)
     except ScenarioError as exc:
-        print(f"error: {exc}")
-        return 2
+        return command_error("sim run", str(exc))
     seed = sc.scenario.default_seed if seed is None else seed
     log_path = Path(out) / f"{sc.name}-{seed}.jsonl"
     try:
         records = run_session(sc, seed, agent=agent, log_path=log_path, progress=True, policy=policy, config=config)
     except (ValueError, RuntimeError) as exc:
-        print(f"error: {exc}")
-        return 2
+        return command_error("sim run", str(exc))
     summary = {**records.summary, "log": str(log_path)}
     text = json.dumps(summary, indent=2, sort_keys=True)
     print(text)

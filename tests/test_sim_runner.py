@@ -57,7 +57,7 @@ def test_run_cli_writes_json_and_rejects_bad_input(tmp_path: Path, capsys) -> No
     assert f"position {b['final_position_lots']} lots" in capsys.readouterr().err
     assert run_cli(str(tmp_path / "missing.toml"), seed=1, out=out, json_path=None, agent="baseline") == 2
     assert run_cli(str(short(tmp_path)), seed=1, out=out, json_path=None, agent="nonsense") == 2
-    assert "agent='nonsense'" in capsys.readouterr().out
+    assert "hlmm sim run: error: " in (err := capsys.readouterr().err) and "agent='nonsense'" in err
 
 
 def _uptime_from_orders(records: list[dict]) -> float:

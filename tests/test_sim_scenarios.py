@@ -85,7 +85,7 @@ def test_sim_run_refuses_a_bad_agent_table_naming_the_file(tmp_path: Path, capsy
 
     bad = write(tmp_path, GOOD + "\n[agent]\nnonsense = 1\n")
     assert run_cli(str(bad), seed=1, out=tmp_path / "out", json_path=None) == 2
-    assert f"{bad} [agent]: nonsense = 1: Extra inputs are not permitted" in capsys.readouterr().out
+    assert f"{bad} [agent]: nonsense = 1: Extra inputs are not permitted" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing ran
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from hlmm.validation import command_error
 from live.localvenue.faults import FaultConfig, FaultPlan
 from live.localvenue.state import LocalExchange, Rules, subscription_key
 
@@ -370,8 +371,7 @@ def serve_cli(scenario: str, port: int, host: str, seed: int | None, speed: floa
         check_loopback(host)
         sc = load_scenario(scenario)
     except (ValueError, ScenarioError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        return 2
+        return command_error("venue serve", str(exc))
     run_seed = sc.scenario.default_seed if seed is None else seed
     address, key_file = paper_account()
     ex = build_exchange(sc, run_seed, address, epoch_ms=int(time.time() * 1000))
