@@ -4,7 +4,8 @@ judge the frozen result against pure GLFT on held-out seeds.
 Training config (TOML, see ``experiments/README.md``)::
 
     [train]            algo ("ppo"|"sac"), timesteps, seed, n_envs, vec_env ("subproc"|"dummy"),
-                       normalize_obs, normalize_reward, checkpoint_every (steps), net_arch
+                       normalize_obs, normalize_reward, checkpoint_every (steps), net_arch,
+                       log_std_init
     [ppo] / [sac]      keyword arguments of the SB3 algorithm (learning_rate, n_steps, ...)
     [env]              sim.env.EnvConfig: scenario mix, episode length, step, reward, randomization
 
@@ -56,6 +57,10 @@ class TrainSection(BaseModel):
     clip_obs: float = Field(default=10.0, gt=0)
     checkpoint_every: int = Field(default=10_000, ge=1, description="environment steps between checkpoints")
     net_arch: tuple[int, ...] = Field(default=(64, 64), min_length=1)
+    log_std_init: float | None = Field(
+        default=None, ge=-5.0, le=1.0,
+        description="initial log std of the Gaussian policy (SB3's default when absent: 0 for PPO, -3 for SAC)",
+    )
 
 
 class TrainConfig(BaseModel):
@@ -93,6 +98,14 @@ def env_factories(cfg: TrainConfig, seed: int) -> list[Callable[[], Any]]:
     return [_make_env(env_cfg, i, seed) for i in range(cfg.train.n_envs)]
 
 
+def policy_kwargs(t: TrainSection) -> dict[str, Any]:
+    """SB3's ``policy_kwargs`` from ``[train]``: the network and, when set, the initial log std."""
+    kwargs: dict[str, Any] = {"net_arch": list(t.net_arch)}
+    if t.log_std_init is not None:
+        kwargs["log_std_init"] = t.log_std_init
+    return kwargs
+
+
 def training_setup(cfg: TrainConfig, env_fns: Sequence[Callable[[], Any]], seed: int,
                    monitor_csv: Path | None = None, tensorboard_log: Path | None = None) -> tuple[Any, Any]:
     """``(model, venv)`` exactly as ``hlmm train`` builds them: ``env_fns`` in ``SubprocVecEnv``
@@ -111,7 +124,7 @@ def training_setup(cfg: TrainConfig, env_fns: Sequence[Callable[[], Any]], seed:
     algo, kwargs = (PPO, cfg.ppo) if t.algo == "ppo" else (SAC, cfg.sac)
     model = algo("MlpPolicy", venv, seed=seed, device="cpu",
                  tensorboard_log=str(tensorboard_log) if tensorboard_log is not None else None,
-                 policy_kwargs={"net_arch": list(t.net_arch)}, verbose=0, **kwargs)
+                 policy_kwargs=policy_kwargs(t), verbose=0, **kwargs)
     return model, venv
 
 

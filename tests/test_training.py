@@ -208,3 +208,20 @@ def test_every_experiment_config_loads_and_its_run_matches_it(config: Path) -> N
     mismatch = config_mismatch(run / "policy.npz", list(cfg.env.scenarios),
                                EXPERIMENTS.parent / agent if agent is not None else None)
     assert mismatch is None
+
+
+def test_log_std_init_sets_the_policys_initial_exploration(tmp_path: Path) -> None:
+    from hlmm.training import env_factories, training_setup
+
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text(TINY.replace("net_arch = [16, 16]", "net_arch = [16, 16]\nlog_std_init = -1.5"))
+    cfg = load_train_config(cfg_file)
+    model, venv = training_setup(cfg, env_factories(cfg, 0)[:1], 0)
+    try:
+        assert np.allclose(model.policy.log_std.detach().numpy(), -1.5)
+    finally:
+        venv.close()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.replace("net_arch = [16, 16]", "net_arch = [16, 16]\nlog_std_init = 3"))
+    with pytest.raises(ValueError, match=r"train\.log_std_init = 3"):
+        load_train_config(bad)
