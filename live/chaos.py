@@ -36,6 +36,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from hlmm.validation import command_error
+
 SCENARIO = "feb12_cascade"
 DURATION_S = 20.0  # simulated seconds per run: 8 s of faults, then the quiet tail
 QUIET_S = 12.0  # fault-free tail: the reconciliation check is >= 10 s after the last fault
@@ -265,12 +267,9 @@ def chaos_cli(runs: int = 200, first_seed: int = 0, json_path: Path | None = Non
               duration_s: float = DURATION_S) -> int:
     """``hlmm chaos``: 0 when every figure is as required, 1 when one is off, 2 on bad input."""
     if runs < 1 or workers < 1:
-        print(f"hlmm chaos: error: --runs {runs} / --workers {workers}: both must be at least 1", file=sys.stderr)
-        return 2
+        return command_error("chaos", f"--runs {runs} / --workers {workers}: both must be at least 1")
     if not duration_s >= QUIET_S + 2.0:
-        print(f"hlmm chaos: error: duration_s={duration_s!r}: must leave {QUIET_S} s of quiet after >= 2 s of faults",
-              file=sys.stderr)
-        return 2
+        return command_error("chaos", f"duration_s={duration_s!r}: must leave {QUIET_S} s of quiet after >= 2 s of faults")
     results = run_campaign(runs, first_seed, workers, duration_s)
     figs = campaign_figures(results)
     print(format_table(figs))

@@ -288,10 +288,6 @@ def write_report(report: Path, doc: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------ the command
-def _fail(msg: str) -> int:
-    return command_error("stress", msg)
-
-
 def stress_cli(
     scenarios: list[str],
     seeds: int = 8,
@@ -307,22 +303,22 @@ def stress_cli(
     if agent == "incident":
         from scenarios.incident import incident_reproduced
     if agent not in AGENTS:
-        return _fail(f"--agent {agent!r}: expected one of {', '.join(AGENTS)}")
+        return command_error("stress", f"--agent {agent!r}: expected one of {', '.join(AGENTS)}")
     if venue not in VENUES:
-        return _fail(f"--venue {venue!r}: expected one of {', '.join(VENUES)}")
+        return command_error("stress", f"--venue {venue!r}: expected one of {', '.join(VENUES)}")
     if seeds < 1 or workers < 1:
-        return _fail(f"--seeds {seeds} / --workers {workers}: both must be at least 1")
+        return command_error("stress", f"--seeds {seeds} / --workers {workers}: both must be at least 1")
     if venue == "local":
         try:
             from live.runner import run_local_session  # noqa: F401
         except ImportError as exc:
-            return _fail(f"--venue local: the local-venue runner is not available yet ({exc}); use --venue sim")
+            return command_error("stress", f"--venue local: the local-venue runner is not available yet ({exc}); use --venue sim")
     for opt, p in (("--policy", policy), ("--config", config)):
         if p is not None and not Path(p).is_file():
-            return _fail(f"{opt} {p}: no such file")
+            return command_error("stress", f"{opt} {p}: no such file")
     names = scenarios or builtin_scenarios()
     if not names:
-        return _fail("no scenarios given and no built-in scenarios found")
+        return command_error("stress", "no scenarios given and no built-in scenarios found")
     try:
         from sim.runner import check_agent_options
 
@@ -330,7 +326,7 @@ def stress_cli(
         loaded = {str(scenario_path(n)): load_scenario(n) for n in names}
         caps = {path: configured_cap_lots(path, str(config) if config else None, agent) for path in loaded}
     except (ScenarioError, ValueError) as exc:
-        return _fail(str(exc))
+        return command_error("stress", str(exc))
 
     keep_logs = report is not None
     log_dir = Path(report) / "logs" if keep_logs else Path(tempfile.mkdtemp(prefix="hlmm-stress-"))
@@ -349,7 +345,7 @@ def stress_cli(
     except Exception as exc:
         if not keep_logs:
             shutil.rmtree(log_dir, ignore_errors=True)
-        return _fail(f"a run failed: {type(exc).__name__}: {exc}")
+        return command_error("stress", f"a run failed: {type(exc).__name__}: {exc}")
 
     by_log = {r["log"]: r for r in results}
     doc: dict[str, Any] = {"agent": agent, "venue": venue, "seeds": seeds, "policy": str(policy) if policy else None,
