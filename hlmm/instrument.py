@@ -135,7 +135,12 @@ class Instrument:
         return _wire(self.lots_to_size(lots))
 
     def notional_usd(self, px_ticks: int, size_lots: int) -> float:
-        return float(self.ticks_to_price(px_ticks) * self.lots_to_size(size_lots))
+        """``price * size`` in USD, the exact product rounded once to a float.
+
+        In integers, not Decimal: ``int / int`` is correctly rounded in Python, so this is the
+        float of the exact decimal product, at a fraction of the cost (every order is checked).
+        """
+        return int(px_ticks) * int(size_lots) / 10 ** (self.tick_decimals + self.sz_decimals)
 
     # ----------------------------------------------------------------- rules
     def price_step_ticks(self, px_ticks: int) -> int:
@@ -146,8 +151,10 @@ class Instrument:
         """
         if px_ticks <= 0:
             return 1
-        price = self.ticks_to_price(px_ticks)
-        decimals_allowed = min(PERP_MAX_DECIMALS - self.sz_decimals, max(0, MAX_SIG_FIGS - _int_digits(price)))
+        # Digits before the decimal point (``_int_digits`` of the price), counted on the integer:
+        # the price is px_ticks * 10**-tick_decimals. No Decimal: every order is checked.
+        int_digits = len(str(int(px_ticks))) - self.tick_decimals
+        decimals_allowed = min(PERP_MAX_DECIMALS - self.sz_decimals, max(0, MAX_SIG_FIGS - int_digits))
         return 10 ** max(0, self.tick_decimals - decimals_allowed)
 
     def is_valid_price_ticks(self, px_ticks: int) -> bool:
