@@ -21,6 +21,7 @@ import math
 import traceback
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from agent.config import AgentConfig
 from agent.market_state import BookView
@@ -95,6 +96,25 @@ class MarketMaker:
         self._start_position_lots = 0
         self._start_mark_ticks: float | None = None
         self._pending_operator_halt = False
+        # Whether an input of the daily-loss check (the mark, a fill, funding, the start
+        # position) changed since it last ran; most events (trades, acks, timers) change none.
+        self._pnl_moved = True
+        # Event type -> handler: one dict lookup per event instead of an isinstance chain (the
+        # event classes are final dataclasses). A type not listed is ignored.
+        self._handlers: dict[type, Callable[[Any], list[Command]]] = {
+            Trade: self._on_trade,
+            BookUpdate: self._on_book,
+            Timer: self._on_timer,
+            OrderAccepted: self._on_ack,
+            OrderCanceled: self._on_canceled,
+            Fill: self._on_fill,
+            OrderRejected: self._on_reject,
+            CancelRejected: self._on_cancel_rejected,
+            AccountSnapshot: self._on_account,
+            FundingPayment: self._on_funding_payment,
+            FundingRate: self._on_funding_rate,
+            ConnectionStatus: self._on_connection,
+        }
 
     # ------------------------------------------------------------- read-only views
     @property
@@ -169,49 +189,56 @@ class MarketMaker:
 
     # ------------------------------------------------------------- the loop
     def on_event(self, event: Event) -> list[Command]:
-        self._t = event.t
+        t = event.t
+        self._t = t
         try:
-            cmds = self._dispatch(event)
-            cmds.extend(self._housekeeping(event.t))
+            handler = self._handlers.get(type(event))
+            cmds = handler(event) if handler is not None else []
+            self._housekeeping(t, cmds)
         except Exception as exc:  # a defect must not leave a position unattended: flatten
             if self.flattener.active:
                 raise
             self._counters["fatal_error"] += 1
             if self.log is not None:
                 detail = "".join(traceback.format_exception_only(exc)).strip()
-                self.log.write(event.t, "alarm", name="fatal_error", detail=detail)
-            cmds = self._kill(event.t, "fatal_error")
+                self.log.write(t, "alarm", name="fatal_error", detail=detail)
+            cmds = self._kill(t, "fatal_error")
         return cmds
 
-    def _dispatch(self, ev: Event) -> list[Command]:
-        if isinstance(ev, BookUpdate):
-            return self._on_book(ev)
-        if isinstance(ev, Trade):
-            self.signal_bank.on_trade(ev, self.last_market_state)
-            return []
-        if isinstance(ev, Fill):
-            self._on_fill(ev)
-            return []
-        if isinstance(ev, OrderAccepted):
-            self.orders.on_ack(ev)
-        elif isinstance(ev, OrderRejected):
-            self.orders.on_reject(ev)
-        elif isinstance(ev, OrderCanceled):
-            self.orders.on_canceled(ev)
-        elif isinstance(ev, CancelRejected):
-            self.orders.on_cancel_rejected(ev)
-        elif isinstance(ev, AccountSnapshot):
-            return self._on_account(ev)
-        elif isinstance(ev, FundingPayment):
-            self.markouts.on_funding(ev.amount_usd)
-            self.signal_bank.on_funding_payment(ev.t, ev.rate)
-        elif isinstance(ev, FundingRate):
-            self.signal_bank.on_funding_rate(ev.rate)
-        elif isinstance(ev, ConnectionStatus):
-            self._counters["disconnect" if not ev.connected else "reconnect"] += 1
-            self.orders.needs_reconcile = True
-        elif isinstance(ev, Timer):
-            return self._on_timer(ev.t)
+    # One handler per event type (see ``_handlers``); each returns the commands to send.
+    def _on_trade(self, ev: Trade) -> list[Command]:
+        self.signal_bank.on_trade(ev, self.last_market_state)
+        return []
+
+    def _on_ack(self, ev: OrderAccepted) -> list[Command]:
+        self.orders.on_ack(ev)
+        return []
+
+    def _on_reject(self, ev: OrderRejected) -> list[Command]:
+        self.orders.on_reject(ev)
+        return []
+
+    def _on_canceled(self, ev: OrderCanceled) -> list[Command]:
+        self.orders.on_canceled(ev)
+        return []
+
+    def _on_cancel_rejected(self, ev: CancelRejected) -> list[Command]:
+        self.orders.on_cancel_rejected(ev)
+        return []
+
+    def _on_funding_payment(self, ev: FundingPayment) -> list[Command]:
+        self.markouts.on_funding(ev.amount_usd)
+        self._pnl_moved = True
+        self.signal_bank.on_funding_payment(ev.t, ev.rate)
+        return []
+
+    def _on_funding_rate(self, ev: FundingRate) -> list[Command]:
+        self.signal_bank.on_funding_rate(ev.rate)
+        return []
+
+    def _on_connection(self, ev: ConnectionStatus) -> list[Command]:
+        self._counters["disconnect" if not ev.connected else "reconnect"] += 1
+        self.orders.needs_reconcile = True
         return []
 
     def _on_book(self, ev: BookUpdate) -> list[Command]:
@@ -220,6 +247,7 @@ class MarketMaker:
             self._counters["book_unusable"] += 1
             return []
         self.last_market_state = state
+        self._pnl_moved = True
         if self._start_mark_ticks is None:
             self._start_mark_ticks = state.mid_ticks
         self.markouts.on_mid(ev.t, state.mid_ticks)
@@ -228,11 +256,12 @@ class MarketMaker:
             return []
         return self._decide(ev.t, state)
 
-    def _on_fill(self, ev: Fill) -> None:
+    def _on_fill(self, ev: Fill) -> list[Command]:
         new = not self.orders.seen_trade(ev.trade_id)
         order = self.orders.on_fill(ev)
         if not new:
-            return
+            return []
+        self._pnl_moved = True
         mid_now = self._mark()
         m0 = order.mid_at_placement_ticks if order is not None else mid_now
         if m0 is None:  # a fill before any book: the fill price is the only reference
@@ -240,6 +269,7 @@ class MarketMaker:
         self.markouts.on_fill(ev, m0, mid_now if mid_now is not None else m0)
         self.signal_bank.on_fill(ev)
         self.overlay.on_fill(ev.t, ev.side, ev.size_lots)
+        return []
 
     def _on_account(self, snap: AccountSnapshot) -> list[Command]:
         first = not self.orders.reconciled_once
@@ -247,9 +277,11 @@ class MarketMaker:
         self.overlay.set_margin_cap(snap.max_position_lots_margin)
         if first:
             self._start_position_lots = snap.position_lots
+            self._pnl_moved = True
         return self.flattener.on_account(snap, self.orders, self.last_market_state)
 
-    def _on_timer(self, t: float) -> list[Command]:
+    def _on_timer(self, ev: Timer) -> list[Command]:
+        t = ev.t
         if self.flattener.active or not self.book.is_stale(t):
             return []
         state = self.book.state_at(t)
@@ -258,25 +290,28 @@ class MarketMaker:
         # Stale data: decide now on the last book so the overlay can pull the risky side.
         return self._decide(t, state)
 
-    def _housekeeping(self, t: float) -> list[Command]:
-        cmds: list[Command] = []
+    def _housekeeping(self, t: float, cmds: list[Command]) -> None:
+        """After every event: the kill switch checks, then the flattener's procedure or the
+        reconciliation and dead man's switch timers; appends their commands to ``cmds``."""
         if self._pending_operator_halt:
             self._pending_operator_halt = False
             cmds.extend(self._kill(t, "operator"))
-        mark = self._mark()
-        if not self.flattener.active and mark is not None:
-            if self.pnl_usd(mark) < -self.config.kill.daily_loss_limit_usd:
-                cmds.extend(self._kill(t, "daily_loss"))
+        if self._pnl_moved:
+            # The PnL is the same as at the last check when none of its inputs moved, so an
+            # event that moved none cannot newly breach the limit.
+            self._pnl_moved = False
+            mark = self._mark()
+            if not self.flattener.active and mark is not None:
+                if self.pnl_usd(mark) < -self.config.kill.daily_loss_limit_usd:
+                    cmds.extend(self._kill(t, "daily_loss"))
         if self.flattener.active:
             cmds.extend(self.flattener.poll(t, self.orders))
-            return cmds
+            return
         if self.orders.reconcile_due(t):
             cmds.append(self.orders.query(t))
         if t - self._armed_t >= self.config.dead_mans_rearm_s:
             self._armed_t = t
             cmds.append(ScheduleCancel(at_t=t + self.config.dead_mans_switch_s))
-        self.orders.prune()
-        return cmds
 
     def _kill(self, t: float, reason: str) -> list[Command]:
         self.overlay.halt(t, reason)

@@ -324,6 +324,8 @@ class OrderManager:
             self._reconcile_fix(
                 snap.t, "reconcile_adopted", f"oid={oo.oid} side={oo.side} px={oo.px_ticks} size={oo.size_lots} unknown to us"
             )
+        if at_venue:
+            self.prune()
         self._last_reconcile_t = snap.t
         if not self._pending_queries:
             self.needs_reconcile = False
@@ -484,6 +486,7 @@ class OrderManager:
             sent_t=t,
             send_seq=self._seq,
         )
+        self.prune()
         return PlaceOrder(
             client_id=cid,
             side=d.side,
@@ -525,7 +528,9 @@ class OrderManager:
         self.counters[f"invalid_transition:{event}"] += 1
 
     def prune(self) -> None:
-        """Forget finished orders (they are only needed while events about them may arrive)."""
+        """Forget finished orders (they are only needed while events about them may arrive).
+
+        Called where ``orders`` grows (a placed or an adopted order), not on every event."""
         if len(self.orders) > 4096:
             finished = [cid for cid, o in self.orders.items() if not o.live]
             for cid in finished[: len(finished) - 1024]:
