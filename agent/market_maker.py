@@ -335,8 +335,7 @@ class MarketMaker:
             self._last_alarm_t = t
         adj = self.adjustment(self) if self.adjustment is not None else PolicyAdjustment()
         target = self.engine.quote(state, sig, q, self.order_size_lots, adj, adverse_selection_bps=as_bps)
-        committed = {s: self.orders.committed_lots(s) for s in (1, -1)}
-        desired = self.overlay.decide(t, target, state, sig, q, committed)
+        desired = self.overlay.decide(t, target, state, sig, q, self.orders.committed_by_side())
         cap = self.overlay.effective_cap_lots
         cmds = self.orders.sync(t, desired, cap, state.mid_ticks, allow_new=not self.orders.needs_reconcile)
         self.last_signals, self.last_quote, self.last_desired, self.last_adjustment = (

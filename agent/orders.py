@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass
 from enum import StrEnum
+from operator import attrgetter
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -119,6 +120,9 @@ class Order:
         return self.status not in TERMINAL
 
 
+_client_id = attrgetter("client_id")
+
+
 class OrderManager:
     """Tracks orders and turns :class:`DesiredQuotes` into venue commands.
 
@@ -161,13 +165,26 @@ class OrderManager:
 
     def worst_case_lots(self, side: int) -> int:
         """``side * position + every live same-side lot``: the exposure if all of them fill."""
-        return side * self.position_lots + self.resting_lots(side) + self.inflight_lots(side)
+        # resting_lots + inflight_lots in one pass (every order placed is checked against it).
+        live_lots = 0
+        for o in self._live.values():
+            if o.side == side:
+                live_lots += o.size_lots - o.filled_lots
+        return side * self.position_lots + live_lots
 
     def committed_lots(self, side: int) -> int:
         """Lots on ``side`` the next diff cannot take back: orders already being canceled."""
         return sum(
             o.remaining_lots for o in self._live.values() if o.side == side and o.status is OrderStatus.PENDING_CANCEL
         )
+
+    def committed_by_side(self) -> dict[int, int]:
+        """:meth:`committed_lots` of both sides, ``{+1: bid lots, -1: ask lots}``, in one pass."""
+        out = {1: 0, -1: 0}
+        for o in self._live.values():
+            if o.status is OrderStatus.PENDING_CANCEL:
+                out[o.side] += o.size_lots - o.filled_lots
+        return out
 
     def own_resting(self) -> list[tuple[int, int, int]]:
         """``(side, px_ticks, remaining_lots)`` of our acknowledged resting orders (for the ex-own book)."""
@@ -378,11 +395,13 @@ class OrderManager:
         cancels: list[Command] = []
         places: list[PlaceOrder] = []
         wanted: dict[int, DesiredOrder] = {d.side: d for d in desired.orders if not d.ioc}
+        # Sorted once for both sides: the loop below only adds orders (on the side at hand).
+        live = sorted(self._live.values(), key=_client_id)
         for side in (1, -1):
             d = wanted.get(side)
             keep: Order | None = None
-            for o in sorted(self.live_orders(side), key=lambda o: o.client_id):
-                if o.status is OrderStatus.PENDING_CANCEL or o.tif == Tif.IOC:
+            for o in live:
+                if o.side != side or o.status is OrderStatus.PENDING_CANCEL or o.tif is Tif.IOC:
                     continue
                 if keep is None and d is not None and self._keeps(o, d):
                     keep = o
