@@ -373,7 +373,8 @@ class MatchingEngine:
         """Enter an agent order under Hyperliquid's rules; see the module docstring."""
         if side not in (1, -1):
             raise ValueError(f"side={side!r}: must be 1 (buy) or -1 (sell)")
-        tif = Tif(tif)
+        if not isinstance(tif, Tif):  # its wire string is accepted too
+            tif = Tif(tif)
         inst = self.instrument
         err = inst.check_order(side, px_ticks, size_lots, reduce_only, self.position_lots)
         if err is not None:

@@ -316,17 +316,17 @@ class SimVenue:
         """Market data: lost while disconnected, dropped/duplicated at the fault rates."""
         if not self._connected:
             return
-        copies = 1
+        duplicate = False
         if self._feed_faults:
             f = self._faults
             if f.feed_drop_prob > 0 and self._rng.random() < f.feed_drop_prob:
                 return
-            if f.feed_dup_prob > 0 and self._rng.random() < f.feed_dup_prob:
-                copies = 2
+            duplicate = f.feed_dup_prob > 0 and self._rng.random() < f.feed_dup_prob
         now = self.env.now
         at = max(t_venue + self._feed_s + self._jitter(), self._feed_last_s, now)
         self._feed_last_s = at
-        for _ in range(copies):
+        self._env_schedule(_Call(self._deliver, ev), NORMAL, at - now)
+        if duplicate:
             self._env_schedule(_Call(self._deliver, ev), NORMAL, at - now)
 
     def _feed_rate(self, ev: FundingRate) -> None:
@@ -362,9 +362,8 @@ class SimVenue:
 
     def _deliver(self, ev: Event) -> None:
         """Hand one event to the agent and send the commands it returns."""
-        now = self.env.now
         if self.log is not None:
-            self.log.event(now, ev)
+            self.log.event(self.env.now, ev)
         self.counts["delivered"] += 1
         commands = self.agent.on_event(ev)
         for cmd in commands:
