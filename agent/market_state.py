@@ -44,8 +44,8 @@ class BookView:
         for side, px, size in own_orders:
             target = own_bid if side > 0 else own_ask
             target[px] = target.get(px, 0) + size
-        bids = _ex_own(book.bids, own_bid, self.depth_levels)
-        asks = _ex_own(book.asks, own_ask, self.depth_levels)
+        bids, bid_depth = _ex_own(book.bids, own_bid, self.depth_levels)
+        asks, ask_depth = _ex_own(book.asks, own_ask, self.depth_levels)
         self._last_rx_t = rx_t
         if not bids or not asks or bids[0][0] >= asks[0][0]:
             self._last = None
@@ -60,8 +60,8 @@ class BookView:
             best_ask_ticks=ba,
             mid_ticks=0.5 * (bb + ba),
             microprice_ticks=micro,
-            bid_depth_lots=sum([q for _, q in bids]),
-            ask_depth_lots=sum([q for _, q in asks]),
+            bid_depth_lots=bid_depth,
+            ask_depth_lots=ask_depth,
             book_age_s=0.0,
         )
         return self._last
@@ -87,14 +87,16 @@ class BookView:
         return self._last is None or t - self._last_rx_t > self.stale_after_s
 
 
-def _ex_own(levels: tuple[Level, ...], own: dict[int, int], limit: int) -> list[Level]:
-    """The first ``limit`` levels (best first) left after removing ``own`` = {px: lots}; only
-    those are ever read, so the rest of the book is not walked."""
+def _ex_own(levels: tuple[Level, ...], own: dict[int, int], limit: int) -> tuple[list[Level], int]:
+    """The first ``limit`` levels (best first) left after removing ``own`` = {px: lots}, and
+    their total lots; only those are ever read, so the rest of the book is not walked."""
     out: list[Level] = []
+    total_lots = 0
     for px, size in levels:
         rest = size - own.get(px, 0)
         if rest > 0:
             out.append((px, rest))
+            total_lots += rest
             if len(out) == limit:
                 break
-    return out
+    return out, total_lots

@@ -189,7 +189,9 @@ class OrderManager:
     def own_resting(self) -> list[tuple[int, int, int]]:
         """``(side, px_ticks, remaining_lots)`` of our acknowledged resting orders (for the ex-own book)."""
         return [
-            (o.side, o.px_ticks, o.remaining_lots) for o in self._live.values() if o.acked and o.tif != Tif.IOC
+            (o.side, o.px_ticks, o.size_lots - o.filled_lots)
+            for o in self._live.values()
+            if o.acked and o.tif is not Tif.IOC
         ]
 
     def has_live(self, side: int, ioc: bool = False) -> bool:
