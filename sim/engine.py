@@ -124,6 +124,7 @@ class MatchingEngine:
         self._fl_i = np.zeros((BUFFER, 6), dtype=np.int64)
         self._fl_f = np.zeros((BUFFER, 2))
         self._fin = np.zeros((BUFFER, 2), dtype=np.int64)
+        self._book_out = np.zeros((2, 10, 2), dtype=np.int64)  # book()'s output, (side, level, px/lots)
         self.regime_path: tuple[RegimeChange, ...] = regime_path(scenario, seed)
         self._params = [self._p(rc) for rc in self.regime_path]
         self._regime_i = 0
@@ -325,7 +326,7 @@ class MatchingEngine:
         if ntr:
             tr_i = self._tr_i[:ntr].tolist()
             tr_f = self._tr_f[:ntr].tolist()
-            self._out.trades.extend(Trade(tf, base + r[0], r[1], r[2], r[3]) for tf, r in zip(tr_f, tr_i, strict=False))
+            self._out.trades.extend([Trade(tf, base + r[0], r[1], r[2], r[3]) for tf, r in zip(tr_f, tr_i, strict=False)])
             si[K.SI_NTR] = 0
         nfl = counts[K.SI_NFL]
         fills: list[Fill] = []
@@ -478,7 +479,10 @@ class MatchingEngine:
         """Top ``n_levels`` per side as (px_ticks, size_lots), best first, agent's orders included."""
         # Walk out from the touch in the kernel instead of copying and scanning both depth
         # arrays: this runs on every book update the agent sees.
-        out = np.empty((2, n_levels, 2), dtype=np.int64)
+        # The kernel writes into a buffer kept between calls: allocating one cost more than the walk.
+        out = self._book_out
+        if out.shape[1] != n_levels:
+            out = self._book_out = np.zeros((2, n_levels, 2), dtype=np.int64)
         nb, na = K.book_levels(self._si, self._used, self._depth_bid, self._depth_ask, self.base_ticks, out)
         bids, asks = out.tolist()
         return tuple(map(tuple, bids[:nb])), tuple(map(tuple, asks[:na]))
