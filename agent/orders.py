@@ -29,6 +29,7 @@ from operator import attrgetter
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.rules import PriceRules
 from agent.types import DesiredOrder, DesiredQuotes
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import SessionLog
@@ -135,6 +136,7 @@ class OrderManager:
     ) -> None:
         self.config = config
         self.instrument = instrument
+        self.rules = PriceRules(instrument)  # memoized minimum sizes (every reduce-only order asks)
         self.log = log
         self.orders: dict[int, Order] = {}
         self._live: dict[int, Order] = {}  # the non-terminal subset of ``orders`` (scanned every cycle)
@@ -491,7 +493,7 @@ class OrderManager:
             # and a fill in flight on the other side can grow the position before it arrives:
             # sent at the minimum instead, it is valid either way. The venue clips a reduce-only
             # order to the position, so the extra lots never trade and are not tracked.
-            send_lots = max(size, self.instrument.min_lots_at(d.px_ticks))
+            send_lots = max(size, self.rules.min_lots_at(d.px_ticks))
         self._seq += 1
         cid = self._next_client_id
         self._next_client_id += 1
