@@ -18,6 +18,7 @@ mid observed at or after ``fill_t + h``. All mids are ex-own (the caller's ``Boo
 from __future__ import annotations
 
 import math
+import operator
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -211,8 +212,10 @@ class MarkoutTracker:
         return out
 
     def _due_t(self, p: _Pending) -> float:
-        """When ``p``'s next horizon resolves (s); ``-inf`` if none is left (log it next time)."""
-        return min((p.fill.t + h for h in self.cfg.horizons_s if h not in p.resolved), default=-math.inf)
+        """When ``p``'s next horizon resolves (s); ``-inf`` if none is left (log it next time).
+
+        The horizons increase, so the first unresolved one ends first (fill_t + h rounds monotonically)."""
+        return next((p.fill.t + h for h in self.cfg.horizons_s if h not in p.resolved), -math.inf)
 
     # --------------------------------------------------------------- outputs
     def attribution(self, mark_mid_ticks: float) -> PnlAttribution:
@@ -300,7 +303,7 @@ class MarkoutTracker:
         hit = self._means.get((horizon_s, name))
         if hit is not None and hit[0] is newest and hit[1] == n:
             return hit[2]
-        mean = sum(getattr(r, name) for r in recs) / n
+        mean = sum(map(operator.attrgetter(name), recs)) / n
         self._means[(horizon_s, name)] = (newest, n, mean)
         return mean
 
