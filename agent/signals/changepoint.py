@@ -122,11 +122,10 @@ class Bocpd:
         # The elementwise arithmetic runs in the numba kernels (one pass instead of one numpy call
         # per operation); log, log1p, exp and the sums stay numpy's, whose SIMD rounding and
         # pairwise summation order a compiled loop would not reproduce.
-        sq, dev, log_pred = self._sq, self._dev, self._log_pred
-        _predictive_args(x, mu, beta, self._k1, self._alpha_kappa, self._pi_nu, self._nu, sq, dev, log_pred)
-        np.log(log_pred[:n], out=log_pred[:n])
-        np.log1p(dev[:n], out=dev[:n])
-        pred = log_pred[:n]
+        sq, dev, pred = self._sq[:n], self._dev[:n], self._log_pred[:n]
+        _predictive_args(x, mu, beta, self._k1, self._alpha_kappa, self._pi_nu, self._nu, sq, dev, pred)
+        np.log(pred, out=pred)
+        np.log1p(dev, out=dev)
         # shifted by its maximum, a common factor that cancels in the normalization
         _shifted_log_predictive(self._log_norm, self._half_nu1, dev, pred)
         np.exp(pred, out=pred)
@@ -137,8 +136,8 @@ class Bocpd:
         n_new = min(n + 1, c.max_run)
         n_keep = n_new - 1
         self._prob_buf[s - 1] = cp_mass
-        if n > n_keep:  # truncation: the oldest run absorbs the mass beyond max_run
-            self._prob_buf[s - 1 + n_keep] += np.add.reduce(prob[n_keep:])
+        if n > n_keep:  # truncation: the oldest run absorbs the growth of the one beyond max_run
+            self._prob_buf[s - 1 + n_keep] += prob[n_keep]
         new = self._prob_buf[s - 1 : s - 1 + n_new]
         np.divide(new, np.add.reduce(new), out=new)
         self._mu_buf[s - 1] = 0.0
