@@ -91,6 +91,12 @@ class Bocpd:
         self._dev = np.empty(cfg.max_run)
         self._log_pred = np.empty(cfg.max_run)
         self.reset()
+        # Compile the kernels (or load them from numba's cache, ~0.1 s) now rather than in the
+        # first decision cycle that samples a return: empty views do no work.
+        empty = self._sq[:0]
+        _predictive_args(0.0, empty, empty, empty, empty, empty, empty, empty, empty, empty)
+        _shifted_log_predictive(empty, empty, empty, empty)
+        _grow(0.0, 1.0, empty, empty, empty, empty, empty, empty, empty, empty)
 
     def reset(self) -> None:
         """Forget the past: all mass on a run that starts now."""
