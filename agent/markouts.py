@@ -64,9 +64,14 @@ class MarkoutConfig(BaseModel):
             raise ValueError(f"as_horizon_s={self.as_horizon_s!r}: must be one of horizons_s={self.horizons_s!r}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MarkoutRecord:
-    """One fill's markout at one horizon. Prices in ticks (float mids), figures in bps of m0."""
+    """One fill's markout at one horizon. Prices in ticks (float mids), figures in bps of m0.
+
+    Never modified after construction, but not ``frozen`` (as the pipeline values in
+    :mod:`agent.types`): a frozen dataclass sets each of these 16 fields through
+    ``object.__setattr__``, ~4 µs per record against ~0.8 µs, and on_mid builds one per
+    resolved horizon."""
 
     fill_t: float
     trade_id: int
