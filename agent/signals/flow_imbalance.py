@@ -89,7 +89,7 @@ class TradeFlowImbalance:
         """``flow`` (combined, carries the skew), ``flow_<τ>s`` per timescale, average sizes (value only)."""
         tis = self.imbalances(t)
         combined = 0.0  # Σ β_w·TI_w, summed in timescale order, in the same pass as the entries
-        per_timescale = {}
+        per_timescale: dict[str, SignalContribution] = {}
         for name, beta, ti in zip(self._names, self._betas, tis, strict=True):
             combined += beta * ti
             per_timescale[name] = SignalContribution(ti, 0.0, 0.0, ti != 0.0)
