@@ -18,6 +18,7 @@ mid observed at or after ``fill_t + h``. All mids are ex-own (the caller's ``Boo
 from __future__ import annotations
 
 import math
+import operator
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -63,9 +64,14 @@ class MarkoutConfig(BaseModel):
             raise ValueError(f"as_horizon_s={self.as_horizon_s!r}: must be one of horizons_s={self.horizons_s!r}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MarkoutRecord:
-    """One fill's markout at one horizon. Prices in ticks (float mids), figures in bps of m0."""
+    """One fill's markout at one horizon. Prices in ticks (float mids), figures in bps of m0.
+
+    Never modified after construction, but not ``frozen`` (as the pipeline values in
+    :mod:`agent.types`): a frozen dataclass sets each of these 16 fields through
+    ``object.__setattr__``, ~4 µs per record against ~0.8 µs, and on_mid builds one per
+    resolved horizon."""
 
     fill_t: float
     trade_id: int
@@ -211,8 +217,10 @@ class MarkoutTracker:
         return out
 
     def _due_t(self, p: _Pending) -> float:
-        """When ``p``'s next horizon resolves (s); ``-inf`` if none is left (log it next time)."""
-        return min((p.fill.t + h for h in self.cfg.horizons_s if h not in p.resolved), default=-math.inf)
+        """When ``p``'s next horizon resolves (s); ``-inf`` if none is left (log it next time).
+
+        The horizons increase, so the first unresolved one ends first (fill_t + h rounds monotonically)."""
+        return next((p.fill.t + h for h in self.cfg.horizons_s if h not in p.resolved), -math.inf)
 
     # --------------------------------------------------------------- outputs
     def attribution(self, mark_mid_ticks: float) -> PnlAttribution:
@@ -300,7 +308,7 @@ class MarkoutTracker:
         hit = self._means.get((horizon_s, name))
         if hit is not None and hit[0] is newest and hit[1] == n:
             return hit[2]
-        mean = sum(getattr(r, name) for r in recs) / n
+        mean = sum(map(operator.attrgetter(name), recs)) / n
         self._means[(horizon_s, name)] = (newest, n, mean)
         return mean
 

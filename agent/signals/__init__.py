@@ -135,10 +135,14 @@ class SignalBank:
             contribs[name] = SignalContribution(value=c.value, active=False)
         if "regime_kappa" in self.cfg.disabled:  # ablation: the long-window estimate even in an alarm
             a_eff, kappa_eff = self.intensity.estimate(t, short=False)
-        parts = contribs.values()
+        # Both sums in one pass, added in the order of the contributions (as sum() would).
+        spread_add_bps = skew_bps = 0.0
+        for c in contribs.values():
+            spread_add_bps += c.spread_bps
+            skew_bps += c.skew_bps
         return SignalOutput(
-            spread_add_bps=sum([c.spread_bps for c in parts]),
-            skew_bps=sum([c.skew_bps for c in parts]),
+            spread_add_bps=spread_add_bps,
+            skew_bps=skew_bps,
             kappa_effective_per_bps=kappa_eff,
             a_effective_per_s=a_eff,
             sigma_bps_per_sqrt_s=self.volatility.sigma_bps_per_sqrt_s(),

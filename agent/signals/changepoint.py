@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -86,11 +87,16 @@ class Bocpd:
         self._mu_buf = np.empty(size)
         self._beta_buf = np.empty(size)
         # Per-step scratch, max_run long each (the SIMD log/exp loops need in-place or disjoint memory).
-        self._scale2 = np.empty(cfg.max_run)
         self._sq = np.empty(cfg.max_run)
         self._dev = np.empty(cfg.max_run)
         self._log_pred = np.empty(cfg.max_run)
         self.reset()
+        # Compile the kernels (or load them from numba's cache, ~0.1 s) now rather than in the
+        # first decision cycle that samples a return: empty views do no work.
+        empty = self._sq[:0]
+        _predictive_args(0.0, empty, empty, empty, empty, empty, empty, empty, empty, empty)
+        _shifted_log_predictive(empty, empty, empty, empty)
+        _grow(0.0, 1.0, empty, empty, empty, empty, empty, empty, empty, empty)
 
     def reset(self) -> None:
         """Forget the past: all mass on a run that starts now."""
@@ -116,46 +122,30 @@ class Bocpd:
         prob = self._prob_buf[s : s + n]
         mu = self._mu_buf[s : s + n]
         beta = self._beta_buf[s : s + n]
-        nu = self._nu[:n]
-        k1 = self._k1[:n]
-        # Same operations in the same order as the textbook form
+        # The textbook form, with the same float operations in the same order:
         #   scale2 = β·k1/(ακ);  dev = (x − μ)²/scale2
         #   log_pred = log_norm − 0.5·log(π·ν·scale2) − (ν+1)/2·log1p(dev/ν)
-        # evaluated into preallocated buffers.
-        scale2 = np.multiply(beta, k1, out=self._scale2[:n])
-        np.divide(scale2, self._alpha_kappa[:n], out=scale2)
-        sq = np.subtract(x, mu, out=self._sq[:n])
-        np.square(sq, out=sq)
-        dev = np.divide(sq, scale2, out=self._dev[:n])
-        log_pred = np.multiply(self._pi_nu[:n], scale2, out=self._log_pred[:n])
-        np.log(log_pred, out=log_pred)
-        np.multiply(log_pred, 0.5, out=log_pred)
-        np.subtract(self._log_norm[:n], log_pred, out=log_pred)
-        np.divide(dev, nu, out=dev)
+        # The elementwise arithmetic runs in the numba kernels (one pass instead of one numpy call
+        # per operation); log, log1p, exp and the sums stay numpy's, whose SIMD rounding and
+        # pairwise summation order a compiled loop would not reproduce.
+        sq, dev, pred = self._sq[:n], self._dev[:n], self._log_pred[:n]
+        _predictive_args(x, mu, beta, self._k1, self._alpha_kappa, self._pi_nu, self._nu, sq, dev, pred)
+        np.log(pred, out=pred)
         np.log1p(dev, out=dev)
-        np.multiply(self._half_nu1[:n], dev, out=dev)
-        np.subtract(log_pred, dev, out=log_pred)
-        pred = np.subtract(log_pred, np.maximum.reduce(log_pred), out=log_pred)  # common factor cancels in the normalization
+        # shifted by its maximum, a common factor that cancels in the normalization
+        _shifted_log_predictive(self._log_norm, self._half_nu1, dev, pred)
         np.exp(pred, out=pred)
-        joint = np.multiply(prob, pred, out=prob)
-        cp_mass = np.add.reduce(joint) * c.hazard
-        growth = np.multiply(joint, 1.0 - c.hazard, out=joint)
+        # prob becomes the growth (joint · (1 − H)) and pred the joint; μ and β take the observation.
+        _grow(x, 1.0 - c.hazard, self._kappa, self._k1, self._two_k1, sq, pred, prob, mu, beta)
+        cp_mass = np.add.reduce(pred) * c.hazard
         # Run r's growth is run r+1's new mass: with the window one slot left it is already in place.
         n_new = min(n + 1, c.max_run)
         n_keep = n_new - 1
         self._prob_buf[s - 1] = cp_mass
-        if n > n_keep:  # truncation: the oldest run absorbs the mass beyond max_run
-            self._prob_buf[s - 1 + n_keep] += np.add.reduce(growth[n_keep:])
+        if n > n_keep:  # truncation: the oldest run absorbs the growth of the one beyond max_run
+            self._prob_buf[s - 1 + n_keep] += prob[n_keep]
         new = self._prob_buf[s - 1 : s - 1 + n_new]
         np.divide(new, np.add.reduce(new), out=new)
-        # μ' = (κμ + x)/k1 and β' = β + κ(x − μ)²/(2·k1) per run, also in place.
-        kappa = self._kappa[:n]
-        np.multiply(kappa, mu, out=mu)
-        np.add(mu, x, out=mu)
-        np.divide(mu, k1, out=mu)
-        np.multiply(kappa, sq, out=sq)
-        np.divide(sq, self._two_k1[:n], out=sq)
-        np.add(beta, sq, out=beta)
         self._mu_buf[s - 1] = 0.0
         self._beta_buf[s - 1] = c.prior_beta
         self._start, self._n = s - 1, n_new
@@ -169,7 +159,7 @@ class Bocpd:
         self._start = dst
 
     def cp_prob(self) -> float:
-        return float(self.prob[: self.cfg.window_obs].sum())
+        return float(np.add.reduce(self.prob[: self.cfg.window_obs]))
 
     def map_run_length(self) -> int:
         return int(np.argmax(self.prob))
@@ -214,3 +204,56 @@ class ChangepointDetector:
     def _leave(self, t: float) -> None:
         self.alarm = False
         self._refractory_until = t + self.cfg.refractory_s
+
+
+# Elementwise parts of Bocpd.update over the n runs of the posterior (the length of the posterior
+# views passed); the constant per-run tables are passed whole. Plain IEEE +, −, ·, / per element
+# (no fastmath, so no reassociation or fused multiply-add): each element is the float numpy's
+# vectorized operations give.
+
+
+@njit(cache=True, error_model="numpy")
+def _predictive_args(
+    x: float, mu: np.ndarray, beta: np.ndarray, k1: np.ndarray, alpha_kappa: np.ndarray, pi_nu: np.ndarray,
+    nu: np.ndarray, sq: np.ndarray, dev_over_nu: np.ndarray, log_arg: np.ndarray,
+) -> None:
+    """Per run: ``sq`` = (x − μ)², ``dev_over_nu`` = sq/scale2/ν and ``log_arg`` = π·ν·scale2,
+    with scale2 = β·k1/(ακ) (the arguments of log1p and log in the Student-t log density)."""
+    for r in range(mu.size):
+        scale2 = beta[r] * k1[r] / alpha_kappa[r]
+        d = x - mu[r]
+        sq[r] = d * d
+        dev_over_nu[r] = sq[r] / scale2 / nu[r]
+        log_arg[r] = pi_nu[r] * scale2
+
+
+@njit(cache=True, error_model="numpy")
+def _shifted_log_predictive(
+    log_norm: np.ndarray, half_nu1: np.ndarray, log1p_dev: np.ndarray, log_pred: np.ndarray
+) -> None:
+    """``log_pred`` holds log(π·ν·scale2) on entry; on return the log predictive
+    log_norm − 0.5·log(π·ν·scale2) − (ν+1)/2·log1p(dev/ν) minus its maximum over the runs
+    (every term is finite since x is clipped, so a plain ``>`` finds numpy's maximum)."""
+    top = -np.inf
+    for r in range(log_pred.size):
+        v = log_norm[r] - log_pred[r] * 0.5 - half_nu1[r] * log1p_dev[r]
+        log_pred[r] = v
+        if v > top:
+            top = v
+    for r in range(log_pred.size):
+        log_pred[r] = log_pred[r] - top
+
+
+@njit(cache=True, error_model="numpy")
+def _grow(
+    x: float, survive: float, kappa: np.ndarray, k1: np.ndarray, two_k1: np.ndarray, sq: np.ndarray,
+    pred: np.ndarray, prob: np.ndarray, mu: np.ndarray, beta: np.ndarray,
+) -> None:
+    """Per run: joint = prob·pred into ``pred``, growth = joint·``survive`` into ``prob``;
+    μ' = (κμ + x)/k1 and β' = β + κ·sq/(2·k1)."""
+    for r in range(prob.size):
+        joint = prob[r] * pred[r]
+        pred[r] = joint
+        prob[r] = joint * survive
+        mu[r] = (kappa[r] * mu[r] + x) / k1[r]
+        beta[r] = beta[r] + kappa[r] * sq[r] / two_k1[r]

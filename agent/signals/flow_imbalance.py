@@ -88,11 +88,13 @@ class TradeFlowImbalance:
     def contributions(self, t: float) -> dict[str, SignalContribution]:
         """``flow`` (combined, carries the skew), ``flow_<τ>s`` per timescale, average sizes (value only)."""
         tis = self.imbalances(t)
-        combined = sum([beta * ti for beta, ti in zip(self._betas, tis, strict=True)])
+        combined = 0.0  # Σ β_w·TI_w, summed in timescale order, in the same pass as the entries
+        per_timescale: dict[str, SignalContribution] = {}
+        for name, beta, ti in zip(self._names, self._betas, tis, strict=True):
+            combined += beta * ti
+            per_timescale[name] = SignalContribution(ti, 0.0, 0.0, ti != 0.0)
         skew = max(-self._max_skew, min(self._max_skew, combined))
-        out = {"flow": SignalContribution(combined / self._total_beta, 0.0, skew, skew != 0.0)}
-        for name, ti in zip(self._names, tis, strict=True):
-            out[name] = SignalContribution(ti, 0.0, 0.0, ti != 0.0)
+        out = {"flow": SignalContribution(combined / self._total_beta, 0.0, skew, skew != 0.0), **per_timescale}
         buy, sell = self._average_sizes()
         out["avg_buy_size_lots"] = SignalContribution(buy, 0.0, 0.0, buy > 0)
         out["avg_sell_size_lots"] = SignalContribution(sell, 0.0, 0.0, sell > 0)

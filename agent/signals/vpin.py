@@ -45,11 +45,13 @@ class Vpin:
         self._contribution: SignalContribution | None = None  # likewise for contribution()
 
     def on_trade(self, t: float, size_lots: int, aggressor: int) -> None:
-        if self._t is not None and t > self._t:
-            w = math.exp(-(t - self._t) / self.cfg.rate_tau_s)
-            self._rate_vol *= w
-            self._exposure_s = self._exposure_s * w + self.cfg.rate_tau_s * (1.0 - w)
-        self._t = t if self._t is None else max(self._t, t)
+        last_t = self._t
+        if last_t is None or t > last_t:
+            if last_t is not None:
+                w = math.exp(-(t - last_t) / self.cfg.rate_tau_s)
+                self._rate_vol *= w
+                self._exposure_s = self._exposure_s * w + self.cfg.rate_tau_s * (1.0 - w)
+            self._t = t
         self._rate_vol += size_lots
         left = float(size_lots)
         while left > 0:  # a large trade can fill several buckets
