@@ -14,7 +14,7 @@ from agent.market_state import BookView
 from agent.quote_engine import GlftConfig, QuoteEngine
 from agent.signals import SignalBank, SignalsConfig
 from agent.signals.changepoint import Bocpd, ChangepointConfig, ChangepointDetector
-from agent.signals.informed import InformedConfig, InformedFlow
+from agent.signals.informed import InformedConfig, InformedFlow, _binomial_two_sided
 from agent.signals.vpin import Vpin, VpinConfig
 from agent.types import MarketState, PolicyAdjustment
 from hlmm.instrument import Instrument
@@ -291,6 +291,18 @@ def test_bocpd_in_place_posterior_is_bit_identical_to_the_textbook_recursion() -
         cp = b.update(float(zi))
         assert b.prob.tobytes() == expected.tobytes(), i
         assert cp == float(expected[: cfg.window_obs].sum())
+
+
+def test_informed_binomial_tail_equals_the_sum_of_binomial_coefficients() -> None:
+    # The tail is built term by term with exact integer steps; it must be the same float as
+    # summing math.comb directly, for every count the decision cycle can ask about.
+    for n in range(0, 300):
+        for k in range(0, n + 1):
+            extreme = max(k, n - k)
+            tail = sum(math.comb(n, i) for i in range(extreme, n + 1)) / 2.0**n
+            expected = 1.0 if n == 0 or 2 * extreme == n else min(1.0, 2.0 * tail)
+            assert _binomial_two_sided(k, n) == expected, (k, n)
+    assert _binomial_two_sided(24, 29) == 2 * 146596 / 2**29  # the incident's 24 buys / 5 sells
 
 
 def test_alarm_max_dwell_accepts_the_new_regime() -> None:
