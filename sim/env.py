@@ -37,6 +37,8 @@ and with ``reward = "pnl"``::
     reward = change of the agent's marked-to-market PnL over the step (fees and funding included)
              - inventory_penalty_usd_per_s * (position / cap) ** 2 * step_s
 
+Both add ``maker_credit_bps / 1e4 * size * price`` for every maker fill of the step (default 0).
+
 The edge term is the realized edge of the fills whose horizon ended inside the step (fee
 included), so a fill is rewarded ``reward_horizon_s`` after it happened, once the market has
 shown whether it was adverse; nothing is measured at the fill instant. The penalty stands for the
@@ -47,6 +49,10 @@ edge can raise).
 The ``"pnl"`` reward pays what the edge term leaves out: the inventory's gain or loss after the
 horizon, e.g. a position carried with a trend. Its sum over an episode is the episode's PnL minus
 the penalties.
+
+``maker_credit_bps`` pays for providing liquidity, as a maker rebate would. Away from trends a
+market maker's fills earn about their fee or less, so a PnL-seeking policy learns to stop quoting
+there; a market maker's job is to keep quoting, and the credit keeps that worth its while.
 
 ## Episode end
 ``truncated`` when ``episode_s`` simulated seconds have passed (the simulator's scenario is cut to
@@ -123,6 +129,9 @@ class EnvConfig(BaseModel):
     reward_horizon_s: float = Field(default=5.0, gt=0, description="markout horizon of the reward; one the agent tracks")
     inventory_penalty_usd_per_s: float = Field(default=0.002, ge=0, description="penalty at |position| = cap")
     edge_hurdle_bps: float = Field(default=0.0, ge=0, le=20, description="charged per resolved fill, bps of notional")
+    maker_credit_bps: float = Field(
+        default=0.0, ge=0, le=20, description="credited per maker fill when it happens, bps of its notional"
+    )
     reward: Literal["edge", "pnl"] = Field(
         default="edge", description="edge: realized edge at the horizon; pnl: change of marked-to-market PnL"
     )
@@ -138,6 +147,8 @@ class EnvConfig(BaseModel):
             what = f"{self.reward_horizon_s:g} s realized edge"
             if self.edge_hurdle_bps:
                 what += f" - {self.edge_hurdle_bps:g} bps hurdle per fill"
+        if self.maker_credit_bps:
+            what += f" + {self.maker_credit_bps:g} bps maker credit"
         return f"{what} - inventory penalty"
 
     @model_validator(mode="after")
@@ -247,6 +258,7 @@ class MarketMakingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.log: SessionLog | None = None
         self._t = 0.0
         self._edge_usd = 0.0
+        self._maker_credit_usd = 0.0
         self._pnl_usd = 0.0  # the marked-to-market PnL at the end of the last step ("pnl" reward)
         self.scenario: Scenario | None = None
 
@@ -285,6 +297,7 @@ class MarketMakingEnv(gym.Env[np.ndarray, np.ndarray]):
             raise RuntimeError("step() before reset()")
         self._adjustment = self.bounds.adjustment(np.asarray(action, dtype=np.float64))
         self._edge_usd = 0.0
+        self._maker_credit_usd = 0.0
         self._t = min(self._t + self.config.step_s, self.config.episode_s)
         self._venue.run_until(self._t)
         cap = self.mm.cap_lots
@@ -296,11 +309,18 @@ class MarketMakingEnv(gym.Env[np.ndarray, np.ndarray]):
             self._pnl_usd = pnl_usd
         else:
             reward = self._edge_usd - penalty
+        if self._maker_credit_usd:
+            reward += self._maker_credit_usd
         # the venue's end (duration_s = episode_s) is a time limit, not a terminal state:
         # reporting it as terminated would make PPO/SAC bootstrap a zero value there
         terminated = self.mm.state == OverlayState.HALTED
         truncated = (not terminated) and self._t >= self.config.episode_s
-        info = {"edge_usd": self._edge_usd, "inventory_penalty_usd": penalty, "position_lots": self.mm.position_lots}
+        info = {
+            "edge_usd": self._edge_usd,
+            "inventory_penalty_usd": penalty,
+            "maker_credit_usd": self._maker_credit_usd,
+            "position_lots": self.mm.position_lots,
+        }
         return build_observation(self.mm), float(reward), terminated, truncated, info
 
     # ---------------------------------------------------------------- internals
@@ -308,7 +328,8 @@ class MarketMakingEnv(gym.Env[np.ndarray, np.ndarray]):
         return self._adjustment
 
     def _hook_markouts(self) -> None:
-        """Collect the realized edge of markouts as they resolve (at the reward horizon only)."""
+        """Collect the realized edge of markouts as they resolve (at the reward horizon only), and
+        the maker credit of fills as they happen (the agent registers each new fill once)."""
         tracker = self.mm.markouts
         if self.config.reward_horizon_s not in tracker.cfg.horizons_s:
             raise ValueError(
@@ -329,6 +350,16 @@ class MarketMakingEnv(gym.Env[np.ndarray, np.ndarray]):
             return resolved
 
         tracker.on_mid = on_mid
+        credit_per_tick_lot = self.config.maker_credit_bps * 1e-4 * usd_per_tick_lot
+        if credit_per_tick_lot:
+            register = tracker.on_fill
+
+            def on_fill(fill: Any, mid_at_placement_ticks: float, mid_at_fill_ticks: float) -> None:
+                register(fill, mid_at_placement_ticks, mid_at_fill_ticks)
+                if fill.is_maker:
+                    self._maker_credit_usd += credit_per_tick_lot * fill.size_lots * fill.px_ticks
+
+            tracker.on_fill = on_fill
 
 
 gym.register(id=ENV_ID, entry_point="sim.env:MarketMakingEnv")

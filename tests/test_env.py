@@ -169,6 +169,38 @@ def test_pnl_reward_sums_to_the_episodes_pnl_and_changes_nothing_else() -> None:
     assert r_pnl != r_edge
 
 
+def test_maker_credit_pays_each_maker_fill_when_it_happens_and_changes_nothing_else() -> None:
+    """The credit adds ``maker_credit_bps`` of every maker fill's notional to the reward of the
+    step it happened in, under either reward; the market and the agent run as without it."""
+    def rollout(reward: str, credit_bps: float) -> tuple[list[np.ndarray], list[float], list[float], float]:
+        """Observations, rewards and credits per step, and the maker fills' notional in USD."""
+        env = MarketMakingEnv(EnvConfig(scenarios=(SCENARIO,), episode_s=60.0, step_s=1.0, reward=reward,
+                                        maker_credit_bps=credit_bps), record=True)
+        obs, _ = env.reset(seed=2)
+        rng = np.random.default_rng(1)
+        observations, rewards, credits = [obs], [], []
+        while True:
+            obs, r, term, trunc, info = env.step(rng.uniform(-1, 1, 4).astype(np.float32))
+            observations.append(obs)
+            rewards.append(r)
+            credits.append(info["maker_credit_usd"])
+            if term or trunc:
+                assert env.log is not None
+                inst = env.mm.instrument
+                maker = [r for r in env.log.records if r["type"] == "fill" and r["is_maker"]]
+                assert maker
+                notional_usd = sum(r["px_ticks"] * inst.tick * r["size_lots"] * inst.lot for r in maker)
+                return observations, rewards, credits, notional_usd
+
+    for reward in ("edge", "pnl"):
+        obs0, r0, c0, notional_usd = rollout(reward, 0.0)
+        obs3, r3, c3, _ = rollout(reward, 3.0)
+        assert all(np.array_equal(a, b) for a, b in zip(obs0, obs3, strict=True))
+        assert c0 == [0.0] * len(c0)
+        assert [b - a for a, b in zip(r0, r3, strict=True)] == pytest.approx(c3, abs=1e-12)
+        assert sum(c3) == pytest.approx(3e-4 * notional_usd, rel=1e-9)
+
+
 def test_randomized_scenario_is_seeded_shifted_and_valid() -> None:
     base = load_scenario(SCENARIO)
     spec = RandomizationSpec()
@@ -198,3 +230,6 @@ def test_the_reward_label_says_which_reward() -> None:
     assert EnvConfig().reward_label() == "5 s realized edge - inventory penalty"
     assert EnvConfig(edge_hurdle_bps=2.5).reward_label() == "5 s realized edge - 2.5 bps hurdle per fill - inventory penalty"
     assert EnvConfig(reward="pnl").reward_label() == "change of marked-to-market PnL - inventory penalty"
+    assert EnvConfig(reward="pnl", maker_credit_bps=1.5).reward_label() == (
+        "change of marked-to-market PnL + 1.5 bps maker credit - inventory penalty"
+    )
