@@ -648,16 +648,12 @@ class LiveVenue:
                 self._settle(cid, o.oid, "canceled", t)
 
     def _modify(self, m: ModifyOrder) -> None:
-        """Hyperliquid's batchModify is a cancel-replace under the same cloid."""
-        assert self.exchange is not None
-        oid = next((o for o, c in self._oid_to_cid.items() if c == m.client_id), None)
-        side = None
-        if oid is None:
-            self._push(CancelRejected(self.clock(), m.client_id, "modify: order unknown to the bridge"))
-            return
+        """Refused: the agent replaces an order by cancelling it and placing a new one; the bridge
+        does not speak Hyperliquid's batchModify, so a modify gets a clear refusal, not a guess."""
         self._count("modify")
-        del side
-        self._push(CancelRejected(self.clock(), m.client_id, "modify: not supported, cancel and place instead"))
+        known = m.client_id in self._oid_to_cid.values()
+        reason = "modify: not supported, cancel and place instead" if known else "modify: order unknown to the bridge"
+        self._push(CancelRejected(self.clock(), m.client_id, reason))
 
     def _schedule(self, s: ScheduleCancel) -> None:
         assert self.exchange is not None

@@ -17,6 +17,7 @@ from hlmm.venue import (
     FeeSchedule,
     Fill,
     FundingRate,
+    ModifyOrder,
     OrderAccepted,
     OrderCanceled,
     OrderRejected,
@@ -99,6 +100,22 @@ def test_book_place_fill_and_cancel_through_the_sdk(bridged):
     events = step(srv, lv, 3.5)
     assert any(isinstance(e, OrderCanceled) and e.client_id == 8 for e in events)
     assert lv.counters.get("wire_error", 0) == 0
+
+
+def test_a_modify_is_refused_with_a_reason_and_the_order_left_alone(bridged):
+    """The bridge does not speak batchModify: the agent hears a refusal naming why, nothing goes
+    to the venue, and the order keeps resting."""
+    srv, lv = bridged
+    step(srv, lv, 0.5)
+    lv.send([PlaceOrder(client_id=7, side=1, px_ticks=30_870, size_lots=100, tif=Tif.ALO)])
+    step(srv, lv, 0.6)
+    lv.send([ModifyOrder(client_id=7, px_ticks=30_860, size_lots=100), ModifyOrder(client_id=9, px_ticks=1, size_lots=1)])
+    events = step(srv, lv, 0.7)
+    refusals = {e.client_id: e.reason for e in events if isinstance(e, CancelRejected)}
+    assert refusals == {7: "modify: not supported, cancel and place instead", 9: "modify: order unknown to the bridge"}
+    assert lv.counters["modify"] == 2 and not any(isinstance(e, OrderCanceled) for e in events)
+    resting = srv.exchange.info({"type": "openOrders", "user": lv.address})
+    assert [o["limitPx"] for o in resting] == ["30.87"]
 
 
 def wait_until(pred, timeout_s=3.0):
