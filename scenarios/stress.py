@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from hlmm.jobs import run_jobs
+from hlmm.metrics import binomial_two_sided_p
 from hlmm.validation import command_error
 from sim.scenario import Criteria, ScenarioError, builtin_scenarios, load_scenario, scenario_path
 
@@ -71,6 +72,8 @@ def check_criteria(run: dict[str, Any], criteria: Criteria) -> dict[str, str]:
     vacuous (no REDUCING time with a position means no reducing-side uptime to judge) and fail
     where it is not (an unknown cap cannot show the position stayed under it).
     ``min_skew_active_fraction`` is judged inside directional regimes when the run had any.
+    ``max_fill_imbalance`` fails only when the split is also significant (``fill_imbalance_alpha``):
+    a ratio of a handful of fills is chance; a maker that trades too little fails ``min_fills``.
     """
     failed: dict[str, str] = {}
     c = criteria
@@ -88,11 +91,16 @@ def check_criteria(run: dict[str, Any], criteria: Criteria) -> dict[str, str]:
             failed["min_reducing_side_uptime_when_pulled"] = (
                 f"reducing_side_uptime_when_pulled={share:.3f} < {c.min_reducing_side_uptime_when_pulled}"
             )
+    buys, sells = run["buy_fills"], run["sell_fills"]
     if c.max_fill_imbalance is not None and run["fill_imbalance"] > c.max_fill_imbalance:
-        failed["max_fill_imbalance"] = (
-            f"fill_imbalance={run['fill_imbalance']:.2f} ({run['buy_fills']} buys / {run['sell_fills']} sells)"
-            f" > {c.max_fill_imbalance}"
-        )
+        p_balanced = binomial_two_sided_p(buys, buys + sells)
+        if p_balanced < c.fill_imbalance_alpha:
+            failed["max_fill_imbalance"] = (
+                f"fill_imbalance={run['fill_imbalance']:.2f} ({buys} buys / {sells} sells, p={p_balanced:.2g}"
+                f" for balanced flow) > {c.max_fill_imbalance}"
+            )
+    if c.min_fills is not None and buys + sells < c.min_fills:
+        failed["min_fills"] = f"fills={buys + sells} ({buys} buys / {sells} sells) < {c.min_fills}"
     if c.min_skew_active_fraction is not None:
         inside = run.get("skew_active_fraction_cascade")
         share, where = (inside, "in directional regimes") if inside is not None else (run["skew_active_fraction"], "overall")

@@ -179,6 +179,12 @@ class Criteria(_Section):
     min_quoting_uptime: float | None = Field(default=None, ge=0, le=1)
     min_reducing_side_uptime_when_pulled: float | None = Field(default=None, ge=0, le=1)
     max_fill_imbalance: float | None = Field(default=None, ge=1, description="max(buys,sells)/max(1,min)")
+    fill_imbalance_alpha: float = Field(
+        default=0.05, gt=0, le=1,
+        description="max_fill_imbalance fails only if balanced flow would split the fills so unevenly "
+        "less often than this (two-sided binomial p): 3 buys / 0 sells is chance, 24 / 5 is not",
+    )
+    min_fills: int | None = Field(default=None, ge=1, description="fills per session: a maker that stops trading fails")
     min_skew_active_fraction: float | None = Field(default=None, ge=0, le=1)
     require_flat_after_kill: bool = True
     require_flat_at_end: bool = Field(default=True, description="flat when the session ends: the operator's stop closes")

@@ -59,6 +59,26 @@ def test_the_incident_fails_by_name():
     assert "24 buys / 5 sells" in failed["max_fill_imbalance"]
 
 
+def test_a_fill_ratio_of_a_handful_of_fills_is_chance_and_too_few_fills_fail_by_name():
+    """The ratio bound fails a split balanced flow rarely gives (two-sided binomial p below
+    ``fill_imbalance_alpha``), not the ratio of a handful of fills; a maker that barely trades
+    fails ``min_fills`` instead."""
+    crit = STRICT.model_copy(update={"max_fill_imbalance": 2.0, "min_fills": 10})
+
+    def run(buys: int, sells: int) -> dict:
+        return good_run(buy_fills=buys, sell_fills=sells, fill_imbalance=max(buys, sells) / max(1, min(buys, sells)))
+
+    assert stress.check_criteria(run(24, 5), crit) == {
+        "max_fill_imbalance": "fill_imbalance=4.80 (24 buys / 5 sells, p=0.00055 for balanced flow) > 2.0"
+    }
+    assert list(stress.check_criteria(run(5, 15), crit)) == ["max_fill_imbalance"]  # p = 0.041
+    assert stress.check_criteria(run(6, 13), crit) == {}  # ratio 2.17, p = 0.17: chance
+    assert stress.check_criteria(run(3, 0), crit) == {"min_fills": "fills=3 (3 buys / 0 sells) < 10"}
+    assert stress.check_criteria(run(0, 0), crit) == {"min_fills": "fills=0 (0 buys / 0 sells) < 10"}
+    strict_ratio = crit.model_copy(update={"fill_imbalance_alpha": 1.0})  # every split over the bound fails
+    assert list(stress.check_criteria(run(6, 13), strict_ratio)) == ["max_fill_imbalance"]
+
+
 def test_undefined_figures():
     # never pulled while holding a position: nothing to judge
     assert stress.check_criteria(good_run(reducing_side_uptime_when_pulled=None), STRICT) == {}
