@@ -42,6 +42,7 @@ from hlmm.instrument import (
     ERR_TICK,
     Instrument,
 )
+from hlmm.stats import binomial_two_sided_p
 
 MARKOUT_HORIZONS_S: tuple[str, ...] = ("1", "5", "30", "60", "300")
 """Markout horizons (seconds, as the log's keys) the curves report when present."""
@@ -332,21 +333,6 @@ class SessionMetrics:
     @property
     def fills(self) -> int:
         return self.buy_fills + self.sell_fills
-
-
-def binomial_two_sided_p(k: int, n: int) -> float:
-    """Exact two-sided p-value of ``k`` successes in ``n`` fair coin flips (1.0 when n = 0).
-
-    Sums the probabilities of outcomes no more likely than ``k``; for p = 1/2 that is twice the
-    smaller tail (capped at 1). The incident's 24 buys / 5 sells give 5.5e-4.
-    """
-    if n <= 0:
-        return 1.0
-    lo = min(k, n - k)
-    if 2 * lo == n:
-        return 1.0
-    # exact integers: 2.0**n overflows a float beyond n = 1023 (a busy session has more fills)
-    return min(1.0, 2 * sum(math.comb(n, i) for i in range(lo + 1)) / (1 << n))
 
 
 # A post-only reject quotes the book it would have crossed: "..., bbo was 30.882@30.885." (a side

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from hlmm.jobs import run_jobs
-from hlmm.metrics import binomial_two_sided_p
+from hlmm.stats import binomial_two_sided_p
 from hlmm.validation import command_error
 from sim.scenario import Criteria, ScenarioError, builtin_scenarios, load_scenario, scenario_path
 

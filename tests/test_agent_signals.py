@@ -303,6 +303,8 @@ def test_informed_binomial_tail_equals_the_sum_of_binomial_coefficients() -> Non
             expected = 1.0 if n == 0 or 2 * extreme == n else min(1.0, 2.0 * tail)
             assert _binomial_two_sided(k, n) == expected, (k, n)
     assert _binomial_two_sided(24, 29) == 2 * 146596 / 2**29  # the incident's 24 buys / 5 sells
+    # past 1023 fills in the window 2.0**n overflows a float: the signal must not raise there
+    assert 0.0 < _binomial_two_sided(600, 1500) < 1e-14 and _binomial_two_sided(750, 1500) == 1.0
 
 
 def test_alarm_max_dwell_accepts_the_new_regime() -> None:

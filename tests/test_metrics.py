@@ -8,12 +8,12 @@ import pytest
 from hlmm.instrument import Instrument
 from hlmm.metrics import (
     SessionLogError,
-    binomial_two_sided_p,
     horizon_values,
     parse_session,
     session_metrics,
 )
 from hlmm.sessionlog import SessionLog, instrument_header
+from hlmm.stats import binomial_two_sided_p
 from hlmm.venue import BUY, SELL, AccountSnapshot, ConnectionStatus, Fill, OrderRejected
 
 HYPE = Instrument.for_price("HYPE", sz_decimals=2, price=30.88)  # tick 0.001, lot 0.01

@@ -22,6 +22,7 @@ from collections import deque
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.types import SignalContribution
+from hlmm.stats import binomial_two_sided_p
 
 
 class InformedConfig(BaseModel):
@@ -116,21 +117,5 @@ class InformedFlow:
             self._t = t
 
 
-@functools.lru_cache(maxsize=4096)
-def _binomial_two_sided(k: int, n: int) -> float:
-    """Exact two-sided p-value of k successes in n fair trials (1 for n = 0).
-
-    Cached: it is asked every decision cycle, mostly with the same few (k, n)."""
-    if n == 0:
-        return 1.0
-    extreme = max(k, n - k)
-    # Σ_{i >= extreme} C(n, i), each term from the previous one (C(n, i+1) = C(n, i)·(n−i)/(i+1),
-    # an exact integer division) instead of a fresh math.comb per term: the same exact integer,
-    # in O(n) instead of O(n²) work for the few hundred fills a busy window holds.
-    count = 0
-    term = math.comb(n, extreme)
-    for i in range(extreme, n + 1):
-        count += term
-        term = term * (n - i) // (i + 1)
-    tail = count / 2.0**n
-    return min(1.0, 2.0 * tail) if 2 * extreme != n else 1.0
+# Cached: it is asked every decision cycle, mostly with the same few (k, n).
+_binomial_two_sided = functools.lru_cache(maxsize=4096)(binomial_two_sided_p)
