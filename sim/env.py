@@ -309,7 +309,7 @@ class MarketMakingEnv(gym.Env[np.ndarray, np.ndarray]):
             self._pnl_usd = pnl_usd
         else:
             reward = self._edge_usd - penalty
-        if self._maker_credit_usd:
+        if self._maker_credit_usd:  # not += 0.0: that would turn a reward of -0.0 into 0.0
             reward += self._maker_credit_usd
         # the venue's end (duration_s = episode_s) is a time limit, not a terminal state:
         # reporting it as terminated would make PPO/SAC bootstrap a zero value there
