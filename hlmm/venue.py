@@ -217,12 +217,21 @@ class CancelOrder:
 
 @dataclass(frozen=True, slots=True)
 class ModifyOrder:
-    """Cancel-replace in place: new price and size, new queue position, same client id."""
+    """Replace one order in one action (Hyperliquid's ``batchModify``): cancel the order
+    ``client_id`` and place ``order`` (its own client id, side, price, size, tif and flags) in
+    its stead, at the back of the queue.
+
+    The venue answers as it would a cancel followed by a place: ``OrderCanceled`` for the old
+    order and ``OrderAccepted``/``OrderRejected`` for ``order`` (the old order stays cancelled
+    when the new one is rejected, e.g. a post-only price that would cross). When the old order
+    is already gone (filled, cancelled or unknown), both are refused: ``CancelRejected`` for the
+    old one and ``OrderRejected`` for ``order``, nothing is placed. It weighs one action instead
+    of the two of a cancel and a place, against the per-address request budget.
+    """
 
     kind: ClassVar[str] = "modify"
     client_id: int
-    px_ticks: int
-    size_lots: int
+    order: PlaceOrder
 
 
 @dataclass(frozen=True, slots=True)

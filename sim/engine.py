@@ -10,7 +10,7 @@ API (stable)::
     eng.advance(until_s)                                   # background flow up to until_s
     res = eng.place(side, px_ticks, size_lots, tif, reduce_only, client_id)
         # res.status in {"resting", "filled", "error"}; res.oid, res.error, res.fills
-    eng.cancel(oid) -> bool;  eng.modify(oid, px_ticks, size_lots) -> PlaceResult
+    eng.cancel(oid) -> bool
     eng.cancel_all() -> list[int]
     eng.book(n_levels=10) -> (bids, asks)                  # ((px_ticks, size_lots), ...) best first
     eng.open_orders() -> list[OpenOrder]
@@ -31,7 +31,6 @@ Rules at entry: :meth:`Instrument.check_order` first (its text is the error); re
 orders shrink to the position; ALO that would cross is rejected with Hyperliquid's text; IOC
 takes what it can and cancels the rest (error if nothing); GTC takes then rests. The agent's
 own resting orders in the way of its taker order are cancelled (``selfTradeCanceled``).
-``modify`` cancels and re-enters (new oid, back of the queue), as Hyperliquid does.
 
 Funding is paid every ``funding.interval_s`` on the position at the mid:
 ``amount_usd = -position * mid * rate`` (longs pay when the rate is positive). Margin is
@@ -58,7 +57,6 @@ from sim.regimes import RegimeChange, flow_params, regime_path
 from sim.scenario import Scenario
 
 ERR_NO_MATCH = "Order could not immediately match against any resting orders."
-ERR_MODIFY_GONE = "Cannot modify canceled or filled order"
 ERR_TOO_MANY = "Too many open orders."
 FINISH_REASONS = ("filled", "canceled", "reduceOnlyCanceled", "selfTradeCanceled")
 
@@ -447,16 +445,6 @@ class MatchingEngine:
         for oid in oids:
             self.cancel(oid)
         return oids
-
-    def modify(self, oid: int, px_ticks: int, size_lots: int) -> PlaceResult:
-        """Cancel and re-enter with the same side, tif, reduce-only flag and client id (new oid)."""
-        k = self._slot_of(oid)
-        if k < 0:
-            return PlaceResult("error", 0, ERR_MODIFY_GONE)
-        side = int(self._orders[k, K.O_SIDE])
-        reduce_only = bool(self._orders[k, K.O_RO])
-        self.cancel(oid)
-        return self.place(side, px_ticks, size_lots, self._tif[oid], reduce_only, self._client.get(oid))
 
     def open_orders(self) -> list[OpenOrder]:
         o = self._orders

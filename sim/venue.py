@@ -86,6 +86,7 @@ from sim.scenario import Scenario
 
 CLOSE_OUT_POLL_S = 0.1  # how often the close-out looks whether the agent has stopped, simulated seconds
 ERR_CANCEL_GONE = "Order was never placed, already canceled, or filled."
+ERR_MODIFY_GONE = "Cannot modify canceled or filled order"
 ERR_RATE_LIMIT = "429 Too Many Requests: IP rate limit exceeded (weight per minute)."
 ERR_RANDOM_REJECT = "Order rejected by the venue (simulated fault)."
 BOOK_LEVELS = 10
@@ -405,32 +406,28 @@ class SimVenue:
             self.counts["rate_limited"] += 1
             if isinstance(cmd, PlaceOrder):
                 self._reject(now, cmd.client_id, ERR_RATE_LIMIT)
-            elif isinstance(cmd, CancelOrder | ModifyOrder):
+            elif isinstance(cmd, CancelOrder):
                 self._reply(now, CancelRejected(now, cmd.client_id, ERR_RATE_LIMIT))
+            elif isinstance(cmd, ModifyOrder):  # one action: both halves are refused
+                self._reply(now, CancelRejected(now, cmd.client_id, ERR_RATE_LIMIT))
+                self._reject(now, cmd.order.client_id, ERR_RATE_LIMIT)
             return
         eng = self.engine
         if isinstance(cmd, PlaceOrder):
-            if self._faults.reject_prob > 0 and self._rng.random() < self._faults.reject_prob:
-                self._reject(now, cmd.client_id, ERR_RANDOM_REJECT)
-                return
-            res = eng.place(cmd.side, cmd.px_ticks, cmd.size_lots, cmd.tif, cmd.reduce_only, cmd.client_id)
-            self._placed(now, cmd.client_id, res.status, res.oid, res.error, cmd.tif is Tif.IOC)
+            self._place(now, cmd)
         elif isinstance(cmd, CancelOrder):
             oid = self._oid_of.get(cmd.client_id)
             if oid is None or not eng.cancel(oid):
                 self._reply(now, CancelRejected(now, cmd.client_id, ERR_CANCEL_GONE))
         elif isinstance(cmd, ModifyOrder):
             oid = self._oid_of.get(cmd.client_id)
-            if oid is None:
-                self._reject(now, cmd.client_id, ERR_CANCEL_GONE)
-                return
-            self._replaced_oids.add(oid)
-            res = eng.modify(oid, cmd.px_ticks, cmd.size_lots)
-            if res.status == "error":
-                self._replaced_oids.discard(oid)
+            if oid is None or not eng.cancel(oid):
+                # the old order is gone: nothing is placed (Hyperliquid refuses the whole modify)
+                self._reply(now, CancelRejected(now, cmd.client_id, ERR_MODIFY_GONE))
+                self._reject(now, cmd.order.client_id, ERR_MODIFY_GONE)
             else:
-                self._forget(oid)
-            self._placed(now, cmd.client_id, res.status, res.oid, res.error, False)
+                self._dispatch()  # the old order's cancel is reported before the new one's answer
+                self._place(now, cmd.order)
         elif isinstance(cmd, CancelAll):
             eng.cancel_all()
         elif isinstance(cmd, ScheduleCancel):
@@ -442,6 +439,13 @@ class SimVenue:
         else:
             raise TypeError(f"command {cmd!r}: not a hlmm.venue command")
         self._dispatch()
+
+    def _place(self, now: float, cmd: PlaceOrder) -> None:
+        if self._faults.reject_prob > 0 and self._rng.random() < self._faults.reject_prob:
+            self._reject(now, cmd.client_id, ERR_RANDOM_REJECT)
+            return
+        res = self.engine.place(cmd.side, cmd.px_ticks, cmd.size_lots, cmd.tif, cmd.reduce_only, cmd.client_id)
+        self._placed(now, cmd.client_id, res.status, res.oid, res.error, cmd.tif is Tif.IOC)
 
     def _reject(self, now: float, client_id: int, reason: str) -> None:
         self.counts["rejects"] += 1

@@ -109,7 +109,8 @@ def test_a_modify_is_refused_with_a_reason_and_the_order_left_alone(bridged):
     step(srv, lv, 0.5)
     lv.send([PlaceOrder(client_id=7, side=1, px_ticks=30_870, size_lots=100, tif=Tif.ALO)])
     step(srv, lv, 0.6)
-    lv.send([ModifyOrder(client_id=7, px_ticks=30_860, size_lots=100), ModifyOrder(client_id=9, px_ticks=1, size_lots=1)])
+    lv.send([ModifyOrder(client_id=7, order=PlaceOrder(client_id=10, side=1, px_ticks=30_860, size_lots=100)),
+             ModifyOrder(client_id=9, order=PlaceOrder(client_id=11, side=1, px_ticks=1, size_lots=1))])
     events = step(srv, lv, 0.7)
     refusals = {e.client_id: e.reason for e in events if isinstance(e, CancelRejected)}
     assert refusals == {7: "modify: not supported, cancel and place instead", 9: "modify: order unknown to the bridge"}

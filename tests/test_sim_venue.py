@@ -19,6 +19,7 @@ from hlmm.venue import (
     Fill,
     FundingPayment,
     FundingRate,
+    ModifyOrder,
     OrderAccepted,
     OrderCanceled,
     OrderRejected,
@@ -29,7 +30,7 @@ from hlmm.venue import (
 )
 from sim.baseline import BaselineAgent
 from sim.scenario import Scenario, parse_scenario
-from sim.venue import ERR_CANCEL_GONE, ERR_RATE_LIMIT, SimVenue
+from sim.venue import ERR_CANCEL_GONE, ERR_MODIFY_GONE, ERR_RATE_LIMIT, SimVenue
 
 
 def scenario(duration_s: float = 30.0, **sections: Any) -> Scenario:
@@ -139,6 +140,49 @@ def test_cancel_before_any_fill_cancels() -> None:
     run(scenario(3.0, market={"noise_rate_per_s": 0.0}), agent)
     assert [c.reason for c in agent.of(OrderCanceled)] == ["canceled"]
     assert not agent.of(CancelRejected)
+
+
+def modify_on_ack(new_px: Callable[[Scripted], int], old_client_id: int = 1) -> Callable[[Scripted, Event], list[Command]]:
+    """Place one bid on the first book, then, on its ack, modify order ``old_client_id`` into a
+    bid of client id 2 at ``new_px(agent)``."""
+
+    def react(agent: Scripted, ev: Event) -> list[Command]:
+        if isinstance(ev, OrderAccepted) and ev.client_id == 1:
+            px = new_px(agent)
+            return [ModifyOrder(old_client_id, PlaceOrder(2, BUY, px, INST.min_lots_at(px) + 2, Tif.ALO))]
+        return bid_once(agent, ev)
+
+    return react
+
+
+def test_a_modify_cancels_the_old_order_and_places_the_new_one() -> None:
+    agent = Scripted(modify_on_ack(lambda a: a.book.bids[0][0] - 5))
+    v = run(scenario(3.0, market={"noise_rate_per_s": 0.0}), agent)
+    assert [(c.client_id, c.reason) for c in agent.of(OrderCanceled)] == [(1, "canceled")]
+    acks = agent.of(OrderAccepted)
+    assert [a.client_id for a in acks] == [1, 2] and acks[1].resting and acks[1].oid != acks[0].oid
+    # the old order's cancel is reported before the new order's ack
+    assert agent.events.index(agent.of(OrderCanceled)[0]) < agent.events.index(acks[1])
+    (o,) = v.engine.open_orders()
+    assert (o.client_id, o.oid) == (2, acks[1].oid)
+    assert not agent.of(OrderRejected) and not agent.of(CancelRejected)
+
+
+def test_a_modify_of_an_order_that_is_gone_refuses_both_halves() -> None:
+    agent = Scripted(modify_on_ack(lambda a: a.book.bids[0][0] - 5, old_client_id=9))
+    v = run(scenario(3.0, market={"noise_rate_per_s": 0.0}), agent)
+    assert [(r.client_id, r.reason) for r in agent.of(CancelRejected)] == [(9, ERR_MODIFY_GONE)]
+    assert [(r.client_id, r.reason) for r in agent.of(OrderRejected)] == [(2, ERR_MODIFY_GONE)]
+    assert [o.client_id for o in v.engine.open_orders()] == [1]  # the order that was placed stays
+
+
+def test_a_modify_whose_new_order_would_cross_still_cancels_the_old_one() -> None:
+    agent = Scripted(modify_on_ack(lambda a: a.book.asks[0][0] + 2))  # a post-only bid through the ask
+    v = run(scenario(3.0, market={"noise_rate_per_s": 0.0}), agent)
+    assert [c.client_id for c in agent.of(OrderCanceled)] == [1]
+    (rej,) = agent.of(OrderRejected)
+    assert rej.client_id == 2 and rej.reason.startswith("Post only order would have immediately matched")
+    assert v.engine.open_orders() == []
 
 
 def test_rate_limit_refuses_beyond_the_bucket() -> None:
