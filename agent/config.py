@@ -78,10 +78,17 @@ class AgentConfig(BaseModel):
         return instrument.size_to_lots_floor(self.order_size)
 
     def digest(self) -> str:
-        """Stable hash of the validated content (not of a file's formatting or key order)."""
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[
-            :16
-        ]
+        """Stable hash of the validated content (not of a file's formatting or key order).
+
+        A frozen policy refuses an agent whose digest differs from its training's. How a replace
+        is sent (:attr:`OrderManagerConfig.replace_with_modify`) is left out: one modify or a
+        cancel and a place carry the same quotes, so it changes neither what the policy observes
+        nor what its action means."""
+        content = self.model_dump(mode="json", exclude=_NOT_DIGESTED)
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_NOT_DIGESTED = {"orders": {"replace_with_modify"}}
 
 
 def merge_tables(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from hlmm.venue import (
     CancelRejected,
     Command,
     Fill,
+    ModifyOrder,
     OrderAccepted,
     OrderCanceled,
     OrderRejected,
@@ -77,6 +78,10 @@ class OrderManagerConfig(BaseModel):
         default=5.0, gt=0, description="an un-acked order older than this asks the venue"
     )
     reconcile_interval_s: float = Field(default=30.0, gt=0, description="periodic reconciliation, seconds")
+    replace_with_modify: bool = Field(
+        default=True,
+        description="replace a moved quote with one modify (one action) instead of a cancel and a place (two)",
+    )
 
 
 class OrderStatus(StrEnum):
@@ -395,8 +400,16 @@ class OrderManager:
         budget, :meth:`Instrument.check_order` and the worst-case cap check; one that fails is
         clipped (size) or not sent, and counted. ``allow_new=False`` (while reconciling) sends
         cancels only.
+
+        A quote that moved replaces its acknowledged order with one :class:`ModifyOrder` when
+        ``replace_with_modify`` is on: the same cancel and place in one action (half the
+        requests against the venue's per-address budget). The bookkeeping is that of a cancel
+        and a place: the old order is PENDING_CANCEL and counts as exposure until the venue
+        answers, and the new one is a new order with its own ``mid_at_placement``. When the new
+        order may not go (cap, rules, rate budget) the old one is cancelled alone.
         """
         cancels: list[Command] = []
+        modifies: list[Command] = []
         places: list[PlaceOrder] = []
         wanted: dict[int, DesiredOrder] = {d.side: d for d in desired.orders if not d.ioc}
         # Sorted once for both sides: the loop below only adds orders (on the side at hand).
@@ -404,17 +417,30 @@ class OrderManager:
         for side in (1, -1):
             d = wanted.get(side)
             keep: Order | None = None
+            replaced: Order | None = None  # the old order a modify would replace
             for o in live:
                 if o.side != side or o.status is OrderStatus.PENDING_CANCEL or o.tif is Tif.IOC:
                     continue
                 if keep is None and d is not None and self._keeps(o, d):
                     keep = o
                     continue
+                if replaced is None and self._modifiable(o):
+                    replaced = o
+                    o.status = OrderStatus.PENDING_CANCEL
+                    continue
                 cancels.extend(self._cancel(o))
-            if d is not None and keep is None and allow_new:
-                cmd = self.place(t, d, cap_lots, mid_ticks)
+            if keep is not None or d is None or not allow_new:
+                if replaced is not None:
+                    cancels.extend(self._cancel(replaced))
+                continue
+            cmd = self.place(t, d, cap_lots, mid_ticks)
+            if replaced is None:
                 if cmd is not None:
                     places.append(cmd)
+            elif cmd is not None:
+                modifies.append(ModifyOrder(replaced.client_id, cmd))
+            else:
+                cancels.extend(self._cancel(replaced))
         if allow_new:
             for d in desired.orders:
                 if d.ioc and not self.has_live(d.side, ioc=True):
@@ -423,7 +449,18 @@ class OrderManager:
                         places.append(cmd)
         if cancels:
             self._spend(t, 1 + len(cancels) // _BATCH_PER_WEIGHT, force=True)
-        return cancels + places
+        return cancels + modifies + places
+
+    def _modifiable(self, o: Order) -> bool:
+        """Whether ``o`` may be replaced by a modify: the venue has it (acknowledged, not being
+        cancelled) and knows its client id. An order still in flight is cancelled instead: a
+        modify could overtake it and be refused."""
+        return (
+            self.config.replace_with_modify
+            and o.acked
+            and o.client_id >= 0
+            and (o.status is OrderStatus.OPEN or o.status is OrderStatus.PARTIALLY_FILLED)
+        )
 
     def cancel_all(self, t: float) -> list[Command]:
         """Every live order to PENDING_CANCEL and one ``CancelAll`` (the kill switch)."""

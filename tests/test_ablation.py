@@ -69,15 +69,25 @@ def test_every_signal_reaches_the_quotes_in_the_ablation_scenarios() -> None:
     keeps from firing here (0 cycles); its unit tests fire it on the incident's 24/5 fills."""
     from agent.signals import SIGNAL_NAMES
 
-    acted: set[str] = set()
-    # VPIN widens only in the most one-sided flow (above 0.7): in feb12_cascade's first cascade
-    # minutes (659-695 s on its default seed), nowhere in the other two
-    for sc in (load_scenario("flash_crash"), load_scenario("funding_spike"), shortened("feb12_cascade", 700.0)):
-        for r in run_session(sc):  # ~4 s together
+    def signals_that_acted(sc, seed: int | None = None) -> set[str]:
+        acted: set[str] = set()
+        for r in run_session(sc, seed=seed):
             if r["type"] != "cycle":
                 continue
             for sig in SIGNAL_NAMES:
                 _value, spread_bps, skew_bps, active = r["signals"][sig]
                 if spread_bps or skew_bps or (sig == "regime_kappa" and active):
                     acted.add(sig)
+        return acted
+
+    acted: set[str] = set()
+    for sc in (load_scenario("flash_crash"), load_scenario("funding_spike")):  # ~3 s together
+        acted |= signals_that_acted(sc)
+    # VPIN widens only in the most one-sided flow (above 0.7), which feb12_cascade's cascades
+    # reach within 700 s on about a quarter of its seeds (1 and 3 of the first 8): look at a few
+    feb12 = shortened("feb12_cascade", 700.0)
+    for seed in range(1, 5):
+        acted |= signals_that_acted(feb12, seed)
+        if "vpin" in acted:
+            break
     assert acted == set(SIGNAL_NAMES) - {"fill_imbalance"}

@@ -67,3 +67,14 @@ def test_digest_is_stable_and_content_sensitive(tmp_path: Path) -> None:
     assert load_agent_config(a).digest() == load_agent_config(b).digest()
     assert load_agent_config(a).digest() != AgentConfig().digest()
     assert AgentConfig().digest() == AgentConfig().digest()
+
+
+def test_digest_leaves_out_how_a_replace_is_sent() -> None:
+    """A policy trained while replaces were a cancel and a place runs with modifies, and the
+    other way round: the quotes are the same. Anything that shapes the quotes still counts."""
+    from agent.orders import OrderManagerConfig
+
+    modify = AgentConfig(orders=OrderManagerConfig(replace_with_modify=True))
+    cancel_place = AgentConfig(orders=OrderManagerConfig(replace_with_modify=False))
+    assert modify.digest() == cancel_place.digest()
+    assert AgentConfig(orders=OrderManagerConfig(price_tolerance_ticks=3)).digest() != modify.digest()

@@ -155,8 +155,14 @@ class FakeVenue:
             self.dms_at = c.at_t
         elif isinstance(c, QueryAccount):
             self.deliver(t, self.snapshot(t))
-        elif isinstance(c, ModifyOrder):
-            raise AssertionError("the agent does not use modify")
+        elif isinstance(c, ModifyOrder):  # Hyperliquid's batchModify: cancel, then place
+            r = self.resting.pop(c.client_id, None)
+            if r is None:
+                self.deliver(t, CancelRejected(t, c.client_id, "Cannot modify canceled or filled order"))
+                self.deliver(t, OrderRejected(t, c.order.client_id, "Cannot modify canceled or filled order"))
+            else:
+                self.deliver(t, OrderCanceled(t, c.client_id, r[4]))
+                self._place(t, c.order)
 
     def _place(self, t: float, c: PlaceOrder) -> None:
         size = c.size_lots

@@ -13,6 +13,7 @@ from hlmm.venue import (
     CancelOrder,
     CancelRejected,
     Fill,
+    ModifyOrder,
     OpenOrder,
     OrderAccepted,
     OrderCanceled,
@@ -48,16 +49,68 @@ def test_place_assigns_monotonic_ids_and_stores_mid_at_placement() -> None:
     assert m.inflight_lots(1) == 0 and m.resting_lots(1) == 50
 
 
-def test_diff_keeps_within_tolerance_and_replaces_outside() -> None:
+def test_diff_keeps_within_tolerance_and_replaces_outside_with_one_modify() -> None:
     m = om(price_tolerance_ticks=2)
     m.sync(0.0, quotes(DesiredOrder(1, 30870, 50)), CAP, MID)
     m.on_ack(OrderAccepted(0.1, 1, 101))
     assert m.sync(1.0, quotes(DesiredOrder(1, 30872, 50)), CAP, MID) == []
+    (cmd,) = m.sync(2.0, quotes(DesiredOrder(1, 30860, 50)), CAP, 30865.5)
+    assert cmd == ModifyOrder(client_id=1, order=PlaceOrder(client_id=2, side=1, px_ticks=30860, size_lots=50))
+    # bookkept as a cancel and a place: the old order counts as exposure until the venue
+    # answers, and the new one is measured from the mid when it was sent
+    assert m.orders[1].status is OrderStatus.PENDING_CANCEL
+    assert m.orders[2].status is OrderStatus.PENDING_NEW and m.orders[2].mid_at_placement_ticks == 30865.5
+    assert m.worst_case_lots(1) == 100
+    m.on_canceled(OrderCanceled(2.1, 1, 101))
+    m.on_ack(OrderAccepted(2.1, 2, 102))
+    assert m.live_orders(1) == [m.orders[2]] and m.orders[2].status is OrderStatus.OPEN
+
+
+def test_without_modify_a_replace_is_a_cancel_and_a_place() -> None:
+    m = om(price_tolerance_ticks=2, replace_with_modify=False)
+    m.sync(0.0, quotes(DesiredOrder(1, 30870, 50)), CAP, MID)
+    m.on_ack(OrderAccepted(0.1, 1, 101))
     cmds = m.sync(2.0, quotes(DesiredOrder(1, 30860, 50)), CAP, MID)
     assert cmds[0] == CancelOrder(client_id=1)
     assert isinstance(cmds[1], PlaceOrder) and cmds[1].px_ticks == 30860
-    # the order being cancelled still counts as exposure until the venue confirms
     assert m.worst_case_lots(1) == 100
+
+
+def test_an_order_not_yet_acknowledged_is_cancelled_not_modified() -> None:
+    """A modify could overtake the order it modifies and be refused; a cancel waits for it."""
+    m = om()
+    m.sync(0.0, quotes(DesiredOrder(1, 30870, 50)), CAP, MID)
+    cmds = m.sync(0.5, quotes(DesiredOrder(1, 30860, 50)), CAP, MID)
+    assert cmds[0] == CancelOrder(client_id=1) and isinstance(cmds[1], PlaceOrder)
+
+
+def test_a_replace_that_may_not_go_cancels_the_old_order_alone() -> None:
+    m = om(rate_budget_weight_per_min=60.0, rate_burst_weight=1.0)
+    m.sync(0.0, quotes(DesiredOrder(1, 30870, 50)), CAP, MID)  # spends the only token
+    m.on_ack(OrderAccepted(0.1, 1, 101))
+    assert m.sync(0.2, quotes(DesiredOrder(1, 30860, 50)), CAP, MID) == [CancelOrder(client_id=1)]
+    assert m.counters["rate_limited"] == 1
+    # no quote wanted on the side: a plain cancel too
+    m2 = om()
+    m2.sync(0.0, quotes(DesiredOrder(-1, 30890, 50)), CAP, MID)
+    m2.on_ack(OrderAccepted(0.1, 1, 101))
+    assert m2.sync(1.0, quotes(), CAP, MID) == [CancelOrder(client_id=1)]
+
+
+def test_a_refused_modify_leaves_the_fill_that_beat_it() -> None:
+    """The old order filled before the modify arrived: the venue refuses both halves; the
+    position has the fill and nothing of the new order is left."""
+    m = om()
+    m.sync(0.0, quotes(DesiredOrder(1, 30870, 50)), CAP, MID)
+    m.on_ack(OrderAccepted(0.1, 1, 101))
+    (cmd,) = m.sync(1.0, quotes(DesiredOrder(1, 30860, 50)), CAP, MID)
+    assert isinstance(cmd, ModifyOrder)
+    m.on_fill(Fill(1.05, 1, 101, 1, 30870, 50, 0.01, trade_id=4, is_maker=True))
+    m.on_cancel_rejected(CancelRejected(1.1, 1, "Cannot modify canceled or filled order"))
+    m.on_reject(OrderRejected(1.1, 2, "Cannot modify canceled or filled order"))
+    assert m.position_lots == 50
+    assert m.orders[1].status is OrderStatus.FILLED and m.orders[2].status is OrderStatus.REJECTED
+    assert m.live_orders() == [] and m.counters["invalid_transition"] == 1  # the late cancel reject
 
 
 def test_gate_clips_to_cap_counting_resting_and_inflight() -> None:

@@ -22,6 +22,7 @@ from hlmm.sessionlog import read_session_log
 from scenarios.stress import configured_cap_lots
 from sim.runner import SessionRecords, run_session
 from sim.scenario import Scenario, load_scenario, parse_scenario
+from sim.venue import SimVenue
 
 RECONCILE_COUNTERS = ("position_fixed", "reconcile_dropped", "reconcile_resized", "reconcile_adopted")
 
@@ -127,10 +128,39 @@ def test_audit_says_n_a_when_no_cap_is_known(tmp_path: Path, capsys) -> None:
     assert "max position n/a (no cap known)," in out and "x cap" not in out
 
 
-def test_a_fill_made_while_disconnected_is_late_not_lost(storm) -> None:
-    records, _agent = storm
+class SweptWhileDown(SimVenue):
+    """latency_storm's venue where, 0.5 s into the first disconnect (200-220 s), a large taker
+    sweeps through every order the agent has resting: a fill made while the agent is cut off,
+    whatever the seed and the agent's quotes."""
+
+    SWEEP_T = 200.5
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.swept: list[int] = []
+
+    def run_until(self, t_s: float) -> None:
+        if not self.swept and t_s > self.SWEEP_T:
+            super().run_until(self.SWEEP_T)
+            for o in self.engine.open_orders():
+                self.engine.market_order(-o.side, 10**7, o.px_ticks)
+                self.swept.append(o.oid)
+        super().run_until(t_s)
+
+
+def test_a_fill_made_while_disconnected_is_late_not_lost() -> None:
+    venues: list[SweptWhileDown] = []
+
+    def venue(*args: Any, **kwargs: Any) -> SweptWhileDown:
+        venues.append(SweptWhileDown(*args, **kwargs))
+        return venues[-1]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sim.runner, "SimVenue", venue)
+        records = run_session(shortened("latency_storm", 240.0), agent="production")  # ~1.5 s
+    assert venues[0].swept, "the agent had no order resting when the sweep came"
     down = [r["rx"] for r in records if r["type"] == "connection"]
-    assert len(down) == 2, "the first 5 minutes hold one disconnect"
+    assert down == [200.0, 220.0]
     at_venue = {r["trade_id"]: r["t"] for r in records if r["type"] == "venue_fill"}
     delivered = [r for r in records if r["type"] == "fill"]
     assert sorted(r["trade_id"] for r in delivered) == sorted(at_venue)  # each once, none lost
@@ -138,3 +168,5 @@ def test_a_fill_made_while_disconnected_is_late_not_lost(storm) -> None:
     assert late and all(r["rx"] >= down[1] for r in late)
     # so the session's PnL from the log's fills is the venue's
     assert abs(session_metrics(records).pnl_usd - records.summary["pnl_usd"]) < 1e-6
+
+
