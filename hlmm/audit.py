@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hlmm.metrics import (
+    ADDRESS_REQUEST_BUFFER,
     ATTRIBUTION_HORIZON_S,
     SessionLogError,
     SessionMetrics,
@@ -402,6 +403,11 @@ def render_report(s: SessionSeries, m: SessionMetrics, plots: list[str], source:
     else:
         lines += ["None."]
     lines += ["", f"Invalid-order rejects (tick, size or notional rule): **{m.invalid_order_rejects}**.", ""]
+
+    budget = (f"a new address's {ADDRESS_REQUEST_BUFFER:,}-request buffer lasts **{m.address_budget_hours:.1f} h** at this pace"
+              if m.address_budget_hours is not None else "trading pays for the requests (one per USD traded)")
+    lines += ["## Requests", "",
+              f"Exchange actions sent: **{m.address_requests}**, for ${m.traded_usd:,.0f} traded; {budget}.", ""]
 
     lines += ["## Reconciliation and alarms", ""]
     lines += [f"Reconciliation mismatches: **{m.reconciliation_mismatches}**.", ""]

@@ -58,6 +58,12 @@ DIRECTIONAL_REGIMES: frozenset[str] = frozenset({"cascade", "flash", "squeeze", 
 """Ground-truth regimes with one-sided flow, where a sound agent must lean its quotes."""
 
 CHANGEPOINT_MATCH_WINDOW_S = 180.0
+# Hyperliquid's per-address request budget (hyperliquid-api.md section 4): a new address may send
+# this many actions, plus one per USD it has traded; past that, one request every 10 s.
+ADDRESS_REQUEST_BUFFER = 10_000
+# The command records that are exchange actions; each counts one request (a batch of n counts n;
+# a cancel-all counts one here, though the venue counts the orders it cancels).
+ACTION_RECORDS = frozenset({"place", "modify", "cancel", "cancel_all", "schedule_cancel"})
 """A detector alarm within this many seconds after a true changepoint detects it."""
 
 INVALID_ORDER_ERRORS: tuple[str, ...] = (ERR_INVALID_SIZE, ERR_INVALID_PRICE, ERR_TICK, ERR_MIN_NOTIONAL)
@@ -103,7 +109,7 @@ class SessionSeries:
     alarms: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     regimes: list[tuple[float, str]] = field(default_factory=list)  # ground truth (rx, regime name)
     connections: list[tuple[float, bool, str]] = field(default_factory=list)
-    places: list[float] = field(default_factory=list)  # rx of place commands
+    actions: Counter[str] = field(default_factory=Counter)  # command records that are exchange actions, by type
     initial_position_lots: int = 0
     # venue snapshots after the first fill: (rx, fills delivered before it, position_lots)
     account_positions: list[tuple[float, int, int]] = field(default_factory=list)
@@ -266,8 +272,8 @@ def parse_session(records: Iterable[dict[str, Any]]) -> SessionSeries:
             s.regimes.append((rx, name))
         elif kind == "connection":
             s.connections.append((rx, bool(_need(rec, "connected", n, (bool,))), str(rec.get("reason", ""))))
-        elif kind == "place":
-            s.places.append(rx)
+        elif kind in ACTION_RECORDS:
+            s.actions[kind] += 1
         elif kind == "account":
             position = int(_need(rec, "position_lots", n, (int,)))
             if position_seen:
@@ -320,6 +326,11 @@ class SessionMetrics:
     overlay_time_s_by_state: dict[str, float]
     floor_binding_fraction: float
     reconciliation_mismatches: int
+    # Exchange actions sent (``ACTION_RECORDS``), the USD traded (every fill), and how many hours a
+    # fresh address's request buffer would last at this pace (None: trading pays for the requests)
+    address_requests: int
+    traded_usd: float
+    address_budget_hours: float | None
     alarms_by_name: dict[str, int]
     signals: dict[str, dict[str, float]]
     changepoint_detection: dict[str, float | int | None]
@@ -629,6 +640,12 @@ def metrics_from_series(s: SessionSeries, cap_lots: int | None = None) -> Sessio
     alarms = Counter(str(a.get("name", "")) for _rx, a in s.alarms)
     floor = sum(1 for _rx, c in s.cycles if c.get("floor_bound"))
     start_mid, end_mid = (mids[0][1], mids[-1][1]) if mids else (None, None)
+    requests = sum(s.actions.values())
+    inst = s.instrument
+    traded_usd = sum(inst.notional_usd(f[2], f[3]) for f in s.fills)
+    # the buffer drains by the requests beyond the traded dollars; None: it never drains
+    session_h = max(s.end_s - s.start_s, 0.0) / 3600.0
+    drain_per_h = (requests - traded_usd) / session_h if session_h > 0 else 0.0
 
     return SessionMetrics(
         duration_s=duration,
@@ -664,6 +681,9 @@ def metrics_from_series(s: SessionSeries, cap_lots: int | None = None) -> Sessio
         overlay_time_s_by_state=by_state,
         floor_binding_fraction=floor / len(s.cycles) if s.cycles else 0.0,
         reconciliation_mismatches=sum(n for name, n in alarms.items() if "mismatch" in name or "reconcil" in name),
+        address_requests=requests,
+        traded_usd=traded_usd,
+        address_budget_hours=ADDRESS_REQUEST_BUFFER / drain_per_h if drain_per_h > 0 else None,
         alarms_by_name=dict(alarms.most_common()),
         signals=_signal_table(s.cycles),
         changepoint_detection=_changepoint_scores(s, CHANGEPOINT_MATCH_WINDOW_S),

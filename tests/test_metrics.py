@@ -14,7 +14,17 @@ from hlmm.metrics import (
 )
 from hlmm.sessionlog import SessionLog, instrument_header
 from hlmm.stats import binomial_two_sided_p
-from hlmm.venue import BUY, SELL, AccountSnapshot, ConnectionStatus, Fill, OrderRejected
+from hlmm.venue import (
+    BUY,
+    SELL,
+    AccountSnapshot,
+    CancelOrder,
+    ConnectionStatus,
+    Fill,
+    ModifyOrder,
+    OrderRejected,
+    PlaceOrder,
+)
 
 HYPE = Instrument.for_price("HYPE", sz_decimals=2, price=30.88)  # tick 0.001, lot 0.01
 
@@ -106,6 +116,22 @@ def test_hand_session_figures():
     assert cp["precision"] == 1.0 and cp["recall"] == 1.0 and cp["mean_delay_s"] == 0.0
     assert m.price_move_bps == pytest.approx((30850 - 30880) / 30880 * 1e4)
     assert m.to_dict()["buy_fills"] == 1
+    assert m.address_requests == 0 and m.traded_usd == pytest.approx(30.87 + 30.85)
+
+
+def test_address_requests_and_how_long_the_buffer_lasts():
+    """Each place, modify and cancel is one request against the address's budget; 6 000 of
+    them in a 60 s session with $61.72 traded drain the 10 000 buffer by 5 938.28 a minute."""
+    records = hand_session()
+    log = SessionLog(None, {"source": "sim", "instrument": instrument_header(HYPE)})
+    for i in range(2000):
+        log.event(1.0, PlaceOrder(i, BUY, 30800, 100))
+        log.event(1.0, ModifyOrder(i, PlaceOrder(10_000 + i, BUY, 30801, 100)))
+        log.event(1.0, CancelOrder(10_000 + i))
+    m = session_metrics(records[:-1] + log.records[1:] + records[-1:])
+    assert m.address_requests == 6000
+    assert m.address_budget_hours == pytest.approx(10_000 / ((6000 - 61.72) * 60), rel=1e-9)
+    assert session_metrics(records).address_budget_hours is None  # no requests: nothing drains
 
 
 def test_kill_switch_and_position_left_open():
