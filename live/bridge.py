@@ -505,8 +505,7 @@ class LiveVenue:
             try:
                 reqs.append((p, self._request(p)))
             except wire.WireError as exc:
-                self._finished.add(p.client_id)
-                self._push(OrderRejected(self.clock(), p.client_id, f"not sent: {exc}"))
+                self._reject(p.client_id, f"not sent: {exc}", self.clock())
         if not reqs:
             return
         try:
@@ -518,13 +517,21 @@ class LiveVenue:
         t = self.clock()
         for (p, _r), st in zip(reqs, statuses, strict=True):
             if st.kind == "error":
-                if p.client_id not in self._acked and p.client_id not in self._finished:
-                    self._finished.add(p.client_id)
-                    self._push(OrderRejected(t, p.client_id, st.error))
-                continue
-            assert st.oid is not None
-            self._oid_to_cid[st.oid] = p.client_id
-            self._settle(p.client_id, st.oid, "open" if st.kind == "resting" else "filled", t)
+                self._reject(p.client_id, st.error, t)
+            else:
+                self._placed(p.client_id, st, t)
+
+    def _reject(self, cid: int, reason: str, t: float) -> None:
+        """The venue refused the order ``cid`` (reported once, and never after it was accepted)."""
+        if cid not in self._acked and cid not in self._finished:
+            self._finished.add(cid)
+            self._push(OrderRejected(t, cid, reason))
+
+    def _placed(self, cid: int, st: wire.OrderStatusReply, t: float) -> None:
+        """The venue took the order ``cid``: resting or filled on entry."""
+        assert st.oid is not None
+        self._oid_to_cid[st.oid] = cid
+        self._settle(cid, st.oid, "open" if st.kind == "resting" else "filled", t)
 
     def _ambiguous(self, cids: list[int], exc: BaseException) -> None:
         """No answer: the venue may or may not have acted. Ask it, never assume."""
@@ -609,23 +616,35 @@ class LiveVenue:
             try:
                 results = wire.parse_cancel_reply(call(group), len(group))
             except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
-                self._count("ambiguous_cancel", len(group))
-                self._trouble()
-                for cid in group:
-                    if cid >= 0:
-                        self._cancel_intents.setdefault(cid, t + LOOKUP_WINDOW_S)
-                if self.log is not None:
-                    self.log.write(t, "alarm", name="ambiguous_cancel", detail=f"{type(exc).__name__}", client_ids=group)
+                self._ambiguous_cancel(group, exc)
                 continue  # the agent's cancel stays pending; _follow_up_cancels settles it
             for cid, err in zip(group, results, strict=True):
                 if err is None:
-                    oid = next((o for o, c in self._oid_to_cid.items() if c == cid), -cid if cid < 0 else 0)
-                    self._settle(cid, oid, "canceled", t)
+                    self._settle(cid, self._oid_of(cid), "canceled", t)
                 elif cid not in self._finished:
-                    if cid >= 0:  # gone, or not there yet (an order still in flight): ask until it is final
-                        self._cancel_intents.setdefault(cid, t + LOOKUP_WINDOW_S)
+                    self._follow_up(cid, t)  # gone, or not there yet (an order still in flight)
                     if report_errors:
                         self._push(CancelRejected(t, cid, err))
+
+    def _oid_of(self, cid: int) -> int:
+        """The venue's oid of our order ``cid`` (``-cid`` for an adopted order without a cloid)."""
+        return next((o for o, c in self._oid_to_cid.items() if c == cid), -cid if cid < 0 else 0)
+
+    def _follow_up(self, cid: int, t: float) -> None:
+        """The cancel of ``cid`` is not confirmed: ask the venue until its answer is final. By cloid
+        only: an adopted order without one is left to the agent's reconciliation."""
+        if cid >= 0:
+            self._cancel_intents.setdefault(cid, t + LOOKUP_WINDOW_S)
+
+    def _ambiguous_cancel(self, cids: list[int], exc: BaseException) -> None:
+        """No answer to cancels: the orders may or may not be gone; :meth:`_follow_up_cancels` settles them."""
+        t = self.clock()
+        self._count("ambiguous_cancel", len(cids))
+        self._trouble()
+        for cid in cids:
+            self._follow_up(cid, t)
+        if self.log is not None:
+            self.log.write(t, "alarm", name="ambiguous_cancel", detail=f"{type(exc).__name__}", client_ids=cids)
 
     def _cancel_all(self) -> None:
         assert self.exchange is not None
