@@ -25,6 +25,10 @@ What the SDK does not do and this class adds (hyperliquid-api.md section 5):
 - a cancel that was not confirmed (no answer, or refused for an order the venue may not have seen
   yet) is followed up: the order is looked up by cloid and the cancel re-sent while the venue
   still shows it open, so a lost cancel never leaves an order resting that the agent wants gone;
+- the modifies of one :meth:`LiveVenue.send` go out as one ``batchModify`` (one request per
+  modify against the address budget, where a cancel and a place weigh two) and are answered as a
+  cancel then a place; when the new order is refused the old one may or may not have been
+  cancelled (Hyperliquid cancels first), so its cancel is followed up as an unconfirmed one;
 - continuous reconciliation: :data:`SETTLE_AFTER_S` after the last sign of trouble (an ambiguous
   reply, a failed query, a reconnect, bad data, an order that surfaced late) the agent gets a
   ``ConnectionStatus(connected=True, reason="resync: ...")``, on which it reconciles with its own
@@ -83,6 +87,7 @@ AMBIGUOUS = (requests.RequestException, ServerError, ConnectionError, TimeoutErr
 LOOKUP_WINDOW_S = 10.0  # how long an ambiguous order is looked up before reconciliation has the last word
 LOOKUP_INTERVAL_S = 0.5  # at most one round of orderStatus look-ups this often (clock seconds)
 SETTLE_AFTER_S = 3.0  # venue seconds after the last sign of trouble: one unsolicited account snapshot
+MODIFY_GONE = "cannot modify canceled or filled order"  # Hyperliquid's refusal (lower case; it may append text)
 
 
 class _NormalCloseFilter(logging.Filter):
@@ -132,7 +137,8 @@ class NoncedExchange(Exchange):
     def cancels(self, asset: int, oids: list[int]) -> Any:
         return self.signed({"type": "cancel", "cancels": [{"a": asset, "o": o} for o in oids]})
 
-    def modifies(self, items: list[tuple[str, dict[str, Any]]]) -> Any:
+    def modifies(self, items: list[tuple[str | int, dict[str, Any]]]) -> Any:
+        """``batchModify``: each old order named by its cloid hex or its oid, replaced by an order request."""
         mods = [{"oid": ref, "order": order_request_to_order_wire(r, self.info.name_to_asset(r["coin"]))} for ref, r in items]
         return self.signed({"type": "batchModify", "modifies": mods})
 
@@ -466,18 +472,20 @@ class LiveVenue:
 
     # ------------------------------------------------------------------ outbound
     def send(self, commands: Sequence[Command]) -> None:
-        """Send the agent's commands: cancels first (never starved), then places in one batch."""
+        """Send the agent's commands: cancels first (never starved), then modifies and places, each
+        kind in one batch."""
         cancels = [c for c in commands if isinstance(c, CancelOrder)]
+        modifies = [c for c in commands if isinstance(c, ModifyOrder)]
         places = [c for c in commands if isinstance(c, PlaceOrder)]
         for c in commands:
             if isinstance(c, CancelAll):
                 self._cancel_all()
         if cancels:
             self._cancel(cancels)
+        if modifies:
+            self._modify(modifies)
         for c in commands:
-            if isinstance(c, ModifyOrder):
-                self._modify(c)
-            elif isinstance(c, ScheduleCancel):
+            if isinstance(c, ScheduleCancel):
                 self._schedule(c)
         if places:
             self._place(places)
@@ -505,8 +513,7 @@ class LiveVenue:
             try:
                 reqs.append((p, self._request(p)))
             except wire.WireError as exc:
-                self._finished.add(p.client_id)
-                self._push(OrderRejected(self.clock(), p.client_id, f"not sent: {exc}"))
+                self._reject(p.client_id, f"not sent: {exc}", self.clock())
         if not reqs:
             return
         try:
@@ -518,13 +525,21 @@ class LiveVenue:
         t = self.clock()
         for (p, _r), st in zip(reqs, statuses, strict=True):
             if st.kind == "error":
-                if p.client_id not in self._acked and p.client_id not in self._finished:
-                    self._finished.add(p.client_id)
-                    self._push(OrderRejected(t, p.client_id, st.error))
-                continue
-            assert st.oid is not None
-            self._oid_to_cid[st.oid] = p.client_id
-            self._settle(p.client_id, st.oid, "open" if st.kind == "resting" else "filled", t)
+                self._reject(p.client_id, st.error, t)
+            else:
+                self._placed(p.client_id, st, t)
+
+    def _reject(self, cid: int, reason: str, t: float) -> None:
+        """The venue refused the order ``cid`` (reported once, and never after it was accepted)."""
+        if cid not in self._acked and cid not in self._finished:
+            self._finished.add(cid)
+            self._push(OrderRejected(t, cid, reason))
+
+    def _placed(self, cid: int, st: wire.OrderStatusReply, t: float) -> None:
+        """The venue took the order ``cid``: resting or filled on entry."""
+        assert st.oid is not None
+        self._oid_to_cid[st.oid] = cid
+        self._settle(cid, st.oid, "open" if st.kind == "resting" else "filled", t)
 
     def _ambiguous(self, cids: list[int], exc: BaseException) -> None:
         """No answer: the venue may or may not have acted. Ask it, never assume."""
@@ -609,23 +624,35 @@ class LiveVenue:
             try:
                 results = wire.parse_cancel_reply(call(group), len(group))
             except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
-                self._count("ambiguous_cancel", len(group))
-                self._trouble()
-                for cid in group:
-                    if cid >= 0:
-                        self._cancel_intents.setdefault(cid, t + LOOKUP_WINDOW_S)
-                if self.log is not None:
-                    self.log.write(t, "alarm", name="ambiguous_cancel", detail=f"{type(exc).__name__}", client_ids=group)
+                self._ambiguous_cancel(group, exc)
                 continue  # the agent's cancel stays pending; _follow_up_cancels settles it
             for cid, err in zip(group, results, strict=True):
                 if err is None:
-                    oid = next((o for o, c in self._oid_to_cid.items() if c == cid), -cid if cid < 0 else 0)
-                    self._settle(cid, oid, "canceled", t)
+                    self._settle(cid, self._oid_of(cid), "canceled", t)
                 elif cid not in self._finished:
-                    if cid >= 0:  # gone, or not there yet (an order still in flight): ask until it is final
-                        self._cancel_intents.setdefault(cid, t + LOOKUP_WINDOW_S)
+                    self._follow_up(cid, t)  # gone, or not there yet (an order still in flight)
                     if report_errors:
                         self._push(CancelRejected(t, cid, err))
+
+    def _oid_of(self, cid: int) -> int:
+        """The venue's oid of our order ``cid`` (``-cid`` for an adopted order without a cloid)."""
+        return next((o for o, c in self._oid_to_cid.items() if c == cid), -cid if cid < 0 else 0)
+
+    def _follow_up(self, cid: int, t: float) -> None:
+        """The cancel of ``cid`` is not confirmed: ask the venue until its answer is final. By cloid
+        only: an adopted order without one is left to the agent's reconciliation."""
+        if cid >= 0:
+            self._cancel_intents.setdefault(cid, t + LOOKUP_WINDOW_S)
+
+    def _ambiguous_cancel(self, cids: list[int], exc: BaseException) -> None:
+        """No answer to cancels: the orders may or may not be gone; :meth:`_follow_up_cancels` settles them."""
+        t = self.clock()
+        self._count("ambiguous_cancel", len(cids))
+        self._trouble()
+        for cid in cids:
+            self._follow_up(cid, t)
+        if self.log is not None:
+            self.log.write(t, "alarm", name="ambiguous_cancel", detail=f"{type(exc).__name__}", client_ids=cids)
 
     def _cancel_all(self) -> None:
         assert self.exchange is not None
@@ -647,13 +674,45 @@ class LiveVenue:
             if err is None:
                 self._settle(cid, o.oid, "canceled", t)
 
-    def _modify(self, m: ModifyOrder) -> None:
-        """Refused: the agent replaces an order by cancelling it and placing a new one; the bridge
-        does not speak Hyperliquid's batchModify, so a modify gets a clear refusal, not a guess."""
-        self._count("modify")
-        known = m.client_id in self._oid_to_cid.values()
-        reason = "modify: not supported, cancel and place instead" if known else "modify: order unknown to the bridge"
-        self._push(CancelRejected(self.clock(), m.client_id, reason))
+    def _modify(self, mods: list[ModifyOrder]) -> None:
+        """Replace orders in one ``batchModify``; the agent hears a cancel of each old order and a
+        place of its new one, as the simulated venue answers (see :class:`ModifyOrder`)."""
+        assert self.exchange is not None
+        items: list[tuple[ModifyOrder, str | int, dict[str, Any]]] = []
+        for m in mods:
+            try:
+                ref = wire.cloid_hex(m.client_id) if m.client_id >= 0 else -m.client_id  # adopted: -oid
+                items.append((m, ref, self._request(m.order)))
+            except wire.WireError as exc:
+                self._modify_refused(m, f"not sent: {exc}", self.clock())
+        if not items:
+            return
+        self._count("modify", len(items))
+        try:
+            reply = self.exchange.modifies([(ref, r) for _m, ref, r in items])
+            statuses = wire.parse_order_reply(self.instrument, reply, len(items))
+        except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
+            self._ambiguous([m.order.client_id for m, _ref, _r in items], exc)
+            self._ambiguous_cancel([m.client_id for m, _ref, _r in items], exc)
+            return
+        t = self.clock()
+        for (m, _ref, _r), st in zip(items, statuses, strict=True):
+            if st.kind != "error":
+                self._settle(m.client_id, self._oid_of(m.client_id), "canceled", t)
+                self._placed(m.order.client_id, st, t)
+                continue
+            if MODIFY_GONE in st.error.lower():  # the old order was gone: nothing was done
+                self._modify_refused(m, st.error, t)
+            else:  # only the new order was refused; Hyperliquid may have cancelled the old one already
+                self._reject(m.order.client_id, st.error, t)
+            if m.client_id not in self._finished:
+                self._follow_up(m.client_id, t)  # the venue's final word on the old order
+
+    def _modify_refused(self, m: ModifyOrder, reason: str, t: float) -> None:
+        """Neither half of the modify happened: the old order stays as it was, the new one never existed."""
+        if m.client_id not in self._finished:
+            self._push(CancelRejected(t, m.client_id, reason))
+        self._reject(m.order.client_id, reason, t)
 
     def _schedule(self, s: ScheduleCancel) -> None:
         assert self.exchange is not None

@@ -25,6 +25,7 @@ from hlmm.venue import (
     QueryAccount,
     Tif,
 )
+from live import wire
 from live.bridge import LiveVenue, LockstepLink, NonceSource
 from tests.test_live_support import HYPE, fake_venue, throwaway
 
@@ -100,23 +101,6 @@ def test_book_place_fill_and_cancel_through_the_sdk(bridged):
     events = step(srv, lv, 3.5)
     assert any(isinstance(e, OrderCanceled) and e.client_id == 8 for e in events)
     assert lv.counters.get("wire_error", 0) == 0
-
-
-def test_a_modify_is_refused_with_a_reason_and_the_order_left_alone(bridged):
-    """The bridge does not speak batchModify: the agent hears a refusal naming why, nothing goes
-    to the venue, and the order keeps resting."""
-    srv, lv = bridged
-    step(srv, lv, 0.5)
-    lv.send([PlaceOrder(client_id=7, side=1, px_ticks=30_870, size_lots=100, tif=Tif.ALO)])
-    step(srv, lv, 0.6)
-    lv.send([ModifyOrder(client_id=7, order=PlaceOrder(client_id=10, side=1, px_ticks=30_860, size_lots=100)),
-             ModifyOrder(client_id=9, order=PlaceOrder(client_id=11, side=1, px_ticks=1, size_lots=1))])
-    events = step(srv, lv, 0.7)
-    refusals = {e.client_id: e.reason for e in events if isinstance(e, CancelRejected)}
-    assert refusals == {7: "modify: not supported, cancel and place instead", 9: "modify: order unknown to the bridge"}
-    assert lv.counters["modify"] == 2 and not any(isinstance(e, OrderCanceled) for e in events)
-    resting = srv.exchange.info({"type": "openOrders", "user": lv.address})
-    assert [o["limitPx"] for o in resting] == ["30.87"]
 
 
 def wait_until(pred, timeout_s=3.0):
@@ -209,3 +193,126 @@ def test_an_unconfirmed_cancel_is_followed_up_until_the_venue_says_canceled(brid
     events = lv.poll() + step(srv, lv, 1.5)
     assert [e.client_id for e in events if isinstance(e, OrderCanceled)] == [12]
     assert not any(isinstance(e, CancelRejected) for e in events)
+
+
+ORDER_NEWS = OrderAccepted | OrderRejected | OrderCanceled | CancelRejected
+
+
+def order_news(events):
+    """``(event name, client id)`` of the order events, in the order the agent hears them."""
+    return [(type(e).__name__, e.client_id) for e in events if isinstance(e, ORDER_NEWS)]
+
+
+def resting(srv, lv):
+    """``(cloid, price, size)`` of the orders resting at the venue."""
+    opens = srv.exchange.info({"type": "frontendOpenOrders", "user": lv.address})
+    return sorted((o["cloid"], o["limitPx"], o["sz"]) for o in opens)
+
+
+def rest(srv, lv, *orders):
+    """Place ``(client_id, side, px_ticks)`` orders of 1 HYPE post-only and see them acknowledged."""
+    step(srv, lv, 0.5)
+    lv.send([PlaceOrder(cid, side, px, 100, Tif.ALO) for cid, side, px in orders])
+    events = step(srv, lv, 0.6)
+    assert order_news(events) == [("OrderAccepted", cid) for cid, _side, _px in orders]
+
+
+def test_a_modify_cancels_the_old_order_and_places_the_new_one(bridged):
+    """Both the reply and orderUpdates tell of it: the agent hears each transition once."""
+    srv, lv = bridged
+    rest(srv, lv, (7, 1, 30_870))
+    lv.send([ModifyOrder(7, PlaceOrder(10, 1, 30_860, 200, Tif.ALO))])
+    events = lv.poll() + step(srv, lv, 0.7) + step(srv, lv, 1.5)
+    assert order_news(events) == [("OrderCanceled", 7), ("OrderAccepted", 10)]
+    assert next(e for e in events if isinstance(e, OrderAccepted)).resting
+    assert resting(srv, lv) == [(wire.cloid_hex(10), "30.86", "2")]
+    assert lv.counters["modify"] == 1 and not lv._cancel_intents and not lv._unresolved
+
+
+def test_a_modify_of_an_order_that_is_gone_refuses_both_halves(bridged):
+    """Order 7 was cancelled behind the bridge's back (its news lost), 9 never existed: both
+    modifies are refused whole, nothing is placed, and the follow-up reports 7's cancel."""
+    srv, lv = bridged
+    rest(srv, lv, (7, 1, 30_870))
+    faults_now(srv, ws_drop_prob=1.0)
+    lv.exchange.cancels_by_cloid(0, [wire.cloid_hex(7)])
+    faults_now(srv)
+    lv.send([ModifyOrder(7, PlaceOrder(10, 1, 30_860, 100)), ModifyOrder(9, PlaceOrder(11, -1, 30_890, 100))])
+    events = lv.poll() + step(srv, lv, 1.5)
+    gone = "Cannot modify canceled or filled order asset=0"
+    assert [(type(e).__name__, e.client_id, e.reason) for e in events if isinstance(e, ORDER_NEWS)] == [
+        ("CancelRejected", 7, gone), ("OrderRejected", 10, gone), ("CancelRejected", 9, gone), ("OrderRejected", 11, gone),
+        ("OrderCanceled", 7, "canceled")]
+    assert resting(srv, lv) == []
+
+
+def test_a_modify_whose_new_order_would_cross_still_cancels_the_old_one(bridged):
+    """The reply refuses only the new order; the old one's cancel is known from the look-up (the
+    orderUpdates news is lost here), so the agent never keeps it pending."""
+    srv, lv = bridged
+    rest(srv, lv, (7, 1, 30_870))
+    faults_now(srv, ws_drop_prob=1.0)
+    lv.send([ModifyOrder(7, PlaceOrder(10, 1, 30_882, 100, Tif.ALO))])  # a post-only bid on the ask
+    faults_now(srv)
+    events = lv.poll() + step(srv, lv, 1.5)
+    assert order_news(events) == [("OrderRejected", 10), ("OrderCanceled", 7)]
+    assert next(e for e in events if isinstance(e, OrderRejected)).reason.startswith("Post only order would have immediately matched")
+    assert resting(srv, lv) == [] and not lv._cancel_intents
+
+
+def test_a_modify_refused_whole_has_its_old_order_cancelled_by_the_follow_up(bridged):
+    """A refusal of the whole action (here faked) leaves the old order resting; the agent asked
+    for it gone, so the follow-up cancels it."""
+    srv, lv = bridged
+    rest(srv, lv, (7, 1, 30_870))
+    lv.exchange.modifies = lambda items: {"status": "err", "response": "Too many requests (faked)."}
+    lv.send([ModifyOrder(7, PlaceOrder(10, 1, 30_860, 100))])
+    events = lv.poll() + step(srv, lv, 1.5)
+    assert order_news(events) == [("OrderRejected", 10), ("OrderCanceled", 7)]
+    assert lv.counters["cancel_retry"] == 1 and resting(srv, lv) == []
+
+
+def test_a_modify_that_cannot_be_put_on_the_wire_is_refused_without_sending(bridged):
+    srv, lv = bridged
+    rest(srv, lv, (7, 1, 30_870))
+    before = srv.exchange.n_requests
+    lv.send([ModifyOrder(7, PlaceOrder(10, 1, 0, 100))])
+    reason = "not sent: px_ticks=0: must be a positive int"
+    assert [(type(e).__name__, e.client_id, e.reason) for e in lv.poll() if isinstance(e, ORDER_NEWS)] == [
+        ("CancelRejected", 7, reason), ("OrderRejected", 10, reason)]
+    assert srv.exchange.n_requests == before and "modify" not in lv.counters
+    assert resting(srv, lv) == [(wire.cloid_hex(7), "30.87", "1")]
+
+
+def test_modifies_of_one_send_go_out_as_one_batch_modify_between_cancels_and_places(bridged):
+    srv, lv = bridged
+    rest(srv, lv, (7, 1, 30_870), (8, 1, 30_860), (9, -1, 30_890))
+    sent = []
+    signed = lv.exchange.signed
+    lv.exchange.signed = lambda action: (sent.append(action), signed(action))[1]
+    before = srv.exchange.n_requests
+    lv.send([PlaceOrder(20, 1, 30_850, 100), ModifyOrder(7, PlaceOrder(10, 1, 30_869, 100)), CancelOrder(8),
+             ModifyOrder(9, PlaceOrder(11, -1, 30_891, 100))])
+    assert [a["type"] for a in sent] == ["cancelByCloid", "batchModify", "order"]
+    assert [m["oid"] for m in sent[1]["modifies"]] == [wire.cloid_hex(7), wire.cloid_hex(9)]
+    assert [m["order"]["c"] for m in sent[1]["modifies"]] == [wire.cloid_hex(10), wire.cloid_hex(11)]
+    assert srv.exchange.n_requests - before == 3 and lv.counters["modify"] == 2
+    events = lv.poll() + step(srv, lv, 0.7)
+    assert sorted(order_news(events)) == [("OrderAccepted", 10), ("OrderAccepted", 11), ("OrderAccepted", 20),
+                                          ("OrderCanceled", 7), ("OrderCanceled", 8), ("OrderCanceled", 9)]
+    assert [c for c, _px, _sz in resting(srv, lv)] == sorted(wire.cloid_hex(c) for c in (10, 11, 20))
+
+
+def test_an_ambiguous_modify_is_settled_by_the_look_ups(bridged):
+    """The venue acted but the reply and the news were lost: the new order is looked up and found
+    resting, the old one's cancel is followed up and found done."""
+    srv, lv = bridged
+    rest(srv, lv, (7, 1, 30_870))
+    faults_now(srv, timeout_after_act_prob=1.0, ws_drop_prob=1.0)
+    lv.send([ModifyOrder(7, PlaceOrder(10, 1, 30_860, 100))])
+    faults_now(srv)
+    assert lv.counters["ambiguous"] == 1 and lv.counters["ambiguous_cancel"] == 1
+    events = lv.poll() + step(srv, lv, 1.0)
+    assert sorted(order_news(events)) == [("OrderAccepted", 10), ("OrderCanceled", 7)]
+    assert not lv._unresolved and not lv._cancel_intents
+    assert resting(srv, lv) == [(wire.cloid_hex(10), "30.86", "1")]

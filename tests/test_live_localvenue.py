@@ -12,10 +12,12 @@ from hyperliquid.utils.error import ServerError
 from hyperliquid.utils.signing import sign_l1_action
 from hyperliquid.utils.types import Cloid
 
+from hlmm.venue import FeeSchedule
 from live.localvenue.auth import AuthError, NonceBook
 from live.localvenue.faults import FaultConfig, FaultPlan
 from live.localvenue.server import check_loopback
-from tests.test_live_support import HYPE, fake_venue, throwaway
+from live.localvenue.state import ERR_MODIFY_GONE, LocalExchange
+from tests.test_live_support import HYPE, FakeEngine, fake_venue, throwaway
 
 ALO = {"limit": {"tif": "Alo"}}
 GTC = {"limit": {"tif": "Gtc"}}
@@ -105,6 +107,89 @@ def test_exchange_endpoints_round_trip(venue):
     close = ex.market_close("HYPE")["response"]["data"]["statuses"][0]["filled"]
     assert close["totalSz"] == "1"
     assert ex.info.user_state(acct.address)["assetPositions"] == []
+
+
+def test_a_batch_modify_through_the_sdk_replaces_orders_named_by_cloid_or_oid(venue):
+    """Each new order carries its own cloid; the old ones end cancelled, only the new ones rest."""
+    _srv, url, acct = venue
+    ex = Exchange(acct, base_url=url)
+    placed = ex.bulk_orders([
+        {"coin": "HYPE", "is_buy": True, "sz": 1.0, "limit_px": 30.87, "order_type": ALO, "reduce_only": False,
+         "cloid": Cloid.from_int(7)},
+        {"coin": "HYPE", "is_buy": False, "sz": 1.0, "limit_px": 30.9, "order_type": ALO, "reduce_only": False,
+         "cloid": Cloid.from_int(8)},
+    ])["response"]["data"]["statuses"]
+    oid8 = placed[1]["resting"]["oid"]
+    r = ex.bulk_modify_orders_new([
+        {"oid": Cloid.from_int(7), "order": {"coin": "HYPE", "is_buy": True, "sz": 1.0, "limit_px": 30.86,
+                                             "order_type": ALO, "reduce_only": False, "cloid": Cloid.from_int(10)}},
+        {"oid": oid8, "order": {"coin": "HYPE", "is_buy": False, "sz": 2.0, "limit_px": 30.91,
+                                "order_type": ALO, "reduce_only": False, "cloid": Cloid.from_int(11)}},
+    ])
+    assert r["status"] == "ok" and r["response"]["type"] == "order"
+    assert [s["resting"]["cloid"] for s in r["response"]["data"]["statuses"]] == [str(Cloid.from_int(10)), str(Cloid.from_int(11))]
+    for old in (7, 8):
+        assert ex.info.query_order_by_cloid(acct.address, Cloid.from_int(old))["order"]["status"] == "canceled"
+    resting = ex.info.frontend_open_orders(acct.address)
+    assert sorted((o["cloid"], o["limitPx"], o["sz"]) for o in resting) == [
+        (str(Cloid.from_int(10)), "30.86", "1"), (str(Cloid.from_int(11)), "30.91", "2")]
+
+
+def alo(cloid: int, px: str, is_buy: bool = True, tif: str = "Alo") -> dict:
+    return {"a": 0, "b": is_buy, "p": px, "s": "1", "r": False, "t": {"limit": {"tif": tif}}, "c": f"{cloid:#034x}"}
+
+
+def local_exchange() -> LocalExchange:
+    """The exchange state alone (no transport), its outbox readable after each action."""
+    return LocalExchange(engine=FakeEngine(), instrument=HYPE, fees=FeeSchedule(), account=throwaway().address,
+                         collateral_usd=1000.0, leverage=10)
+
+
+def act(ex: LocalExchange, action: dict) -> list:
+    ex.outbox.clear()
+    return ex.exchange_authenticated({"action": action})["response"]["data"]["statuses"]
+
+
+def order_updates(ex: LocalExchange) -> list[tuple[str, str]]:
+    """``(cloid, status)`` of each orderUpdates message queued by the last action."""
+    return [(u["order"]["cloid"], u["status"]) for _key, ch, data in ex.outbox if ch == "orderUpdates" for u in data]
+
+
+def test_a_modify_reports_the_old_order_cancelled_and_the_new_one_open_on_order_updates():
+    ex = local_exchange()
+    (st,) = act(ex, {"type": "order", "orders": [alo(7, "30.87")], "grouping": "na"})
+    old_oid = st["resting"]["oid"]
+    (st,) = act(ex, {"type": "batchModify", "modifies": [{"oid": f"{7:#034x}", "order": alo(10, "30.86")}]})
+    new_oid = st["resting"]["oid"]
+    assert new_oid != old_oid and order_updates(ex) == [(f"{7:#034x}", "canceled"), (f"{10:#034x}", "open")]
+    (st,) = act(ex, {"type": "batchModify", "modifies": [{"oid": new_oid, "order": alo(11, "30.85")}]})
+    assert "resting" in st and order_updates(ex) == [(f"{10:#034x}", "canceled"), (f"{11:#034x}", "open")]
+    assert [(o.cloid, o.status) for o in ex.orders.values()] == [
+        (f"{7:#034x}", "canceled"), (f"{10:#034x}", "canceled"), (f"{11:#034x}", "open")]
+
+
+def test_a_modify_of_an_order_that_is_gone_is_refused_and_places_nothing():
+    ex = local_exchange()
+    (st,) = act(ex, {"type": "order", "orders": [alo(7, "30.87")], "grouping": "na"})
+    act(ex, {"type": "cancelByCloid", "cancels": [{"asset": 0, "cloid": f"{7:#034x}"}]})
+    refs = [f"{7:#034x}", st["resting"]["oid"], f"{99:#034x}", 424242, True]
+    statuses = act(ex, {"type": "batchModify", "modifies": [{"oid": ref, "order": alo(20 + i, "30.86")}
+                                                            for i, ref in enumerate(refs)]})
+    assert statuses == [{"error": f"{ERR_MODIFY_GONE} asset=0"}] * len(refs)
+    assert order_updates(ex) == [] and [o.cloid for o in ex.orders.values()] == [f"{7:#034x}"]
+
+
+def test_a_modify_whose_new_order_is_refused_still_cancels_the_old_one():
+    ex = local_exchange()
+    act(ex, {"type": "order", "orders": [alo(7, "30.87"), alo(8, "30.86")], "grouping": "na"})
+    statuses = act(ex, {"type": "batchModify", "modifies": [
+        {"oid": f"{7:#034x}", "order": alo(10, "30.882")},  # a post-only bid on the ask
+        {"oid": f"{8:#034x}", "order": alo(11, "30.86", tif="FrontendMarket")},
+    ]})
+    assert statuses == [{"error": "Post only order would have immediately matched, bbo was 30.88@30.882 asset=0"},
+                        {"error": "Order has invalid tif (the local venue serves limit orders only). asset=0"}]
+    assert order_updates(ex) == [(f"{7:#034x}", "canceled"), (f"{8:#034x}", "canceled")]
+    assert [o.status for o in ex.orders.values()] == ["canceled", "canceled"]
 
 
 def test_schedule_cancel_fires_and_reports(venue):

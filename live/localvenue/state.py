@@ -610,7 +610,10 @@ class LocalExchange:
         return {"status": "ok", "response": {"type": "cancel", "data": {"statuses": statuses}}}
 
     def _act_modify(self, action: dict[str, Any]) -> dict[str, Any]:
-        """A modify is a cancel-replace (new oid, back of the queue), as on Hyperliquid."""
+        """A modify is a cancel then a place in one action (new oid, back of the queue), as on
+        Hyperliquid: the old order is cancelled before the new one is checked, so it stays
+        cancelled when the new one is refused; an old order that is gone refuses the modify and
+        nothing is placed."""
         modifies = action["modifies"]
         if len(modifies) > MAX_BATCH:
             return {"status": "err", "response": ERR_BATCH}
@@ -618,22 +621,15 @@ class LocalExchange:
         for m in modifies:
             ref = m.get("oid") if isinstance(m, dict) else None
             oid = self.by_cloid.get(ref) if isinstance(ref, str) else ref
-            o = self.orders.get(oid) if isinstance(oid, int) else None
-            if o is None or o.status != "open":
-                statuses.append({"error": self._suffix(ERR_MODIFY_GONE)})
-                continue
-            parsed = self._parse_order(m.get("order"))
-            if isinstance(parsed, str):
-                statuses.append({"error": self._suffix(parsed)})
-                continue
-            if not self.engine.cancel(o.oid):
+            o = self.orders.get(oid) if isinstance(oid, int) and not isinstance(oid, bool) else None
+            if o is None or o.status != "open" or not self.engine.cancel(o.oid):
                 self._absorb()
                 statuses.append({"error": self._suffix(ERR_MODIFY_GONE)})
                 continue
             self._absorb()
             if o.status == "open":
                 self._finish(o, "canceled")
-            statuses.append(self._place_one(m["order"]))
+            statuses.append(self._place_one(m.get("order")))
         return {"status": "ok", "response": {"type": "order", "data": {"statuses": statuses}}}
 
     def _act_schedule(self, action: dict[str, Any]) -> dict[str, Any]:
