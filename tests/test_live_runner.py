@@ -148,7 +148,7 @@ def test_local_venue_commands_equal_the_simulators_at_zero_latency(live_run):
         return [r["rate"] for r in recs if r["type"] == "funding_rate" and r["rx"] < DURATION_S]
 
     local = list(read_session_log(log))
-    assert len(commands(local)) > 200
+    assert len(commands(local)) > 100  # ~150, modifies among them
     assert commands(local) == commands(sim_records)
     assert funding_rates(local) == funding_rates(sim_records) == [0.0000125]
     assert fills(local) == fills(sim_records) != []
