@@ -109,6 +109,7 @@ class SessionSeries:
     alarms: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     regimes: list[tuple[float, str]] = field(default_factory=list)  # ground truth (rx, regime name)
     connections: list[tuple[float, bool, str]] = field(default_factory=list)
+    accounts: list[float] = field(default_factory=list)  # rx of every venue snapshot (``account``)
     actions: Counter[str] = field(default_factory=Counter)  # command records that are exchange actions, by type
     initial_position_lots: int = 0
     # venue snapshots after the first fill: (rx, fills delivered before it, position_lots)
@@ -275,6 +276,7 @@ def parse_session(records: Iterable[dict[str, Any]]) -> SessionSeries:
         elif kind in ACTION_RECORDS:
             s.actions[kind] += 1
         elif kind == "account":
+            s.accounts.append(rx)
             position = int(_need(rec, "position_lots", n, (int,)))
             if position_seen:
                 s.account_positions.append((rx, len(s.fills), position))
@@ -484,18 +486,20 @@ def _time_weighted(s: SessionSeries, end_s: float) -> tuple[float, float, float,
     """quoted time, two-sided time, REDUCING time with a position, its reducing-side-quoted share,
     and time by overlay state (all seconds), over the cycles before ``end_s``.
 
-    The reducing-side share counts only time connected to the venue: while disconnected nothing
-    can be quoted, so that time says nothing about whether the overlay kept the reducing side up
+    The reducing-side share counts only time the agent may quote: connected to the venue, and
+    after a reconnection only once the venue's snapshot has answered (until then the agent does
+    not know which of its orders survived, and placing more could double its exposure). While
+    it may not, that time says nothing about whether the overlay kept the reducing side up
     (quoting uptime still counts it as not quoted)."""
     quoted = two_sided = reducing = reducing_quoted = 0.0
     by_state: dict[str, float] = defaultdict(float)
-    connections = sorted((rx, up) for rx, up, _reason in s.connections)
-    next_conn, connected = 0, True
+    edges = _may_quote_edges(s)
+    next_edge, may_quote = 0, True
     cycles = [(rx, c) for rx, c in s.cycles if rx < end_s]
     for i, (rx, c) in enumerate(cycles):
-        while next_conn < len(connections) and connections[next_conn][0] <= rx:
-            connected = connections[next_conn][1]
-            next_conn += 1
+        while next_edge < len(edges) and edges[next_edge][0] <= rx:
+            may_quote = edges[next_edge][1]
+            next_edge += 1
         until = cycles[i + 1][0] if i + 1 < len(cycles) else end_s
         dt = max(0.0, until - rx)
         bid, ask = bool(c.get("live_bid")), bool(c.get("live_ask"))
@@ -503,11 +507,25 @@ def _time_weighted(s: SessionSeries, end_s: float) -> tuple[float, float, float,
         two_sided += dt * (bid and ask)
         by_state[str(c["state"])] += dt
         pos = int(c["position"])
-        if c["state"] == "REDUCING" and pos != 0 and connected:
+        if c["state"] == "REDUCING" and pos != 0 and may_quote:
             reducing += dt
             reducing_quoted += dt * (ask if pos > 0 else bid)
     share = reducing_quoted / reducing if reducing > 0 else None
     return quoted, two_sided, reducing, share, dict(by_state)
+
+
+def _may_quote_edges(s: SessionSeries) -> list[tuple[float, bool]]:
+    """``(rx, may quote)`` at each change: False at a disconnection, True again at the first
+    venue snapshot delivered after the reconnection."""
+    edges: list[tuple[float, bool]] = []
+    accounts = sorted(s.accounts)
+    for rx, up, _reason in sorted(s.connections):
+        if not up:
+            edges.append((rx, False))
+            continue
+        answered = next((a for a in accounts if a >= rx), None)
+        edges.append((answered if answered is not None else math.inf, True))
+    return sorted(edges)
 
 
 def _signal_table(cycles: list[tuple[float, dict[str, Any]]]) -> dict[str, dict[str, float]]:

@@ -244,29 +244,37 @@ def test_header_must_come_first_and_carry_the_instrument():
         parse_session([{"type": "session", "version": 1, "instrument": {"coin": "HYPE", "sz_decimals": 2}}])
 
 
-def _with_connection_events(recs: list[dict], events: list[tuple[float, bool]]) -> list[dict]:
-    """``recs`` with ConnectionStatus records inserted in time order (before same-time records)."""
+def _with_connection_events(recs: list[dict], events: list[tuple[float, bool]],
+                            snapshots: tuple[float, ...] = ()) -> list[dict]:
+    """``recs`` with ConnectionStatus records, and venue snapshots (long 1.00 HYPE) at
+    ``snapshots``, inserted in time order (before same-time records)."""
     log = SessionLog(None, {"source": "sim"})
     for t, up in events:
         log.event(t, ConnectionStatus(t=t, connected=up, reason="" if up else "disconnected"))
+    for t in snapshots:
+        log.event(t, AccountSnapshot(t, 100, 30870.0, 100.0, 3.0, 10_000))
     out = list(recs)
-    for rec in log.records[1:]:
+    for rec in sorted(log.records[1:], key=lambda r: r["rx"]):
         at = next(i for i, r in enumerate(out) if "rx" in r and r["rx"] >= rec["rx"])
         out.insert(at, rec)
     return out
 
 
-def test_reducing_side_uptime_counts_connected_time_only():
+def test_reducing_side_uptime_counts_time_the_agent_may_quote_only():
     # hand session: REDUCING and long over [20,50), the ask live over [20,40) only -> 20/30
     assert session_metrics(hand_session()).reducing_side_uptime_when_pulled == pytest.approx(20 / 30)
     # disconnected over [40,50), when nothing was quoted: that time no longer counts against it
-    away = _with_connection_events(hand_session(), [(40.0, False), (50.0, True)])
+    away = _with_connection_events(hand_session(), [(40.0, False), (50.0, True)], snapshots=(50.0,))
     assert session_metrics(away).reducing_side_uptime_when_pulled == pytest.approx(1.0)
     # disconnected over [20,40), when the ask was live: only [40,50) is left, with nothing quoted
-    away = _with_connection_events(hand_session(), [(20.0, False), (40.0, True)])
+    away = _with_connection_events(hand_session(), [(20.0, False), (40.0, True)], snapshots=(40.0,))
     assert session_metrics(away).reducing_side_uptime_when_pulled == pytest.approx(0.0)
     # quoting uptime still counts disconnected time as not quoted: unchanged
     assert session_metrics(away).quoting_uptime == session_metrics(hand_session()).quoting_uptime
+    # reconnected at 40 but the venue's snapshot only comes at 45: the agent may not place
+    # before it (it does not know which orders survived), so the cycle at 40 does not count
+    waiting = _with_connection_events(hand_session(), [(20.0, False), (40.0, True)], snapshots=(45.0,))
+    assert session_metrics(waiting).reducing_side_uptime_when_pulled is None
 
 
 def test_the_bridges_not_sent_rejects_group_by_field_and_reason() -> None:
