@@ -140,6 +140,10 @@ class AccountSnapshot:
     margin_used_usd: float
     max_position_lots_margin: int
     open_orders: tuple[OpenOrder, ...] = ()
+    # Actions the address may still send before the venue throttles it (Hyperliquid's
+    # ``userRateLimit``: nRequestsCap - nRequestsUsed, where the cap is 10 000 plus one per USD
+    # the address has traded); None when the venue does not say.
+    requests_left: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
