@@ -80,15 +80,19 @@ class AgentConfig(BaseModel):
     def digest(self) -> str:
         """Stable hash of the validated content (not of a file's formatting or key order).
 
-        A frozen policy refuses an agent whose digest differs from its training's. How a replace
-        is sent (:attr:`OrderManagerConfig.replace_with_modify`) is left out: one modify or a
-        cancel and a place carry the same quotes, so it changes neither what the policy observes
-        nor what its action means."""
+        A frozen policy refuses an agent whose digest differs from its training's. How the
+        order manager sends the desired quotes is left out where it changes neither what the
+        policy observes nor what its action means: a replace as one modify or as a cancel and a
+        place (``replace_with_modify``), and the pacing against the venue's per-address request
+        budget (``request_*``, inert where the venue does not report that budget, as in
+        training)."""
         content = self.model_dump(mode="json", exclude=_NOT_DIGESTED)
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
-_NOT_DIGESTED = {"orders": {"replace_with_modify"}}
+_NOT_DIGESTED = {
+    "orders": {"replace_with_modify", "request_budget_horizon_s", "request_reserve", "request_burst"}
+}
 
 
 def merge_tables(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -311,6 +311,7 @@ class MarketMaker:
             cmds.append(self.orders.query(t))
         if t - self._armed_t >= self.config.dead_mans_rearm_s:
             self._armed_t = t
+            self.orders.count_request()
             cmds.append(ScheduleCancel(at_t=t + self.config.dead_mans_switch_s))
 
     def _kill(self, t: float, reason: str) -> list[Command]:

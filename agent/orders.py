@@ -50,8 +50,9 @@ from hlmm.venue import (
 )
 
 # Hyperliquid weights (hyperliquid-api.md section 4): an action weighs 1 + n // 40 for a batch
-# of n; ``clearinghouseState`` weighs 2 and ``openOrders`` 20, which a reconciliation needs both.
-_QUERY_WEIGHT = 22
+# of n; ``clearinghouseState`` weighs 2, ``openOrders`` and ``userRateLimit`` 20 each, which a
+# reconciliation needs all three (the last for the address's request headroom).
+_QUERY_WEIGHT = 42
 POST_ONLY_REJECT = "Post only order would have immediately matched"
 _BATCH_PER_WEIGHT = 40
 
@@ -82,6 +83,15 @@ class OrderManagerConfig(BaseModel):
         default=True,
         description="replace a moved quote with one modify (one action) instead of a cancel and a place (two)",
     )
+    request_budget_horizon_s: float = Field(
+        default=21_600.0,
+        gt=0,
+        description="spend the address's request headroom above the reserve no faster than evenly over this long, seconds",
+    )
+    request_reserve: int = Field(
+        default=300, ge=0, description="requests kept for reduce-only orders and the kill switch's close, which are never paced"
+    )
+    request_burst: float = Field(default=30.0, ge=1, description="requests the pacing lets out at once")
 
 
 class OrderStatus(StrEnum):
@@ -154,6 +164,11 @@ class OrderManager:
         self._pending_queries: deque[int] = deque()  # send_seq of each QueryAccount in flight
         self._tokens = config.rate_burst_weight
         self._tokens_t: float | None = None
+        # The address's request headroom (venue's word in each snapshot, counted down per action
+        # and up per USD traded between them); None until a venue says, and then nothing is paced.
+        self.requests_left: float | None = None
+        self._pace_tokens = config.request_burst
+        self._pace_t: float | None = None
         self._last_reconcile_t: float | None = None
         self.needs_reconcile = True  # nothing is known until the venue has answered once
         self.reconciled_once = False
@@ -246,6 +261,8 @@ class OrderManager:
             return None
         self._seen_trade_ids.add(ev.trade_id)
         self.position_lots += ev.side * ev.size_lots
+        if self.requests_left is not None:  # the venue allows one more request per USD traded
+            self.requests_left += self.instrument.notional_usd(ev.px_ticks, ev.size_lots)
         o = self.orders.get(ev.client_id)
         if o is None:
             self._invalid("fill")
@@ -313,6 +330,8 @@ class OrderManager:
         if self.position_lots != snap.position_lots:
             self._reconcile_fix(snap.t, "position_fixed", f"position {self.position_lots} -> {snap.position_lots} lots")
         self.position_lots = snap.position_lots
+        if snap.requests_left is not None:
+            self.requests_left = float(snap.requests_left)
         at_venue = {oo.client_id if oo.client_id is not None else -oo.oid: oo for oo in snap.open_orders}
         for cid, o in list(self._live.items()):
             oo = at_venue.pop(cid, None)
@@ -396,9 +415,9 @@ class OrderManager:
     ) -> list[Command]:
         """Commands that move the live orders toward ``desired``.
 
-        Cancels are always sent (they are never starved). New orders pass, in order, the rate
-        budget, :meth:`Instrument.check_order` and the worst-case cap check; one that fails is
-        clipped (size) or not sent, and counted. ``allow_new=False`` (while reconciling) sends
+        Cancels are always sent (they are never starved). New orders pass, in order, the cap
+        check (clipped), :meth:`Instrument.check_order`, the request pacing and the rate budget;
+        one that fails is not sent, and counted. ``allow_new=False`` (while reconciling) sends
         cancels only.
 
         A quote that moved replaces its acknowledged order with one :class:`ModifyOrder` when
@@ -407,6 +426,11 @@ class OrderManager:
         and a place: the old order is PENDING_CANCEL and counts as exposure until the venue
         answers, and the new one is a new order with its own ``mid_at_placement``. When the new
         order may not go (cap, rules, rate budget) the old one is cancelled alone.
+
+        When the budgets cannot pay for a new order on a side, an old order there that is no
+        more aggressive than the desired one (at or behind its price, no larger, same
+        reduce-only flag) is left resting rather than cancelled: a quote a little wide beats no
+        quote. Anything riskier is cancelled (cancels are never starved).
         """
         cancels: list[Command] = []
         modifies: list[Command] = []
@@ -417,21 +441,29 @@ class OrderManager:
         for side in (1, -1):
             d = wanted.get(side)
             keep: Order | None = None
-            replaced: Order | None = None  # the old order a modify would replace
+            stale: list[Order] = []
             for o in live:
                 if o.side != side or o.status is OrderStatus.PENDING_CANCEL or o.tif is Tif.IOC:
                     continue
                 if keep is None and d is not None and self._keeps(o, d):
                     keep = o
-                    continue
-                if replaced is None and self._modifiable(o):
+                else:
+                    stale.append(o)
+            new = d is not None and keep is None and allow_new
+            if new and stale and not self._affordable(t, d):
+                left = next((o for o in stale if self._safe_to_leave(o, d)), None)
+                if left is not None:
+                    stale.remove(left)
+                    self.counters["requote_deferred"] += 1
+                    new = False
+            replaced: Order | None = None  # the old order a modify replaces
+            for o in stale:
+                if new and replaced is None and self._modifiable(o):
                     replaced = o
                     o.status = OrderStatus.PENDING_CANCEL
-                    continue
-                cancels.extend(self._cancel(o))
-            if keep is not None or d is None or not allow_new:
-                if replaced is not None:
-                    cancels.extend(self._cancel(replaced))
+                else:
+                    cancels.extend(self._cancel(o))
+            if not new:
                 continue
             cmd = self.place(t, d, cap_lots, mid_ticks)
             if replaced is None:
@@ -451,6 +483,20 @@ class OrderManager:
             self._spend(t, 1 + len(cancels) // _BATCH_PER_WEIGHT, force=True)
         return cancels + modifies + places
 
+    def _affordable(self, t: float, d: DesiredOrder) -> bool:
+        """Whether the rate budget, and for an order that is not reduce-only the request pacing,
+        can pay for ``d`` now (nothing is spent)."""
+        self._refill(t)
+        if self._tokens < 1:
+            return False
+        return d.reduce_only or self._pace_tokens_at(t) >= 1
+
+    @staticmethod
+    def _safe_to_leave(o: Order, d: DesiredOrder) -> bool:
+        """Whether ``o`` may rest instead of ``d``: no more aggressive (at or behind ``d``'s
+        price), no larger, and reduce-only alike."""
+        return o.reduce_only == d.reduce_only and o.remaining_lots <= d.size_lots and o.side * (d.px_ticks - o.px_ticks) >= 0
+
     def _modifiable(self, o: Order) -> bool:
         """Whether ``o`` may be replaced by a modify: the venue has it (acknowledged, not being
         cancelled) and knows its client id. An order still in flight is cancelled instead: a
@@ -468,6 +514,7 @@ class OrderManager:
             if o.status in _CANCELABLE:
                 o.status = OrderStatus.PENDING_CANCEL
         self._spend(t, 1, force=True)
+        self.count_request()
         return [CancelAll()]
 
     def _keeps(self, o: Order, d: DesiredOrder) -> bool:
@@ -483,6 +530,7 @@ class OrderManager:
             self.counters["cancel_all_for_foreign"] += 1
             return self.cancel_all(o.sent_t)
         o.status = OrderStatus.PENDING_CANCEL
+        self.count_request()
         return [CancelOrder(client_id=o.client_id)]
 
     def place(self, t: float, d: DesiredOrder, cap_lots: int | None, mid_ticks: float) -> PlaceOrder | None:
@@ -519,11 +567,18 @@ class OrderManager:
         if verdict is not None:
             self._block(t, d, verdict)
             return None
+        # Reduce-only orders (the reducing side, the kill switch's close) are never paced: the
+        # reserve is kept for them.
+        paced = not d.reduce_only and self.requests_left is not None
+        if paced and self._pace_tokens_at(t) < 1:
+            self.counters["request_paced"] += 1
+            return None
         # The kill switch's close (cap_lots=None) spends even into debt, like cancels and
         # queries: a budget drained by reconciliation must never keep a position open.
         if not self._spend(t, 1, force=cap_lots is None):
             self.counters["rate_limited"] += 1
             return None
+        self.count_request()
         send_lots = size
         if d.reduce_only:
             # A reduce-only order under the $10 minimum is valid only as a whole-position close,
@@ -567,13 +622,38 @@ class OrderManager:
                 detail=f"{why}: side={d.side} px={d.px_ticks} size={d.size_lots}",
             )
 
-    def _spend(self, t: float, weight: float, force: bool = False) -> bool:
-        """Token bucket over the per-minute weight budget; ``force`` spends even into debt
-        (cancels and queries must never wait behind quotes)."""
+    def count_request(self) -> None:
+        """One exchange action sent (an order, modify, cancel or schedule-cancel): one request
+        less in the address's headroom, and one token of the pacing. Actions that are never
+        paced (cancels, reduce-only orders, the dead man's switch) may leave the pacing in debt,
+        which the next paced orders wait out: the pacing bounds every request, not only its own."""
+        if self.requests_left is not None:
+            self.requests_left -= 1
+            self._pace_tokens -= 1
+
+    def _pace_tokens_at(self, t: float) -> float:
+        """The pacing bucket at ``t``: it refills at the headroom above the reserve spread over
+        ``request_budget_horizon_s``, so the spending slows as the headroom shrinks and settles
+        at what trading earns (one request per USD), never running the address dry."""
+        cfg = self.config
+        if self.requests_left is not None:
+            above_reserve = max(0.0, self.requests_left - cfg.request_reserve)
+            refill = above_reserve / cfg.request_budget_horizon_s * max(0.0, t - self._pace_t) if self._pace_t is not None else 0.0
+            # never more than the headroom above the reserve: paced orders cannot eat into it
+            self._pace_tokens = min(cfg.request_burst, self._pace_tokens + refill, above_reserve)
+        self._pace_t = t
+        return self._pace_tokens
+
+    def _refill(self, t: float) -> None:
         if self._tokens_t is not None:
             refill = (t - self._tokens_t) * self.config.rate_budget_weight_per_min / 60.0
             self._tokens = min(self.config.rate_burst_weight, self._tokens + max(0.0, refill))
         self._tokens_t = t
+
+    def _spend(self, t: float, weight: float, force: bool = False) -> bool:
+        """Token bucket over the per-minute weight budget; ``force`` spends even into debt
+        (cancels and queries must never wait behind quotes)."""
+        self._refill(t)
         if self._tokens < weight and not force:
             return False
         self._tokens -= weight

@@ -69,12 +69,15 @@ def test_digest_is_stable_and_content_sensitive(tmp_path: Path) -> None:
     assert AgentConfig().digest() == AgentConfig().digest()
 
 
-def test_digest_leaves_out_how_a_replace_is_sent() -> None:
+def test_digest_leaves_out_how_the_quotes_are_sent() -> None:
     """A policy trained while replaces were a cancel and a place runs with modifies, and the
-    other way round: the quotes are the same. Anything that shapes the quotes still counts."""
+    other way round, paced or not: the desired quotes are the same. Anything that shapes them
+    still counts."""
     from agent.orders import OrderManagerConfig
 
     modify = AgentConfig(orders=OrderManagerConfig(replace_with_modify=True))
     cancel_place = AgentConfig(orders=OrderManagerConfig(replace_with_modify=False))
     assert modify.digest() == cancel_place.digest()
+    paced = AgentConfig(orders=OrderManagerConfig(request_budget_horizon_s=60.0, request_reserve=5, request_burst=2))
+    assert paced.digest() == modify.digest()
     assert AgentConfig(orders=OrderManagerConfig(price_tolerance_ticks=3)).digest() != modify.digest()

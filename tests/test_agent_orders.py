@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.orders import OrderManager, OrderManagerConfig, OrderStatus
+from agent.orders import Order, OrderManager, OrderManagerConfig, OrderStatus
 from agent.types import DesiredOrder, DesiredQuotes, OverlayState
 from hlmm.instrument import Instrument
 from hlmm.venue import (
@@ -302,3 +303,97 @@ def test_a_small_reduce_only_order_stays_valid_when_a_fill_in_flight_grows_the_p
     # at or above the minimum the order is shrunk to the position, as before
     m.position_lots = 100
     assert m.place(0.0, DesiredOrder(-1, px, 150, reduce_only=True), CAP, MID).size_lots == 100
+
+
+# ------------------------------------------------------------------ the address's request budget
+def budgeted(requests_left: int, **kw: float) -> OrderManager:
+    """An order manager whose venue said the address has ``requests_left`` requests of headroom."""
+    m = om(**kw)
+    m.query(0.0)
+    m.on_account(AccountSnapshot(0.0, 0, 0.0, 100.0, 0.0, 10_000, requests_left=requests_left))
+    return m
+
+
+def test_each_action_spends_a_request_and_each_usd_traded_earns_one() -> None:
+    m = budgeted(1_000)
+    m.sync(0.0, quotes(DesiredOrder(1, 30870, 50)), CAP, MID)  # a place
+    m.on_ack(OrderAccepted(0.1, 1, 101))
+    m.sync(1.0, quotes(DesiredOrder(1, 30860, 50)), CAP, MID)  # a modify: one action
+    m.sync(2.0, quotes(), CAP, MID)  # a cancel (of the modify's new order)
+    assert m.requests_left == 997
+    m.on_fill(Fill(2.1, 2, 102, 1, 30860, 50, 0.01, trade_id=1, is_maker=True))  # $15.43 traded
+    assert m.requests_left == pytest.approx(997 + 15.43)
+    # the venue's word replaces the count
+    m.query(3.0)
+    m.on_account(AccountSnapshot(3.0, 50, 30860.0, 100.0, 1.0, 10_000, requests_left=900))
+    assert m.requests_left == 900
+
+
+def test_pacing_spreads_the_headroom_above_the_reserve_over_the_horizon() -> None:
+    """1 100 requests left, 100 reserved, over 1 000 s: one request a second once the burst of
+    3 is spent; reduce-only orders are never paced."""
+    m = budgeted(1_100, request_reserve=100, request_budget_horizon_s=1_000.0, request_burst=3.0)
+    sent_t = []
+    for i in range(30):  # the bid wanted 5 ticks higher every 0.1 s for 3 s: 30 requotes wanted
+        t = round(i * 0.1, 1)
+        for c in m.sync(t, quotes(DesiredOrder(1, 30800 + 5 * i, 50)), CAP, MID):
+            assert isinstance(c, PlaceOrder | ModifyOrder)
+            new = c if isinstance(c, PlaceOrder) else c.order
+            if isinstance(c, ModifyOrder):
+                m.on_canceled(OrderCanceled(t, c.client_id, c.client_id))
+            m.on_ack(OrderAccepted(t, new.client_id, new.client_id))
+            sent_t.append(t)
+    # the burst at 0.0-0.2 s (0.2 tokens refilled meanwhile), then one each time a token has
+    # refilled, at 997/1 000 a second: whole just after 1.0 and 2.0 s, so at the next cycle
+    assert sent_t == [0.0, 0.1, 0.2, 1.1, 2.1]
+    # meanwhile the bid, behind the wanted price, was left resting rather than pulled
+    assert m.counters["requote_deferred"] == 25 and m.counters["request_paced"] == 0
+    # a reduce-only order is not paced, even with the pacing bucket empty
+    m.position_lots = -60
+    assert m._pace_tokens_at(3.0) < 1
+    (cmd,) = m.sync(3.0, quotes(DesiredOrder(1, 30700, 50, reduce_only=True)), CAP, MID)
+    assert isinstance(cmd, ModifyOrder) and cmd.order.reduce_only
+
+
+def _open_order(cid: int, side: int, px: int, size: int) -> Order:
+    return Order(client_id=cid, side=side, px_ticks=px, size_lots=size, tif=Tif.ALO, reduce_only=False,
+                 mid_at_placement_ticks=MID, sent_t=0.0, send_seq=0, status=OrderStatus.OPEN, oid=cid, acked=True)
+
+
+def test_an_unaffordable_requote_leaves_a_safe_quote_and_cancels_a_risky_one() -> None:
+    m = budgeted(1_000, request_reserve=1_000)  # nothing above the reserve: no paced order can go
+    m.orders[99] = m._live[99] = _open_order(99, side=1, px=30860, size=50)
+    # wanted higher than the resting bid: the bid is less aggressive than wanted, it stays
+    assert m.sync(1.0, quotes(DesiredOrder(1, 30870, 50)), CAP, MID) == []
+    assert m.counters["requote_deferred"] == 1 and m.orders[99].status is OrderStatus.OPEN
+    # wanted lower than the resting bid: the bid would be too aggressive, it is cancelled
+    assert m.sync(2.0, quotes(DesiredOrder(1, 30850, 50)), CAP, MID) == [CancelOrder(client_id=99)]
+    assert m.counters["request_paced"] == 1
+    # nothing resting and nothing affordable: no place, counted
+    assert m.sync(3.0, quotes(DesiredOrder(-1, 30900, 50)), CAP, MID) == []
+    assert m.counters["request_paced"] == 2
+
+
+def test_paced_orders_never_spend_the_reserve() -> None:
+    """A bid that must move every half second for a day (too aggressive every other time, so
+    it is cancelled whatever the budget), against a headroom of 2 000 with 300 reserved and a
+    one-hour horizon: paced orders stop at the reserve, and a safety cancel takes at most one
+    more; the spending slows as the headroom shrinks."""
+    m = budgeted(2_000, request_reserve=300, request_budget_horizon_s=3_600.0)
+    lowest = m.requests_left
+    sent_by_hour = [0] * 24
+    for i in range(24 * 7_200):
+        t = i * 0.5
+        cmds = m.sync(t, quotes(DesiredOrder(1, 30860 + 5 * (i % 2), 50)), CAP, MID)
+        for c in cmds:
+            if isinstance(c, CancelOrder):
+                m.on_canceled(OrderCanceled(t, c.client_id, 0))
+                continue
+            new = c if isinstance(c, PlaceOrder) else c.order
+            if isinstance(c, ModifyOrder):
+                m.on_canceled(OrderCanceled(t, c.client_id, 0))
+            m.on_ack(OrderAccepted(t, new.client_id, new.client_id))
+            sent_by_hour[int(t // 3600)] += 1
+        lowest = min(lowest, m.requests_left)
+    assert lowest >= 300 - 1
+    assert sent_by_hour[0] > 2 * sent_by_hour[5] > 0
