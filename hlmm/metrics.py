@@ -64,6 +64,8 @@ ADDRESS_REQUEST_BUFFER = 10_000
 # The command records that are exchange actions; each counts one request (a batch of n counts n;
 # a cancel-all counts one here, though the venue counts the orders it cancels).
 ACTION_RECORDS = frozenset({"place", "modify", "cancel", "cancel_all", "schedule_cancel"})
+# How Hyperliquid's refusal for a spent address budget starts (the rest names the counts).
+ADDRESS_LIMITED = "Too many cumulative requests sent"
 """A detector alarm within this many seconds after a true changepoint detects it."""
 
 INVALID_ORDER_ERRORS: tuple[str, ...] = (ERR_INVALID_SIZE, ERR_INVALID_PRICE, ERR_TICK, ERR_MIN_NOTIONAL)
@@ -333,6 +335,7 @@ class SessionMetrics:
     address_requests: int
     traded_usd: float
     address_budget_hours: float | None
+    address_limited_rejects: int  # orders the venue refused because the address's budget was spent
     alarms_by_name: dict[str, int]
     signals: dict[str, dict[str, float]]
     changepoint_detection: dict[str, float | int | None]
@@ -360,8 +363,10 @@ def _norm_reason(reason: str) -> str:
 
     Hyperliquid (and the local venue) suffix per-order errors with `` asset=N``, and its post-only
     reject (the simulator's too) names the best bid and ask at that moment; the bridge's "not sent"
-    rejects name the offending value.
+    rejects name the offending value; a refusal for a spent address budget names the counts.
     """
+    if reason.startswith(ADDRESS_LIMITED):
+        return ADDRESS_LIMITED
     head, sep, tail = reason.rpartition(" asset=")
     if sep and tail.isdigit():
         reason = head
@@ -702,6 +707,7 @@ def metrics_from_series(s: SessionSeries, cap_lots: int | None = None) -> Sessio
         address_requests=requests,
         traded_usd=traded_usd,
         address_budget_hours=ADDRESS_REQUEST_BUFFER / drain_per_h if drain_per_h > 0 else None,
+        address_limited_rejects=rejects_by_reason.get(ADDRESS_LIMITED, 0),
         alarms_by_name=dict(alarms.most_common()),
         signals=_signal_table(s.cycles),
         changepoint_detection=_changepoint_scores(s, CHANGEPOINT_MATCH_WINDOW_S),

@@ -134,6 +134,18 @@ def test_address_requests_and_how_long_the_buffer_lasts():
     assert session_metrics(records).address_budget_hours is None  # no requests: nothing drains
 
 
+def test_refusals_for_a_spent_address_budget_group_into_one_row():
+    log = SessionLog(None, {"source": "live", "instrument": instrument_header(HYPE)})
+    cycle(log, 0.0, 30880, 0, "ACTIVE", True, True)
+    for i, (used, cap) in enumerate(((10_012, 10_011), (10_020, 10_013))):
+        log.event(1.0 + i, OrderRejected(t=1.0 + i, client_id=i, reason=(
+            f"Too many cumulative requests sent ({used} > {cap}) for cumulative volume traded ${cap - 10_000:.2f}. "
+            "Place taker orders to free up 1 request per USDC traded.")))
+    m = session_metrics(log.records)
+    assert m.rejects_by_reason == {"Too many cumulative requests sent": 2}
+    assert m.address_limited_rejects == 2 and m.invalid_order_rejects == 0
+
+
 def test_kill_switch_and_position_left_open():
     recs = hand_session()
     # drop the closing sell: the session ends long 1.00, then a kill switch fires
