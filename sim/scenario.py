@@ -151,10 +151,16 @@ class LatencySpec(_Section):
 
 
 class RateLimitSpec(_Section):
-    """Hyperliquid's per-IP budget: 1200 weight/min; an action weighs 1 + n // 40."""
+    """Hyperliquid's per-IP budget (1200 weight/min; an action weighs 1 + n // 40) and, when
+    ``address_requests`` is set, the per-address request budget (``sim/venue.py``)."""
 
     weight_per_min: float = Field(default=1200.0, gt=0)
     burst_weight: float = Field(default=1200.0, gt=0)
+    address_requests: int | None = Field(
+        default=None, ge=0,
+        description="the address's request headroom at the session's start (cap minus requests used; "
+        "a new address has 10 000); the cap grows by one per USD the agent trades; None: not modelled",
+    )
 
 
 class Disconnect(_Section):
@@ -228,8 +234,15 @@ class Scenario(_Section):
         return self.scenario.name
 
     def digest(self) -> str:
-        """Stable hash of the validated content (not of the file's formatting)."""
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+        """Stable hash of the validated content (not of the file's formatting).
+
+        ``rate_limit.address_requests`` is left out while unset (not modelled), so adding the
+        field left the digest of every scenario without it, and the session logs whose header
+        carries it, unchanged."""
+        content = self.model_dump(mode="json")
+        if self.rate_limit.address_requests is None:
+            del content["rate_limit"]["address_requests"]
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario:

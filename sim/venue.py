@@ -20,13 +20,31 @@ with ``on_event(event) -> Sequence[Command]``) through the Venue interface of
 Each direction is one ordered connection (a websocket or a TCP stream): a message is never
 delivered before one sent earlier on the same channel, so an order's ack precedes its fills.
 
-Rate limit: a token bucket on action weight (``rate_limit.weight_per_min`` refill,
-``rate_limit.burst_weight`` capacity, one weight per action); a refused command is answered
-with a reject carrying :data:`ERR_RATE_LIMIT`. Faults (all seeded): scheduled and random
-disconnects (no feed, commands sent while down are lost, replies produced while down are
-lost; :class:`ConnectionStatus` on each edge, then the fills the agent missed and an
-:class:`AccountSnapshot` on reconnect so the agent can reconcile), random order rejects, extra
-reply delay, feed drops and duplicates. The missed fills come back as they do on Hyperliquid,
+Rate limits. Per IP: a token bucket on action weight (``rate_limit.weight_per_min`` refill,
+``rate_limit.burst_weight`` capacity, one weight per command, account queries included); a
+refused command is answered with :data:`ERR_RATE_LIMIT`.
+
+Per address, only when ``rate_limit.address_requests`` is set (Hyperliquid's
+``userRateLimit``): every action that gets past the bucket and the budget counts one request
+(place, modify, cancel, cancel-all, schedule-cancel; an account query is an info request and
+does not count, and a refused request costs nothing). The cap is ``address_requests`` plus one
+per whole USD of the agent's fills in the session (maker and taker notional); the count starts
+at 0. At or past the cap a place, modify or schedule-cancel is refused, except that one action
+is let through every :data:`ADDRESS_THROTTLE_S` seconds, counted from the action that reached
+the limit or the last one let through past it; a cancel or cancel-all is refused only at
+min(cap + 100 000, 2 * cap), with the same allowance. A refusal carries
+:data:`ERR_ADDRESS_LIMIT` (the count this request would make, the limit it exceeds, the
+session's traded volume), is answered as the bucket's refusal is (a reject; a cancel-reject; a
+modify's two halves both; nothing for a cancel-all or a schedule-cancel, which have no reply
+event) and is counted as ``address_limited``. The account snapshot's ``requests_left`` is cap
+minus count, signed as Hyperliquid's ``nRequestsCap - nRequestsUsed`` is (negative once the
+allowance has taken the count past the cap), and None when the budget is not modelled. The
+budget draws nothing from the generator, and a session without it runs as it did before it.
+
+Faults (all seeded): scheduled and random disconnects (no feed, commands sent while down are
+lost, replies produced while down are lost; :class:`ConnectionStatus` on each edge, then the
+fills the agent missed and an :class:`AccountSnapshot` on reconnect so the agent can
+reconcile), random order rejects, extra reply delay, feed drops and duplicates. The missed fills come back as they do on Hyperliquid,
 where a new ``userFills`` subscription starts with the fill history (``live.bridge`` pushes the
 ones it has not seen): a fill is never lost, only late, so the agent's cash and markouts see it.
 
@@ -49,6 +67,7 @@ scheduled, so each channel stays ordered.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -89,6 +108,12 @@ ERR_CANCEL_GONE = "Order was never placed, already canceled, or filled."
 ERR_MODIFY_GONE = "Cannot modify canceled or filled order"
 ERR_RATE_LIMIT = "429 Too Many Requests: IP rate limit exceeded (weight per minute)."
 ERR_RANDOM_REJECT = "Order rejected by the venue (simulated fault)."
+# Hyperliquid's refusal of an address past its request budget: the count this request would
+# make, the limit it exceeds, the volume traded (here: in the session, USD).
+ERR_ADDRESS_LIMIT = ("Too many cumulative requests sent ({sent} > {cap}) for cumulative volume traded ${volume:.2f}. "
+                     "Place taker orders to free up 1 request per USDC traded.")
+ADDRESS_THROTTLE_S = 10.0  # past the budget, one action per this many seconds
+CANCEL_EXTRA_REQUESTS = 100_000  # cancels go on to min(cap + this, 2 * cap)
 BOOK_LEVELS = 10
 TIMER_INTERVAL_S = 1.0
 # Stream separation for the venue's own generator, so its draws never alias the engine's.
@@ -97,6 +122,8 @@ _SEED_SALT = 0x5F3759DF
 _JITTER_BLOCK = 1024
 # Commands that travel at the order latency (the rest at the cancel latency).
 _ORDER_LATENCY = (PlaceOrder, ModifyOrder)
+# Actions with the per-address budget's higher cap.
+_CANCELS = (CancelOrder, CancelAll)
 # A process: a generator that yields how long it waits (seconds).
 Process = Generator[float, None, None]
 
@@ -127,11 +154,12 @@ class _Call(simpy.Event):
 
 def session_figures(scenario: Scenario, seed: int, engine: MatchingEngine, now_s: float, start_mid_ticks: float,
                     trades: int, counts: dict[str, int], position_lots: int, rate_limited: int,
-                    disconnects: int) -> dict[str, Any]:
+                    disconnects: int, address_limited: int = 0) -> dict[str, Any]:
     """A session's summary figures, the same keys whichever venue ran it (this simulator or the
     local Hyperliquid venue): prices in USD, the move in bps, PnL against the starting collateral.
     ``counts`` holds the venue's ``agent_fills``, ``buy_fills``, ``sell_fills``, ``commands`` and
-    ``rejects``."""
+    ``rejects``; ``rate_limited`` and ``address_limited`` are the commands refused by the IP
+    bucket and by the address's request budget (0 where a venue does not model them)."""
     inst = engine.instrument
     end_mid = engine.mid_ticks()
     return {
@@ -154,6 +182,7 @@ def session_figures(scenario: Scenario, seed: int, engine: MatchingEngine, now_s
         "commands": counts["commands"],
         "rejects": counts["rejects"],
         "rate_limited": rate_limited,
+        "address_limited": address_limited,
         "disconnects": disconnects,
     }
 
@@ -191,6 +220,11 @@ class SimVenue:
         self._tokens = scenario.rate_limit.burst_weight
         self._tokens_t = 0.0
         self._refill_per_s = scenario.rate_limit.weight_per_min / 60.0
+        # The address's request budget (None: not modelled); see the module docstring.
+        self._address_requests = scenario.rate_limit.address_requests
+        self._requests_used = 0
+        self._throttle_last_s = -math.inf  # when an action last reached or passed its limit
+        self._traded_ticks_lots = 0  # sum of px_ticks * size_lots of the agent's fills (exact)
         self._oid_of: dict[int, int] = {}  # client_id -> oid of the agent's live orders
         self._client_of: dict[int, int] = {}  # oid -> client_id
         self._ioc_oids: set[int] = set()
@@ -204,7 +238,8 @@ class SimVenue:
         self._started = False
         self.start_mid_ticks = self.engine.mid_ticks()
         self.counts: dict[str, int] = {"trades": 0, "agent_fills": 0, "buy_fills": 0, "sell_fills": 0,
-                                       "rate_limited": 0, "rejects": 0, "commands": 0, "delivered": 0}
+                                       "rate_limited": 0, "address_limited": 0, "rejects": 0, "commands": 0,
+                                       "delivered": 0}
         self.disconnects: list[tuple[float, float]] = self._disconnect_windows()
 
     # ------------------------------------------------------------------ public
@@ -269,7 +304,7 @@ class SimVenue:
         return session_figures(
             self.scenario, self.seed, self.engine, self.env.now, self.start_mid_ticks, trades=self.counts["trades"],
             counts=self.counts, position_lots=self.engine.position_lots, rate_limited=self.counts["rate_limited"],
-            disconnects=len(self.disconnects),
+            disconnects=len(self.disconnects), address_limited=self.counts["address_limited"],
         )
 
     # ------------------------------------------------------------------ faults
@@ -398,20 +433,53 @@ class SimVenue:
         self._tokens -= weight
         return True
 
+    def _traded_usd(self) -> float:
+        """USD notional of the agent's fills so far in the session."""
+        return self.instrument.notional_usd(self._traded_ticks_lots, 1)
+
+    def _request_cap(self) -> int:
+        """The address's request cap: the starting headroom plus one per whole USD traded."""
+        assert self._address_requests is not None
+        return self._address_requests + math.floor(self._traded_usd())
+
+    def _spend_request(self, cmd: Command, now: float) -> str | None:
+        """Count ``cmd`` against the address's budget, or the refusal text when it is over (and
+        then count nothing). Call only when the budget is modelled and ``cmd`` is an action."""
+        cap = self._request_cap()
+        limit = min(cap + CANCEL_EXTRA_REQUESTS, 2 * cap) if isinstance(cmd, _CANCELS) else cap
+        if self._requests_used >= limit and now - self._throttle_last_s < ADDRESS_THROTTLE_S:
+            return ERR_ADDRESS_LIMIT.format(sent=self._requests_used + 1, cap=limit, volume=self._traded_usd())
+        self._requests_used += 1
+        if self._requests_used >= limit:  # spent: the next action past the limit waits from now
+            self._throttle_last_s = now
+        return None
+
+    def _refuse(self, now: float, cmd: Command, reason: str) -> None:
+        """Answer a command a rate limit refused: a reject for an order, a cancel-reject for a
+        cancel, both for a modify (one action); a cancel-all, a schedule-cancel or a query has
+        no reply event and is dropped."""
+        if isinstance(cmd, PlaceOrder):
+            self._reject(now, cmd.client_id, reason)
+        elif isinstance(cmd, CancelOrder):
+            self._reply(now, CancelRejected(now, cmd.client_id, reason))
+        elif isinstance(cmd, ModifyOrder):  # one action: both halves are refused
+            self._reply(now, CancelRejected(now, cmd.client_id, reason))
+            self._reject(now, cmd.order.client_id, reason)
+
     def _apply(self, cmd: Command) -> None:
         """A command reaches the matching engine at the current simulated time."""
         now = self.env.now
         self._sync(now)
         if not self._take_tokens(1.0):
             self.counts["rate_limited"] += 1
-            if isinstance(cmd, PlaceOrder):
-                self._reject(now, cmd.client_id, ERR_RATE_LIMIT)
-            elif isinstance(cmd, CancelOrder):
-                self._reply(now, CancelRejected(now, cmd.client_id, ERR_RATE_LIMIT))
-            elif isinstance(cmd, ModifyOrder):  # one action: both halves are refused
-                self._reply(now, CancelRejected(now, cmd.client_id, ERR_RATE_LIMIT))
-                self._reject(now, cmd.order.client_id, ERR_RATE_LIMIT)
+            self._refuse(now, cmd, ERR_RATE_LIMIT)
             return
+        if self._address_requests is not None and not isinstance(cmd, QueryAccount):
+            refusal = self._spend_request(cmd, now)
+            if refusal is not None:
+                self.counts["address_limited"] += 1
+                self._refuse(now, cmd, refusal)
+                return
         eng = self.engine
         if isinstance(cmd, PlaceOrder):
             self._place(now, cmd)
@@ -486,9 +554,10 @@ class SimVenue:
 
     def _snapshot(self) -> AccountSnapshot:
         eng = self.engine
+        left = None if self._address_requests is None else self._request_cap() - self._requests_used
         return AccountSnapshot(self.env.now, int(eng.position_lots), float(eng.entry_px_ticks), eng.account_value_usd(),
                                float(eng.margin_used_usd), int(eng.max_position_lots_margin()),
-                               tuple(eng.open_orders()))
+                               tuple(eng.open_orders()), requests_left=left)
 
     def _sync(self, t_s: float) -> None:
         """Advance the engine to ``t_s`` and route what happened (lazy sync)."""
@@ -526,6 +595,7 @@ class SimVenue:
 
     def _fill(self, now: float, fill: Fill) -> None:
         self.counts["agent_fills"] += 1
+        self._traded_ticks_lots += int(fill.px_ticks) * int(fill.size_lots)  # raises the address's request cap
         self.counts["buy_fills" if fill.side > 0 else "sell_fills"] += 1
         if self.log is not None:  # ground truth: the fill as it happened, before delivery latency
             self.log.write(now, "venue_fill", t=fill.t, client_id=fill.client_id, oid=fill.oid, side=fill.side,

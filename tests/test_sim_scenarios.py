@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +69,12 @@ def test_good_file_loads(tmp_path: Path) -> None:
         ("[scenario\nname = 1", ["not valid TOML"]),
         (GOOD + "\n[agent]\nnonsense = 1\n", ["[agent]: nonsense = 1", "Extra inputs"]),
         (GOOD + "\n[agent.risk]\ncap_pressure_fraction = 7\n", ["[agent]: risk.cap_pressure_fraction = 7"]),
+        (GOOD + "\n[rate_limit]\naddress_requests = -1\n",
+         ["rate_limit.address_requests = -1", "greater than or equal to 0"]),
+        (GOOD + "\n[rate_limit]\naddress_requests = 2.5\n", ["rate_limit.address_requests = 2.5", "valid integer"]),
     ],
     ids=["unknown-field", "bad-value", "bad-type", "unknown-section", "unordered-regimes", "bad-regime-name", "syntax",
-         "unknown-agent-field", "bad-agent-value"],
+         "unknown-agent-field", "bad-agent-value", "negative-address-requests", "fractional-address-requests"],
 )
 def test_bad_files_name_file_and_field(tmp_path: Path, text: str, needles: list[str]) -> None:
     with pytest.raises(ScenarioError) as exc:
@@ -78,6 +83,19 @@ def test_bad_files_name_file_and_field(tmp_path: Path, text: str, needles: list[
     assert str(tmp_path / "bad.toml") in msg
     for needle in needles:
         assert needle in msg
+
+
+def test_address_requests_is_unset_by_default_and_leaves_the_digest_alone(tmp_path: Path) -> None:
+    """The per-address budget is modelled only when a scenario asks for it; a scenario without it
+    hashes as it did before the field existed, so old session logs' headers still match."""
+    plain = load_scenario(write(tmp_path, GOOD))
+    assert plain.rate_limit.address_requests is None
+    before = plain.model_dump(mode="json", exclude={"rate_limit": {"address_requests"}})  # the content then
+    assert plain.digest() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    budget = load_scenario(write(tmp_path, GOOD + "\n[rate_limit]\naddress_requests = 10000\n"))
+    assert budget.rate_limit.address_requests == 10000
+    assert budget.digest() != plain.digest()
+    assert load_scenario(write(tmp_path, GOOD + "\n[rate_limit]\naddress_requests = 0\n")).digest() != plain.digest()
 
 
 def test_sim_run_refuses_a_bad_agent_table_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

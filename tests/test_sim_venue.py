@@ -27,6 +27,7 @@ from hlmm.venue import (
     QueryAccount,
     ScheduleCancel,
     Tif,
+    Timer,
 )
 from sim.baseline import BaselineAgent
 from sim.scenario import Scenario, parse_scenario
@@ -305,3 +306,156 @@ def test_the_next_fundings_rate_reaches_a_flat_agent() -> None:
     assert rates == [(0.0, 0.0001), (30.0, 0.002), (60.0, 0.0001), (75.0, 0.0001), (90.0, 0.0001)]
     first = agent.events.index(agent.of(FundingRate)[0])
     assert [type(e) for e in agent.events[:first]] == [AccountSnapshot]  # reconciled before any market data
+
+
+# ---------------------------------------------------------------------- the address's request budget
+def budget(requests: int | None, duration_s: float = 5.0, **sections: Any) -> Scenario:
+    """A quiet market (no market orders, so only the agent's own takers fill) with the address's
+    request headroom at ``requests`` (None: not modelled)."""
+    return scenario(duration_s, market={"noise_rate_per_s": 0.0}, rate_limit={"address_requests": requests},
+                    **sections)
+
+
+def deep_bid(agent: Scripted, client_id: int) -> PlaceOrder:
+    """A post-only bid far below the book, which nothing fills."""
+    px = agent.book.bids[-1][0] - 50
+    return PlaceOrder(client_id, BUY, px, INST.min_lots_at(px), Tif.ALO)
+
+
+def address_text(sent: int, cap: int, volume_usd: float = 0.0) -> str:
+    return (f"Too many cumulative requests sent ({sent} > {cap}) for cumulative volume traded ${volume_usd:.2f}. "
+            "Place taker orders to free up 1 request per USDC traded.")
+
+
+def test_places_past_the_address_budget_are_refused_with_hyperliquids_text() -> None:
+    def react(agent: Scripted, ev: Event) -> list[Command]:
+        if isinstance(ev, BookUpdate) and "sent" not in agent.state:
+            agent.state["sent"] = True
+            return [deep_bid(agent, i) for i in range(1, 6)]
+        return []
+
+    agent = Scripted(react)
+    v = run(budget(3), agent)
+    assert [a.client_id for a in agent.of(OrderAccepted)] == [1, 2, 3]
+    assert [(r.client_id, r.reason) for r in agent.of(OrderRejected)] == [(4, address_text(4, 3)), (5, address_text(4, 3))]
+    assert address_text(97460, 97456, 87457.46) == (  # the format of the reference's refusal
+        "Too many cumulative requests sent (97460 > 97456) for cumulative volume traded $87457.46. "
+        "Place taker orders to free up 1 request per USDC traded.")
+    s = v.summary()
+    assert (s["address_limited"], s["rate_limited"], s["rejects"]) == (2, 0, 2)
+
+
+def test_the_notional_an_address_trades_raises_its_request_cap() -> None:
+    """A taker buy of about $12 buys 12 more requests: the orders after it get through up to the
+    new cap, and the refusal's text carries the volume."""
+    def react(agent: Scripted, ev: Event, taker: bool) -> list[Command]:
+        if isinstance(ev, Timer) and ev.t == 2.0:  # the taker's fills have all arrived
+            return [deep_bid(agent, i) for i in range(10, 40)]
+        return bid_once(agent, ev, Tif.IOC, cross=True) if taker else []
+
+    traded = Scripted(lambda a, e: react(a, e, taker=True))
+    run(budget(2), traded)
+    fills = traded.of(Fill)
+    assert fills and all(not f.is_maker for f in fills)
+    volume = sum(INST.notional_usd(f.px_ticks, f.size_lots) for f in fills)
+    assert 10.0 < volume < 20.0
+    cap = 2 + int(volume)
+    placed = [a.client_id for a in traded.of(OrderAccepted) if a.client_id >= 10]
+    assert placed == list(range(10, 10 + cap - 1))  # the taker order used one request
+    refused = traded.of(OrderRejected)
+    assert refused and refused[0].reason == address_text(cap + 1, cap, volume)
+
+    untraded = Scripted(lambda a, e: react(a, e, taker=False))
+    run(budget(2), untraded)
+    assert [a.client_id for a in untraded.of(OrderAccepted)] == [10, 11]
+
+
+def test_cancels_go_on_past_the_cap_up_to_their_own() -> None:
+    """Headroom 2: the cancel cap is min(2 + 100 000, 2 * 2) = 4, so two cancels pass after two
+    places have spent the budget, and a third is refused like the place between them."""
+    def react(agent: Scripted, ev: Event) -> list[Command]:
+        if isinstance(ev, BookUpdate) and "sent" not in agent.state:
+            agent.state["sent"] = True
+            return [deep_bid(agent, 1), deep_bid(agent, 2)]
+        if isinstance(ev, OrderAccepted) and ev.client_id == 2:
+            return [CancelOrder(1), CancelOrder(2), deep_bid(agent, 3), CancelOrder(9)]
+        return []
+
+    agent = Scripted(react)
+    v = run(budget(2), agent)
+    assert [(c.client_id, c.reason) for c in agent.of(OrderCanceled)] == [(1, "canceled"), (2, "canceled")]
+    assert [(r.client_id, r.reason) for r in agent.of(OrderRejected)] == [(3, address_text(5, 2))]
+    assert [(r.client_id, r.reason) for r in agent.of(CancelRejected)] == [(9, address_text(5, 4))]
+    assert v.engine.open_orders() == [] and v.summary()["address_limited"] == 2
+
+
+def test_past_the_cap_one_action_passes_every_10_seconds() -> None:
+    """A place every 3 s on a headroom of 1: the first spends it (at 3.06 s), then only the places
+    10 s or more after the last one that got through: 15.06 s and 27.06 s."""
+    def react(agent: Scripted, ev: Event) -> list[Command]:
+        if isinstance(ev, Timer) and ev.t % 3 == 0:
+            return [deep_bid(agent, int(ev.t))]
+        return []
+
+    agent = Scripted(react)
+    v = run(budget(1, duration_s=34.0), agent)
+    assert [(a.client_id, round(a.t, 6)) for a in agent.of(OrderAccepted)] == [(3, 3.06), (15, 15.06), (27, 27.06)]
+    refused = agent.of(OrderRejected)
+    assert [r.client_id for r in refused] == [6, 9, 12, 18, 21, 24, 30, 33]
+    assert [r.reason for r in refused] == [address_text(2, 1)] * 3 + [address_text(3, 1)] * 3 + [address_text(4, 1)] * 2
+    assert v.summary()["address_limited"] == 8
+
+
+def test_the_snapshot_counts_the_requests_left_down() -> None:
+    """A query (not counted) and then a place each second on a headroom of 3: the snapshots say 3 at
+    the start, then 3, 2, 1, 0, 0; past the cap the allowance lets one place through, and -1 after
+    it."""
+    def react(agent: Scripted, ev: Event) -> list[Command]:
+        if isinstance(ev, Timer) and ev.t <= 5.0:
+            return [QueryAccount(), deep_bid(agent, int(ev.t))]  # the query arrives first (cancel latency)
+        if isinstance(ev, Timer) and ev.t in (14.0, 15.0):
+            return [deep_bid(agent, int(ev.t)), QueryAccount()]
+        return []
+
+    agent = Scripted(react)
+    run(budget(3, duration_s=16.0), agent)
+    assert [s.requests_left for s in agent.of(AccountSnapshot)] == [3, 3, 2, 1, 0, 0, -1, -1]
+    # the places at 1, 2, 3 s spend the budget; 4 and 5 s are refused; 14 s (over 10 s after the
+    # third) passes; 15 s does not
+    assert [a.client_id for a in agent.of(OrderAccepted)] == [1, 2, 3, 14]
+    assert [r.client_id for r in agent.of(OrderRejected)] == [4, 5, 15]
+
+    unmodelled = Scripted(react)
+    run(budget(None, duration_s=16.0), unmodelled)
+    assert [s.requests_left for s in unmodelled.of(AccountSnapshot)] == [None] * 8
+    assert not unmodelled.of(OrderRejected)
+
+
+def test_a_modify_refused_by_the_address_budget_refuses_both_halves() -> None:
+    agent = Scripted(modify_on_ack(lambda a: a.book.bids[0][0] - 5))
+    v = run(budget(1, duration_s=3.0), agent)
+    assert [(r.client_id, r.reason) for r in agent.of(CancelRejected)] == [(1, address_text(2, 1))]
+    assert [(r.client_id, r.reason) for r in agent.of(OrderRejected)] == [(2, address_text(2, 1))]
+    assert not agent.of(OrderCanceled)
+    assert [o.client_id for o in v.engine.open_orders()] == [1]  # the order placed stays, unmodified
+    assert v.summary()["address_limited"] == 1
+
+
+def test_a_schedule_cancel_past_the_budget_is_dropped_and_the_armed_switch_stands() -> None:
+    """A schedule-cancel counts against the budget like an order (not at the cancel cap) and has
+    no reply event: refused, it is dropped as the IP limit drops it, and the switch armed
+    before still fires at its time."""
+    def react(agent: Scripted, ev: Event) -> list[Command]:
+        if isinstance(ev, BookUpdate) and "armed" not in agent.state:
+            agent.state["armed"] = ev.t + 2.0
+            return [deep_bid(agent, 1), ScheduleCancel(ev.t + 2.0)]
+        if isinstance(ev, OrderAccepted):
+            return [ScheduleCancel(ev.t + 5.0)]  # would push the cancel out: refused
+        return []
+
+    agent = Scripted(react)
+    v = run(budget(2, duration_s=8.0), agent)
+    (canceled,) = agent.of(OrderCanceled)
+    assert canceled.reason == "scheduledCancel" and abs(canceled.t - agent.state["armed"]) < 1e-9
+    assert not agent.of(OrderRejected) and not agent.of(CancelRejected)
+    assert v.summary()["address_limited"] == 1
