@@ -427,10 +427,10 @@ class OrderManager:
         answers, and the new one is a new order with its own ``mid_at_placement``. When the new
         order may not go (cap, rules, rate budget) the old one is cancelled alone.
 
-        When the budgets cannot pay for a new order on a side, an old order there that is no
-        more aggressive than the desired one (at or behind its price, no larger, same
-        reduce-only flag) is left resting rather than cancelled: a quote a little wide beats no
-        quote. Anything riskier is cancelled (cancels are never starved).
+        When the budgets cannot pay for a new order on a side, an old order there that is at
+        most twice as tight as the desired one (at least half its distance from the mid; no
+        larger; same reduce-only flag) is left resting rather than cancelled: a quote a little
+        off beats no quote. Anything riskier is cancelled (cancels are never starved).
         """
         cancels: list[Command] = []
         modifies: list[Command] = []
@@ -451,7 +451,7 @@ class OrderManager:
                     stale.append(o)
             new = d is not None and keep is None and allow_new
             if new and stale and not self._affordable(t, d):
-                left = next((o for o in stale if self._safe_to_leave(o, d)), None)
+                left = next((o for o in stale if self._safe_to_leave(o, d, mid_ticks)), None)
                 if left is not None:
                     stale.remove(left)
                     self.counters["requote_deferred"] += 1
@@ -492,10 +492,14 @@ class OrderManager:
         return d.reduce_only or self._pace_tokens_at(t) >= 1
 
     @staticmethod
-    def _safe_to_leave(o: Order, d: DesiredOrder) -> bool:
-        """Whether ``o`` may rest instead of ``d``: no more aggressive (at or behind ``d``'s
-        price), no larger, and reduce-only alike."""
-        return o.reduce_only == d.reduce_only and o.remaining_lots <= d.size_lots and o.side * (d.px_ticks - o.px_ticks) >= 0
+    def _safe_to_leave(o: Order, d: DesiredOrder, mid_ticks: float) -> bool:
+        """Whether ``o`` may rest instead of ``d``: no larger, reduce-only alike, and at least half
+        as far from the mid as ``d`` (so at most twice as tight as wanted; it may be wider)."""
+        return (
+            o.reduce_only == d.reduce_only
+            and o.remaining_lots <= d.size_lots
+            and o.side * (mid_ticks - o.px_ticks) >= 0.5 * o.side * (mid_ticks - d.px_ticks)
+        )
 
     def _modifiable(self, o: Order) -> bool:
         """Whether ``o`` may be replaced by a modify: the venue has it (acknowledged, not being

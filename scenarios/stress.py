@@ -57,6 +57,8 @@ RUN_FIELDS: tuple[str, ...] = (
     "ended_flat",
     "final_position_lots",
     "invalid_order_rejects",
+    "address_limited_rejects",
+    "address_requests",
     "emergency_pulls_by_reason",
     "duration_s",
     "price_move_bps",
@@ -114,6 +116,9 @@ def check_criteria(run: dict[str, Any], criteria: Criteria) -> dict[str, str]:
         failed["max_invalid_order_rejects"] = (
             f"invalid_order_rejects={run['invalid_order_rejects']} > {c.max_invalid_order_rejects}"
         )
+    limited = run["address_limited_rejects"]
+    if c.max_address_limited_rejects is not None and limited > c.max_address_limited_rejects:
+        failed["max_address_limited_rejects"] = f"address_limited_rejects={limited} > {c.max_address_limited_rejects}"
     if c.min_pnl_usd is not None and run["pnl_usd"] < c.min_pnl_usd:
         failed["min_pnl_usd"] = f"pnl_usd={run['pnl_usd']:.2f} < {c.min_pnl_usd}"
     if c.max_drawdown_usd is not None and run["max_drawdown_usd"] > c.max_drawdown_usd:

@@ -195,6 +195,9 @@ class Criteria(_Section):
     require_flat_after_kill: bool = True
     require_flat_at_end: bool = Field(default=True, description="flat when the session ends: the operator's stop closes")
     max_invalid_order_rejects: int | None = Field(default=0, ge=0)
+    max_address_limited_rejects: int | None = Field(
+        default=0, ge=0, description="orders the venue refused because the address's request budget was spent"
+    )
     min_pnl_usd: float | None = None
     max_drawdown_usd: float | None = Field(default=None, ge=0)
 

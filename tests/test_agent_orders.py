@@ -89,7 +89,8 @@ def test_a_replace_that_may_not_go_cancels_the_old_order_alone() -> None:
     m = om(rate_budget_weight_per_min=60.0, rate_burst_weight=1.0)
     m.sync(0.0, quotes(DesiredOrder(1, 30870, 50)), CAP, MID)  # spends the only token
     m.on_ack(OrderAccepted(0.1, 1, 101))
-    assert m.sync(0.2, quotes(DesiredOrder(1, 30860, 50)), CAP, MID) == [CancelOrder(client_id=1)]
+    # wanted 80 ticks below the mid: the resting bid, 10 below, is too tight to leave
+    assert m.sync(0.2, quotes(DesiredOrder(1, 30800, 50)), CAP, MID) == [CancelOrder(client_id=1)]
     assert m.counters["rate_limited"] == 1
     # no quote wanted on the side: a plain cancel too
     m2 = om()
@@ -205,11 +206,12 @@ def test_reconcile_adopts_unknown_orders_and_fixes_position() -> None:
 def test_rate_budget_blocks_new_orders_but_never_cancels() -> None:
     m = om(rate_budget_weight_per_min=60.0, rate_burst_weight=2.0)
     placed = cancelled = 0
-    for i in range(10):
-        cmds = m.sync(0.0, quotes(DesiredOrder(1, 30870 - 5 * i, 50)), 10_000, MID)
+    for i in range(5):
+        # each bid wanted three times as far from the mid: the resting one is too tight to leave
+        cmds = m.sync(0.0, quotes(DesiredOrder(1, MID - 10 * 3**i, 50)), 10_000, MID)
         placed += sum(isinstance(c, PlaceOrder) for c in cmds)
         cancelled += sum(isinstance(c, CancelOrder) for c in cmds)
-    assert placed == 2 and m.counters["rate_limited"] == 8
+    assert placed == 2 and m.counters["rate_limited"] == 3
     assert cancelled == 2  # both placed orders were cancelled when the price moved, budget or not
     # refilled after a while (1 weight per second here)
     cmds = m.sync(5.0, quotes(DesiredOrder(1, 30000, 50)), 10_000, MID)
@@ -336,7 +338,7 @@ def test_pacing_spreads_the_headroom_above_the_reserve_over_the_horizon() -> Non
     sent_t = []
     for i in range(30):  # the bid wanted 5 ticks higher every 0.1 s for 3 s: 30 requotes wanted
         t = round(i * 0.1, 1)
-        for c in m.sync(t, quotes(DesiredOrder(1, 30800 + 5 * i, 50)), CAP, MID):
+        for c in m.sync(t, quotes(DesiredOrder(1, 30800 + 5 * i, 50)), CAP, 30820 + 5 * i):
             assert isinstance(c, PlaceOrder | ModifyOrder)
             new = c if isinstance(c, PlaceOrder) else c.order
             if isinstance(c, ModifyOrder):
@@ -363,11 +365,13 @@ def _open_order(cid: int, side: int, px: int, size: int) -> Order:
 def test_an_unaffordable_requote_leaves_a_safe_quote_and_cancels_a_risky_one() -> None:
     m = budgeted(1_000, request_reserve=1_000)  # nothing above the reserve: no paced order can go
     m.orders[99] = m._live[99] = _open_order(99, side=1, px=30860, size=50)
-    # wanted higher than the resting bid: the bid is less aggressive than wanted, it stays
+    # the bid rests 20 ticks below the mid. Wanted 10 below: the bid is wider, it stays
     assert m.sync(1.0, quotes(DesiredOrder(1, 30870, 50)), CAP, MID) == []
-    assert m.counters["requote_deferred"] == 1 and m.orders[99].status is OrderStatus.OPEN
-    # wanted lower than the resting bid: the bid would be too aggressive, it is cancelled
-    assert m.sync(2.0, quotes(DesiredOrder(1, 30850, 50)), CAP, MID) == [CancelOrder(client_id=99)]
+    # wanted 30 below: the bid is tighter, but not twice as tight, it stays too
+    assert m.sync(1.5, quotes(DesiredOrder(1, 30850, 50)), CAP, MID) == []
+    assert m.counters["requote_deferred"] == 2 and m.orders[99].status is OrderStatus.OPEN
+    # wanted 60 below: the bid is three times as tight, it is cancelled
+    assert m.sync(2.0, quotes(DesiredOrder(1, 30820, 50)), CAP, MID) == [CancelOrder(client_id=99)]
     assert m.counters["request_paced"] == 1
     # nothing resting and nothing affordable: no place, counted
     assert m.sync(3.0, quotes(DesiredOrder(-1, 30900, 50)), CAP, MID) == []

@@ -22,7 +22,7 @@ def good_run(**over) -> dict:
         "buy_fills": 10, "sell_fills": 8, "fill_imbalance": 10 / 8, "skew_active_fraction": 0.3,
         "skew_active_fraction_cascade": 0.7, "pnl_usd": 0.5, "realized_edge_bps_5s": 0.4,
         "max_drawdown_usd": 0.3, "kill_switch_fired": False, "ended_flat": True, "final_position_lots": 0, "invalid_order_rejects": 0,
-        "emergency_pulls_by_reason": {},
+        "address_limited_rejects": 0, "emergency_pulls_by_reason": {},
     }
     run.update(over)
     return run
@@ -57,6 +57,14 @@ def test_the_incident_fails_by_name():
     assert failed["require_flat_at_end"] == "the session ended holding 1281 lots"
     assert failed["max_position_ratio"] == "max_position_ratio=3.950 > 1.0"
     assert "24 buys / 5 sells" in failed["max_fill_imbalance"]
+
+
+
+def test_orders_refused_for_a_spent_address_budget_fail_by_name():
+    """An address throttled to one action per 10 s cannot requote or reduce in time."""
+    failed = stress.check_criteria(good_run(address_limited_rejects=3), STRICT)
+    assert failed == {"max_address_limited_rejects": "address_limited_rejects=3 > 0"}
+    assert stress.check_criteria(good_run(address_limited_rejects=3), Criteria(max_address_limited_rejects=None)) == {}
 
 
 def test_a_fill_ratio_of_a_handful_of_fills_is_chance_and_too_few_fills_fail_by_name():
