@@ -9,6 +9,10 @@ negative prices, off-grid prices, sizes beyond any real book, crossed books, unk
 words) raises :class:`WireError` whose text names the field and the value; callers count and
 log it and never turn it into an order.
 
+Whole-action refusals (``{"status": "err", "response": TEXT}``) are passed on as every entry's
+error; :func:`budget_refusal` tells the one for a spent request budget (the venue did nothing,
+definitely) from the others.
+
 Units: ``t`` is seconds (the venue's millisecond timestamps divided by 1000), prices integer
 ticks, sizes integer lots, ``side`` +1 buy / -1 sell.
 """
@@ -30,6 +34,9 @@ MAX_TICKS = 10**13
 MAX_TIME_MS = 10**14  # year ~5100; timestamps beyond are corrupt
 MAX_FUNDING_RATE = Decimal("0.05")
 MAX_BOOK_LEVELS = 1000
+# Hyperliquid's refusal of an action beyond the address's request budget starts with this (then
+# "(used > cap) for cumulative volume traded $V. Place taker orders to free up ...").
+BUDGET_REFUSAL = "Too many cumulative requests sent"
 
 # Order statuses Hyperliquid reports on orderStatus / orderUpdates.
 OPEN_STATUSES = frozenset({"open", "triggered"})
@@ -517,6 +524,16 @@ def parse_cancel_reply(resp: Any, n: int) -> list[str | None]:
         else:
             raise WireError(f"cancel.statuses[{i}]={_short(s)}: expected 'success' or an error")
     return out
+
+
+def budget_refusal(resp: Any) -> str | None:
+    """The venue's text when ``resp`` refuses a whole action because the address's request budget
+    is spent (nothing in the action was done), else ``None``. Call it on a reply already parsed."""
+    if isinstance(resp, dict) and resp.get("status") == "err":
+        msg = resp.get("response")
+        if isinstance(msg, str) and msg.startswith(BUDGET_REFUSAL):
+            return msg
+    return None
 
 
 def parse_default_reply(resp: Any, kind: str) -> str | None:
