@@ -40,6 +40,10 @@ What the SDK does not do and this class adds (hyperliquid-api.md section 5):
   heartbeat), and a follow-up's own re-sent cancel keeps its follow-up window. Other
   whole-action refusals keep the handling above (a cancel and the old half of a modify are
   followed up);
+- each account query also asks ``userRateLimit``: the snapshot's ``requests_left`` is
+  ``nRequestsCap - nRequestsUsed`` (negative when over). When that one request fails or is
+  malformed it is alarmed (``counters["rate_limit_query_failed"]``, no resync: another query
+  would ask again) and the snapshot goes out with ``None``, its position and orders intact;
 - continuous reconciliation: :data:`SETTLE_AFTER_S` after the last sign of trouble (an ambiguous
   reply, a failed query, a reconnect, bad data, an order that surfaced late) the agent gets a
   ``ConnectionStatus(connected=True, reason="resync: ...")``, on which it reconciles with its own
@@ -232,8 +236,10 @@ class LiveVenue:
     def _trouble(self) -> None:
         self._trouble_t = self.clock()
 
-    def _alarm(self, name: str, detail: str) -> None:
-        self._trouble()
+    def _alarm(self, name: str, detail: str, trouble: bool = True) -> None:
+        """Count and log a problem; ``trouble`` also asks the agent to reconcile once things are quiet."""
+        if trouble:
+            self._trouble()
         self._count(name)
         if self.log is not None:
             self.log.write(self.clock(), "alarm", name=name, detail=detail[:300])
@@ -782,6 +788,7 @@ class LiveVenue:
             except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
                 self._alarm("query_failed", f"{type(exc).__name__}: {str(exc)[:200]}")
                 return  # retried on the next poll; a failed query is never read as flat
+            requests_left = self._requests_left()
             for f in self._with_cloids(raw_fills, fills):
                 self._fill_event(f)
             self.position_lots = state.position_lots
@@ -797,7 +804,16 @@ class LiveVenue:
                 self._oid_to_cid[o.oid] = cid
             self._pending_queries -= 1
             self._push(AccountSnapshot(t, state.position_lots, state.entry_px_ticks, state.account_value_usd,
-                                       state.margin_used_usd, max_lots, opens))
+                                       state.margin_used_usd, max_lots, opens, requests_left))
+
+    def _requests_left(self) -> int | None:
+        """The address's request headroom (``userRateLimit``), ``None`` when the venue does not say
+        (alarmed without trouble: the snapshot is right without it, and a resync would ask again)."""
+        try:
+            return wire.parse_user_rate_limit(self._info_call(lambda i: i.user_rate_limit(self.address))).requests_left
+        except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
+            self._alarm("rate_limit_query_failed", f"{type(exc).__name__}: {str(exc)[:200]}", trouble=False)
+            return None
 
     def _mark_ticks(self, state: wire.WireAccount) -> float:
         try:

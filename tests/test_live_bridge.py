@@ -359,7 +359,78 @@ def test_a_spent_budget_refuses_places_modifies_and_cancels_definitely(bridged):
     assert [c for c, _px, _sz in resting(srv, lv)] == sorted(wire.cloid_hex(c) for c in (7, 9, 20, 21))
 
 
-def test_budget_refusals_are_read_from_hyperliquids_shape():
+def query(srv, lv, until_s):
+    lv.send([QueryAccount()])
+    snaps = [e for e in lv.poll() + step(srv, lv, until_s) if isinstance(e, AccountSnapshot)]
+    assert len(snaps) == 1
+    return snaps[0]
+
+
+def test_account_snapshots_carry_the_requests_left_counting_down(bridged):
+    srv, lv = bridged
+    assert query(srv, lv, 0.3).requests_left == 10_000
+    rest(srv, lv, (7, 1, 30_870))
+    assert query(srv, lv, 0.7).requests_left == 9_999
+    lv.send([ModifyOrder(7, PlaceOrder(10, 1, 30_869, 100)), PlaceOrder(11, 1, 30_860, 100), PlaceOrder(12, 1, 30_850, 100)])
+    snap = query(srv, lv, 0.8)
+    assert snap.requests_left == 9_996 and sorted(o.client_id for o in snap.open_orders) == [10, 11, 12]
+    srv.exchange.initial_requests = 4  # over the cap: the count goes negative
+    lv.send([PlaceOrder(13, 1, 30_840, 100)])
+    assert query(srv, lv, 0.9).requests_left == -1
+    assert "rate_limit_query_failed" not in lv.counters
+
+
+def test_a_bad_user_rate_limit_reply_gives_a_snapshot_without_requests_left_and_an_alarm(bridged):
+    """The snapshot's position and orders never depend on it: a malformed or failed userRateLimit
+    is alarmed (naming the field and the value), the snapshot goes out with None, no resync."""
+    srv, lv = bridged
+    log = lv.log = SessionLog(None, {})
+    rest(srv, lv, (7, 1, 30_870))
+    good = srv.exchange.user_rate_limit
+    srv.exchange.user_rate_limit = lambda user: {"cumVlm": "0.0", "nRequestsUsed": "1", "nRequestsCap": 10_000}
+    snap = query(srv, lv, 0.7)
+    assert snap.requests_left is None and [o.client_id for o in snap.open_orders] == [7] and snap.position_lots == 0
+
+    def fail(user):
+        raise ValueError("Failed to deserialize the JSON body into the target type")
+
+    srv.exchange.user_rate_limit = fail  # the venue answers 422: the SDK raises ClientError
+    snap = query(srv, lv, 0.8)
+    assert snap.requests_left is None and [o.client_id for o in snap.open_orders] == [7]
+    assert lv.counters["rate_limit_query_failed"] == 2 and "query_failed" not in lv.counters
+    details = [r["detail"] for r in log.records if r["type"] == "alarm"]
+    assert details[0] == "WireError: userRateLimit.nRequestsUsed='1': expected an int in [0, 1000000000000000)"
+    assert details[1].startswith("ClientError: (422, None, 'Failed to deserialize")
+    events = step(srv, lv, 5.0)
+    assert not any(isinstance(e, ConnectionStatus) for e in events), "no resync: a query would only ask again"
+    srv.exchange.user_rate_limit = good
+    assert query(srv, lv, 5.1).requests_left == 9_999
+
+
+@pytest.mark.parametrize(("reply", "error"), [
+    ([], "userRateLimit=[]: expected an object"),
+    ({"nRequestsUsed": 1, "nRequestsCap": 2}, "userRateLimit.cumVlm: missing"),
+    ({"cumVlm": 12.5, "nRequestsUsed": 1, "nRequestsCap": 2}, "userRateLimit.cumVlm=12.5: expected a decimal string"),
+    ({"cumVlm": "NaN", "nRequestsUsed": 1, "nRequestsCap": 2}, "userRateLimit.cumVlm='NaN': not a finite number"),
+    ({"cumVlm": "-1", "nRequestsUsed": 1, "nRequestsCap": 2}, "userRateLimit.cumVlm='-1': volume must be non-negative"),
+    ({"cumVlm": "1", "nRequestsUsed": -1, "nRequestsCap": 2},
+     "userRateLimit.nRequestsUsed=-1: expected an int in [0, 1000000000000000)"),
+    ({"cumVlm": "1", "nRequestsUsed": 1, "nRequestsCap": 2.0},
+     "userRateLimit.nRequestsCap=2.0: expected an int in [0, 1000000000000000)"),
+    ({"cumVlm": "1", "nRequestsUsed": 1, "nRequestsCap": True},
+     "userRateLimit.nRequestsCap=True: expected an int in [0, 1000000000000000)"),
+    ({"cumVlm": "1", "nRequestsUsed": 1}, "userRateLimit.nRequestsCap: missing"),
+])
+def test_malformed_user_rate_limit_replies_name_the_field_and_the_value(reply, error):
+    with pytest.raises(wire.WireError) as err:
+        wire.parse_user_rate_limit(reply)
+    assert str(err.value) == error
+
+
+def test_user_rate_limit_and_budget_refusals_are_read_from_hyperliquids_shapes():
+    rl = wire.parse_user_rate_limit({"cumVlm": "2854574.593578", "nRequestsUsed": 2890, "nRequestsCap": 2864574})
+    assert (rl.cum_volume_usd, rl.used, rl.cap, rl.requests_left) == (2854574.593578, 2890, 2864574, 2861684)
+    assert wire.parse_user_rate_limit({"cumVlm": "0.0", "nRequestsUsed": 10_003, "nRequestsCap": 10_000}).requests_left == -3
     text = ("Too many cumulative requests sent (97460 > 97456) for cumulative volume traded $87457.46. "
             "Place taker orders to free up 1 request per USDC traded.")
     assert wire.budget_refusal({"status": "err", "response": text}) == text
