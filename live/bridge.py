@@ -29,6 +29,21 @@ What the SDK does not do and this class adds (hyperliquid-api.md section 5):
   modify against the address budget, where a cancel and a place weigh two) and are answered as a
   cancel then a place; when the new order is refused the old one may or may not have been
   cancelled (Hyperliquid cancels first), so its cancel is followed up as an unconfirmed one;
+- the per-address request budget (10 000 plus one per USD traded; hyperliquid-api.md section 4):
+  an action refused whole because it is spent (:func:`live.wire.budget_refusal`) is a definite
+  no, nothing in it was done: each place and the new half of each modify gets ``OrderRejected``,
+  each cancel and the old half of each modify ``CancelRejected``, with the venue's text; nothing
+  is looked up or re-sent (a re-sent cancel would be refused the same way), and the old order of
+  a modify stays resting, as the agent then knows it. It is counted in
+  ``counters["budget_refused"]`` and logged as an ``alarm`` without a resync (there is nothing
+  to reconcile); a refused ``scheduleCancel`` is only that (the agent re-arms it on its
+  heartbeat), and a follow-up's own re-sent cancel keeps its follow-up window. Other
+  whole-action refusals keep the handling above (a cancel and the old half of a modify are
+  followed up);
+- each account query also asks ``userRateLimit``: the snapshot's ``requests_left`` is
+  ``nRequestsCap - nRequestsUsed`` (negative when over). When that one request fails or is
+  malformed it is alarmed (``counters["rate_limit_query_failed"]``, no resync: another query
+  would ask again) and the snapshot goes out with ``None``, its position and orders intact;
 - continuous reconciliation: :data:`SETTLE_AFTER_S` after the last sign of trouble (an ambiguous
   reply, a failed query, a reconnect, bad data, an order that surfaced late) the agent gets a
   ``ConnectionStatus(connected=True, reason="resync: ...")``, on which it reconciles with its own
@@ -221,11 +236,20 @@ class LiveVenue:
     def _trouble(self) -> None:
         self._trouble_t = self.clock()
 
-    def _alarm(self, name: str, detail: str) -> None:
-        self._trouble()
+    def _alarm(self, name: str, detail: str, trouble: bool = True) -> None:
+        """Count and log a problem; ``trouble`` also asks the agent to reconcile once things are quiet."""
+        if trouble:
+            self._trouble()
         self._count(name)
         if self.log is not None:
             self.log.write(self.clock(), "alarm", name=name, detail=detail[:300])
+
+    def _budget_refused(self, cids: list[int], text: str) -> None:
+        """The venue refused an action whole for the spent request budget (``cids``: the client ids
+        it carried): a definite no, counted per request, without trouble."""
+        self._count("budget_refused", max(1, len(cids)))
+        if self.log is not None:
+            self.log.write(self.clock(), "alarm", name="budget_refused", detail=text[:300], client_ids=cids)
 
     def _push(self, ev: Event) -> None:
         with self._lock:
@@ -523,6 +547,9 @@ class LiveVenue:
             self._ambiguous([p.client_id for p, _r in reqs], exc)
             return
         t = self.clock()
+        refused = wire.budget_refusal(reply)
+        if refused is not None:
+            self._budget_refused([p.client_id for p, _r in reqs], refused)
         for (p, _r), st in zip(reqs, statuses, strict=True):
             if st.kind == "error":
                 self._reject(p.client_id, st.error, t)
@@ -622,10 +649,20 @@ class LiveVenue:
             if not group:
                 continue
             try:
-                results = wire.parse_cancel_reply(call(group), len(group))
+                reply = call(group)
+                results = wire.parse_cancel_reply(reply, len(group))
             except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
                 self._ambiguous_cancel(group, exc)
                 continue  # the agent's cancel stays pending; _follow_up_cancels settles it
+            refused = wire.budget_refusal(reply)
+            if refused is not None:
+                self._budget_refused(group, refused)
+                if report_errors:  # definite: the orders stay as they were, nothing to look up
+                    for cid in group:
+                        if cid not in self._finished:
+                            self._push(CancelRejected(t, cid, refused))
+                    continue
+                # a follow-up's own re-send: its intent stays, tried again within its window
             for cid, err in zip(group, results, strict=True):
                 if err is None:
                     self._settle(cid, self._oid_of(cid), "canceled", t)
@@ -664,10 +701,14 @@ class LiveVenue:
         if not opens:
             return
         try:
-            results = wire.parse_cancel_reply(self.exchange.cancels(self.instrument.asset_id, [o.oid for o in opens]), len(opens))
+            reply = self.exchange.cancels(self.instrument.asset_id, [o.oid for o in opens])
+            results = wire.parse_cancel_reply(reply, len(opens))
         except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
             self._alarm("cancel_all_failed", repr(exc)[:200])
             return
+        refused = wire.budget_refusal(reply)
+        if refused is not None:
+            self._budget_refused([o.client_id if o.client_id is not None else -o.oid for o in opens], refused)
         t = self.clock()
         for o, err in zip(opens, results, strict=True):
             cid = o.client_id if o.client_id is not None else -o.oid
@@ -696,6 +737,12 @@ class LiveVenue:
             self._ambiguous_cancel([m.client_id for m, _ref, _r in items], exc)
             return
         t = self.clock()
+        refused = wire.budget_refusal(reply)
+        if refused is not None:  # definite: neither half happened, the old orders stay resting
+            self._budget_refused([m.order.client_id for m, _ref, _r in items], refused)
+            for m, _ref, _r in items:
+                self._modify_refused(m, refused, t)
+            return
         for (m, _ref, _r), st in zip(items, statuses, strict=True):
             if st.kind != "error":
                 self._settle(m.client_id, self._oid_of(m.client_id), "canceled", t)
@@ -718,11 +765,15 @@ class LiveVenue:
         assert self.exchange is not None
         at_ms = None if s.at_t is None else round(s.at_t * 1000)
         try:
-            err = wire.parse_default_reply(self.exchange.schedule(at_ms), "scheduleCancel")
+            reply = self.exchange.schedule(at_ms)
+            err = wire.parse_default_reply(reply, "scheduleCancel")
         except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
             self._alarm("schedule_cancel_failed", repr(exc)[:200])
             return
-        if err is not None:
+        refused = wire.budget_refusal(reply)
+        if refused is not None:  # definite, and re-sent on the agent's next heartbeat: no resync
+            self._budget_refused([], refused)
+        elif err is not None:
             self._alarm("schedule_cancel_refused", err)
 
     def _answer_queries(self) -> None:
@@ -737,6 +788,7 @@ class LiveVenue:
             except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
                 self._alarm("query_failed", f"{type(exc).__name__}: {str(exc)[:200]}")
                 return  # retried on the next poll; a failed query is never read as flat
+            requests_left = self._requests_left()
             for f in self._with_cloids(raw_fills, fills):
                 self._fill_event(f)
             self.position_lots = state.position_lots
@@ -752,7 +804,16 @@ class LiveVenue:
                 self._oid_to_cid[o.oid] = cid
             self._pending_queries -= 1
             self._push(AccountSnapshot(t, state.position_lots, state.entry_px_ticks, state.account_value_usd,
-                                       state.margin_used_usd, max_lots, opens))
+                                       state.margin_used_usd, max_lots, opens, requests_left))
+
+    def _requests_left(self) -> int | None:
+        """The address's request headroom (``userRateLimit``), ``None`` when the venue does not say
+        (alarmed without trouble: the snapshot is right without it, and a resync would ask again)."""
+        try:
+            return wire.parse_user_rate_limit(self._info_call(lambda i: i.user_rate_limit(self.address))).requests_left
+        except (*AMBIGUOUS, ClientError, wire.WireError) as exc:
+            self._alarm("rate_limit_query_failed", f"{type(exc).__name__}: {str(exc)[:200]}", trouble=False)
+            return None
 
     def _mark_ticks(self, state: wire.WireAccount) -> float:
         try:

@@ -9,6 +9,11 @@ negative prices, off-grid prices, sizes beyond any real book, crossed books, unk
 words) raises :class:`WireError` whose text names the field and the value; callers count and
 log it and never turn it into an order.
 
+Whole-action refusals (``{"status": "err", "response": TEXT}``) are passed on as every entry's
+error; :func:`budget_refusal` tells the one for a spent request budget (the venue did nothing,
+definitely) from the others. ``userRateLimit`` (:func:`parse_user_rate_limit`) gives the
+address's budget: ``cumVlm`` a decimal string, ``nRequestsUsed`` and ``nRequestsCap`` ints.
+
 Units: ``t`` is seconds (the venue's millisecond timestamps divided by 1000), prices integer
 ticks, sizes integer lots, ``side`` +1 buy / -1 sell.
 """
@@ -30,6 +35,10 @@ MAX_TICKS = 10**13
 MAX_TIME_MS = 10**14  # year ~5100; timestamps beyond are corrupt
 MAX_FUNDING_RATE = Decimal("0.05")
 MAX_BOOK_LEVELS = 1000
+MAX_REQUESTS = 10**15  # beyond any real request count or cap (the cap grows 1 per USD traded)
+# Hyperliquid's refusal of an action beyond the address's request budget starts with this (then
+# "(used > cap) for cumulative volume traded $V. Place taker orders to free up ...").
+BUDGET_REFUSAL = "Too many cumulative requests sent"
 
 # Order statuses Hyperliquid reports on orderStatus / orderUpdates.
 OPEN_STATUSES = frozenset({"open", "triggered"})
@@ -517,6 +526,44 @@ def parse_cancel_reply(resp: Any, n: int) -> list[str | None]:
         else:
             raise WireError(f"cancel.statuses[{i}]={_short(s)}: expected 'success' or an error")
     return out
+
+
+def budget_refusal(resp: Any) -> str | None:
+    """The venue's text when ``resp`` refuses a whole action because the address's request budget
+    is spent (nothing in the action was done), else ``None``. Call it on a reply already parsed."""
+    if isinstance(resp, dict) and resp.get("status") == "err":
+        msg = resp.get("response")
+        if isinstance(msg, str) and msg.startswith(BUDGET_REFUSAL):
+            return msg
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class WireRateLimit:
+    """A ``userRateLimit`` reply: the address's traded volume and its use of the request budget."""
+
+    cum_volume_usd: float
+    used: int
+    cap: int
+
+    @property
+    def requests_left(self) -> int:
+        """Requests the address may still send before it is throttled (negative when over)."""
+        return self.cap - self.used
+
+
+def parse_user_rate_limit(data: Any) -> WireRateLimit:
+    """A ``userRateLimit`` reply: ``{"cumVlm": "123.45", "nRequestsUsed": 67, "nRequestsCap": 10123}``."""
+    d = obj("userRateLimit", data)
+    raw_vlm = need(d, "cumVlm", "userRateLimit")
+    if not isinstance(raw_vlm, str):
+        raise WireError(f"userRateLimit.cumVlm={_short(raw_vlm)}: expected a decimal string")
+    vlm = usd("userRateLimit.cumVlm", raw_vlm)
+    if vlm < 0:
+        raise WireError(f"userRateLimit.cumVlm={_short(raw_vlm)}: volume must be non-negative")
+    used = integer("userRateLimit.nRequestsUsed", need(d, "nRequestsUsed", "userRateLimit"), 0, MAX_REQUESTS)
+    cap = integer("userRateLimit.nRequestsCap", need(d, "nRequestsCap", "userRateLimit"), 0, MAX_REQUESTS)
+    return WireRateLimit(vlm, used, cap)
 
 
 def parse_default_reply(resp: Any, kind: str) -> str | None:

@@ -316,3 +316,142 @@ def test_an_ambiguous_modify_is_settled_by_the_look_ups(bridged):
     assert sorted(order_news(events)) == [("OrderAccepted", 10), ("OrderCanceled", 7)]
     assert not lv._unresolved and not lv._cancel_intents
     assert resting(srv, lv) == [(wire.cloid_hex(10), "30.86", "1")]
+
+
+# ---------------------------------------------------------------------- the per-address request budget
+def budget_text(sent: int, cap: int) -> str:
+    return (f"Too many cumulative requests sent ({sent} > {cap}) for cumulative volume traded $0.00. "
+            "Place taker orders to free up 1 request per USDC traded.")
+
+
+AMBIGUITY = ("ambiguous", "ambiguous_cancel", "cancel_retry")
+
+
+def test_a_spent_budget_refuses_places_modifies_and_cancels_definitely(bridged):
+    """A whole-action refusal for the spent budget is a no: each place and each modify's new order
+    is rejected, each cancel and each modify's old order is refused (the old order stays resting),
+    with the venue's text; nothing is looked up, followed up or re-sent."""
+    srv, lv = bridged
+    log = lv.log = SessionLog(None, {})
+    srv.exchange.initial_requests = 3
+    rest(srv, lv, (7, 1, 30_870), (8, 1, 30_860), (9, -1, 30_890))  # 3 used: the cap
+    lv.send([PlaceOrder(20, 1, 30_850, 100), PlaceOrder(21, -1, 30_895, 100)])  # over: the one per 10 s
+    assert order_news(lv.poll() + step(srv, lv, 0.7)) == [("OrderAccepted", 20), ("OrderAccepted", 21)]
+    lv.send([ModifyOrder(7, PlaceOrder(10, 1, 30_869, 100)), ModifyOrder(9, PlaceOrder(11, -1, 30_891, 100)),
+             PlaceOrder(22, 1, 30_840, 100)])
+    assert [(type(e).__name__, e.client_id, e.reason) for e in lv.poll() if isinstance(e, ORDER_NEWS)] == [
+        ("CancelRejected", 7, budget_text(7, 3)), ("OrderRejected", 10, budget_text(7, 3)),
+        ("CancelRejected", 9, budget_text(7, 3)), ("OrderRejected", 11, budget_text(7, 3)),
+        ("OrderRejected", 22, budget_text(6, 3))]
+    # cancels go on to twice the cap (6 here), then they are refused as well
+    lv.send([CancelOrder(8)])
+    assert order_news(lv.poll() + step(srv, lv, 0.8)) == [("OrderCanceled", 8)]
+    lv.send([CancelOrder(20), CancelOrder(21)])
+    assert [(type(e).__name__, e.client_id, e.reason) for e in lv.poll() if isinstance(e, ORDER_NEWS)] == [
+        ("CancelRejected", 20, budget_text(8, 6)), ("CancelRejected", 21, budget_text(8, 6))]
+    assert not any(name in lv.counters for name in AMBIGUITY)
+    assert not lv._unresolved and not lv._cancel_intents and lv._trouble_t is None
+    assert lv.counters["budget_refused"] == 2 + 1 + 2
+    alarms = [(r["name"], r["client_ids"]) for r in log.records if r["type"] == "alarm"]
+    assert alarms == [("budget_refused", [10, 11]), ("budget_refused", [22]), ("budget_refused", [20, 21])]
+    events = step(srv, lv, 5.0)  # no follow-up, no resync: nothing more about these orders
+    assert order_news(events) == [] and not any(isinstance(e, ConnectionStatus) for e in events)
+    assert [c for c, _px, _sz in resting(srv, lv)] == sorted(wire.cloid_hex(c) for c in (7, 9, 20, 21))
+
+
+def query(srv, lv, until_s):
+    lv.send([QueryAccount()])
+    snaps = [e for e in lv.poll() + step(srv, lv, until_s) if isinstance(e, AccountSnapshot)]
+    assert len(snaps) == 1
+    return snaps[0]
+
+
+def test_account_snapshots_carry_the_requests_left_counting_down(bridged):
+    srv, lv = bridged
+    assert query(srv, lv, 0.3).requests_left == 10_000
+    rest(srv, lv, (7, 1, 30_870))
+    assert query(srv, lv, 0.7).requests_left == 9_999
+    lv.send([ModifyOrder(7, PlaceOrder(10, 1, 30_869, 100)), PlaceOrder(11, 1, 30_860, 100), PlaceOrder(12, 1, 30_850, 100)])
+    snap = query(srv, lv, 0.8)
+    assert snap.requests_left == 9_996 and sorted(o.client_id for o in snap.open_orders) == [10, 11, 12]
+    srv.exchange.initial_requests = 4  # over the cap: the count goes negative
+    lv.send([PlaceOrder(13, 1, 30_840, 100)])
+    assert query(srv, lv, 0.9).requests_left == -1
+    assert "rate_limit_query_failed" not in lv.counters
+
+
+def test_a_bad_user_rate_limit_reply_gives_a_snapshot_without_requests_left_and_an_alarm(bridged):
+    """The snapshot's position and orders never depend on it: a malformed or failed userRateLimit
+    is alarmed (naming the field and the value), the snapshot goes out with None, no resync."""
+    srv, lv = bridged
+    log = lv.log = SessionLog(None, {})
+    rest(srv, lv, (7, 1, 30_870))
+    good = srv.exchange.user_rate_limit
+    srv.exchange.user_rate_limit = lambda user: {"cumVlm": "0.0", "nRequestsUsed": "1", "nRequestsCap": 10_000}
+    snap = query(srv, lv, 0.7)
+    assert snap.requests_left is None and [o.client_id for o in snap.open_orders] == [7] and snap.position_lots == 0
+
+    def fail(user):
+        raise ValueError("Failed to deserialize the JSON body into the target type")
+
+    srv.exchange.user_rate_limit = fail  # the venue answers 422: the SDK raises ClientError
+    snap = query(srv, lv, 0.8)
+    assert snap.requests_left is None and [o.client_id for o in snap.open_orders] == [7]
+    assert lv.counters["rate_limit_query_failed"] == 2 and "query_failed" not in lv.counters
+    details = [r["detail"] for r in log.records if r["type"] == "alarm"]
+    assert details[0] == "WireError: userRateLimit.nRequestsUsed='1': expected an int in [0, 1000000000000000)"
+    assert details[1].startswith("ClientError: (422, None, 'Failed to deserialize")
+    events = step(srv, lv, 5.0)
+    assert not any(isinstance(e, ConnectionStatus) for e in events), "no resync: a query would only ask again"
+    srv.exchange.user_rate_limit = good
+    assert query(srv, lv, 5.1).requests_left == 9_999
+
+
+@pytest.mark.parametrize(("reply", "error"), [
+    ([], "userRateLimit=[]: expected an object"),
+    ({"nRequestsUsed": 1, "nRequestsCap": 2}, "userRateLimit.cumVlm: missing"),
+    ({"cumVlm": 12.5, "nRequestsUsed": 1, "nRequestsCap": 2}, "userRateLimit.cumVlm=12.5: expected a decimal string"),
+    ({"cumVlm": "NaN", "nRequestsUsed": 1, "nRequestsCap": 2}, "userRateLimit.cumVlm='NaN': not a finite number"),
+    ({"cumVlm": "-1", "nRequestsUsed": 1, "nRequestsCap": 2}, "userRateLimit.cumVlm='-1': volume must be non-negative"),
+    ({"cumVlm": "1", "nRequestsUsed": -1, "nRequestsCap": 2},
+     "userRateLimit.nRequestsUsed=-1: expected an int in [0, 1000000000000000)"),
+    ({"cumVlm": "1", "nRequestsUsed": 1, "nRequestsCap": 2.0},
+     "userRateLimit.nRequestsCap=2.0: expected an int in [0, 1000000000000000)"),
+    ({"cumVlm": "1", "nRequestsUsed": 1, "nRequestsCap": True},
+     "userRateLimit.nRequestsCap=True: expected an int in [0, 1000000000000000)"),
+    ({"cumVlm": "1", "nRequestsUsed": 1}, "userRateLimit.nRequestsCap: missing"),
+])
+def test_malformed_user_rate_limit_replies_name_the_field_and_the_value(reply, error):
+    with pytest.raises(wire.WireError) as err:
+        wire.parse_user_rate_limit(reply)
+    assert str(err.value) == error
+
+
+def test_user_rate_limit_and_budget_refusals_are_read_from_hyperliquids_shapes():
+    rl = wire.parse_user_rate_limit({"cumVlm": "2854574.593578", "nRequestsUsed": 2890, "nRequestsCap": 2864574})
+    assert (rl.cum_volume_usd, rl.used, rl.cap, rl.requests_left) == (2854574.593578, 2890, 2864574, 2861684)
+    assert wire.parse_user_rate_limit({"cumVlm": "0.0", "nRequestsUsed": 10_003, "nRequestsCap": 10_000}).requests_left == -3
+    text = ("Too many cumulative requests sent (97460 > 97456) for cumulative volume traded $87457.46. "
+            "Place taker orders to free up 1 request per USDC traded.")
+    assert wire.budget_refusal({"status": "err", "response": text}) == text
+    assert wire.parse_order_reply(HYPE, {"status": "err", "response": text}, 2) == [
+        wire.OrderStatusReply("error", error=text)] * 2
+    assert wire.parse_cancel_reply({"status": "err", "response": text}, 1) == [text]
+    for other in ({"status": "err", "response": "Signed action over weight limit of 200."},
+                  {"status": "ok", "response": {"type": "cancel", "data": {"statuses": [{"error": text}]}}},
+                  {"status": "err", "response": None}, None):
+        assert wire.budget_refusal(other) is None
+
+
+def test_other_whole_action_refusals_of_cancels_are_still_followed_up(bridged):
+    """The batch-size refusal (faked here for one cancel) did nothing either, but unlike the
+    budget it is not a reason to stop: the follow-up cancels the order the agent wants gone."""
+    srv, lv = bridged
+    rest(srv, lv, (7, 1, 30_870))
+    real = lv.exchange.cancels_by_cloid
+    lv.exchange.cancels_by_cloid = lambda asset, cloids: {"status": "err", "response": "Signed action over weight limit of 200."}
+    lv.send([CancelOrder(7)])
+    lv.exchange.cancels_by_cloid = real
+    events = lv.poll() + step(srv, lv, 1.5)
+    assert order_news(events) == [("CancelRejected", 7), ("OrderCanceled", 7)]
+    assert lv.counters["cancel_retry"] == 1 and "budget_refused" not in lv.counters and resting(srv, lv) == []

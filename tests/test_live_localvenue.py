@@ -16,7 +16,7 @@ from hlmm.venue import FeeSchedule
 from live.localvenue.auth import AuthError, NonceBook
 from live.localvenue.faults import FaultConfig, FaultPlan
 from live.localvenue.server import check_loopback
-from live.localvenue.state import ERR_MODIFY_GONE, LocalExchange
+from live.localvenue.state import ERR_MODIFY_GONE, LocalExchange, RequestBudget, budget_refusal_text
 from tests.test_live_support import HYPE, FakeEngine, fake_venue, throwaway
 
 ALO = {"limit": {"tif": "Alo"}}
@@ -292,3 +292,132 @@ def test_injected_timeout_after_the_venue_acted():
 
 def test_exchange_state_uses_the_instrument_validator():
     assert HYPE.check_order(1, 30_879, 1) is not None  # under $10: the same text the venue returns
+
+
+# ---------------------------------------------------------------------- the per-address request budget
+def budget_text(sent: int, cap: int, volume: str) -> str:
+    return (f"Too many cumulative requests sent ({sent} > {cap}) for cumulative volume traded ${volume}. "
+            "Place taker orders to free up 1 request per USDC traded.")
+
+
+def bid(cloid: int, px: float, sz: float = 1.0) -> dict:
+    return {"coin": "HYPE", "is_buy": True, "sz": sz, "limit_px": px, "order_type": ALO, "reduce_only": False,
+            "cloid": Cloid.from_int(cloid)}
+
+
+def spent(srv, url, acct, initial: int):
+    """The venue with ``initial`` requests of headroom, ``initial`` resting bids (cloids 1..initial,
+    sent as one batch that uses them all), then one order let through over the cap (cloid 100)."""
+    srv.exchange.initial_requests = initial
+    ex, info = Exchange(acct, base_url=url), Info(url, skip_ws=True)
+    assert ex.bulk_orders([bid(c, 30.87 - c / 1000) for c in range(1, initial + 1)])["status"] == "ok"
+    assert info.user_rate_limit(acct.address) == {"cumVlm": "0", "nRequestsUsed": initial, "nRequestsCap": initial}
+    r = ex.bulk_orders([bid(100, 30.8)])  # the first action over the cap goes through (one per 10 s)
+    assert "resting" in r["response"]["data"]["statuses"][0]
+    assert info.user_rate_limit(acct.address)["nRequestsUsed"] == initial + 1
+    return ex, info
+
+
+def test_user_rate_limit_answers_with_hyperliquids_shape(venue):
+    """``cumVlm`` a decimal string of the traded notional (maker and taker fills), the counts JSON
+    ints; the cap is the initial headroom plus one per whole USD traded."""
+    srv, url, acct = venue
+    srv.exchange.initial_requests = 5
+    ex, info = Exchange(acct, base_url=url), Info(url, skip_ws=True)
+    assert info.user_rate_limit(acct.address) == {"cumVlm": "0", "nRequestsUsed": 0, "nRequestsCap": 5}
+    assert ex.order("HYPE", True, 1.0, 30.9, GTC)["response"]["data"]["statuses"][0]["filled"]["avgPx"] == "30.882"
+    ex.order("HYPE", False, 1.0, 30.882, ALO)  # joins the ask: the public buy at t=1 s takes 0.1 of it
+    srv.step(1.5)
+    assert [(f["crossed"], f["sz"]) for f in info.user_fills(acct.address)] == [(False, "0.1"), (True, "1")]
+    rl = info.user_rate_limit(acct.address)
+    assert rl == {"cumVlm": "33.9702", "nRequestsUsed": 2, "nRequestsCap": 5 + 33}  # 30.882 + 3.0882
+    assert [type(rl[k]) for k in ("cumVlm", "nRequestsUsed", "nRequestsCap")] == [str, int, int]
+    assert info.user_rate_limit(throwaway().address) == {"cumVlm": "0", "nRequestsUsed": 0, "nRequestsCap": 5}
+
+
+def test_a_fresh_address_has_10000_requests_and_a_batch_of_n_counts_n(venue):
+    """Per-order errors do not make the action refused (it counts); a whole refusal costs nothing."""
+    _srv, url, acct = venue
+    ex, info = Exchange(acct, base_url=url), Info(url, skip_ws=True)
+    ex.bulk_orders([bid(1, 30.87), bid(2, 30.86), bid(3, 30.85, sz=0.1)])  # the third is under $10
+    ex.bulk_cancel_by_cloid([{"coin": "HYPE", "cloid": Cloid.from_int(c)} for c in (1, 2, 3)])
+    ex.bulk_modify_orders_new([{"oid": Cloid.from_int(9), "order": bid(10, 30.87)}])  # refused per order
+    assert ex.schedule_cancel(1_000)["status"] == "err"  # too early: refused whole
+    assert ex.bulk_orders([bid(20 + i, 30.0) for i in range(201)]) == {
+        "status": "err", "response": "Signed action over weight limit of 200."}
+    assert info.user_rate_limit(acct.address) == {"cumVlm": "0", "nRequestsUsed": 3 + 3 + 1, "nRequestsCap": 10_000}
+
+
+def test_beyond_the_cap_actions_are_refused_whole_with_hyperliquids_text(venue):
+    srv, url, acct = venue
+    ex, info = spent(srv, url, acct, 3)
+    refused = {"status": "err", "response": budget_text(4 + 2, 3, "0.00")}
+    assert ex.bulk_orders([bid(101, 30.79), bid(102, 30.78)]) == refused  # a batch of 2 would make 6
+    one = {"status": "err", "response": budget_text(5, 3, "0.00")}
+    assert ex.bulk_modify_orders_new([{"oid": Cloid.from_int(1), "order": bid(103, 30.77)}]) == one
+    assert ex.schedule_cancel(60_000) == one
+    assert ex.update_leverage(5, "HYPE") == one
+    assert info.user_rate_limit(acct.address)["nRequestsUsed"] == 4, "refused actions cost nothing"
+    opens = info.frontend_open_orders(acct.address)
+    assert sorted(int(o["cloid"], 16) for o in opens) == [1, 2, 3, 100], "nothing of a refused action was done"
+    assert srv.exchange.schedule_ms is None
+
+
+def test_beyond_the_cap_one_action_goes_through_every_10_s_of_venue_time(venue):
+    srv, url, acct = venue
+    ex, info = spent(srv, url, acct, 2)  # the over-cap action went through at t=0
+    srv.step(9.999)
+    assert ex.bulk_orders([bid(101, 30.79)])["response"] == budget_text(4, 2, "0.00")
+    srv.step(10.0)
+    assert "resting" in ex.bulk_orders([bid(101, 30.79), bid(102, 30.78)])["response"]["data"]["statuses"][0]
+    assert ex.bulk_orders([bid(103, 30.77)])["response"] == budget_text(6, 2, "0.00")
+    srv.step(19.9)
+    assert ex.bulk_orders([bid(103, 30.77)])["status"] == "err"
+    srv.step(20.0)
+    assert ex.bulk_orders([bid(103, 30.77)])["status"] == "ok"
+    assert info.user_rate_limit(acct.address) == {"cumVlm": "0", "nRequestsUsed": 6, "nRequestsCap": 2}
+
+
+def test_cancels_go_through_past_the_cap_up_to_twice_it(venue):
+    """The cancel cap is min(cap + 100 000, 2 * cap): 6 here, where orders stop at 3."""
+    srv, url, acct = venue
+    ex, info = spent(srv, url, acct, 3)  # 4 used
+    assert ex.bulk_orders([bid(101, 30.79)])["status"] == "err"
+    assert ex.cancel_by_cloid("HYPE", Cloid.from_int(1))["response"]["data"]["statuses"] == ["success"]
+    (oid2,) = [o["oid"] for o in info.frontend_open_orders(acct.address) if int(o["cloid"], 16) == 2]
+    assert ex.cancel("HYPE", 424242)["response"]["data"]["statuses"][0]["error"].startswith("Order was never placed")
+    assert info.user_rate_limit(acct.address)["nRequestsUsed"] == 6
+    assert ex.cancel("HYPE", oid2) == {"status": "err", "response": budget_text(7, 6, "0.00")}
+    assert ex.bulk_cancel_by_cloid([{"coin": "HYPE", "cloid": Cloid.from_int(c)} for c in (2, 3)]) == {
+        "status": "err", "response": budget_text(8, 6, "0.00")}
+    assert info.user_rate_limit(acct.address)["nRequestsUsed"] == 6
+    assert sorted(int(o["cloid"], 16) for o in info.frontend_open_orders(acct.address)) == [2, 3, 100]
+
+
+def test_the_refusal_text_and_the_cancel_cap_are_hyperliquids():
+    assert budget_refusal_text(97460, 97456, 87457.456) == (
+        "Too many cumulative requests sent (97460 > 97456) for cumulative volume traded $87457.46. "
+        "Place taker orders to free up 1 request per USDC traded.")
+    ex = local_exchange()
+    ex.initial_requests = 150_000
+    ex.budgets[ex.account] = RequestBudget(used=250_000)  # cancels stop at cap + 100 000 here
+    assert ex._admit(ex.account, "cancel", 1) == (True, None)  # the one per 10 s
+    ex.budgets[ex.account].last_over_ms = ex.now_ms
+    assert ex._admit(ex.account, "cancelByCloid", 1) == (True, budget_refusal_text(250_001, 250_000, 0.0))
+    ex.budgets[ex.account].used = 249_999
+    assert ex._admit(ex.account, "cancel", 1) == (False, None)
+
+
+def test_traded_volume_raises_the_cap(venue):
+    srv, url, acct = venue
+    ex, info = spent(srv, url, acct, 3)  # 4 used of 3
+    assert ex.bulk_orders([bid(101, 30.79)])["status"] == "err"
+    srv.step(10.0)  # the next over-cap action: a taker buy of 1 HYPE (30.882 USD traded)
+    assert "filled" in ex.order("HYPE", True, 1.0, 30.9, GTC)["response"]["data"]["statuses"][0]
+    assert info.user_rate_limit(acct.address) == {"cumVlm": "30.882", "nRequestsUsed": 5, "nRequestsCap": 33}
+    r = ex.bulk_orders([bid(101 + i, 30.79 - i / 1000) for i in range(28)])  # 33 used: at the cap, not over
+    assert r["status"] == "ok"
+    assert ex.bulk_orders([bid(200, 30.7)])["response"] == budget_text(34, 33, "30.88")
+    srv.step(20.0)
+    assert ex.bulk_orders([bid(200, 30.7)])["status"] == "ok"  # over: the one per 10 s
+    assert ex.bulk_orders([bid(201, 30.7)])["response"] == budget_text(35, 33, "30.88")

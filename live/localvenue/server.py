@@ -32,7 +32,7 @@ from aiohttp import WSMsgType, web
 
 from hlmm.validation import command_error
 from live.localvenue.faults import FaultConfig, FaultPlan
-from live.localvenue.state import LocalExchange, Rules, subscription_key
+from live.localvenue.state import INITIAL_REQUESTS, LocalExchange, Rules, subscription_key
 
 LOOPBACK_NAMES = ("localhost",)
 REAL_TIME_TICK_S = 0.02
@@ -323,9 +323,11 @@ class LocalVenueServer:
 
 # ---------------------------------------------------------------------- construction
 def build_exchange(
-    scenario: Any, seed: int, account: str, epoch_ms: int = 0, rules: Rules | None = None
+    scenario: Any, seed: int, account: str, epoch_ms: int = 0, rules: Rules | None = None,
+    initial_requests: int = INITIAL_REQUESTS,
 ) -> LocalExchange:
-    """A :class:`LocalExchange` over a fresh ``sim.engine.MatchingEngine`` for ``scenario``."""
+    """A :class:`LocalExchange` over a fresh ``sim.engine.MatchingEngine`` for ``scenario``
+    (``initial_requests``: the account's request budget before any volume)."""
     from sim.engine import MatchingEngine
 
     engine = MatchingEngine(scenario, seed)
@@ -338,6 +340,7 @@ def build_exchange(
         leverage=int(scenario.account.leverage),
         rules=rules or Rules(book_interval_s=scenario.latency.book_interval_s),
         epoch_ms=epoch_ms,
+        initial_requests=initial_requests,
     )
 
 

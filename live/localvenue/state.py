@@ -10,6 +10,16 @@ parsed JSON and broadcasts what it queues), so it is tested directly and determi
   handed to the engine; error texts get Hyperliquid's ``" asset=N"`` suffix.
 - Websocket messages are queued in :attr:`LocalExchange.outbox` as ``(key, channel, data)``
   where ``key`` is the subscription they answer (see :func:`subscription_key`).
+- The per-address request budget (hyperliquid-api.md section 4, "Per address"): each address
+  may use ``initial_requests`` (10 000, a new address's) plus one request per USD it has traded
+  (its fills' notional, maker and taker). Every exchange action the venue accepts (``status:
+  ok``, even when some of its orders are refused) uses as many requests as it carries orders,
+  cancels or modifies (one for ``scheduleCancel`` and ``updateLeverage``); an action refused
+  whole (``status: err``) uses none. An action that would take the address beyond its cap is
+  refused whole with Hyperliquid's text (:func:`budget_refusal_text`), except one action per 10 s
+  of venue time while over (it is counted, so the count may pass the cap); cancels
+  (``cancel``, ``cancelByCloid``) are refused only beyond min(cap + 100 000, 2 * cap). The
+  ``userRateLimit`` info request reports it (``{cumVlm, nRequestsUsed, nRequestsCap}``).
 
 Units: the engine's clock is simulated seconds ``t``; on the wire it is milliseconds
 ``epoch_ms + round(t * 1000)``. Inside, prices are ticks and sizes lots; on the wire,
@@ -37,6 +47,11 @@ ERR_BATCH = "Signed action over weight limit of 200."
 SCHEDULE_MIN_AHEAD_MS = 5_000
 SCHEDULE_MAX_TRIGGERS_PER_DAY = 10
 MAX_BATCH = 200
+INITIAL_REQUESTS = 10_000  # a new address's request budget before any volume
+CANCEL_EXTRA_REQUESTS = 100_000  # cancels may go min(cap + this, 2 * cap)
+OVER_CAP_INTERVAL_MS = 10_000  # past its cap, an address gets one action per this much venue time
+CANCEL_ACTIONS = frozenset({"cancel", "cancelByCloid"})
+BATCH_FIELDS = {"order": "orders", "cancel": "cancels", "cancelByCloid": "cancels", "batchModify": "modifies"}
 FILLS_KEPT = 2000
 ZERO_ADDRESS = "0x" + "0" * 40
 
@@ -66,6 +81,27 @@ def subscription_key(sub: Any) -> tuple[str, str] | None:
     if kind == "allMids":
         return kind, ""
     return None
+
+
+def budget_refusal_text(sent: int, cap: int, volume_usd: float) -> str:
+    """Hyperliquid's refusal of an action beyond the address's request budget: ``sent`` is what the
+    address would have used with it, ``cap`` the limit that applies, ``volume_usd`` its traded volume."""
+    return (f"Too many cumulative requests sent ({sent} > {cap}) for cumulative volume traded ${volume_usd:.2f}. "
+            "Place taker orders to free up 1 request per USDC traded.")
+
+
+def action_weight(action: dict[str, Any]) -> int:
+    """Requests an action uses against the address budget: a batch of n counts n (at least 1)."""
+    items = action.get(BATCH_FIELDS.get(action.get("type"), ""))
+    return max(1, len(items)) if isinstance(items, list) else 1
+
+
+@dataclass(slots=True)
+class RequestBudget:
+    """One address's use of its request budget."""
+
+    used: int = 0  # requests of the actions accepted (nRequestsUsed)
+    last_over_ms: int | None = None  # venue time of the last action let through beyond the cap
 
 
 def dec_str(d: Decimal) -> str:
@@ -120,6 +156,7 @@ class LocalExchange:
     epoch_ms: int = 0
     nonces: NonceBook = field(default_factory=NonceBook)
     faults: FaultPlan | None = None
+    initial_requests: int = INITIAL_REQUESTS  # the request budget before any volume (a new address's)
 
     def __post_init__(self) -> None:
         self.account = self.account.lower()
@@ -135,8 +172,9 @@ class LocalExchange:
         self.outbox: list[tuple[tuple[str, str], str, Any]] = []
         self.schedule_ms: int | None = None
         self.schedule_triggers: dict[int, int] = {}  # UTC day -> triggers
-        self.n_requests = 0
-        self.cum_volume_usd = 0.0
+        self.n_requests = 0  # authenticated actions received (refused or not)
+        self.cum_volume_usd = 0.0  # the account's traded notional, maker and taker
+        self.budgets: dict[str, RequestBudget] = {}  # per address
         self._next_book_t = self.rules.first_book_s
         self._last_bbo: Any = None
         self.engine_started = False
@@ -386,8 +424,7 @@ class LocalExchange:
             order.update(reduceOnly=o.reduce_only, orderType="Limit", tif=o.tif.value)
             return {"status": "order", "order": {"order": order, "status": o.status, "statusTimestamp": o.status_ms}}
         if kind == "userRateLimit":
-            return {"cumVlm": usd_str(self.cum_volume_usd), "nRequestsUsed": self.n_requests,
-                    "nRequestsCap": 10_000 + int(self.cum_volume_usd)}
+            return self.user_rate_limit(user)
         raise ValueError("Failed to deserialize the JSON body into the target type")
 
     def mark_ticks(self) -> float:
@@ -452,6 +489,33 @@ class LocalExchange:
         return {"assetPositions": [], "marginSummary": zero, "crossMarginSummary": dict(zero),
                 "crossMaintenanceMarginUsed": "0.0", "withdrawable": "0.0", "time": self.now_ms}
 
+    # ------------------------------------------------------------------ request budget
+    def traded_volume_usd(self, user: str) -> float:
+        """An address's cumulative traded notional (only the account trades here)."""
+        return self.cum_volume_usd if user.lower() == self.account else 0.0
+
+    def requests_cap(self, user: str) -> int:
+        """The address's request cap: the initial budget plus one per whole USD traded."""
+        return self.initial_requests + int(self.traded_volume_usd(user))
+
+    def user_rate_limit(self, user: str) -> dict[str, Any]:
+        """The ``userRateLimit`` reply: ``cumVlm`` a decimal string, the counts JSON ints."""
+        budget = self.budgets.get(user.lower())
+        return {"cumVlm": usd_str(self.traded_volume_usd(user)), "nRequestsUsed": budget.used if budget else 0,
+                "nRequestsCap": self.requests_cap(user)}
+
+    def _admit(self, user: str, kind: Any, weight: int) -> tuple[bool, str | None]:
+        """``(over, refusal)`` for an action of ``weight`` requests: ``refusal`` is the text refusing
+        it whole, ``over`` tells an action let through beyond the cap (one per 10 s)."""
+        budget = self.budgets.setdefault(user, RequestBudget())
+        cap = self.requests_cap(user)
+        limit = min(cap + CANCEL_EXTRA_REQUESTS, 2 * cap) if kind in CANCEL_ACTIONS else cap
+        if budget.used + weight <= limit:
+            return False, None
+        if budget.last_over_ms is None or self.now_ms - budget.last_over_ms >= OVER_CAP_INTERVAL_MS:
+            return True, None
+        return True, budget_refusal_text(budget.used + weight, limit, self.traded_volume_usd(user))
+
     # ------------------------------------------------------------------ /exchange
     def authenticate(self, body: Any) -> str:
         """The signer of a well-formed, correctly signed, fresh-nonce action for our account."""
@@ -477,7 +541,8 @@ class LocalExchange:
         return refused if refused is not None else self.exchange_authenticated(body)
 
     def exchange_authenticated(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Apply an action whose signature and nonce :meth:`refusal` accepted."""
+        """Apply an action whose signature and nonce :meth:`refusal` accepted, within the account's
+        request budget (refused whole beyond it; charged only when accepted)."""
         action = body["action"]
         kind = action.get("type")
         self.n_requests += 1
@@ -491,10 +556,20 @@ class LocalExchange:
         }.get(kind)
         if handler is None:
             return {"status": "err", "response": f"Unsupported action type {str(kind)[:40]!r} on the local venue."}
+        weight = action_weight(action)
+        over, refusal = self._admit(self.account, kind, weight)
+        if refusal is not None:
+            return {"status": "err", "response": refusal}
         try:
-            return handler(action)
+            reply = handler(action)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             return {"status": "err", "response": f"Failed to deserialize the action: {type(exc).__name__} {exc}"[:200]}
+        if reply.get("status") == "ok":  # a refused action costs nothing
+            budget = self.budgets[self.account]
+            budget.used += weight
+            if over:
+                budget.last_over_ms = self.now_ms
+        return reply
 
     def _suffix(self, msg: str) -> str:
         return f"{msg} asset={self.instrument.asset_id}"
