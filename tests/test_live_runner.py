@@ -22,6 +22,7 @@ from agent.config import load_agent_config
 from hlmm.cli import app
 from hlmm.sessionlog import SessionLog, read_session_log
 from live.localvenue.server import LocalVenueServer, build_exchange
+from live.localvenue.state import INITIAL_REQUESTS
 from scenarios.stress import configured_cap_lots
 from sim.runner import make_agent
 from sim.scenario import load_scenario
@@ -48,11 +49,14 @@ class MillisecondClock:
 
 
 def zero_latency_sim(seed, cfg):
-    """The simulator with every latency 0 (what the lockstep local venue has), DURATION_S long."""
+    """The simulator with every latency 0 (what the lockstep local venue has), DURATION_S long,
+    modelling the request budget of a new address, which the local venue always has (the agent
+    paces against it)."""
     sc = load_scenario("feb12_cascade")
     zero = sc.latency.model_copy(update={"order_ms": 0.0, "cancel_ms": 0.0, "ack_ms": 0.0, "feed_ms": 0.0,
                                          "jitter_ms": 0.0})
-    sc = sc.model_copy(update={"latency": zero})
+    budget = sc.rate_limit.model_copy(update={"address_requests": INITIAL_REQUESTS})
+    sc = sc.model_copy(update={"latency": zero, "rate_limit": budget})
     log = SessionLog(None, {"source": "sim"})
     agent, _ = make_agent("production", sc.instrument.instrument(), sc.fees.schedule(), log, sc, config=cfg)
     venue = SimVenue(sc, seed, MillisecondClock(agent), log)

@@ -324,11 +324,17 @@ class LocalVenueServer:
 # ---------------------------------------------------------------------- construction
 def build_exchange(
     scenario: Any, seed: int, account: str, epoch_ms: int = 0, rules: Rules | None = None,
-    initial_requests: int = INITIAL_REQUESTS,
+    initial_requests: int | None = None,
 ) -> LocalExchange:
     """A :class:`LocalExchange` over a fresh ``sim.engine.MatchingEngine`` for ``scenario``
-    (``initial_requests``: the account's request budget before any volume)."""
+    (``initial_requests``: the account's request budget before any volume; by default the
+    scenario's ``rate_limit.address_requests``, as the simulator models it, else a new
+    address's 10 000: Hyperliquid always has one)."""
     from sim.engine import MatchingEngine
+
+    if initial_requests is None:
+        modelled = scenario.rate_limit.address_requests
+        initial_requests = INITIAL_REQUESTS if modelled is None else modelled
 
     engine = MatchingEngine(scenario, seed)
     return LocalExchange(
