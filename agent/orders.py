@@ -261,8 +261,12 @@ class OrderManager:
             return None
         self._seen_trade_ids.add(ev.trade_id)
         self.position_lots += ev.side * ev.size_lots
-        if self.requests_left is not None:  # the venue allows one more request per USD traded
-            self.requests_left += self.instrument.notional_usd(ev.px_ticks, ev.size_lots)
+        if self.requests_left is not None:
+            # The venue allows one more request per USD traded: spendable at once (up to the
+            # burst), so a maker whose trading pays for its requests is not slowed by the pacing.
+            earned = self.instrument.notional_usd(ev.px_ticks, ev.size_lots)
+            self.requests_left += earned
+            self._pace_tokens = min(self.config.request_burst, self._pace_tokens + earned)
         o = self.orders.get(ev.client_id)
         if o is None:
             self._invalid("fill")
@@ -637,8 +641,9 @@ class OrderManager:
 
     def _pace_tokens_at(self, t: float) -> float:
         """The pacing bucket at ``t``: it refills at the headroom above the reserve spread over
-        ``request_budget_horizon_s``, so the spending slows as the headroom shrinks and settles
-        at what trading earns (one request per USD), never running the address dry."""
+        ``request_budget_horizon_s``, plus what each fill earns (one request per USD, added at
+        the fill), so the spending slows as the headroom shrinks and settles at what trading
+        earns, never running the address dry."""
         cfg = self.config
         if self.requests_left is not None:
             above_reserve = max(0.0, self.requests_left - cfg.request_reserve)
