@@ -13,7 +13,7 @@ import scenarios.stress as stress
 from sim.scenario import Criteria, builtin_scenarios, load_scenario
 from tests.test_audit import random_session
 
-SHIPPED = ("flash_crash", "short_squeeze", "whipsaw", "dead_market", "funding_spike", "latency_storm")
+SHIPPED = ("flash_crash", "short_squeeze", "whipsaw", "dead_market", "funding_spike", "latency_storm", "request_budget")
 
 
 def good_run(**over) -> dict:
