@@ -14,6 +14,7 @@ from hlmm.venue import (
     AccountSnapshot,
     CancelAll,
     Fill,
+    ModifyOrder,
     OrderAccepted,
     OrderCanceled,
     OrderRejected,
@@ -142,13 +143,18 @@ _steps = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(_steps)
-def test_worst_case_exposure_never_exceeds_the_cap(steps: list[tuple[str, int, int]]) -> None:
+@given(_steps, st.sampled_from([None, 0, 3, 40]))
+def test_worst_case_exposure_never_exceeds_the_cap(steps: list[tuple[str, int, int]], requests_left: int | None) -> None:
     """Random fills, acks, rejects, cancels, margin changes and quote targets: every order sent
-    keeps ``side * q + resting + in-flight`` within the effective cap at the time it is sent, and
-    while the cap has not been lowered that worst case holds at every step."""
+    (placed, or the new half of a modify) keeps ``side * q + resting + in-flight`` within the
+    effective cap at the time it is sent, and while the cap has not been lowered that worst case
+    holds at every step. ``requests_left``: the address's headroom the venue reported (None: not
+    reported), so the pacing leaves old orders resting instead of replacing them."""
     ov = overlay(fill_imbalance_min_fills=1000)
-    om = OrderManager(OrderManagerConfig(rate_burst_weight=1e6), HYPE)
+    om = OrderManager(OrderManagerConfig(rate_burst_weight=1e6, request_reserve=2, request_burst=2), HYPE)
+    if requests_left is not None:
+        om.query(0.0)
+        om.on_account(AccountSnapshot(0.0, 0, 0.0, 100.0, 0.0, 10**6, requests_left=requests_left))
     trade = 0
     lowered = False
     alarm = False
@@ -165,8 +171,9 @@ def test_worst_case_exposure_never_exceeds_the_cap(steps: list[tuple[str, int, i
             dq = ov.decide(t, tg, market(t, mid - 1, mid + 1), signals(alarm), om.position_lots, committed)
             cap = ov.effective_cap_lots
             for cmd in om.sync(t, dq, cap, float(mid)):
-                if isinstance(cmd, PlaceOrder):
-                    assert om.worst_case_lots(cmd.side) <= cap, (cmd, om.position_lots)
+                sent = cmd.order if isinstance(cmd, ModifyOrder) else cmd
+                if isinstance(sent, PlaceOrder):
+                    assert om.worst_case_lots(sent.side) <= cap, (cmd, om.position_lots)
         elif kind == "ack" and o is not None and not o.acked:
             om.on_ack(OrderAccepted(t, o.client_id, o.client_id))
         elif kind == "fill" and o is not None:
