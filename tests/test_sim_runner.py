@@ -62,8 +62,8 @@ def test_run_cli_writes_json_and_rejects_bad_input(tmp_path: Path, capsys) -> No
 
 def _uptime_from_orders(records: list[dict]) -> float:
     """Share of the trading time (until the operator's stop) with at least one order of ours
-    live, rebuilt from the order records alone (placed until canceled, cancel sent, rejected,
-    not resting, or filled in full)."""
+    live, rebuilt from the order records alone (placed, or the new half of a modify, until
+    canceled, cancel sent, rejected, not resting, or filled in full)."""
     end = next(r["rx"] for r in records if r["type"] == "stop")
     body = [r for r in records[1:] if r["type"] != "summary" and r["rx"] <= end]
     start = min(r["rx"] for r in body)
@@ -75,6 +75,9 @@ def _uptime_from_orders(records: list[dict]) -> float:
         kind, cid = r["type"], r.get("client_id")
         if kind == "place":
             live[cid] = r["size_lots"]
+        elif kind == "modify":  # the old order is being cancelled, the new one counts
+            live.pop(cid, None)
+            live[r["order"]["client_id"]] = r["order"]["size_lots"]
         elif kind in ("cancel", "canceled", "reject", "cancel_reject") or (kind == "ack" and not r["resting"]):
             live.pop(cid, None)
         elif kind == "fill" and cid in live:
