@@ -408,6 +408,10 @@ def render_report(s: SessionSeries, m: SessionMetrics, plots: list[str], source:
               if m.address_budget_hours is not None else "trading pays for the requests (one per USD traded)")
     lines += ["## Requests", "",
               f"Exchange actions sent: **{m.address_requests}**, for ${m.traded_usd:,.0f} traded; {budget}.", ""]
+    if m.requests_left_first is not None:
+        lines += [f"Headroom the venue reported (requests before it throttles the address): {m.requests_left_first:,} at "
+                  f"the first snapshot, lowest {m.requests_left_min:,}, {m.requests_left_last:,} at the last; orders "
+                  f"refused for a spent budget: **{m.address_limited_rejects}**.", ""]
 
     lines += ["## Reconciliation and alarms", ""]
     lines += [f"Reconciliation mismatches: **{m.reconciliation_mismatches}**.", ""]

@@ -112,6 +112,7 @@ class SessionSeries:
     regimes: list[tuple[float, str]] = field(default_factory=list)  # ground truth (rx, regime name)
     connections: list[tuple[float, bool, str]] = field(default_factory=list)
     accounts: list[float] = field(default_factory=list)  # rx of every venue snapshot (``account``)
+    requests_left: list[int] = field(default_factory=list)  # the address's headroom, as snapshots reported it
     actions: Counter[str] = field(default_factory=Counter)  # command records that are exchange actions, by type
     initial_position_lots: int = 0
     # venue snapshots after the first fill: (rx, fills delivered before it, position_lots)
@@ -279,6 +280,8 @@ def parse_session(records: Iterable[dict[str, Any]]) -> SessionSeries:
             s.actions[kind] += 1
         elif kind == "account":
             s.accounts.append(rx)
+            if rec.get("requests_left") is not None:
+                s.requests_left.append(int(_need(rec, "requests_left", n, (int,))))
             position = int(_need(rec, "position_lots", n, (int,)))
             if position_seen:
                 s.account_positions.append((rx, len(s.fills), position))
@@ -336,6 +339,11 @@ class SessionMetrics:
     traded_usd: float
     address_budget_hours: float | None
     address_limited_rejects: int  # orders the venue refused because the address's budget was spent
+    # the address's request headroom the venue reported: first, lowest and last snapshot (None
+    # when no snapshot said: a venue that does not model it)
+    requests_left_first: int | None
+    requests_left_min: int | None
+    requests_left_last: int | None
     alarms_by_name: dict[str, int]
     signals: dict[str, dict[str, float]]
     changepoint_detection: dict[str, float | int | None]
@@ -708,6 +716,9 @@ def metrics_from_series(s: SessionSeries, cap_lots: int | None = None) -> Sessio
         traded_usd=traded_usd,
         address_budget_hours=ADDRESS_REQUEST_BUFFER / drain_per_h if drain_per_h > 0 else None,
         address_limited_rejects=rejects_by_reason.get(ADDRESS_LIMITED, 0),
+        requests_left_first=s.requests_left[0] if s.requests_left else None,
+        requests_left_min=min(s.requests_left) if s.requests_left else None,
+        requests_left_last=s.requests_left[-1] if s.requests_left else None,
         alarms_by_name=dict(alarms.most_common()),
         signals=_signal_table(s.cycles),
         changepoint_detection=_changepoint_scores(s, CHANGEPOINT_MATCH_WINDOW_S),

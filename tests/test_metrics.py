@@ -132,6 +132,16 @@ def test_address_requests_and_how_long_the_buffer_lasts():
     assert m.address_requests == 6000
     assert m.address_budget_hours == pytest.approx(10_000 / ((6000 - 61.72) * 60), rel=1e-9)
     assert session_metrics(records).address_budget_hours is None  # no requests: nothing drains
+    assert session_metrics(records).requests_left_first is None  # no snapshot said
+    with_budget = list(records)
+    log2 = SessionLog(None, {"source": "live"})
+    for t, position, left in ((5.0, 0, 900), (15.0, 100, 640), (25.0, 100, 700)):  # snapshots of the venue's truth
+        log2.event(t, AccountSnapshot(t, position, 30870.0, 100.0, 3.0, 10_000, requests_left=left))
+    for rec in log2.records[1:]:
+        at = next(i for i, r in enumerate(with_budget) if "rx" in r and r["rx"] >= rec["rx"])
+        with_budget.insert(at, rec)
+    m2 = session_metrics(with_budget)
+    assert (m2.requests_left_first, m2.requests_left_min, m2.requests_left_last) == (900, 640, 700)
 
 
 def test_refusals_for_a_spent_address_budget_group_into_one_row():
