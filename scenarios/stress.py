@@ -280,6 +280,8 @@ def write_report(report: Path, doc: dict[str, Any]) -> None:
         )
     for name, sc in doc["scenarios"].items():
         crit = {k: v for k, v in sc["criteria"].items() if v is not None and v is not False}
+        if "max_fill_imbalance" not in crit:  # the significance level of a bound that is not set
+            crit.pop("fill_imbalance_alpha", None)
         lines += ["", f"## {name}: {'PASS' if sc['passed'] else 'FAIL'}", ""]
         if sc.get("description"):
             lines += [sc["description"], ""]

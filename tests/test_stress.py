@@ -172,6 +172,8 @@ def test_report_with_plots_and_one_audit_per_scenario(tmp_path, fake_sim):
     assert stress.stress_cli([str(sc)], seeds=3, report=report, json_path=tmp_path / "r.json", workers=1) == 0
     text = (report / "report.md").read_text()
     assert "## tiny: PASS" in text and "![tiny](tiny_seeds.png)" in text
+    # the criteria line names what is judged: no significance level for a fill-ratio bound it does not have
+    assert "`max_position_ratio = 10.0`" in text and "fill_imbalance_alpha" not in text
     assert (report / "tiny_seeds.png").read_bytes()[:4] == b"\x89PNG"
     doc = json.loads((tmp_path / "r.json").read_text())
     kept = [r for r in doc["scenarios"]["tiny"]["runs"] if r["log"]]
