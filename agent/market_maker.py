@@ -54,6 +54,11 @@ from hlmm.venue import (
 
 Adjustment = Callable[["MarketMaker"], PolicyAdjustment]
 
+# The dead man's switch's share of the request pacing, and its slowest re-arm (see
+# MarketMaker._dead_mans_timing).
+DEAD_MANS_SHARE = 0.25
+DEAD_MANS_MAX_REARM_S = 60.0
+
 
 class MarketMaker:
     """Implements :class:`hlmm.venue.Agent`.
@@ -309,10 +314,29 @@ class MarketMaker:
             return
         if self.orders.reconcile_due(t):
             cmds.append(self.orders.query(t))
-        if t - self._armed_t >= self.config.dead_mans_rearm_s:
+        rearm_s, switch_s = self._dead_mans_timing()
+        if t - self._armed_t >= rearm_s:
             self._armed_t = t
             self.orders.count_request()
-            cmds.append(ScheduleCancel(at_t=t + self.config.dead_mans_switch_s))
+            cmds.append(ScheduleCancel(at_t=t + switch_s))
+
+    def _dead_mans_timing(self) -> tuple[float, float]:
+        """``(re-arm interval, switch horizon)`` of the dead man's switch, seconds.
+
+        Each re-arm is a request against the address's budget (720 an hour at 5 s). While the
+        requests are paced, the re-arms may use at most ``DEAD_MANS_SHARE`` of the pacing:
+        otherwise a small headroom goes to re-arms alone and the quotes, never affordable, stop
+        following the market. The re-arm is then less frequent (up to ``DEAD_MANS_MAX_REARM_S``),
+        and the horizon keeps the configured margin over it."""
+        rearm_s, switch_s = self.config.dead_mans_rearm_s, self.config.dead_mans_switch_s
+        rate = self.orders.pace_rate_per_s()
+        if rate is None:
+            return rearm_s, switch_s
+        # in whole seconds: a headroom that differs by a request must not move the switch's time
+        slower_s = min(DEAD_MANS_MAX_REARM_S, math.ceil(1.0 / (DEAD_MANS_SHARE * rate)) if rate > 0 else math.inf)
+        if slower_s <= rearm_s:
+            return rearm_s, switch_s
+        return slower_s, switch_s + (slower_s - rearm_s)
 
     def _kill(self, t: float, reason: str) -> list[Command]:
         self.overlay.halt(t, reason)

@@ -434,7 +434,8 @@ class OrderManager:
         When the budgets cannot pay for a new order on a side, an old order there that is at
         most twice as tight as the desired one (at least half its distance from the mid; no
         larger; same reduce-only flag) is left resting rather than cancelled: a quote a little
-        off beats no quote. Anything riskier is cancelled (cancels are never starved).
+        off beats no quote. A riskier one is replaced by a modify if the pacing's overdraft
+        allows (it costs what its cancel would), else cancelled (cancels are never starved).
         """
         cancels: list[Command] = []
         modifies: list[Command] = []
@@ -469,7 +470,9 @@ class OrderManager:
                     cancels.extend(self._cancel(o))
             if not new:
                 continue
-            cmd = self.place(t, d, cap_lots, mid_ticks)
+            # Replacing an order that must go anyway costs the one request its cancel would:
+            # such a modify may overdraw the pacing (see ``place``).
+            cmd = self.place(t, d, cap_lots, mid_ticks, overdraw=replaced is not None)
             if replaced is None:
                 if cmd is not None:
                     places.append(cmd)
@@ -541,13 +544,19 @@ class OrderManager:
         self.count_request()
         return [CancelOrder(client_id=o.client_id)]
 
-    def place(self, t: float, d: DesiredOrder, cap_lots: int | None, mid_ticks: float) -> PlaceOrder | None:
-        """The last gate before an order leaves: cap (clip), venue rules, rate budget.
+    def place(
+        self, t: float, d: DesiredOrder, cap_lots: int | None, mid_ticks: float, overdraw: bool = False
+    ) -> PlaceOrder | None:
+        """The last gate before an order leaves: cap (clip), venue rules, request pacing, rate
+        budget.
 
         Returns the command (and starts tracking the order) or ``None`` when it may not go.
         ``mid_ticks`` is stored as the order's ``mid_at_placement``. ``cap_lots=None`` skips the
         cap check and is accepted only for a reduce-only order (the kill switch's close, which
-        must never be blocked: it can only shrink the position).
+        must never be blocked: it can only shrink the position). ``overdraw``: the order is the
+        new half of a modify whose old order would be cancelled anyway, so it may take the
+        pacing down to ``1 - request_burst`` tokens (the debt is repaid before other paced
+        orders go; without it a market moving onto the quotes pulls them for good).
         """
         size = d.size_lots
         if d.reduce_only and self.position_lots != 0:
@@ -578,7 +587,7 @@ class OrderManager:
         # Reduce-only orders (the reducing side, the kill switch's close) are never paced: the
         # reserve is kept for them.
         paced = not d.reduce_only and self.requests_left is not None
-        if paced and self._pace_tokens_at(t) < 1:
+        if paced and self._pace_tokens_at(t) < (1 - self.config.request_burst if overdraw else 1):
             self.counters["request_paced"] += 1
             return None
         # The kill switch's close (cap_lots=None) spends even into debt, like cancels and
@@ -638,6 +647,13 @@ class OrderManager:
         if self.requests_left is not None:
             self.requests_left -= 1
             self._pace_tokens -= 1
+
+    def pace_rate_per_s(self) -> float | None:
+        """The pacing's refill now, requests a second (what fills earn comes on top); None when
+        the venue has not reported the headroom, so nothing is paced."""
+        if self.requests_left is None:
+            return None
+        return max(0.0, self.requests_left - self.config.request_reserve) / self.config.request_budget_horizon_s
 
     def _pace_tokens_at(self, t: float) -> float:
         """The pacing bucket at ``t``: it refills at the headroom above the reserve spread over

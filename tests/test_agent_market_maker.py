@@ -543,3 +543,17 @@ def test_no_order_breaking_venue_rules_ever_leaves(
         if isinstance(cmd, PlaceOrder):
             assert inst.check_order(cmd.side, cmd.px_ticks, cmd.size_lots, cmd.reduce_only, position) is None, cmd
             assert cmd.size_lots > 0 and isinstance(cmd.size_lots, int) and isinstance(cmd.px_ticks, int)
+
+
+def test_the_dead_mans_switch_takes_at_most_a_quarter_of_the_request_pacing() -> None:
+    """Each re-arm is a request. Unpaced (the venue reports no headroom) the configured timing
+    holds; paced, the re-arm slows so it uses at most a quarter of the pacing, keeping the
+    configured margin between re-arm and expiry, and never slower than once a minute."""
+    mm = MarketMaker(AgentConfig(), HYPE, FEES)
+    assert mm._dead_mans_timing() == (5.0, 15.0)
+    mm.orders.requests_left = 10_300.0  # 10 000 above the reserve over 6 h: 0.46 a second
+    assert mm._dead_mans_timing() == (9.0, 19.0)  # ceil(1 / (0.25 * 0.463)) = 9 s
+    mm.orders.requests_left = 1_300.0  # 0.046 a second: 87 s, capped at a minute
+    assert mm._dead_mans_timing() == (60.0, 70.0)
+    mm.orders.requests_left = 1_000_000.0  # plenty: the configured timing
+    assert mm._dead_mans_timing() == (5.0, 15.0)

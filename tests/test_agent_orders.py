@@ -362,19 +362,26 @@ def _open_order(cid: int, side: int, px: int, size: int) -> Order:
                  mid_at_placement_ticks=MID, sent_t=0.0, send_seq=0, status=OrderStatus.OPEN, oid=cid, acked=True)
 
 
-def test_an_unaffordable_requote_leaves_a_safe_quote_and_cancels_a_risky_one() -> None:
-    m = budgeted(1_000, request_reserve=1_000)  # nothing above the reserve: no paced order can go
+def test_an_unaffordable_requote_leaves_a_safe_quote_and_replaces_or_cancels_a_risky_one() -> None:
+    # nothing above the reserve: no paced order can go; an overdraft of one for a modify
+    m = budgeted(1_000, request_reserve=1_000, request_burst=1.0)
     m.orders[99] = m._live[99] = _open_order(99, side=1, px=30860, size=50)
     # the bid rests 20 ticks below the mid. Wanted 10 below: the bid is wider, it stays
     assert m.sync(1.0, quotes(DesiredOrder(1, 30870, 50)), CAP, MID) == []
     # wanted 30 below: the bid is tighter, but not twice as tight, it stays too
     assert m.sync(1.5, quotes(DesiredOrder(1, 30850, 50)), CAP, MID) == []
     assert m.counters["requote_deferred"] == 2 and m.orders[99].status is OrderStatus.OPEN
-    # wanted 60 below: the bid is three times as tight, it is cancelled
-    assert m.sync(2.0, quotes(DesiredOrder(1, 30820, 50)), CAP, MID) == [CancelOrder(client_id=99)]
+    # wanted 60 below: the bid is three times as tight and must go; its cancel would cost a
+    # request anyway, so it is replaced by a modify on the pacing's overdraft
+    (cmd,) = m.sync(2.0, quotes(DesiredOrder(1, 30820, 50)), CAP, MID)
+    assert isinstance(cmd, ModifyOrder) and cmd.client_id == 99 and cmd.order.px_ticks == 30820
+    m.on_canceled(OrderCanceled(2.1, 99, 99))
+    m.on_ack(OrderAccepted(2.1, cmd.order.client_id, 100))
+    # wanted 180 below: the new bid (60 below) must go too, but the overdraft is spent: cancelled
+    assert m.sync(3.0, quotes(DesiredOrder(1, 30700, 50)), CAP, MID) == [CancelOrder(client_id=cmd.order.client_id)]
     assert m.counters["request_paced"] == 1
     # nothing resting and nothing affordable: no place, counted
-    assert m.sync(3.0, quotes(DesiredOrder(-1, 30900, 50)), CAP, MID) == []
+    assert m.sync(4.0, quotes(DesiredOrder(-1, 30900, 50)), CAP, MID) == []
     assert m.counters["request_paced"] == 2
 
 
