@@ -131,6 +131,12 @@ class MarketMaker:
         return self.overlay.state
 
     @property
+    def requests_left(self) -> float | None:
+        """The address's request headroom as the order manager counts it (the venue's word at each
+        snapshot); None when the venue does not report it."""
+        return self.orders.requests_left
+
+    @property
     def cap_lots(self) -> int:
         """The effective cap, ``min(config, margin)``, lots."""
         return self.overlay.effective_cap_lots

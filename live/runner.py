@@ -304,8 +304,15 @@ def _status_printer(every_s: float = STATUS_EVERY_S) -> Callable[[LocalSession],
         pnl = s.exchange.engine.account_value_usd() - s.scenario.account.collateral_usd
         print(f"[{s.now:7.0f} s] mid {s.instrument.ticks_to_float(s.exchange.engine.mid_ticks()):.4f}  "
               f"position {s.exchange.position_lots} lots  pnl {pnl:+.2f} USD  fills {s.counts['agent_fills']}  "
-              f"state {state}", file=sys.stderr, flush=True)
+              f"state {state}{requests_text(agent)}", file=sys.stderr, flush=True)
     return show
+
+
+def requests_text(agent: Any) -> str:
+    """The status line's view of the address's request headroom, as the agent counts it (empty
+    for an agent that does not, or before the venue has reported it)."""
+    left = getattr(agent, "requests_left", None)
+    return f"  requests left {left:,.0f}" if left is not None else ""
 
 
 def live_cli(venue: str = "local", policy: Path | None = None, config: Path | None = None,
@@ -423,8 +430,8 @@ def _drive_wall_clock(lv: LiveVenue, agent: Any, log: SessionLog, started: float
                 deliver([Timer(now)])
             if now - last_status >= STATUS_EVERY_S:
                 last_status = now
-                print(f"[{now - started:7.0f} s] position {agent.position_lots} lots  state {agent.state.value}",
-                      file=sys.stderr, flush=True)
+                print(f"[{now - started:7.0f} s] position {agent.position_lots} lots  state {agent.state.value}"
+                      f"{requests_text(agent)}", file=sys.stderr, flush=True)
             if stop_at is None and duration_s is not None and now - started >= duration_s:
                 operator_stop(agent, log, now)
                 stop_at = now

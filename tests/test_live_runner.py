@@ -285,3 +285,11 @@ def test_the_wall_clock_loop_stops_the_agent_at_the_duration_and_waits_for_flat(
     assert live.runner._drive_wall_clock(venue, agent, log, started, duration_s=0.9)
     assert isinstance(venue.sent[0], QueryAccount) and agent.halted
     assert [r["reason"] for r in log.records if r["type"] == "stop"] == ["operator"]
+
+
+def test_the_status_line_shows_the_requests_left_when_the_agent_counts_them():
+    class Counting:
+        requests_left = 9_801.4
+
+    assert live.runner.requests_text(Counting()) == "  requests left 9,801"
+    assert live.runner.requests_text(object()) == ""  # an agent that does not count them
