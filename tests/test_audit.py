@@ -114,6 +114,7 @@ def test_audit_matches_the_raw_log(tmp_path, seed, capsys):
     assert f"{expected['buys'] + expected['sells']} total ({expected['buys']} buys / {expected['sells']} sells" in report
     assert f"**Quoting uptime**: {100 * expected['uptime']:.1f}%" in report
     assert f"Invalid-order rejects (tick, size or notional rule): **{expected['invalid']}**" in report
+    assert f"Exchange actions sent: **{m['address_requests']}**, for ${m['traded_usd']:,.0f} traded; " in report
     pnl = expected["pnl"]
     assert f"**PnL**: {'-' if pnl < 0 else '+'}${abs(pnl):.{2 if abs(pnl) >= 1 else 4}f}" in report
     for png in ("mid_quotes_fills.png", "inventory.png", "pnl_components.png"):
