@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from hlmm.metrics import (
-    ADDRESS_REQUEST_BUFFER,
     ATTRIBUTION_HORIZON_S,
     SessionLogError,
     SessionMetrics,
@@ -29,6 +28,7 @@ from hlmm.metrics import (
     parse_session,
     true_changepoints,
 )
+from hlmm.request_budget import NEW_ADDRESS_REQUESTS
 from hlmm.sessionlog import read_session_log
 from hlmm.validation import command_error
 
@@ -404,7 +404,7 @@ def render_report(s: SessionSeries, m: SessionMetrics, plots: list[str], source:
         lines += ["None."]
     lines += ["", f"Invalid-order rejects (tick, size or notional rule): **{m.invalid_order_rejects}**.", ""]
 
-    budget = (f"a new address's {ADDRESS_REQUEST_BUFFER:,}-request buffer lasts **{m.address_budget_hours:.1f} h** at this pace"
+    budget = (f"a new address's {NEW_ADDRESS_REQUESTS:,}-request buffer lasts **{m.address_budget_hours:.1f} h** at this pace"
               if m.address_budget_hours is not None else "trading pays for the requests (one per USD traded)")
     lines += ["## Requests", "",
               f"Exchange actions sent: **{m.address_requests}**, for ${m.traded_usd:,.0f} traded; {budget}.", ""]

@@ -42,6 +42,7 @@ from hlmm.instrument import (
     ERR_TICK,
     Instrument,
 )
+from hlmm.request_budget import NEW_ADDRESS_REQUESTS, REFUSAL_PREFIX
 from hlmm.stats import binomial_two_sided_p
 
 MARKOUT_HORIZONS_S: tuple[str, ...] = ("1", "5", "30", "60", "300")
@@ -58,14 +59,9 @@ DIRECTIONAL_REGIMES: frozenset[str] = frozenset({"cascade", "flash", "squeeze", 
 """Ground-truth regimes with one-sided flow, where a sound agent must lean its quotes."""
 
 CHANGEPOINT_MATCH_WINDOW_S = 180.0
-# Hyperliquid's per-address request budget (hyperliquid-api.md section 4): a new address may send
-# this many actions, plus one per USD it has traded; past that, one request every 10 s.
-ADDRESS_REQUEST_BUFFER = 10_000
 # The command records that are exchange actions; each counts one request (a batch of n counts n;
 # a cancel-all counts one here, though the venue counts the orders it cancels).
 ACTION_RECORDS = frozenset({"place", "modify", "cancel", "cancel_all", "schedule_cancel"})
-# How Hyperliquid's refusal for a spent address budget starts (the rest names the counts).
-ADDRESS_LIMITED = "Too many cumulative requests sent"
 """A detector alarm within this many seconds after a true changepoint detects it."""
 
 INVALID_ORDER_ERRORS: tuple[str, ...] = (ERR_INVALID_SIZE, ERR_INVALID_PRICE, ERR_TICK, ERR_MIN_NOTIONAL)
@@ -373,8 +369,8 @@ def _norm_reason(reason: str) -> str:
     reject (the simulator's too) names the best bid and ask at that moment; the bridge's "not sent"
     rejects name the offending value; a refusal for a spent address budget names the counts.
     """
-    if reason.startswith(ADDRESS_LIMITED):
-        return ADDRESS_LIMITED
+    if reason.startswith(REFUSAL_PREFIX):
+        return REFUSAL_PREFIX
     head, sep, tail = reason.rpartition(" asset=")
     if sep and tail.isdigit():
         reason = head
@@ -714,8 +710,8 @@ def metrics_from_series(s: SessionSeries, cap_lots: int | None = None) -> Sessio
         reconciliation_mismatches=sum(n for name, n in alarms.items() if "mismatch" in name or "reconcil" in name),
         address_requests=requests,
         traded_usd=traded_usd,
-        address_budget_hours=ADDRESS_REQUEST_BUFFER / drain_per_h if drain_per_h > 0 else None,
-        address_limited_rejects=rejects_by_reason.get(ADDRESS_LIMITED, 0),
+        address_budget_hours=NEW_ADDRESS_REQUESTS / drain_per_h if drain_per_h > 0 else None,
+        address_limited_rejects=rejects_by_reason.get(REFUSAL_PREFIX, 0),
         requests_left_first=s.requests_left[0] if s.requests_left else None,
         requests_left_min=min(s.requests_left) if s.requests_left else None,
         requests_left_last=s.requests_left[-1] if s.requests_left else None,

@@ -26,6 +26,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from hlmm.instrument import Instrument
+from hlmm.request_budget import REFUSAL_PREFIX
 from hlmm.venue import BookUpdate, OpenOrder, Trade
 
 # Larger than any real book or position (HYPE's whole supply is ~1e9 coins = 1e11 lots);
@@ -36,9 +37,6 @@ MAX_TIME_MS = 10**14  # year ~5100; timestamps beyond are corrupt
 MAX_FUNDING_RATE = Decimal("0.05")
 MAX_BOOK_LEVELS = 1000
 MAX_REQUESTS = 10**15  # beyond any real request count or cap (the cap grows 1 per USD traded)
-# Hyperliquid's refusal of an action beyond the address's request budget starts with this (then
-# "(used > cap) for cumulative volume traded $V. Place taker orders to free up ...").
-BUDGET_REFUSAL = "Too many cumulative requests sent"
 
 # Order statuses Hyperliquid reports on orderStatus / orderUpdates.
 OPEN_STATUSES = frozenset({"open", "triggered"})
@@ -533,7 +531,7 @@ def budget_refusal(resp: Any) -> str | None:
     is spent (nothing in the action was done), else ``None``. Call it on a reply already parsed."""
     if isinstance(resp, dict) and resp.get("status") == "err":
         msg = resp.get("response")
-        if isinstance(msg, str) and msg.startswith(BUDGET_REFUSAL):
+        if isinstance(msg, str) and msg.startswith(REFUSAL_PREFIX):
             return msg
     return None
 

@@ -30,10 +30,10 @@ Per address, only when ``rate_limit.address_requests`` is set (Hyperliquid's
 does not count, and a refused request costs nothing). The cap is ``address_requests`` plus one
 per whole USD of the agent's fills in the session (maker and taker notional); the count starts
 at 0. At or past the cap a place, modify or schedule-cancel is refused, except that one action
-is let through every :data:`ADDRESS_THROTTLE_S` seconds, counted from the action that reached
+is let through every :data:`hlmm.request_budget.OVER_CAP_INTERVAL_S` seconds, counted from the action that reached
 the limit or the last one let through past it; a cancel or cancel-all is refused only at
 min(cap + 100 000, 2 * cap), with the same allowance. A refusal carries
-:data:`ERR_ADDRESS_LIMIT` (the count this request would make, the limit it exceeds, the
+:func:`hlmm.request_budget.refusal_text` (the count this request would make, the limit it exceeds, the
 session's traded volume), is answered as the bucket's refusal is (a reject; a cancel-reject; a
 modify's two halves both; nothing for a cancel-all or a schedule-cancel, which have no reply
 event) and is counted as ``address_limited``. The account snapshot's ``requests_left`` is cap
@@ -75,6 +75,7 @@ import numpy as np
 import simpy
 from simpy.events import NORMAL, URGENT
 
+from hlmm.request_budget import OVER_CAP_INTERVAL_S, cancel_cap, refusal_text
 from hlmm.sessionlog import SessionLog
 from hlmm.venue import (
     STOP_GRACE_S,
@@ -108,12 +109,6 @@ ERR_CANCEL_GONE = "Order was never placed, already canceled, or filled."
 ERR_MODIFY_GONE = "Cannot modify canceled or filled order"
 ERR_RATE_LIMIT = "429 Too Many Requests: IP rate limit exceeded (weight per minute)."
 ERR_RANDOM_REJECT = "Order rejected by the venue (simulated fault)."
-# Hyperliquid's refusal of an address past its request budget: the count this request would
-# make, the limit it exceeds, the volume traded (here: in the session, USD).
-ERR_ADDRESS_LIMIT = ("Too many cumulative requests sent ({sent} > {cap}) for cumulative volume traded ${volume:.2f}. "
-                     "Place taker orders to free up 1 request per USDC traded.")
-ADDRESS_THROTTLE_S = 10.0  # past the budget, one action per this many seconds
-CANCEL_EXTRA_REQUESTS = 100_000  # cancels go on to min(cap + this, 2 * cap)
 BOOK_LEVELS = 10
 TIMER_INTERVAL_S = 1.0
 # Stream separation for the venue's own generator, so its draws never alias the engine's.
@@ -446,9 +441,10 @@ class SimVenue:
         """Count ``cmd`` against the address's budget, or the refusal text when it is over (and
         then count nothing). Call only when the budget is modelled and ``cmd`` is an action."""
         cap = self._request_cap()
-        limit = min(cap + CANCEL_EXTRA_REQUESTS, 2 * cap) if isinstance(cmd, _CANCELS) else cap
-        if self._requests_used >= limit and now - self._throttle_last_s < ADDRESS_THROTTLE_S:
-            return ERR_ADDRESS_LIMIT.format(sent=self._requests_used + 1, cap=limit, volume=self._traded_usd())
+        limit = cancel_cap(cap) if isinstance(cmd, _CANCELS) else cap
+        if self._requests_used >= limit and now - self._throttle_last_s < OVER_CAP_INTERVAL_S:
+            # the count this request would make, the limit it exceeds, the session's volume
+            return refusal_text(self._requests_used + 1, limit, self._traded_usd())
         self._requests_used += 1
         if self._requests_used >= limit:  # spent: the next action past the limit waits from now
             self._throttle_last_s = now

@@ -12,11 +12,12 @@ from hyperliquid.utils.error import ServerError
 from hyperliquid.utils.signing import sign_l1_action
 from hyperliquid.utils.types import Cloid
 
+from hlmm.request_budget import refusal_text
 from hlmm.venue import FeeSchedule
 from live.localvenue.auth import AuthError, NonceBook
 from live.localvenue.faults import FaultConfig, FaultPlan
 from live.localvenue.server import check_loopback
-from live.localvenue.state import ERR_MODIFY_GONE, LocalExchange, RequestBudget, budget_refusal_text
+from live.localvenue.state import ERR_MODIFY_GONE, LocalExchange, RequestBudget
 from tests.test_live_support import HYPE, FakeEngine, fake_venue, throwaway
 
 ALO = {"limit": {"tif": "Alo"}}
@@ -395,7 +396,7 @@ def test_cancels_go_through_past_the_cap_up_to_twice_it(venue):
 
 
 def test_the_refusal_text_and_the_cancel_cap_are_hyperliquids():
-    assert budget_refusal_text(97460, 97456, 87457.456) == (
+    assert refusal_text(97460, 97456, 87457.456) == (
         "Too many cumulative requests sent (97460 > 97456) for cumulative volume traded $87457.46. "
         "Place taker orders to free up 1 request per USDC traded.")
     ex = local_exchange()
@@ -403,7 +404,7 @@ def test_the_refusal_text_and_the_cancel_cap_are_hyperliquids():
     ex.budgets[ex.account] = RequestBudget(used=250_000)  # cancels stop at cap + 100 000 here
     assert ex._admit(ex.account, "cancel", 1) == (True, None)  # the one per 10 s
     ex.budgets[ex.account].last_over_ms = ex.now_ms
-    assert ex._admit(ex.account, "cancelByCloid", 1) == (True, budget_refusal_text(250_001, 250_000, 0.0))
+    assert ex._admit(ex.account, "cancelByCloid", 1) == (True, refusal_text(250_001, 250_000, 0.0))
     ex.budgets[ex.account].used = 249_999
     assert ex._admit(ex.account, "cancel", 1) == (False, None)
 

@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 import live.runner
 from agent.config import load_agent_config
 from hlmm.cli import app
+from hlmm.request_budget import NEW_ADDRESS_REQUESTS
 from hlmm.sessionlog import SessionLog, read_session_log
 from live.localvenue.server import LocalVenueServer, build_exchange
-from live.localvenue.state import INITIAL_REQUESTS
 from scenarios.stress import configured_cap_lots
 from sim.runner import make_agent
 from sim.scenario import load_scenario
@@ -55,7 +55,7 @@ def zero_latency_sim(seed, cfg):
     sc = load_scenario("feb12_cascade")
     zero = sc.latency.model_copy(update={"order_ms": 0.0, "cancel_ms": 0.0, "ack_ms": 0.0, "feed_ms": 0.0,
                                          "jitter_ms": 0.0})
-    budget = sc.rate_limit.model_copy(update={"address_requests": INITIAL_REQUESTS})
+    budget = sc.rate_limit.model_copy(update={"address_requests": NEW_ADDRESS_REQUESTS})
     sc = sc.model_copy(update={"latency": zero, "rate_limit": budget})
     log = SessionLog(None, {"source": "sim"})
     agent, _ = make_agent("production", sc.instrument.instrument(), sc.fees.schedule(), log, sc, config=cfg)

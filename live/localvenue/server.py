@@ -30,9 +30,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from hlmm.request_budget import NEW_ADDRESS_REQUESTS
 from hlmm.validation import command_error
 from live.localvenue.faults import FaultConfig, FaultPlan
-from live.localvenue.state import INITIAL_REQUESTS, LocalExchange, Rules, subscription_key
+from live.localvenue.state import LocalExchange, Rules, subscription_key
 
 LOOPBACK_NAMES = ("localhost",)
 REAL_TIME_TICK_S = 0.02
@@ -334,7 +335,7 @@ def build_exchange(
 
     if initial_requests is None:
         modelled = scenario.rate_limit.address_requests
-        initial_requests = INITIAL_REQUESTS if modelled is None else modelled
+        initial_requests = NEW_ADDRESS_REQUESTS if modelled is None else modelled
 
     engine = MatchingEngine(scenario, seed)
     return LocalExchange(

@@ -16,7 +16,7 @@ parsed JSON and broadcasts what it queues), so it is tested directly and determi
   ok``, even when some of its orders are refused) uses as many requests as it carries orders,
   cancels or modifies (one for ``scheduleCancel`` and ``updateLeverage``); an action refused
   whole (``status: err``) uses none. An action that would take the address beyond its cap is
-  refused whole with Hyperliquid's text (:func:`budget_refusal_text`), except one action per 10 s
+  refused whole with Hyperliquid's text (:func:`hlmm.request_budget.refusal_text`), except one action per 10 s
   of venue time while over (it is counted, so the count may pass the cap); cancels
   (``cancel``, ``cancelByCloid``) are refused only beyond min(cap + 100 000, 2 * cap). The
   ``userRateLimit`` info request reports it (``{cumVlm, nRequestsUsed, nRequestsCap}``).
@@ -35,6 +35,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from hlmm.instrument import ERR_INVALID_PRICE, ERR_INVALID_SIZE, ERR_TICK, Instrument
+from hlmm.request_budget import NEW_ADDRESS_REQUESTS, OVER_CAP_INTERVAL_S, cancel_cap, refusal_text
 from hlmm.venue import FeeSchedule, Tif
 from live.localvenue.auth import AuthError, NonceBook, recover_signer
 from live.localvenue.faults import REJECT_TEXT, FaultPlan
@@ -47,9 +48,6 @@ ERR_BATCH = "Signed action over weight limit of 200."
 SCHEDULE_MIN_AHEAD_MS = 5_000
 SCHEDULE_MAX_TRIGGERS_PER_DAY = 10
 MAX_BATCH = 200
-INITIAL_REQUESTS = 10_000  # a new address's request budget before any volume
-CANCEL_EXTRA_REQUESTS = 100_000  # cancels may go min(cap + this, 2 * cap)
-OVER_CAP_INTERVAL_MS = 10_000  # past its cap, an address gets one action per this much venue time
 CANCEL_ACTIONS = frozenset({"cancel", "cancelByCloid"})
 BATCH_FIELDS = {"order": "orders", "cancel": "cancels", "cancelByCloid": "cancels", "batchModify": "modifies"}
 FILLS_KEPT = 2000
@@ -81,13 +79,6 @@ def subscription_key(sub: Any) -> tuple[str, str] | None:
     if kind == "allMids":
         return kind, ""
     return None
-
-
-def budget_refusal_text(sent: int, cap: int, volume_usd: float) -> str:
-    """Hyperliquid's refusal of an action beyond the address's request budget: ``sent`` is what the
-    address would have used with it, ``cap`` the limit that applies, ``volume_usd`` its traded volume."""
-    return (f"Too many cumulative requests sent ({sent} > {cap}) for cumulative volume traded ${volume_usd:.2f}. "
-            "Place taker orders to free up 1 request per USDC traded.")
 
 
 def action_weight(action: dict[str, Any]) -> int:
@@ -156,7 +147,7 @@ class LocalExchange:
     epoch_ms: int = 0
     nonces: NonceBook = field(default_factory=NonceBook)
     faults: FaultPlan | None = None
-    initial_requests: int = INITIAL_REQUESTS  # the request budget before any volume (a new address's)
+    initial_requests: int = NEW_ADDRESS_REQUESTS  # the request budget before any volume (a new address's)
 
     def __post_init__(self) -> None:
         self.account = self.account.lower()
@@ -509,12 +500,12 @@ class LocalExchange:
         it whole, ``over`` tells an action let through beyond the cap (one per 10 s)."""
         budget = self.budgets.setdefault(user, RequestBudget())
         cap = self.requests_cap(user)
-        limit = min(cap + CANCEL_EXTRA_REQUESTS, 2 * cap) if kind in CANCEL_ACTIONS else cap
+        limit = cancel_cap(cap) if kind in CANCEL_ACTIONS else cap
         if budget.used + weight <= limit:
             return False, None
-        if budget.last_over_ms is None or self.now_ms - budget.last_over_ms >= OVER_CAP_INTERVAL_MS:
+        if budget.last_over_ms is None or self.now_ms - budget.last_over_ms >= OVER_CAP_INTERVAL_S * 1000:
             return True, None
-        return True, budget_refusal_text(budget.used + weight, limit, self.traded_volume_usd(user))
+        return True, refusal_text(budget.used + weight, limit, self.traded_volume_usd(user))
 
     # ------------------------------------------------------------------ /exchange
     def authenticate(self, body: Any) -> str:
