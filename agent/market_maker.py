@@ -320,11 +320,13 @@ class MarketMaker:
             return
         if self.orders.reconcile_due(t):
             cmds.append(self.orders.query(t))
-        rearm_s, switch_s = self._dead_mans_timing()
-        if t - self._armed_t >= rearm_s:
-            self._armed_t = t
-            self.orders.count_request()
-            cmds.append(ScheduleCancel(at_t=t + switch_s))
+        # the configured re-arm is the shortest (the pacing only lengthens it): most events stop here
+        if t - self._armed_t >= self.config.dead_mans_rearm_s:
+            rearm_s, switch_s = self._dead_mans_timing()
+            if t - self._armed_t >= rearm_s:
+                self._armed_t = t
+                self.orders.count_request()
+                cmds.append(ScheduleCancel(at_t=t + switch_s))
 
     def _dead_mans_timing(self) -> tuple[float, float]:
         """``(re-arm interval, switch horizon)`` of the dead man's switch, seconds.
