@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -89,12 +90,13 @@ def measure_venue_floor(seconds_simulated: float, seed: int) -> dict:
     return {"seconds_simulated": venue.now, "us_per_simulated_s": 1e6 * wall / venue.now}
 
 
-def measure_env_vec(n_steps: int, seed: int, n_envs: int = 2) -> dict:
-    """Raw steps/s (summed over envs) of ``n_envs`` envs in SB3's ``SubprocVecEnv`` (one process
-    each, as ``hlmm train`` runs them), random actions, auto-reset; ``n_steps`` in total."""
-    from stable_baselines3.common.vec_env import SubprocVecEnv
+def measure_env_vec(n_steps: int, seed: int, n_envs: int = 2, kind: str = "inline") -> dict:
+    """Raw steps/s (summed over envs) of ``n_envs`` envs in the vectorized env ``kind`` names
+    (:func:`hlmm.training.make_vec_env`: ``inline`` puts env 0 in this process and the others in
+    workers, ``subproc`` every env in a worker), random actions, auto-reset; ``n_steps`` in total."""
+    from hlmm.training import make_vec_env
 
-    venv = SubprocVecEnv([_make_real] * n_envs, start_method="fork")
+    venv = make_vec_env([_make_real] * n_envs, kind)
     try:
         venv.seed(seed)
         venv.reset()
@@ -107,7 +109,7 @@ def measure_env_vec(n_steps: int, seed: int, n_envs: int = 2) -> dict:
         wall = time.perf_counter() - s
     finally:
         venv.close()
-    return {"steps": rounds * n_envs, "n_envs": n_envs, "steps_per_s": rounds * n_envs / wall}
+    return {"steps": rounds * n_envs, "n_envs": n_envs, "kind": kind, "steps_per_s": rounds * n_envs / wall}
 
 
 # the shipped policy's training run: the PPO figures use exactly its setup
@@ -118,7 +120,7 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
     """``PPO.learn`` steps/s with ``hlmm train``'s own setup (:func:`hlmm.training.training_setup`
     with :data:`TRAINING_CONFIG`: its env mix, ``VecNormalize``, its ``[ppo]`` arguments, torch on
     one thread) on the real env and on a constant env with the same spaces, ``n_envs`` of each
-    (1: ``DummyVecEnv`` in this process; more: ``SubprocVecEnv``, as training runs them).
+    (1: ``DummyVecEnv`` in this process; more: the config's ``vec_env``, as training runs them).
 
     ``rollout_steps`` (samples over all envs) shrinks the rollout for quick runs. With one env
     everything runs in this process, so the rates per CPU second (``*_cpu``) are given too:
@@ -136,7 +138,7 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
     cfg = cfg.model_copy(update={"ppo": ppo, "train": cfg.train.model_copy(update={"n_envs": n_envs})})
     real = env_factories(cfg, seed)
     constant = [lambda fn=fn: ConstantEnv(fn()) for fn in real]
-    out: dict[str, float] = {"n_envs": n_envs, "n_steps": ppo.get("n_steps", 2048),
+    out: dict[str, Any] = {"n_envs": n_envs, "vec_env": cfg.train.vec_env if n_envs > 1 else "dummy", "n_steps": ppo.get("n_steps", 2048),
                              "batch_size": ppo.get("batch_size", 64), "n_epochs": ppo.get("n_epochs", 10)}
     for name, fns in (("real", real), ("constant", constant)):
         model, venv = training_setup(cfg, fns, seed)

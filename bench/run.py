@@ -25,7 +25,7 @@ GLFT = GlftReplay()
 
 PPO_RATES = ("real_steps_per_s", "constant_steps_per_s")
 PPO_CPU_RATES = ("real_steps_per_cpu_s", "constant_steps_per_cpu_s")
-VEC_ENVS = 2  # SubprocVecEnv workers for the vectorized figures (hlmm train's default n_envs)
+VEC_ENVS = 2  # envs in the vectorized figures (hlmm train's default n_envs)
 # run sizes; replay events are the tape length (>= 5 M in full mode, as issue 7 asks)
 SIZES = {
     "quick": {"replay_events": 200_000, "engine_s": 100.0, "venue_s": 60.0, "env_steps": 50, "ppo_steps": 128, "decisions": 500,
@@ -93,8 +93,10 @@ def run_all(quick: bool, seed: int = 0) -> dict:
         "engine": _try(lambda: measure_engine(z["engine_s"], seed)),
         "venue_floor": _try(lambda: measure_venue_floor(z["venue_s"], seed)),
         "env": _try(lambda: _best_of(lambda: measure_env(z["env_steps"], seed), r, ("steps_per_s", "steps_per_cpu_s"))),
-        "env_vec": vec_na or _try(lambda: _best_of(lambda: measure_env_vec(z["env_steps"], seed, VEC_ENVS), r,
+        "env_vec": vec_na or _try(lambda: _best_of(lambda: measure_env_vec(z["env_steps"], seed, VEC_ENVS, "inline"), r,
                                                    ("steps_per_s",))),
+        "env_subproc": vec_na or _try(lambda: _best_of(lambda: measure_env_vec(z["env_steps"], seed, VEC_ENVS, "subproc"),
+                                                       r, ("steps_per_s",))),
         "ppo": _try(lambda: _best_of(lambda: measure_training(z["ppo_steps"], seed, 1, rollout), r,
                                      PPO_RATES + PPO_CPU_RATES)),
         "ppo_vec": vec_na or _try(lambda: _best_of(lambda: measure_training(z["ppo_steps"], seed, VEC_ENVS), r,
@@ -123,6 +125,14 @@ def _ppo_rows(name: str, d: dict, suffix: str = "") -> list[tuple[str, str, str,
              _fmt(d, f"env_share_of_training{suffix}", "env {:.0%}"))]
 
 
+def _vec_row(res: dict) -> tuple[str, str, str, str]:
+    """Env steps/s of the inline vectorized env against SB3's ``SubprocVecEnv`` (the peer)."""
+    inline, sub = res.get("env_vec", {"na": "not run"}), res.get("env_subproc", {"na": "not run"})
+    ratio = "" if "na" in inline or "na" in sub else f"{inline['steps_per_s'] / sub['steps_per_s']:.2f}"
+    return (f"env steps/s, {VEC_ENVS} envs inline vs SubprocVecEnv", _fmt(inline, "steps_per_s", "{:,.1f}"),
+            _fmt(sub, "steps_per_s", "{:,.1f}"), ratio)
+
+
 def _fmt(d: dict, key: str, fmt: str = "{:,.0f}") -> str:
     return d["na"] if "na" in d else fmt.format(d[key])
 
@@ -149,11 +159,11 @@ def table(res: dict) -> str:
                                                           "us_per_simulated_s", "{:,.1f}"), "", ""),
         ("env steps/s (single)", _fmt(res["env"], "steps_per_s", "{:,.1f}"), "", ""),
         ("env steps per CPU s (single)", _fmt(res["env"], "steps_per_cpu_s", "{:,.1f}"), "", ""),
-        (f"env steps/s ({VEC_ENVS} x SubprocVecEnv)", _fmt(res.get("env_vec", {"na": "not run"}), "steps_per_s", "{:,.1f}"),
-         "", ""),
+        _vec_row(res),
         *_ppo_rows("PPO steps/s real env vs constant env", res["ppo"]),
         *_ppo_rows("PPO steps per CPU s (same runs)", res["ppo"], "_cpu"),
-        *_ppo_rows(f"PPO steps/s, {VEC_ENVS} x SubprocVecEnv (as trained)", res.get("ppo_vec", {"na": "not run"})),
+        *_ppo_rows(f"PPO steps/s, {VEC_ENVS} envs as trained ({res.get('ppo_vec', {}).get('vec_env', 'n/a')})",
+                   res.get("ppo_vec", {"na": "not run"})),
         ("decision p50 / p99 us (wall)", "n/a" if "na" in res["decision"] else
          f"{res['decision']['p50_us']:.1f} / {res['decision']['p99_us']:.1f}", "", ""),
         ("decision p50 / p99 us (thread CPU)", "n/a" if "na" in res["decision"] else

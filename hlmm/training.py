@@ -3,7 +3,7 @@ judge the frozen result against pure GLFT on held-out seeds.
 
 Training config (TOML, see ``experiments/README.md``)::
 
-    [train]            algo ("ppo"|"sac"), timesteps, seed, n_envs, vec_env ("subproc"|"dummy"),
+    [train]            algo ("ppo"|"sac"), timesteps, seed, n_envs, vec_env ("inline"|"subproc"|"dummy"),
                        normalize_obs, normalize_reward, checkpoint_every (steps), net_arch,
                        log_std_init
     [ppo] / [sac]      keyword arguments of the SB3 algorithm (learning_rate, n_steps, ...)
@@ -51,7 +51,11 @@ class TrainSection(BaseModel):
     timesteps: int = Field(default=50_000, ge=1)
     seed: int = Field(default=0, ge=0)
     n_envs: int = Field(default=2, ge=1, le=64)
-    vec_env: Literal["subproc", "dummy"] = "subproc"
+    vec_env: Literal["inline", "subproc", "dummy"] = Field(
+        default="inline",
+        description="inline: env 0 in the learner's process, the others in workers (hlmm.vec_env); "
+                    "subproc: every env in a worker; dummy: every env in the learner's process",
+    )
     normalize_obs: bool = True
     normalize_reward: bool = True
     clip_obs: float = Field(default=10.0, gt=0)
@@ -106,18 +110,33 @@ def policy_kwargs(t: TrainSection) -> dict[str, Any]:
     return kwargs
 
 
+def make_vec_env(env_fns: Sequence[Callable[[], Any]], kind: str) -> Any:
+    """The vectorized env ``[train] vec_env`` names over ``env_fns`` (one env is always in-process)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    from hlmm.vec_env import InlineFirstVecEnv
+
+    fns = list(env_fns)
+    if len(fns) == 1 or kind == "dummy":
+        return DummyVecEnv(fns)
+    if kind == "inline":
+        return InlineFirstVecEnv(fns)
+    if kind == "subproc":
+        return SubprocVecEnv(fns, start_method="fork")
+    raise ValueError(f"vec_env={kind!r}: must be one of inline, subproc, dummy")
+
+
 def training_setup(cfg: TrainConfig, env_fns: Sequence[Callable[[], Any]], seed: int,
                    monitor_csv: Path | None = None, tensorboard_log: Path | None = None) -> tuple[Any, Any]:
     """``(model, venv)`` exactly as ``hlmm train`` builds them: ``env_fns`` in ``SubprocVecEnv``
-    (or ``DummyVecEnv``) per ``[train]``, episode monitor, ``VecNormalize``, the SB3 algorithm
+    (or ``DummyVecEnv``, or env 0 in-process and the rest in workers) per ``[train]``, episode monitor, ``VecNormalize``, the SB3 algorithm
     with the ``[ppo]``/``[sac]`` arguments. The benchmark builds the same with a constant env to
     measure what the real env costs training."""
     from stable_baselines3 import PPO, SAC
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor, VecNormalize
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
     t = cfg.train
-    fns = list(env_fns)
-    venv: Any = SubprocVecEnv(fns, start_method="fork") if t.vec_env == "subproc" and len(fns) > 1 else DummyVecEnv(fns)
+    venv: Any = make_vec_env(env_fns, t.vec_env)
     venv.seed(seed)
     venv = VecMonitor(venv, filename=str(monitor_csv) if monitor_csv is not None else None)
     venv = VecNormalize(venv, norm_obs=t.normalize_obs, norm_reward=t.normalize_reward, clip_obs=t.clip_obs)
