@@ -13,7 +13,7 @@ from agent.estimators import EstimatorConfig, IntensityEstimator, VolatilityEsti
 from agent.market_state import BookView
 from agent.quote_engine import GlftConfig, QuoteEngine
 from agent.signals import SignalBank, SignalsConfig
-from agent.signals.changepoint import Bocpd, ChangepointConfig, ChangepointDetector
+from agent.signals.changepoint import Bocpd, ChangepointConfig, ChangepointDetector, _add_reduce
 from agent.signals.informed import InformedConfig, InformedFlow, _binomial_two_sided
 from agent.signals.vpin import Vpin, VpinConfig
 from agent.types import MarketState, PolicyAdjustment
@@ -282,15 +282,31 @@ def _reference_bocpd_path(cfg: ChangepointConfig, z: np.ndarray) -> list[np.ndar
     return out
 
 
-def test_bocpd_in_place_posterior_is_bit_identical_to_the_textbook_recursion() -> None:
-    # Long enough to truncate at max_run and to move the buffer window several times.
-    cfg = ChangepointConfig(max_run=40, window_obs=5)
-    z = np.random.default_rng(5).standard_t(3, 300) * np.repeat([1.0, 3.0, 1.0], 100)
+@pytest.mark.parametrize(("max_run", "window_obs", "n_obs"), [(40, 5, 300), (300, 30, 690)])
+def test_bocpd_in_place_posterior_is_bit_identical_to_the_textbook_recursion(
+    max_run: int, window_obs: int, n_obs: int
+) -> None:
+    # Long enough to truncate at max_run and to move the buffer window several times; the longer
+    # posterior takes the sums above numpy's 128-element pairwise block.
+    cfg = ChangepointConfig(max_run=max_run, window_obs=window_obs)
+    z = np.random.default_rng(5).standard_t(3, n_obs) * np.repeat([1.0, 3.0, 1.0], n_obs // 3)
     b = Bocpd(cfg)
     for i, (zi, expected) in enumerate(zip(z, _reference_bocpd_path(cfg, z), strict=True)):
         cp = b.update(float(zi))
         assert b.prob.tobytes() == expected.tobytes(), i
         assert cp == float(expected[: cfg.window_obs].sum())
+
+
+def test_bocpd_sum_is_numpys_add_reduce_bit_for_bit() -> None:
+    # The kernels' sums must be numpy's pairwise summation (blocks of 8 accumulators, halves split
+    # at multiples of 8, chunks of numpy's buffer size), not a plain loop: compare every length
+    # through several levels of the tree, at an offset, over magnitudes 1e-300..1e300.
+    rng = np.random.default_rng(11)
+    for n in [*range(0, 600), 1021, 4099, 8192, 8193, 20011]:
+        a = rng.standard_normal(n + 3) * 10.0 ** rng.integers(-300, 300, n + 3)
+        for lo in (0, 3):
+            if lo + n <= a.size:
+                assert np.float64(_add_reduce(a, lo, n)).tobytes() == np.add.reduce(a[lo : lo + n]).tobytes(), (n, lo)
 
 
 def test_informed_binomial_tail_equals_the_sum_of_binomial_coefficients() -> None:

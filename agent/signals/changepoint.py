@@ -58,58 +58,57 @@ class Bocpd:
 
     def __init__(self, cfg: ChangepointConfig) -> None:
         self.cfg = cfg
-        # Run r always has α = α0 + r/2, so the Gamma-function part of the Student-t density is a
-        # fixed table per run length (no per-step lgamma calls).
-        nu = 2.0 * cfg.prior_alpha + np.arange(cfg.max_run, dtype=np.float64)
-        self._log_norm = np.array([math.lgamma((v + 1.0) / 2.0) - math.lgamma(v / 2.0) for v in nu])
-        # Run r's α and κ do not depend on the data either (each step adds 1/2 and 1), so they,
-        # and every factor made of them alone, are tables too. They are built with the same float
-        # steps the recursion takes, so the posterior is bit-identical to computing them per step.
+        # Run r always has α = α0 + r/2 and κ = κ0 + r (each step adds 1/2 and 1), so the
+        # Gamma-function part of the Student-t density and every factor made of α and κ alone are
+        # fixed tables per run length (no per-step lgamma calls). α and κ are built with the same
+        # float steps the recursion takes, so the posterior is bit-identical to computing them per step.
+        nu0 = 2.0 * cfg.prior_alpha + np.arange(cfg.max_run, dtype=np.float64)
         alpha = np.empty(cfg.max_run)
         kappa = np.empty(cfg.max_run)
         alpha[0], kappa[0] = cfg.prior_alpha, cfg.prior_kappa
         for r in range(1, cfg.max_run):
             alpha[r] = alpha[r - 1] + 0.5
             kappa[r] = kappa[r - 1] + 1.0
-        self._kappa = kappa
-        self._k1 = kappa + 1.0
-        self._alpha_kappa = alpha * kappa
-        self._nu = 2.0 * alpha
-        self._pi_nu = np.pi * self._nu
-        self._half_nu1 = (self._nu + 1.0) / 2.0
-        self._two_k1 = 2.0 * self._k1
-        # Posterior (prob, μ, β per run length) lives in the views [start, start + n) of buffers
-        # twice max_run long. A step makes every run one older, so the new posterior is written
-        # in place and the window start moves one slot left, instead of allocating and shifting
-        # three arrays per observation; at slot 0 the window is moved back to the right end.
-        size = 2 * cfg.max_run
-        self._prob_buf = np.empty(size)
-        self._mu_buf = np.empty(size)
-        self._beta_buf = np.empty(size)
-        # Per-step scratch, max_run long each (the SIMD log/exp loops need in-place or disjoint memory).
-        self._sq = np.empty(cfg.max_run)
-        self._dev = np.empty(cfg.max_run)
-        self._log_pred = np.empty(cfg.max_run)
-        self.reset()
+        nu = 2.0 * alpha
+        k1 = kappa + 1.0
+        # One array (rows _K1.._TWO_K1) rather than eight: each array a kernel takes costs a
+        # fixed ~0.1 µs to pass.
+        self._tables = np.empty((_N_TABLES, cfg.max_run))
+        self._tables[_K1] = k1
+        self._tables[_ALPHA_KAPPA] = alpha * kappa
+        self._tables[_PI_NU] = np.pi * nu
+        self._tables[_NU] = nu
+        self._tables[_LOG_NORM] = [math.lgamma((v + 1.0) / 2.0) - math.lgamma(v / 2.0) for v in nu0]
+        self._tables[_HALF_NU1] = (nu + 1.0) / 2.0
+        self._tables[_KAPPA] = kappa
+        self._tables[_TWO_K1] = 2.0 * k1
+        # Posterior (rows prob, μ, β per run length) lives in the columns [start, start + n) of a
+        # buffer twice max_run long. A step makes every run one older, so the new posterior is
+        # written in place and the window start moves one slot left, instead of allocating and
+        # shifting three arrays per observation; at slot 0 the window is moved back to the right end.
+        self._post = np.empty((3, 2 * cfg.max_run))
+        # Per-step scratch (rows (x − μ)², dev/ν, log predictive), max_run long each; numpy's
+        # log, log1p and exp work on the prefixes of the last two in place.
+        self._scratch = np.empty((3, cfg.max_run))
+        self._dev = self._scratch[_DEV]
+        self._log_pred = self._scratch[_PRED]
+        self._survive = 1.0 - cfg.hazard
         # Compile the kernels (or load them from numba's cache, ~0.1 s) now rather than in the
-        # first decision cycle that samples a return: empty views do no work.
-        empty = self._sq[:0]
-        _predictive_args(0.0, empty, empty, empty, empty, empty, empty, empty, empty, empty)
-        _shifted_log_predictive(empty, empty, empty, empty)
-        _grow(0.0, 1.0, empty, empty, empty, empty, empty, empty, empty, empty)
+        # first decision cycle that samples a return.
+        self.reset()
+        self.update(0.0)
+        self.reset()
 
     def reset(self) -> None:
         """Forget the past: all mass on a run that starts now."""
-        self._start = self._prob_buf.size - 1
+        self._start = self._post.shape[1] - 1
         self._n = 1
-        self._prob_buf[self._start] = 1.0
-        self._mu_buf[self._start] = 0.0
-        self._beta_buf[self._start] = self.cfg.prior_beta
+        self._post[:, self._start] = (1.0, 0.0, self.cfg.prior_beta)
 
     @property
     def prob(self) -> np.ndarray:
         """P(run length = r | data) for r = 0..n-1 (a view, valid until the next update)."""
-        return self._prob_buf[self._start : self._start + self._n]
+        return self._post[_PROB, self._start : self._start + self._n]
 
     def update(self, z: float) -> float:
         """Add one observation; returns cp_w = P(run length < window_obs)."""
@@ -119,46 +118,32 @@ class Bocpd:
         if self._start == 0:
             self._relocate()
         s = self._start
-        prob = self._prob_buf[s : s + n]
-        mu = self._mu_buf[s : s + n]
-        beta = self._beta_buf[s : s + n]
         # The textbook form, with the same float operations in the same order:
         #   scale2 = β·k1/(ακ);  dev = (x − μ)²/scale2
         #   log_pred = log_norm − 0.5·log(π·ν·scale2) − (ν+1)/2·log1p(dev/ν)
-        # The elementwise arithmetic runs in the numba kernels (one pass instead of one numpy call
-        # per operation); log, log1p, exp and the sums stay numpy's, whose SIMD rounding and
-        # pairwise summation order a compiled loop would not reproduce.
-        sq, dev, pred = self._sq[:n], self._dev[:n], self._log_pred[:n]
-        _predictive_args(x, mu, beta, self._k1, self._alpha_kappa, self._pi_nu, self._nu, sq, dev, pred)
-        np.log(pred, out=pred)
-        np.log1p(dev, out=dev)
-        # shifted by its maximum, a common factor that cancels in the normalization
-        _shifted_log_predictive(self._log_norm, self._half_nu1, dev, pred)
-        np.exp(pred, out=pred)
-        # prob becomes the growth (joint · (1 − H)) and pred the joint; μ and β take the observation.
-        _grow(x, 1.0 - c.hazard, self._kappa, self._k1, self._two_k1, sq, pred, prob, mu, beta)
-        cp_mass = np.add.reduce(pred) * c.hazard
-        # Run r's growth is run r+1's new mass: with the window one slot left it is already in place.
+        # The elementwise arithmetic and the sums run in the numba kernels (one pass instead of
+        # one numpy call per operation); log, log1p and exp stay numpy's, whose SIMD rounding a
+        # compiled loop would not reproduce.
+        post, tables, scratch = self._post, self._tables, self._scratch
+        _predictive_args(x, s, n, post, tables, scratch)
+        log_pred, dev = self._log_pred[:n], self._dev[:n]
+        np.log(log_pred, log_pred)
+        np.log1p(dev, dev)
+        _shifted_log_predictive(n, tables, scratch)
+        np.exp(log_pred, log_pred)
         n_new = min(n + 1, c.max_run)
-        n_keep = n_new - 1
-        self._prob_buf[s - 1] = cp_mass
-        if n > n_keep:  # truncation: the oldest run absorbs the growth of the one beyond max_run
-            self._prob_buf[s - 1 + n_keep] += prob[n_keep]
-        new = self._prob_buf[s - 1 : s - 1 + n_new]
-        np.divide(new, np.add.reduce(new), out=new)
-        self._mu_buf[s - 1] = 0.0
-        self._beta_buf[s - 1] = c.prior_beta
+        cp_w = _grow(x, s, n, n_new, post, tables, scratch, self._survive, c.hazard, c.prior_beta, c.window_obs)
         self._start, self._n = s - 1, n_new
-        return self.cp_prob()
+        return cp_w
 
     def _relocate(self) -> None:
-        """Move the posterior window from slot 0 to the right end of the buffers."""
-        n, dst = self._n, self._prob_buf.size - self._n
-        for buf in (self._prob_buf, self._mu_buf, self._beta_buf):
-            buf[dst : dst + n] = buf[:n]
+        """Move the posterior window from slot 0 to the right end of the buffer."""
+        n, dst = self._n, self._post.shape[1] - self._n
+        self._post[:, dst : dst + n] = self._post[:, :n]
         self._start = dst
 
     def cp_prob(self) -> float:
+        """cp_w of the current posterior (the float :meth:`update` returned)."""
         return float(np.add.reduce(self.prob[: self.cfg.window_obs]))
 
     def map_run_length(self) -> int:
@@ -206,54 +191,143 @@ class ChangepointDetector:
         self._refractory_until = t + self.cfg.refractory_s
 
 
-# Elementwise parts of Bocpd.update over the n runs of the posterior (the length of the posterior
-# views passed); the constant per-run tables are passed whole. Plain IEEE +, −, ·, / per element
-# (no fastmath, so no reassociation or fused multiply-add): each element is the float numpy's
-# vectorized operations give.
+# The kernels of Bocpd.update over the n runs of the posterior: columns [s, s + n) of the posterior
+# buffer, [0, n) of the tables and the scratch. Plain IEEE +, −, ·, / per element (no fastmath, so
+# no reassociation or fused multiply-add): each element is the float numpy's vectorized operations
+# give, and each sum is numpy's ``add.reduce``.
+
+# rows of Bocpd._tables (constant per run length)
+_K1, _ALPHA_KAPPA, _PI_NU, _NU, _LOG_NORM, _HALF_NU1, _KAPPA, _TWO_K1 = range(8)
+_N_TABLES = 8
+# rows of Bocpd._post and of Bocpd._scratch
+_PROB, _MU, _BETA = range(3)
+_SQ, _DEV, _PRED = range(3)
+# numpy's default buffer size (``np.getbufsize()``) and its pairwise summation's block
+_NUMPY_BUFSIZE = 8192
+_PAIRWISE_BLOCK = 128
 
 
 @njit(cache=True, error_model="numpy")
-def _predictive_args(
-    x: float, mu: np.ndarray, beta: np.ndarray, k1: np.ndarray, alpha_kappa: np.ndarray, pi_nu: np.ndarray,
-    nu: np.ndarray, sq: np.ndarray, dev_over_nu: np.ndarray, log_arg: np.ndarray,
-) -> None:
-    """Per run: ``sq`` = (x − μ)², ``dev_over_nu`` = sq/scale2/ν and ``log_arg`` = π·ν·scale2,
+def _predictive_args(x: float, s: int, n: int, post: np.ndarray, tables: np.ndarray, scratch: np.ndarray) -> None:
+    """Per run: scratch rows ``_SQ`` = (x − μ)², ``_DEV`` = sq/scale2/ν and ``_PRED`` = π·ν·scale2,
     with scale2 = β·k1/(ακ) (the arguments of log1p and log in the Student-t log density)."""
-    for r in range(mu.size):
-        scale2 = beta[r] * k1[r] / alpha_kappa[r]
-        d = x - mu[r]
-        sq[r] = d * d
-        dev_over_nu[r] = sq[r] / scale2 / nu[r]
-        log_arg[r] = pi_nu[r] * scale2
+    for r in range(n):
+        scale2 = post[_BETA, s + r] * tables[_K1, r] / tables[_ALPHA_KAPPA, r]
+        d = x - post[_MU, s + r]
+        sq = d * d
+        scratch[_SQ, r] = sq
+        scratch[_DEV, r] = sq / scale2 / tables[_NU, r]
+        scratch[_PRED, r] = tables[_PI_NU, r] * scale2
 
 
 @njit(cache=True, error_model="numpy")
-def _shifted_log_predictive(
-    log_norm: np.ndarray, half_nu1: np.ndarray, log1p_dev: np.ndarray, log_pred: np.ndarray
-) -> None:
-    """``log_pred`` holds log(π·ν·scale2) on entry; on return the log predictive
-    log_norm − 0.5·log(π·ν·scale2) − (ν+1)/2·log1p(dev/ν) minus its maximum over the runs
-    (every term is finite since x is clipped, so a plain ``>`` finds numpy's maximum)."""
+def _shifted_log_predictive(n: int, tables: np.ndarray, scratch: np.ndarray) -> None:
+    """Row ``_PRED`` holds log(π·ν·scale2) and ``_DEV`` log1p(dev/ν) on entry; on return ``_PRED``
+    is the log predictive log_norm − 0.5·log(π·ν·scale2) − (ν+1)/2·log1p(dev/ν) minus its maximum
+    over the runs (every term is finite since x is clipped, so a plain ``>`` finds numpy's maximum)."""
     top = -np.inf
-    for r in range(log_pred.size):
-        v = log_norm[r] - log_pred[r] * 0.5 - half_nu1[r] * log1p_dev[r]
-        log_pred[r] = v
+    for r in range(n):
+        v = tables[_LOG_NORM, r] - scratch[_PRED, r] * 0.5 - tables[_HALF_NU1, r] * scratch[_DEV, r]
+        scratch[_PRED, r] = v
         if v > top:
             top = v
-    for r in range(log_pred.size):
-        log_pred[r] = log_pred[r] - top
+    for r in range(n):
+        scratch[_PRED, r] = scratch[_PRED, r] - top
 
 
 @njit(cache=True, error_model="numpy")
 def _grow(
-    x: float, survive: float, kappa: np.ndarray, k1: np.ndarray, two_k1: np.ndarray, sq: np.ndarray,
-    pred: np.ndarray, prob: np.ndarray, mu: np.ndarray, beta: np.ndarray,
-) -> None:
-    """Per run: joint = prob·pred into ``pred``, growth = joint·``survive`` into ``prob``;
-    μ' = (κμ + x)/k1 and β' = β + κ·sq/(2·k1)."""
-    for r in range(prob.size):
-        joint = prob[r] * pred[r]
-        pred[r] = joint
-        prob[r] = joint * survive
-        mu[r] = (kappa[r] * mu[r] + x) / k1[r]
-        beta[r] = beta[r] + kappa[r] * sq[r] / two_k1[r]
+    x: float, s: int, n: int, n_new: int, post: np.ndarray, tables: np.ndarray, scratch: np.ndarray,
+    survive: float, hazard: float, prior_beta: float, window_obs: int,
+) -> float:
+    """The posterior step once row ``_PRED`` holds the (shifted) predictive: joint = prob·pred,
+    growth = joint·``survive``, μ' = (κμ + x)/k1 and β' = β + κ·sq/(2·k1) per run; the growth of
+    run r becomes run r+1 (column s + r, with the window one slot left), the changepoint mass
+    Σ joint·``hazard`` run 0, truncated to ``n_new`` runs (the oldest absorbs the growth beyond);
+    then normalized. Returns cp_w, the mass of the first ``window_obs`` runs."""
+    for r in range(n):
+        joint = post[_PROB, s + r] * scratch[_PRED, r]
+        scratch[_PRED, r] = joint
+        post[_PROB, s + r] = joint * survive
+        post[_MU, s + r] = (tables[_KAPPA, r] * post[_MU, s + r] + x) / tables[_K1, r]
+        post[_BETA, s + r] = post[_BETA, s + r] + tables[_KAPPA, r] * scratch[_SQ, r] / tables[_TWO_K1, r]
+    post[_PROB, s - 1] = _add_reduce(scratch[_PRED], 0, n) * hazard
+    n_keep = n_new - 1
+    if n > n_keep:
+        post[_PROB, s - 1 + n_keep] += post[_PROB, s + n_keep]
+    total = _add_reduce(post[_PROB], s - 1, n_new)
+    for r in range(s - 1, s - 1 + n_new):
+        post[_PROB, r] = post[_PROB, r] / total
+    post[_MU, s - 1] = 0.0
+    post[_BETA, s - 1] = prior_beta
+    return _add_reduce(post[_PROB], s - 1, min(window_obs, n_new))
+
+
+@njit(cache=True, error_model="numpy")
+def _add_reduce(a: np.ndarray, lo: int, n: int) -> float:
+    """``np.add.reduce(a[lo : lo + n])`` bit for bit: numpy starts from its identity +0.0 and adds
+    the pairwise sum of each chunk of its buffer size (``np.getbufsize()``, 8192 by default)."""
+    res = 0.0
+    for chunk_lo in range(lo, lo + n, _NUMPY_BUFSIZE):
+        res += _pairwise_sum(a, chunk_lo, min(_NUMPY_BUFSIZE, lo + n - chunk_lo))
+    return res
+
+
+@njit(cache=True, error_model="numpy")
+def _pairwise_sum(a: np.ndarray, lo: int, n: int) -> float:
+    """numpy's pairwise summation of ``a[lo : lo + n]`` (``pairwise_sum`` in numpy/_core/src/umath/
+    loops_utils.h.src): above 128 elements, the sum of the two halves split at a multiple of 8.
+
+    numpy recurses; here the same tree is walked with a stack (numba's cache crashes on loading a
+    recursive function, numba issue #6061). Each stack entry is an internal node: its right half
+    and, once done, the sum of its left half."""
+    if n <= _PAIRWISE_BLOCK:
+        return _pairwise_block(a, lo, n)
+    right_lo = np.empty(64, np.int64)  # depth <= log2(n): 64 levels for any int64 length
+    right_n = np.empty(64, np.int64)
+    left_sum = np.empty(64)
+    left_done = np.zeros(64, np.bool_)
+    top = -1
+    cur_lo, cur_n = lo, n
+    while True:
+        while cur_n > _PAIRWISE_BLOCK:  # down the left halves to a block
+            half = cur_n // 2
+            half -= half % 8
+            top += 1
+            right_lo[top], right_n[top], left_done[top] = cur_lo + half, cur_n - half, False
+            cur_n = half
+        v = _pairwise_block(a, cur_lo, cur_n)
+        while top >= 0 and left_done[top]:  # a right half done: its node's sum is left + right
+            v = left_sum[top] + v
+            top -= 1
+        if top < 0:
+            return v
+        left_sum[top], left_done[top] = v, True
+        cur_lo, cur_n = right_lo[top], right_n[top]
+
+
+@njit(cache=True, error_model="numpy")
+def _pairwise_block(a: np.ndarray, lo: int, n: int) -> float:
+    """numpy's pairwise sum of at most 128 elements: sequential below 8, else 8 interleaved
+    accumulators combined as a tree, then the remainder sequentially."""
+    if n < 8:
+        res = -0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    end8 = lo + n - n % 8
+    for i in range(lo + 8, end8, 8):
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(end8, lo + n):
+        res += a[i]
+    return res
