@@ -76,6 +76,7 @@ class IntensityEstimator:
         self._short: _Ewma | None = None
         self._bin = -1
         self._bin_s = cfg.bin_s  # read on every trade
+        self._prior_weight_s = cfg.prior_weight_s  # read every cycle
         # The prior's pseudo-count n0 and n0/k0, asked every cycle (same float steps as the formula).
         self._n0 = 2.0 * cfg.prior_a_per_s * cfg.prior_weight_s
         self._n0_over_k0 = self._n0 / cfg.prior_kappa_per_bps
@@ -90,7 +91,8 @@ class IntensityEstimator:
             raise ValueError(f"mid_ticks={mid_ticks!r}: must be > 0")
         if size_lots <= 0:
             raise ValueError(f"size_lots={size_lots!r}: must be > 0")
-        self._start(t)
+        if self._long is None:
+            self._start(t)
         b = math.floor(t / self._bin_s)
         if b != self._bin:
             self._flush()
@@ -101,15 +103,16 @@ class IntensityEstimator:
 
     def estimate(self, t: float, short: bool = False) -> tuple[float, float]:
         """``(a_per_s, kappa_per_bps)`` at time ``t``; ``short`` uses the alarm window."""
-        self._start(t)
-        if math.floor(t / self._bin_s) != self._bin:
+        if self._long is None:
+            self._start(t)
+        if self._open and math.floor(t / self._bin_s) != self._bin:
             self._flush()
         e = self._short if short else self._long
         assert e is not None
         e.advance(t)
         n0 = self._n0
         kappa = (e.n + n0) / (e.sum_depth_bps + self._n0_over_k0)
-        a = (e.n + n0) / (2.0 * (e.exposure_s + self.cfg.prior_weight_s))
+        a = (e.n + n0) / (2.0 * (e.exposure_s + self._prior_weight_s))
         return a, kappa
 
     def observations(self, short: bool = False) -> float:
@@ -118,9 +121,9 @@ class IntensityEstimator:
         return 0.0 if e is None else e.n
 
     def _start(self, t: float) -> None:
-        if self._long is None:
-            self._long = _Ewma(self.cfg.window_s, t)
-            self._short = _Ewma(self.cfg.alarm_window_s, t)
+        """The first trade or estimate: the windows start at ``t``."""
+        self._long = _Ewma(self.cfg.window_s, t)
+        self._short = _Ewma(self.cfg.alarm_window_s, t)
 
     def _flush(self) -> None:
         if not self._open:

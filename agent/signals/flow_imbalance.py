@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.types import SignalContribution
 
+_PENDING = SignalContribution(value=0.0)  # placeholder that fixes the position of ``flow`` in the dict
+
 
 class FlowConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -66,35 +68,27 @@ class TradeFlowImbalance:
             vol[i] += size_lots
             cnt[i] += 1.0
 
-    def imbalances(self, t: float) -> list[float]:
-        """TI_w in [−1, 1] per timescale (positive = buyers aggress)."""
-        self._advance(t)
-        shrink = self._shrink
-        out = []
-        for b, s, nb, ns in zip(self._buy_vol, self._sell_vol, self._buy_n, self._sell_n, strict=True):
-            n = nb + ns
-            if n <= 0 or b + s <= 0:
-                out.append(0.0)
-                continue
-            ti = 0.5 * ((b - s) / (b + s) + (nb - ns) / n)
-            out.append(ti * n / (n + shrink))
-        return out
-
     def average_sizes_lots(self, t: float) -> tuple[float, float]:
         """(average buy size, average sell size) in lots over the longest timescale; 0 when none."""
         self._advance(t)
         return self._average_sizes()
 
     def contributions(self, t: float) -> dict[str, SignalContribution]:
-        """``flow`` (combined, carries the skew), ``flow_<τ>s`` per timescale, average sizes (value only)."""
-        tis = self.imbalances(t)
+        """``flow`` (combined, carries the skew), ``flow_<τ>s`` per timescale (TI_w in [−1, 1],
+        positive = buyers aggress), average sizes (value only)."""
+        self._advance(t)
+        shrink = self._shrink
         combined = 0.0  # Σ β_w·TI_w, summed in timescale order, in the same pass as the entries
-        per_timescale: dict[str, SignalContribution] = {}
-        for name, beta, ti in zip(self._names, self._betas, tis, strict=True):
+        out = {"flow": _PENDING}  # the combined entry comes first; set once the sum is known
+        for name, beta, b, s, nb, ns in zip(
+            self._names, self._betas, self._buy_vol, self._sell_vol, self._buy_n, self._sell_n, strict=True
+        ):
+            n = nb + ns
+            ti = 0.0 if n <= 0 or b + s <= 0 else 0.5 * ((b - s) / (b + s) + (nb - ns) / n) * n / (n + shrink)
             combined += beta * ti
-            per_timescale[name] = SignalContribution(ti, 0.0, 0.0, ti != 0.0)
+            out[name] = SignalContribution(ti, 0.0, 0.0, ti != 0.0)
         skew = max(-self._max_skew, min(self._max_skew, combined))
-        out = {"flow": SignalContribution(combined / self._total_beta, 0.0, skew, skew != 0.0), **per_timescale}
+        out["flow"] = SignalContribution(combined / self._total_beta, 0.0, skew, skew != 0.0)
         buy, sell = self._average_sizes()
         out["avg_buy_size_lots"] = SignalContribution(buy, 0.0, 0.0, buy > 0)
         out["avg_sell_size_lots"] = SignalContribution(sell, 0.0, 0.0, sell > 0)

@@ -70,12 +70,12 @@ class FundingProximity:
         rate = self.rate
         if rate is None:
             return _NONE
+        cfg = self.cfg
         left = self.next_funding_t(t) - t
-        window = min(self.cfg.window_s, self.interval_s)
+        window = min(cfg.window_s, self.interval_s)
         prox = 1.0 - left / window if left <= window else 0.0
-        pays = position_lots * rate > 0
         skew = 0.0
-        if pays:
-            size = min(self.cfg.max_skew_bps, self.cfg.skew_per_rate_bps * abs(rate) * BPS * prox)
+        if position_lots * rate > 0:  # the position pays
+            size = min(cfg.max_skew_bps, cfg.skew_per_rate_bps * abs(rate) * BPS * prox)
             skew = -size if position_lots > 0 else size
-        return SignalContribution(value=prox, spread_bps=self.cfg.widen_bps * prox, skew_bps=skew, active=prox > 0.0)
+        return SignalContribution(prox, cfg.widen_bps * prox, skew, prox > 0.0)

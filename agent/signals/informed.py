@@ -47,6 +47,7 @@ class InformedFlow:
         self._fill_buys = 0  # fills in ``_fills`` with side > 0
         self._adverse_move_bps = cfg.adverse_move_bps
         self._window_s = cfg.window_s  # read on every trade
+        self._fill_window_s = cfg.fill_window_s  # read every cycle
         # The fill-imbalance contribution only changes with the fills in the window: reused
         # until (buys, sells) change.
         self._fills_key = (0, 0)
@@ -76,23 +77,29 @@ class InformedFlow:
 
     def fill_imbalance(self, t: float) -> tuple[int, int, float]:
         """(own buys, own sells, two-sided binomial p-value) over the fill window."""
-        while self._fills and self._fills[0][0] < t - self.cfg.fill_window_s:
-            self._fill_buys -= self._fills.popleft()[1] > 0
-        buys = self._fill_buys
-        sells = len(self._fills) - buys
+        buys, sells = self._fill_counts(t)
         return buys, sells, _binomial_two_sided(buys, buys + sells)
 
     def contributions(self, t: float) -> tuple[float, dict[str, SignalContribution]]:
         """(toxicity in [0, 1], {``informed_flow``, ``fill_imbalance``})."""
         p_flow = self.flow_probability(t)
-        buys, sells, p_value = self.fill_imbalance(t)
-        if self._fills_key != (buys, sells):
-            self._fills_key = (buys, sells)
-            self._fills_out = self._fill_contribution(buys, sells, p_value)
+        key = self._fill_counts(t)
+        if self._fills_key != key:
+            self._fills_key = key
+            buys, sells = key
+            self._fills_out = self._fill_contribution(buys, sells, _binomial_two_sided(buys, buys + sells))
         pi_hit, fills = self._fills_out
         toxicity = max(p_flow, pi_hit)
         informed = SignalContribution(toxicity, toxicity * self._adverse_move_bps, 0.0, toxicity > 0.0)
         return toxicity, {"informed_flow": informed, "fill_imbalance": fills}
+
+    def _fill_counts(self, t: float) -> tuple[int, int]:
+        """(own buys, own sells) in the fill window ending at ``t``."""
+        fills = self._fills
+        start_t = t - self._fill_window_s
+        while fills and fills[0][0] < start_t:
+            self._fill_buys -= fills.popleft()[1] > 0
+        return self._fill_buys, len(fills) - self._fill_buys
 
     def _fill_contribution(self, buys: int, sells: int, p_value: float) -> tuple[float, SignalContribution]:
         """(π_hit, ``fill_imbalance`` contribution) of the fills in the window."""

@@ -35,6 +35,9 @@ class OrderFlowImbalance:
         self._ofi_lots = 0.0
         self._depth_lots = 0.0
         self._t = 0.0
+        # config fields read every cycle, as plain attributes
+        self._weight = cfg.weight
+        self._max_skew_bps = cfg.max_skew_bps
 
     def on_book(self, state: MarketState) -> None:
         prev = self._prev
@@ -63,8 +66,8 @@ class OrderFlowImbalance:
             return SignalContribution(value=0.0)
         tick_bps = BPS / state.mid_ticks
         move_bps = tick_bps * self._ofi_lots / (2.0 * self._depth_lots)
-        skew = max(-self.cfg.max_skew_bps, min(self.cfg.max_skew_bps, self.cfg.weight * move_bps))
-        return SignalContribution(value=self._ofi_lots / self._depth_lots, skew_bps=skew, active=skew != 0.0)
+        skew = max(-self._max_skew_bps, min(self._max_skew_bps, self._weight * move_bps))
+        return SignalContribution(self._ofi_lots / self._depth_lots, 0.0, skew, skew != 0.0)
 
     def _decay(self, t: float) -> None:
         if t > self._t:
