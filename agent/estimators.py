@@ -98,8 +98,9 @@ class IntensityEstimator:
             self._flush()
             self._bin = b
         ref, deepest = self._open.get(aggressor, (mid_ticks, 0.0))
-        depth = max(0.0, aggressor * (px_ticks - ref) / ref * BPS)
-        self._open[aggressor] = (ref, max(deepest, depth))
+        depth = aggressor * (px_ticks - ref) / ref * BPS
+        # max(deepest, max(0.0, depth)) without the calls: deepest >= 0 (it starts at 0)
+        self._open[aggressor] = (ref, depth if depth > deepest else deepest)
 
     def estimate(self, t: float, short: bool = False) -> tuple[float, float]:
         """``(a_per_s, kappa_per_bps)`` at time ``t``; ``short`` uses the alarm window."""

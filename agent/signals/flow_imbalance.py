@@ -53,7 +53,8 @@ class TradeFlowImbalance:
         self._names = tuple(f"flow_{tau:g}s" for tau in cfg.timescales_s)
         self._total_beta = sum(abs(b) for b in cfg.skew_bps_per_imbalance) or 1.0
         # config fields read on every trade and cycle, as plain attributes
-        self._taus = cfg.timescales_s
+        self._indexed_taus = tuple(enumerate(cfg.timescales_s))
+        self._indices = range(n)
         self._betas = cfg.skew_bps_per_imbalance
         self._shrink = cfg.shrink_trades
         self._max_skew = cfg.max_skew_bps
@@ -64,7 +65,7 @@ class TradeFlowImbalance:
             vol, cnt = self._buy_vol, self._buy_n
         else:
             vol, cnt = self._sell_vol, self._sell_n
-        for i in range(len(vol)):
+        for i in self._indices:
             vol[i] += size_lots
             cnt[i] += 1.0
 
@@ -96,7 +97,7 @@ class TradeFlowImbalance:
 
     def _average_sizes(self) -> tuple[float, float]:
         """:meth:`average_sizes_lots` at the time of the last advance."""
-        i = len(self._taus) - 1
+        i = self._indices[-1]
         buy = self._buy_vol[i] / self._buy_n[i] if self._buy_n[i] > 1e-12 else 0.0
         sell = self._sell_vol[i] / self._sell_n[i] if self._sell_n[i] > 1e-12 else 0.0
         return buy, sell
@@ -109,8 +110,9 @@ class TradeFlowImbalance:
         if dt <= 0:
             return
         bv, sv, bn, sn = self._buy_vol, self._sell_vol, self._buy_n, self._sell_n
-        for i, tau in enumerate(self._taus):
-            w = math.exp(-dt / tau)
+        exp = math.exp
+        for i, tau in self._indexed_taus:
+            w = exp(-dt / tau)
             bv[i] *= w
             sv[i] *= w
             bn[i] *= w

@@ -41,6 +41,7 @@ class Vpin:
         self._rate_vol = 0.0  # forgotten volume; rate = this / forgotten exposure
         self._exposure_s = 0.0
         self._t: float | None = None
+        self._rate_tau_s = cfg.rate_tau_s  # read on every trade
         self._value: float | None = None  # value() of the current buckets; None = not computed
         self._contribution: SignalContribution | None = None  # likewise for contribution()
 
@@ -48,26 +49,30 @@ class Vpin:
         last_t = self._t
         if last_t is None or t > last_t:
             if last_t is not None:
-                w = math.exp(-(t - last_t) / self.cfg.rate_tau_s)
+                tau_s = self._rate_tau_s
+                w = math.exp(-(t - last_t) / tau_s)
                 self._rate_vol *= w
-                self._exposure_s = self._exposure_s * w + self.cfg.rate_tau_s * (1.0 - w)
+                self._exposure_s = self._exposure_s * w + tau_s * (1.0 - w)
             self._t = t
         self._rate_vol += size_lots
+        # the open bucket in locals: most trades only add to it
+        buy, sell, bucket_lots = self._buy, self._sell, self._size_lots
         left = float(size_lots)
         while left > 0:  # a large trade can fill several buckets
-            room = self._size_lots - self._buy - self._sell
-            take = min(left, room)
+            room = bucket_lots - buy - sell
+            take = room if room < left else left  # min(left, room)
             if aggressor > 0:
-                self._buy += take
+                buy += take
             else:
-                self._sell += take
+                sell += take
             left -= take
-            if self._buy + self._sell >= self._size_lots - 1e-9:
-                self._done.append((abs(self._sell - self._buy), self._buy + self._sell))
+            if buy + sell >= bucket_lots - 1e-9:
+                self._done.append((abs(sell - buy), buy + sell))
                 self._value = self._contribution = None
-                self._buy = self._sell = 0.0
+                buy = sell = 0.0
                 rate = self._rate_vol / self._exposure_s if self._exposure_s > 0 else 0.0
-                self._size_lots = max(self.cfg.min_bucket_lots, rate * self.cfg.bucket_s)
+                bucket_lots = self._size_lots = max(self.cfg.min_bucket_lots, rate * self.cfg.bucket_s)
+        self._buy, self._sell = buy, sell
 
     def value(self) -> float | None:
         """VPIN in [0, 1], or None before ``min_buckets`` full buckets."""
