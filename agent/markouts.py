@@ -115,8 +115,10 @@ class _Pending:
     fill: Fill
     m0: float
     mf: float
+    # The first len(resolved) horizons: they increase and fill_t + h rounds monotonically, so
+    # they end, and resolve, in order.
     resolved: dict[float, MarkoutRecord] = field(default_factory=dict)
-    due_t: float = -math.inf  # when the next unresolved horizon ends (s); -inf: nothing left
+    due_t: float = -math.inf  # when the next unresolved horizon ends (s)
 
 
 class MarkoutTracker:
@@ -173,7 +175,7 @@ class MarkoutTracker:
         self._drift_usd += s * v * (mid_at_fill_ticks - mid_at_placement_ticks) * k
         self._fees_usd -= fill.fee_usd
         p = _Pending(fill, mid_at_placement_ticks, mid_at_fill_ticks)
-        p.due_t = self._due_t(p)
+        p.due_t = fill.t + self.cfg.horizons_s[0]
         self._pending.append(p)
         self._next_due_t = min(self._next_due_t, p.due_t)
 
@@ -193,34 +195,33 @@ class MarkoutTracker:
         out: list[MarkoutRecord] = []
         finished: set[int] = set()  # id() of the fills whose last horizon resolved now
         next_due_t = math.inf
+        horizons = self.cfg.horizons_s
+        n_horizons = len(horizons)
         for p in self._pending:
             due_t = p.due_t
             if t < due_t:  # none of its horizons has ended yet
                 if due_t < next_due_t:
                     next_due_t = due_t
                 continue
-            for h in self.cfg.horizons_s:
-                if h not in p.resolved and p.fill.t + h <= t:
-                    rec = self._resolve(p, h, t, mid_ticks)
-                    p.resolved[h] = rec
-                    self._recent[h].append(rec)
-                    out.append(rec)
-            if len(p.resolved) == len(self.cfg.horizons_s):
+            # the unresolved horizons from the first, as long as they have ended
+            k, fill_t = len(p.resolved), p.fill.t
+            while k < n_horizons and fill_t + horizons[k] <= t:
+                h = horizons[k]
+                rec = self._resolve(p, h, t, mid_ticks)
+                p.resolved[h] = rec
+                self._recent[h].append(rec)
+                out.append(rec)
+                k += 1
+            if k == n_horizons:
                 self._log(p, t)
                 finished.add(id(p))
             else:
-                p.due_t = self._due_t(p)
+                p.due_t = fill_t + horizons[k]
                 next_due_t = min(next_due_t, p.due_t)
         if finished:  # most calls only resolve a horizon: the pending list is rebuilt only now
             self._pending = [p for p in self._pending if id(p) not in finished]
         self._next_due_t = next_due_t
         return out
-
-    def _due_t(self, p: _Pending) -> float:
-        """When ``p``'s next horizon resolves (s); ``-inf`` if none is left (log it next time).
-
-        The horizons increase, so the first unresolved one ends first (fill_t + h rounds monotonically)."""
-        return next((p.fill.t + h for h in self.cfg.horizons_s if h not in p.resolved), -math.inf)
 
     # --------------------------------------------------------------- outputs
     def attribution(self, mark_mid_ticks: float) -> PnlAttribution:
