@@ -55,6 +55,10 @@ from hlmm.venue import (
 _QUERY_WEIGHT = 42
 POST_ONLY_REJECT = "Post only order would have immediately matched"
 _BATCH_PER_WEIGHT = 40
+# ``orders`` keeps finished orders for late events; past this many it is pruned to the last
+# ``PRUNE_KEEP`` finished ones (see OrderManager.prune).
+PRUNE_ABOVE = 4096
+PRUNE_KEEP = 1024
 
 
 class OrderManagerConfig(BaseModel):
@@ -170,6 +174,9 @@ class OrderManager:
         self._pace_tokens = config.request_burst
         self._pace_t: float | None = None
         self._last_reconcile_t: float | None = None
+        # At most the ``sent_t`` of every un-acknowledged live order (None: there is none), so
+        # :meth:`reconcile_due` scans for an overdue ack only once one may be overdue.
+        self._unacked_since_t: float | None = None
         self.needs_reconcile = True  # nothing is known until the venue has answered once
         self.reconciled_once = False
 
@@ -373,7 +380,7 @@ class OrderManager:
             self._reconcile_fix(
                 snap.t, "reconcile_adopted", f"oid={oo.oid} side={oo.side} px={oo.px_ticks} size={oo.size_lots} unknown to us"
             )
-        if at_venue:
+        if at_venue and len(self.orders) > PRUNE_ABOVE:
             self.prune()
         self._last_reconcile_t = snap.t
         if not self._pending_queries:
@@ -399,11 +406,20 @@ class OrderManager:
             return True
         if self._last_reconcile_t is None or t - self._last_reconcile_t >= self.config.reconcile_interval_s:
             return True
-        # A loop, not any() over a generator: this runs on every event, over a handful of orders.
         timeout = self.config.ack_timeout_s
+        since = self._unacked_since_t
+        # This runs on every event: every un-acked order was sent at ``since`` or later, so none
+        # is overdue while that much time has not passed (most events stop here).
+        if since is None or t - since <= timeout:
+            return False
+        oldest: float | None = None
         for o in self._live.values():
-            if not o.acked and t - o.sent_t > timeout:
-                return True
+            if not o.acked:
+                if t - o.sent_t > timeout:
+                    return True
+                if oldest is None or o.sent_t < oldest:
+                    oldest = o.sent_t
+        self._unacked_since_t = oldest  # the orders sent at ``since`` were acked since
         return False
 
     def query(self, t: float) -> QueryAccount:
@@ -618,7 +634,10 @@ class OrderManager:
             sent_t=t,
             send_seq=self._seq,
         )
-        self.prune()
+        if self._unacked_since_t is None or t < self._unacked_since_t:
+            self._unacked_since_t = t
+        if len(self.orders) > PRUNE_ABOVE:
+            self.prune()
         return PlaceOrder(
             client_id=cid,
             side=d.side,
@@ -693,10 +712,11 @@ class OrderManager:
         self.counters[f"invalid_transition:{event}"] += 1
 
     def prune(self) -> None:
-        """Forget finished orders (they are only needed while events about them may arrive).
+        """Forget finished orders (they are only needed while events about them may arrive),
+        all but the last ``PRUNE_KEEP``.
 
-        Called where ``orders`` grows (a placed or an adopted order), not on every event."""
-        if len(self.orders) > 4096:
-            finished = [cid for cid, o in self.orders.items() if not o.live]
-            for cid in finished[: len(finished) - 1024]:
-                del self.orders[cid]
+        Called where ``orders`` grows past ``PRUNE_ABOVE`` (a placed or an adopted order), not on
+        every event."""
+        finished = [cid for cid, o in self.orders.items() if not o.live]
+        for cid in finished[: len(finished) - PRUNE_KEEP]:
+            del self.orders[cid]
