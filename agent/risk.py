@@ -182,7 +182,6 @@ class RiskOverlay:
         cap = self.effective_cap_lots
         self._update_state(t, market, signals, position_lots, cap)
         notes: list[str] = list(self.reasons)
-        orders: list[DesiredOrder] = []
         q = position_lots
         if self.state is OverlayState.ACTIVE or q == 0:
             widen = (
@@ -190,24 +189,25 @@ class RiskOverlay:
                 if self.state is OverlayState.ACTIVE
                 else self._bps_ticks(self.config.reducing_widen_bps, target)
             )
-            for side, px, size in (
-                (1, target.bid_px_ticks - widen, target.bid_size_lots),
-                (-1, target.ask_px_ticks + widen, target.ask_size_lots),
-            ):
-                d = self._clip_open(side, px, size, q, cap, committed_lots.get(side, 0), notes)
-                if d is not None:
-                    orders.append(d)
+            bid = self._clip_open(1, target.bid_px_ticks - widen, target.bid_size_lots, q, cap, committed_lots.get(1, 0), notes)
+            ask = self._clip_open(-1, target.ask_px_ticks + widen, target.ask_size_lots, q, cap, committed_lots.get(-1, 0), notes)
+            if bid is not None and ask is not None:
+                if self._pulled:
+                    self._log_pulls(t, {1, -1})
+                # else both sides were and are quoted: no pull to log (most cycles)
+                return DesiredQuotes(self.state, (bid, ask), tuple(notes))
+            orders: tuple[DesiredOrder, ...] = (bid,) if bid is not None else (ask,) if ask is not None else ()
         else:
             increasing = 1 if q > 0 else -1
             notes.append(f"pull:{'bid' if increasing > 0 else 'ask'}")
             reducing = -increasing
-            orders.extend(
+            orders = tuple(
                 self._reducing_orders(
                     t, target, market, q, cap - reducing * q - committed_lots.get(reducing, 0)
                 )
             )
         self._log_pulls(t, {o.side for o in orders if not o.ioc})
-        return DesiredQuotes(self.state, tuple(orders), tuple(notes))
+        return DesiredQuotes(self.state, orders, tuple(notes))
 
     def _update_state(
         self, t: float, market: MarketState, signals: SignalOutput | None, q: int, cap: int
@@ -379,6 +379,8 @@ class Flattener:
         self.instrument = instrument
         self.log = log
         self.reason: str | None = None
+        # Triggered (``reason`` is set): a plain attribute, read after every event.
+        self.active = False
         self.flat = False
         self.attempts = 0
         self.stalled_attempts = 0  # closes after which the venue's position had not shrunk
@@ -390,14 +392,11 @@ class Flattener:
         self._query_sent_t: float | None = None
         self._backoff_s = config.retry_backoff_s
 
-    @property
-    def active(self) -> bool:
-        return self.reason is not None
-
     def trigger(self, t: float, reason: str, om: OrderManager) -> list[Command]:
         if self.active:
             return []
         self.reason = reason
+        self.active = True
         self.triggered_t = t
         self._kill(t, "triggered", om.position_lots)
         cmds: list[Command] = om.cancel_all(t)
