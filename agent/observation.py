@@ -75,6 +75,7 @@ OBS_NAMES: tuple[str, ...] = (
     "edge_30s_bps",
 )
 OBS_DIM = len(OBS_NAMES)
+_REDUCING = OverlayState.REDUCING  # a module constant: an enum member read costs a descriptor call on 3.11
 _FLOW_NAMES = tuple(f"flow_{h}" for h in FLOW_HORIZONS)
 # sigma .. cp_alarm before the first decision cycle
 _NO_SIGNALS = [0.0] * (OBS_NAMES.index("since_alarm") - OBS_NAMES.index("sigma"))
@@ -121,7 +122,7 @@ def build_observation(mm: MarketMaker) -> np.ndarray:
         signal_skew,
         signal_spread,
         mm.position_lots / cap if cap > 0 else 0.0,
-        1.0 if mm.state == OverlayState.REDUCING else 0.0,
+        1.0 if mm.state == _REDUCING else 0.0,
         *(mm.markouts.recent_edge_bps(h) / 10.0 for h in EDGE_HORIZONS_S),  # 0 until a fill resolved
     ]
     if not all(map(math.isfinite, obs)):
