@@ -171,6 +171,9 @@ class OrderManager:
         self.log = log
         self.orders: dict[int, Order] = {}
         self._live: dict[int, Order] = {}  # the non-terminal subset of ``orders`` (scanned every cycle)
+        # Placed orders get increasing client ids, so ``_live`` is in client-id order until an
+        # order found at the venue is adopted (its id or key may be anywhere).
+        self._live_in_cid_order = True
         self.position_lots = 0
         self.counters: Counter[str] = Counter()
         self.rejects_by_reason: Counter[str] = Counter()
@@ -374,6 +377,7 @@ class OrderManager:
                 o.status = _OPEN
         for key, oo in at_venue.items():
             # An order we do not know (a previous session, a lost ack): adopt it so it counts.
+            self._live_in_cid_order = False
             self.orders[key] = self._live[key] = Order(
                 client_id=key,
                 side=oo.side,
@@ -468,9 +472,13 @@ class OrderManager:
         cancels: list[Command] = []
         modifies: list[Command] = []
         places: list[PlaceOrder] = []
-        wanted: dict[int, DesiredOrder] = {d.side: d for d in desired.orders if not d.ioc}
-        # Sorted once for both sides: the loop below only adds orders (on the side at hand).
-        live = sorted(self._live.values(), key=_client_id)
+        wanted: dict[int, DesiredOrder] = {}
+        for d in desired.orders:
+            if not d.ioc:
+                wanted[d.side] = d
+        # In client-id order, once for both sides: the loop below only adds orders (on the side
+        # at hand).
+        live = list(self._live.values()) if self._live_in_cid_order else sorted(self._live.values(), key=_client_id)
         for side in (1, -1):
             d = wanted.get(side)
             keep: Order | None = None
