@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from agent.market_maker import MarketMaker
 
 CLIP = 10.0
-FLOW_HORIZONS = ("1s", "10s", "30s", "300s")
 SINCE_ALARM_SCALE_S = 300.0
 EDGE_HORIZONS_S = (5.0, 30.0)
 
@@ -60,7 +59,10 @@ OBS_NAMES: tuple[str, ...] = (
     "sigma",
     "log_kappa",
     "log_a",
-    *(f"flow_{h}" for h in FLOW_HORIZONS),
+    "flow_1s",
+    "flow_10s",
+    "flow_30s",
+    "flow_300s",
     "ofi",
     "vpin",
     "toxicity",
@@ -76,7 +78,6 @@ OBS_NAMES: tuple[str, ...] = (
 )
 OBS_DIM = len(OBS_NAMES)
 _REDUCING = OverlayState.REDUCING  # a module constant: an enum member read costs a descriptor call on 3.11
-_FLOW_NAMES = tuple(f"flow_{h}" for h in FLOW_HORIZONS)
 # sigma .. cp_alarm before the first decision cycle
 _NO_SIGNALS = [0.0] * (OBS_NAMES.index("since_alarm") - OBS_NAMES.index("sigma"))
 
@@ -100,7 +101,10 @@ def build_observation(mm: MarketMaker) -> np.ndarray:
             sig.sigma_bps_per_sqrt_s / 5.0,
             math.log(max(sig.kappa_effective_per_bps, 1e-6)),
             math.log1p(max(sig.a_effective_per_s, 0.0)),
-            *(c[name].value for name in _FLOW_NAMES),
+            c["flow_1s"].value,
+            c["flow_10s"].value,
+            c["flow_30s"].value,
+            c["flow_300s"].value,
             c["ofi"].value,
             c["vpin"].value,
             sig.toxicity,
@@ -123,7 +127,9 @@ def build_observation(mm: MarketMaker) -> np.ndarray:
         signal_spread,
         mm.position_lots / cap if cap > 0 else 0.0,
         1.0 if mm.state == _REDUCING else 0.0,
-        *(mm.markouts.recent_edge_bps(h) / 10.0 for h in EDGE_HORIZONS_S),  # 0 until a fill resolved
+        # 0 until a fill resolved
+        mm.markouts.recent_edge_bps(EDGE_HORIZONS_S[0]) / 10.0,
+        mm.markouts.recent_edge_bps(EDGE_HORIZONS_S[1]) / 10.0,
     ]
     if not all(map(math.isfinite, obs)):
         # an upstream defect; feeding it to the network would silently act on garbage
