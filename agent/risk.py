@@ -272,7 +272,7 @@ class RiskOverlay:
             # Below the minimum notional and not a close: send nothing (theory.md section 5).
             notes.append(f"cap:{name}")
             return None
-        return DesiredOrder(side=side, px_ticks=px, size_lots=size)
+        return DesiredOrder(side, px, size)
 
     def _reducing_orders(
         self, t: float, target: QuoteTarget, market: MarketState, q: int, headroom: int
