@@ -44,13 +44,12 @@ class BookView:
         for side, px, size in own_orders:
             target = own_bid if side > 0 else own_ask
             target[px] = target.get(px, 0) + size
-        bids, bid_depth = _ex_own(book.bids, own_bid, self.depth_levels)
-        asks, ask_depth = _ex_own(book.asks, own_ask, self.depth_levels)
+        bb, bq, bid_depth = _ex_own(book.bids, own_bid, self.depth_levels)
+        ba, aq, ask_depth = _ex_own(book.asks, own_ask, self.depth_levels)
         self._last_rx_t = rx_t
-        if not bids or not asks or bids[0][0] >= asks[0][0]:
+        if not bq or not aq or bb >= ba:
             self._last = None
             return None
-        (bb, bq), (ba, aq) = bids[0], asks[0]
         # Microprice: the touch weighted towards the thinner side (where the next move likely goes).
         micro = (bb * aq + ba * bq) / (bq + aq)
         self.best_bid_lots, self.best_ask_lots = bq, aq
@@ -87,16 +86,19 @@ class BookView:
         return self._last is None or t - self._last_rx_t > self.stale_after_s
 
 
-def _ex_own(levels: tuple[Level, ...], own: dict[int, int], limit: int) -> tuple[list[Level], int]:
-    """The first ``limit`` levels (best first) left after removing ``own`` = {px: lots}, and
-    their total lots; only those are ever read, so the rest of the book is not walked."""
-    out: list[Level] = []
-    total_lots = 0
+def _ex_own(levels: tuple[Level, ...], own: dict[int, int], limit: int) -> tuple[int, int, int]:
+    """``(best price, its lots, total lots)`` of the first ``limit`` levels (best first) left
+    after removing ``own`` = {px: lots}; ``(0, 0, 0)`` when none is left. Only those are ever
+    read, so the rest of the book is not walked, and no list of them is built."""
+    best_px = best_lots = total_lots = 0
+    n = 0
     for px, size in levels:
         rest = size - own.get(px, 0)
         if rest > 0:
-            out.append((px, rest))
+            if not n:
+                best_px, best_lots = px, rest
             total_lots += rest
-            if len(out) == limit:
+            n += 1
+            if n == limit:
                 break
-    return out, total_lots
+    return best_px, best_lots, total_lots

@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from agent.market_maker import MarketMaker
 
 CLIP = 10.0
-FLOW_HORIZONS = ("1s", "10s", "30s", "300s")
 SINCE_ALARM_SCALE_S = 300.0
 EDGE_HORIZONS_S = (5.0, 30.0)
 
@@ -60,7 +59,10 @@ OBS_NAMES: tuple[str, ...] = (
     "sigma",
     "log_kappa",
     "log_a",
-    *(f"flow_{h}" for h in FLOW_HORIZONS),
+    "flow_1s",
+    "flow_10s",
+    "flow_30s",
+    "flow_300s",
     "ofi",
     "vpin",
     "toxicity",
@@ -75,48 +77,63 @@ OBS_NAMES: tuple[str, ...] = (
     "edge_30s_bps",
 )
 OBS_DIM = len(OBS_NAMES)
-_IDX = {name: i for i, name in enumerate(OBS_NAMES)}
-_FLOW_NAMES = tuple(f"flow_{h}" for h in FLOW_HORIZONS)
+_REDUCING = OverlayState.REDUCING  # a module constant: an enum member read costs a descriptor call on 3.11
+# sigma .. cp_alarm before the first decision cycle
+_NO_SIGNALS = [0.0] * (OBS_NAMES.index("since_alarm") - OBS_NAMES.index("sigma"))
 
 
 def build_observation(mm: MarketMaker) -> np.ndarray:
     """The observation of ``mm`` now: float32, shape ``(OBS_DIM,)``, see the module table."""
-    # Built in a list of Python floats and converted once: numpy item writes on a 25-vector
-    # cost more than the arithmetic (the env builds one every step).
-    obs = [0.0] * OBS_DIM
-    obs[_IDX["since_alarm"]] = 1.0
+    # Built as one list of Python floats in ``OBS_NAMES`` order, clipped in Python and converted
+    # once: numpy item writes and ``clip`` on a 25-vector cost more than the arithmetic (the env
+    # builds one every step).
+    spread = micro_offset = depth_imbalance = 0.0
     ms = mm.last_market_state
     if ms is not None and ms.mid_ticks > 0:
-        obs[_IDX["spread_bps"]] = ms.spread_ticks / ms.mid_ticks * 1e4 / 10.0
-        obs[_IDX["micro_offset_bps"]] = (ms.microprice_ticks - ms.mid_ticks) / ms.mid_ticks * 1e4 / 2.0
+        spread = ms.spread_ticks / ms.mid_ticks * 1e4 / 10.0
+        micro_offset = (ms.microprice_ticks - ms.mid_ticks) / ms.mid_ticks * 1e4 / 2.0
         depth = ms.bid_depth_lots + ms.ask_depth_lots
-        obs[_IDX["depth_imbalance"]] = (ms.bid_depth_lots - ms.ask_depth_lots) / depth if depth > 0 else 0.0
+        depth_imbalance = (ms.bid_depth_lots - ms.ask_depth_lots) / depth if depth > 0 else 0.0
     sig = mm.last_signals
     if sig is not None:
-        obs[_IDX["sigma"]] = sig.sigma_bps_per_sqrt_s / 5.0
-        obs[_IDX["log_kappa"]] = math.log(max(sig.kappa_effective_per_bps, 1e-6))
-        obs[_IDX["log_a"]] = math.log1p(max(sig.a_effective_per_s, 0.0))
-        contribs = sig.contributions
-        for name in _FLOW_NAMES:
-            obs[_IDX[name]] = contribs[name].value
-        obs[_IDX["ofi"]] = contribs["ofi"].value
-        obs[_IDX["vpin"]] = contribs["vpin"].value
-        obs[_IDX["toxicity"]] = sig.toxicity
-        obs[_IDX["cp_prob"]] = sig.changepoint_prob
-        obs[_IDX["cp_alarm"]] = 1.0 if sig.changepoint_alarm else 0.0
-        obs[_IDX["signal_skew_bps"]] = sig.skew_bps / 5.0
-        obs[_IDX["signal_spread_bps"]] = sig.spread_add_bps / 10.0
+        c = sig.contributions
+        signal_part = [
+            sig.sigma_bps_per_sqrt_s / 5.0,
+            math.log(max(sig.kappa_effective_per_bps, 1e-6)),
+            math.log1p(max(sig.a_effective_per_s, 0.0)),
+            c["flow_1s"].value,
+            c["flow_10s"].value,
+            c["flow_30s"].value,
+            c["flow_300s"].value,
+            c["ofi"].value,
+            c["vpin"].value,
+            sig.toxicity,
+            sig.changepoint_prob,
+            1.0 if sig.changepoint_alarm else 0.0,
+        ]
+        signal_skew, signal_spread = sig.skew_bps / 5.0, sig.spread_add_bps / 10.0
+    else:
+        signal_part = _NO_SIGNALS
+        signal_skew = signal_spread = 0.0
     since = mm.seconds_since_alarm
-    if since is not None:
-        obs[_IDX["since_alarm"]] = min(since / SINCE_ALARM_SCALE_S, 1.0)
     cap = mm.cap_lots
-    obs[_IDX["inventory"]] = mm.position_lots / cap if cap > 0 else 0.0
-    obs[_IDX["reducing"]] = 1.0 if mm.state == OverlayState.REDUCING else 0.0
-    for h, name in zip(EDGE_HORIZONS_S, ("edge_5s_bps", "edge_30s_bps"), strict=True):
-        obs[_IDX[name]] = mm.markouts.recent_edge_bps(h) / 10.0  # 0 until a fill resolved
+    obs = [
+        spread,
+        micro_offset,
+        depth_imbalance,
+        *signal_part,
+        1.0 if since is None else min(since / SINCE_ALARM_SCALE_S, 1.0),
+        signal_skew,
+        signal_spread,
+        mm.position_lots / cap if cap > 0 else 0.0,
+        1.0 if mm.state == _REDUCING else 0.0,
+        # 0 until a fill resolved
+        mm.markouts.recent_edge_bps(EDGE_HORIZONS_S[0]) / 10.0,
+        mm.markouts.recent_edge_bps(EDGE_HORIZONS_S[1]) / 10.0,
+    ]
     if not all(map(math.isfinite, obs)):
         # an upstream defect; feeding it to the network would silently act on garbage
         bad = {n: v for n, v in zip(OBS_NAMES, obs, strict=True) if not math.isfinite(v)}
         raise ValueError(f"observation components not finite: {bad}")
-    out = np.array(obs)
-    return out.clip(-CLIP, CLIP, out=out).astype(np.float32)
+    # float64 clipped, then rounded to float32 once (as numpy's clip and astype would)
+    return np.array([v if -CLIP <= v <= CLIP else (CLIP if v > 0 else -CLIP) for v in obs], dtype=np.float32)

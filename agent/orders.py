@@ -55,6 +55,10 @@ from hlmm.venue import (
 _QUERY_WEIGHT = 42
 POST_ONLY_REJECT = "Post only order would have immediately matched"
 _BATCH_PER_WEIGHT = 40
+# ``orders`` keeps finished orders for late events; past this many it is pruned to the last
+# ``PRUNE_KEEP`` finished ones (see OrderManager.prune).
+PRUNE_ABOVE = 4096
+PRUNE_KEEP = 1024
 
 
 class OrderManagerConfig(BaseModel):
@@ -137,6 +141,18 @@ class Order:
 
 
 _client_id = attrgetter("client_id")
+# Enum members as module constants: on Python 3.11 a member read (``OrderStatus.OPEN``) goes
+# through a descriptor, several times a global's cost, and the live orders are scanned with
+# them on every event.
+_PENDING_NEW = OrderStatus.PENDING_NEW
+_OPEN = OrderStatus.OPEN
+_PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
+_PENDING_CANCEL = OrderStatus.PENDING_CANCEL
+_FILLED = OrderStatus.FILLED
+_CANCELED = OrderStatus.CANCELED
+_REJECTED = OrderStatus.REJECTED
+_ALO = Tif.ALO
+_IOC = Tif.IOC
 
 
 class OrderManager:
@@ -155,6 +171,9 @@ class OrderManager:
         self.log = log
         self.orders: dict[int, Order] = {}
         self._live: dict[int, Order] = {}  # the non-terminal subset of ``orders`` (scanned every cycle)
+        # Placed orders get increasing client ids, so ``_live`` is in client-id order until an
+        # order found at the venue is adopted (its id or key may be anywhere).
+        self._live_in_cid_order = True
         self.position_lots = 0
         self.counters: Counter[str] = Counter()
         self.rejects_by_reason: Counter[str] = Counter()
@@ -170,6 +189,9 @@ class OrderManager:
         self._pace_tokens = config.request_burst
         self._pace_t: float | None = None
         self._last_reconcile_t: float | None = None
+        # At most the ``sent_t`` of every un-acknowledged live order (None: there is none), so
+        # :meth:`reconcile_due` scans for an overdue ack only once one may be overdue.
+        self._unacked_since_t: float | None = None
         self.needs_reconcile = True  # nothing is known until the venue has answered once
         self.reconciled_once = False
 
@@ -197,14 +219,14 @@ class OrderManager:
     def committed_lots(self, side: int) -> int:
         """Lots on ``side`` the next diff cannot take back: orders already being canceled."""
         return sum(
-            o.remaining_lots for o in self._live.values() if o.side == side and o.status is OrderStatus.PENDING_CANCEL
+            o.remaining_lots for o in self._live.values() if o.side == side and o.status is _PENDING_CANCEL
         )
 
     def committed_by_side(self) -> dict[int, int]:
         """:meth:`committed_lots` of both sides, ``{+1: bid lots, -1: ask lots}``, in one pass."""
         out = {1: 0, -1: 0}
         for o in self._live.values():
-            if o.status is OrderStatus.PENDING_CANCEL:
+            if o.status is _PENDING_CANCEL:
                 out[o.side] += o.size_lots - o.filled_lots
         return out
 
@@ -213,13 +235,13 @@ class OrderManager:
         return [
             (o.side, o.px_ticks, o.size_lots - o.filled_lots)
             for o in self._live.values()
-            if o.acked and o.tif is not Tif.IOC
+            if o.acked and o.tif is not _IOC
         ]
 
     def has_live(self, side: int, ioc: bool = False) -> bool:
         """Whether an order of ours (resting or in flight, not being canceled) is on ``side``."""
         return any(
-            o.status is not OrderStatus.PENDING_CANCEL and (o.tif == Tif.IOC) == ioc
+            o.status is not _PENDING_CANCEL and (o.tif == _IOC) == ioc
             for o in self.live_orders(side)
         )
 
@@ -231,16 +253,16 @@ class OrderManager:
             return
         o.acked = True
         o.oid = ev.oid
-        if o.status is OrderStatus.PENDING_NEW:
-            o.status = OrderStatus.OPEN
+        if o.status is _PENDING_NEW:
+            o.status = _OPEN
 
     def on_reject(self, ev: OrderRejected) -> None:
         self.rejects_by_reason[ev.reason] += 1
         o = self.orders.get(ev.client_id)
-        if o is None or o.status is not OrderStatus.PENDING_NEW:
+        if o is None or o.status is not _PENDING_NEW:
             self._invalid("reject")
             return
-        self._finish(o, OrderStatus.REJECTED)
+        self._finish(o, _REJECTED)
         # A reject other than a post-only price race means our view and the venue's may differ
         # (margin, reduce-only, size): ask the venue.
         if not ev.reason.startswith(POST_ONLY_REJECT):
@@ -272,9 +294,9 @@ class OrderManager:
             self._invalid("fill")
             self.needs_reconcile = True
             return None
-        if o.status in TERMINAL and o.status is not OrderStatus.CANCELED:
+        if o.status in TERMINAL and o.status is not _CANCELED:
             self._invalid("fill")
-        if o.status is OrderStatus.CANCELED:
+        if o.status is _CANCELED:
             self.counters["fill_after_cancel"] += 1  # the cancel raced the fill; position already counted
         take = min(ev.size_lots, o.remaining_lots)
         if take < ev.size_lots:
@@ -284,9 +306,9 @@ class OrderManager:
         o.acked = True  # a fill proves the venue has it
         if o.status not in TERMINAL:
             if o.remaining_lots == 0:
-                self._finish(o, OrderStatus.FILLED)
-            elif o.status is not OrderStatus.PENDING_CANCEL:
-                o.status = OrderStatus.PARTIALLY_FILLED
+                self._finish(o, _FILLED)
+            elif o.status is not _PENDING_CANCEL:
+                o.status = _PARTIALLY_FILLED
         self._shrink_reduce_only_iocs()
         return o
 
@@ -294,34 +316,34 @@ class OrderManager:
         """Mirror the venue: a reduce-only order is shrunk to the position. For an IOC no cancel
         event follows (the venue reports it filled), so its shrunk remainder ends here."""
         for o in self.live_orders():
-            if not (o.reduce_only and o.tif == Tif.IOC):
+            if not (o.reduce_only and o.tif == _IOC):
                 continue
             closable = abs(self.position_lots) if self.position_lots * o.side < 0 else 0
             if o.remaining_lots > closable:
                 o.size_lots = o.filled_lots + closable
                 if o.remaining_lots == 0:
-                    self._finish(o, OrderStatus.FILLED)
+                    self._finish(o, _FILLED)
 
     def on_canceled(self, ev: OrderCanceled) -> None:
         o = self.orders.get(ev.client_id)
         if o is None or o.status in TERMINAL:
             self._invalid("canceled")
             return
-        self._finish(o, OrderStatus.CANCELED)
+        self._finish(o, _CANCELED)
 
     def on_cancel_rejected(self, ev: CancelRejected) -> None:
         o = self.orders.get(ev.client_id)
-        if o is None or o.status is not OrderStatus.PENDING_CANCEL:
+        if o is None or o.status is not _PENDING_CANCEL:
             self._invalid("cancel_reject")
             return
         # Usually "already filled or canceled": the fill/cancel event is on its way; until then
         # the order still counts as exposure, and the venue query settles it if nothing comes.
         if o.filled_lots > 0:
-            o.status = OrderStatus.PARTIALLY_FILLED
+            o.status = _PARTIALLY_FILLED
         elif o.acked:
-            o.status = OrderStatus.OPEN
+            o.status = _OPEN
         else:
-            o.status = OrderStatus.PENDING_NEW
+            o.status = _PENDING_NEW
         self.needs_reconcile = True
 
     def on_account(self, snap: AccountSnapshot) -> None:
@@ -341,7 +363,7 @@ class OrderManager:
             oo = at_venue.pop(cid, None)
             if oo is None:
                 if o.send_seq < query_seq:
-                    self._finish(o, OrderStatus.CANCELED)
+                    self._finish(o, _CANCELED)
                     self._reconcile_fix(snap.t, "reconcile_dropped", f"client_id={cid} not open at the venue")
                 continue
             o.acked = True
@@ -351,10 +373,11 @@ class OrderManager:
                     snap.t, "reconcile_resized", f"client_id={cid} remaining {o.remaining_lots} -> {oo.size_lots} lots"
                 )
                 o.filled_lots = max(0, o.size_lots - oo.size_lots)
-            if o.status is OrderStatus.PENDING_NEW:
-                o.status = OrderStatus.OPEN
+            if o.status is _PENDING_NEW:
+                o.status = _OPEN
         for key, oo in at_venue.items():
             # An order we do not know (a previous session, a lost ack): adopt it so it counts.
+            self._live_in_cid_order = False
             self.orders[key] = self._live[key] = Order(
                 client_id=key,
                 side=oo.side,
@@ -365,7 +388,7 @@ class OrderManager:
                 mid_at_placement_ticks=float(oo.px_ticks),
                 sent_t=snap.t,
                 send_seq=-1,
-                status=OrderStatus.OPEN,
+                status=_OPEN,
                 oid=oo.oid,
                 acked=True,
                 adopted=True,
@@ -373,7 +396,7 @@ class OrderManager:
             self._reconcile_fix(
                 snap.t, "reconcile_adopted", f"oid={oo.oid} side={oo.side} px={oo.px_ticks} size={oo.size_lots} unknown to us"
             )
-        if at_venue:
+        if at_venue and len(self.orders) > PRUNE_ABOVE:
             self.prune()
         self._last_reconcile_t = snap.t
         if not self._pending_queries:
@@ -399,11 +422,20 @@ class OrderManager:
             return True
         if self._last_reconcile_t is None or t - self._last_reconcile_t >= self.config.reconcile_interval_s:
             return True
-        # A loop, not any() over a generator: this runs on every event, over a handful of orders.
         timeout = self.config.ack_timeout_s
+        since = self._unacked_since_t
+        # This runs on every event: every un-acked order was sent at ``since`` or later, so none
+        # is overdue while that much time has not passed (most events stop here).
+        if since is None or t - since <= timeout:
+            return False
+        oldest: float | None = None
         for o in self._live.values():
-            if not o.acked and t - o.sent_t > timeout:
-                return True
+            if not o.acked:
+                if t - o.sent_t > timeout:
+                    return True
+                if oldest is None or o.sent_t < oldest:
+                    oldest = o.sent_t
+        self._unacked_since_t = oldest  # the orders sent at ``since`` were acked since
         return False
 
     def query(self, t: float) -> QueryAccount:
@@ -440,15 +472,19 @@ class OrderManager:
         cancels: list[Command] = []
         modifies: list[Command] = []
         places: list[PlaceOrder] = []
-        wanted: dict[int, DesiredOrder] = {d.side: d for d in desired.orders if not d.ioc}
-        # Sorted once for both sides: the loop below only adds orders (on the side at hand).
-        live = sorted(self._live.values(), key=_client_id)
+        wanted: dict[int, DesiredOrder] = {}
+        for d in desired.orders:
+            if not d.ioc:
+                wanted[d.side] = d
+        # In client-id order, once for both sides: the loop below only adds orders (on the side
+        # at hand).
+        live = list(self._live.values()) if self._live_in_cid_order else sorted(self._live.values(), key=_client_id)
         for side in (1, -1):
             d = wanted.get(side)
             keep: Order | None = None
             stale: list[Order] = []
             for o in live:
-                if o.side != side or o.status is OrderStatus.PENDING_CANCEL or o.tif is Tif.IOC:
+                if o.side != side or o.status is _PENDING_CANCEL or o.tif is _IOC:
                     continue
                 if keep is None and d is not None and self._keeps(o, d):
                     keep = o
@@ -465,7 +501,7 @@ class OrderManager:
             for o in stale:
                 if new and replaced is None and self._modifiable(o):
                     replaced = o
-                    o.status = OrderStatus.PENDING_CANCEL
+                    o.status = _PENDING_CANCEL
                 else:
                     cancels.extend(self._cancel(o))
             if not new:
@@ -516,14 +552,14 @@ class OrderManager:
             self.config.replace_with_modify
             and o.acked
             and o.client_id >= 0
-            and (o.status is OrderStatus.OPEN or o.status is OrderStatus.PARTIALLY_FILLED)
+            and (o.status is _OPEN or o.status is _PARTIALLY_FILLED)
         )
 
     def cancel_all(self, t: float) -> list[Command]:
         """Every live order to PENDING_CANCEL and one ``CancelAll`` (the kill switch)."""
         for o in self.live_orders():
             if o.status in _CANCELABLE:
-                o.status = OrderStatus.PENDING_CANCEL
+                o.status = _PENDING_CANCEL
         self._spend(t, 1, force=True)
         self.count_request()
         return [CancelAll()]
@@ -540,7 +576,7 @@ class OrderManager:
             # An adopted order without a client id cannot be cancelled by cloid: clear the book.
             self.counters["cancel_all_for_foreign"] += 1
             return self.cancel_all(o.sent_t)
-        o.status = OrderStatus.PENDING_CANCEL
+        o.status = _PENDING_CANCEL
         self.count_request()
         return [CancelOrder(client_id=o.client_id)]
 
@@ -606,27 +642,16 @@ class OrderManager:
         self._seq += 1
         cid = self._next_client_id
         self._next_client_id += 1
-        tif = Tif.IOC if d.ioc else Tif.ALO
-        self.orders[cid] = self._live[cid] = Order(
-            client_id=cid,
-            side=d.side,
-            px_ticks=d.px_ticks,
-            size_lots=size,
-            tif=tif,
-            reduce_only=d.reduce_only,
-            mid_at_placement_ticks=mid_ticks,
-            sent_t=t,
-            send_seq=self._seq,
-        )
-        self.prune()
-        return PlaceOrder(
-            client_id=cid,
-            side=d.side,
-            px_ticks=d.px_ticks,
-            size_lots=send_lots,
-            tif=tif,
-            reduce_only=d.reduce_only,
-        )
+        tif = _IOC if d.ioc else _ALO
+        # Positional, in field order (client_id, side, px_ticks, size_lots, tif, reduce_only,
+        # mid_at_placement_ticks, sent_t, send_seq): matching nine keywords cost about as much as
+        # building the order, once per order sent.
+        self.orders[cid] = self._live[cid] = Order(cid, d.side, d.px_ticks, size, tif, d.reduce_only, mid_ticks, t, self._seq)
+        if self._unacked_since_t is None or t < self._unacked_since_t:
+            self._unacked_since_t = t
+        if len(self.orders) > PRUNE_ABOVE:
+            self.prune()
+        return PlaceOrder(cid, d.side, d.px_ticks, send_lots, tif, d.reduce_only)  # positional, as Order
 
     def _block(self, t: float, d: DesiredOrder, why: str) -> None:
         self.counters["invalid_order_blocked"] += 1
@@ -693,10 +718,11 @@ class OrderManager:
         self.counters[f"invalid_transition:{event}"] += 1
 
     def prune(self) -> None:
-        """Forget finished orders (they are only needed while events about them may arrive).
+        """Forget finished orders (they are only needed while events about them may arrive),
+        all but the last ``PRUNE_KEEP``.
 
-        Called where ``orders`` grows (a placed or an adopted order), not on every event."""
-        if len(self.orders) > 4096:
-            finished = [cid for cid, o in self.orders.items() if not o.live]
-            for cid in finished[: len(finished) - 1024]:
-                del self.orders[cid]
+        Called where ``orders`` grows past ``PRUNE_ABOVE`` (a placed or an adopted order), not on
+        every event."""
+        finished = [cid for cid, o in self.orders.items() if not o.live]
+        for cid in finished[: len(finished) - PRUNE_KEEP]:
+            del self.orders[cid]

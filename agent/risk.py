@@ -34,6 +34,12 @@ from hlmm.sessionlog import SessionLog
 from hlmm.venue import AccountSnapshot, Command, ScheduleCancel, Tif
 
 BPS = 1e-4
+# Enum members as module constants: on Python 3.11 a member read (``OverlayState.ACTIVE``) goes
+# through a descriptor, several times a global's cost (the overlay reads them every cycle).
+_ACTIVE = OverlayState.ACTIVE
+_REDUCING = OverlayState.REDUCING
+_HALTED = OverlayState.HALTED
+_IOC = Tif.IOC
 
 
 class RiskConfig(BaseModel):
@@ -122,7 +128,7 @@ class RiskOverlay:
         self.config_cap_lots = config_cap_lots
         self.margin_cap_lots: int | None = None
         self.log = log
-        self.state = OverlayState.ACTIVE
+        self.state = _ACTIVE
         self.reasons: tuple[str, ...] = ()
         self.pulls: Counter[str] = Counter()
         self._reducing_since: float | None = None
@@ -159,8 +165,8 @@ class RiskOverlay:
 
     def halt(self, t: float, reason: str) -> None:
         """The kill switch's entry into HALTED (the only way in; there is no way out)."""
-        if self.state is not OverlayState.HALTED:
-            self._transition(t, OverlayState.HALTED, (reason,))
+        if self.state is not _HALTED:
+            self._transition(t, _HALTED, (reason,))
 
     # ---------------------------------------------------------------- decide
     def decide(
@@ -177,37 +183,37 @@ class RiskOverlay:
         :param committed_lots: per side (+1/-1), lots of ours that will stay on the book whatever
             is decided now (orders being cancelled); they count against the cap.
         """
-        if self.state is OverlayState.HALTED:
-            return DesiredQuotes(OverlayState.HALTED, (), self.reasons)
+        if self.state is _HALTED:
+            return DesiredQuotes(_HALTED, (), self.reasons)
         cap = self.effective_cap_lots
         self._update_state(t, market, signals, position_lots, cap)
         notes: list[str] = list(self.reasons)
-        orders: list[DesiredOrder] = []
         q = position_lots
-        if self.state is OverlayState.ACTIVE or q == 0:
+        if self.state is _ACTIVE or q == 0:
             widen = (
                 0
-                if self.state is OverlayState.ACTIVE
+                if self.state is _ACTIVE
                 else self._bps_ticks(self.config.reducing_widen_bps, target)
             )
-            for side, px, size in (
-                (1, target.bid_px_ticks - widen, target.bid_size_lots),
-                (-1, target.ask_px_ticks + widen, target.ask_size_lots),
-            ):
-                d = self._clip_open(side, px, size, q, cap, committed_lots.get(side, 0), notes)
-                if d is not None:
-                    orders.append(d)
+            bid = self._clip_open(1, target.bid_px_ticks - widen, target.bid_size_lots, q, cap, committed_lots.get(1, 0), notes)
+            ask = self._clip_open(-1, target.ask_px_ticks + widen, target.ask_size_lots, q, cap, committed_lots.get(-1, 0), notes)
+            if bid is not None and ask is not None:
+                if self._pulled:
+                    self._log_pulls(t, {1, -1})
+                # else both sides were and are quoted: no pull to log (most cycles)
+                return DesiredQuotes(self.state, (bid, ask), tuple(notes))
+            orders: tuple[DesiredOrder, ...] = (bid,) if bid is not None else (ask,) if ask is not None else ()
         else:
             increasing = 1 if q > 0 else -1
             notes.append(f"pull:{'bid' if increasing > 0 else 'ask'}")
             reducing = -increasing
-            orders.extend(
+            orders = tuple(
                 self._reducing_orders(
                     t, target, market, q, cap - reducing * q - committed_lots.get(reducing, 0)
                 )
             )
         self._log_pulls(t, {o.side for o in orders if not o.ioc})
-        return DesiredQuotes(self.state, tuple(orders), tuple(notes))
+        return DesiredQuotes(self.state, orders, tuple(notes))
 
     def _update_state(
         self, t: float, market: MarketState, signals: SignalOutput | None, q: int, cap: int
@@ -227,13 +233,13 @@ class RiskOverlay:
         if self.fill_imbalance_alarm(t):
             why.append("fill_imbalance")
         if why:
-            if self.state is OverlayState.ACTIVE:
-                self._transition(t, OverlayState.REDUCING, tuple(why))
+            if self.state is _ACTIVE:
+                self._transition(t, _REDUCING, tuple(why))
             self.reasons = tuple(why)
-        elif self.state is OverlayState.REDUCING:
+        elif self.state is _REDUCING:
             assert self._reducing_since is not None
             if t - self._reducing_since >= c.reducing_min_dwell_s:
-                self._transition(t, OverlayState.ACTIVE, ("clear",))
+                self._transition(t, _ACTIVE, ("clear",))
                 self.reasons = ()
 
     def _transition(self, t: float, to: OverlayState, why: tuple[str, ...]) -> None:
@@ -243,7 +249,7 @@ class RiskOverlay:
             )
         self.state = to
         self.reasons = why
-        if to is OverlayState.REDUCING:
+        if to is _REDUCING:
             self._reducing_since = t
         else:
             self._reducing_since = None
@@ -266,7 +272,7 @@ class RiskOverlay:
             # Below the minimum notional and not a close: send nothing (theory.md section 5).
             notes.append(f"cap:{name}")
             return None
-        return DesiredOrder(side=side, px_ticks=px, size_lots=size)
+        return DesiredOrder(side, px, size)
 
     def _reducing_orders(
         self, t: float, target: QuoteTarget, market: MarketState, q: int, headroom: int
@@ -379,6 +385,8 @@ class Flattener:
         self.instrument = instrument
         self.log = log
         self.reason: str | None = None
+        # Triggered (``reason`` is set): a plain attribute, read after every event.
+        self.active = False
         self.flat = False
         self.attempts = 0
         self.stalled_attempts = 0  # closes after which the venue's position had not shrunk
@@ -390,14 +398,11 @@ class Flattener:
         self._query_sent_t: float | None = None
         self._backoff_s = config.retry_backoff_s
 
-    @property
-    def active(self) -> bool:
-        return self.reason is not None
-
     def trigger(self, t: float, reason: str, om: OrderManager) -> list[Command]:
         if self.active:
             return []
         self.reason = reason
+        self.active = True
         self.triggered_t = t
         self._kill(t, "triggered", om.position_lots)
         cmds: list[Command] = om.cancel_all(t)
@@ -448,7 +453,7 @@ class Flattener:
             self._query_sent_t = None  # lost: ask again
         if t < self._next_t:
             return []
-        ioc_ages = [t - o.sent_t for o in om.live_orders() if o.tif == Tif.IOC]
+        ioc_ages = [t - o.sent_t for o in om.live_orders() if o.tif == _IOC]
         # Wait for the close to finish, but not forever: the venue's answer settles a close
         # whose end we never heard of.
         if ioc_ages and max(ioc_ages) < self.config.query_timeout_s:

@@ -408,3 +408,33 @@ def test_paced_orders_never_spend_the_reserve() -> None:
         lowest = min(lowest, m.requests_left)
     assert lowest >= 300 - 1
     assert sent_by_hour[0] > 2 * sent_by_hour[5] > 0
+
+
+def test_an_overdue_ack_is_found_after_the_older_orders_were_acked() -> None:
+    """reconcile_due keeps a bound on the un-acked orders' send times: an ack of the oldest
+    order must not hide a younger one that is overdue, nor make an on-time one look overdue."""
+    m = om(ack_timeout_s=2.0)
+    m.on_account(AccountSnapshot(0.0, 0, 0.0, 100.0, 0.0, 10_000))
+    m.sync(0.0, quotes(DesiredOrder(1, 30870, 50)), CAP, MID)
+    m.sync(1.0, quotes(DesiredOrder(1, 30870, 50), DesiredOrder(-1, 30890, 50)), CAP, MID)
+    m.on_ack(OrderAccepted(1.5, 1, 101))  # the oldest un-acked order is acked
+    assert not m.reconcile_due(2.5)  # the ask (sent at 1.0) is not overdue yet
+    assert not m.reconcile_due(3.0)  # 2.0 s exactly: not overdue
+    assert m.reconcile_due(3.01)
+    m.on_ack(OrderAccepted(3.05, 2, 102))
+    assert not m.reconcile_due(9.0)  # nothing un-acked: only the periodic timer remains
+
+
+def test_after_an_adoption_the_diff_still_walks_orders_in_client_id_order() -> None:
+    m = om()
+    m.query(0.0)
+    # a previous session's bid with a larger client id than any this session will use soon
+    m.on_account(AccountSnapshot(0.5, 0, 0.0, 100.0, 0.0, 10_000,
+                                 open_orders=(OpenOrder(client_id=500, oid=5, side=1, px_ticks=30850, size_lots=40),)))
+    m.sync(1.0, quotes(DesiredOrder(-1, 30890, 50)), CAP, MID)  # cancels 500, places the ask as 1
+    m.on_ack(OrderAccepted(1.1, 1, 11))
+    m.orders[500].status = OrderStatus.OPEN  # the cancel was refused: 500 rests again
+    m.sync(2.0, quotes(DesiredOrder(1, 30700, 50), DesiredOrder(-1, 30890, 50)), CAP, MID)
+    # the bid side: 500 is the only live bid; the new bid replaces it by a modify
+    assert m.orders[500].status is OrderStatus.PENDING_CANCEL
+    assert list(m._live) == [500, 1, 2] and m._live_in_cid_order is False

@@ -52,3 +52,17 @@ def test_markout_means_follow_every_new_record_and_on_mid_resolves_on_time() -> 
     assert len(as_recs) == 2
     mean_as = sum(r.as_bps for r in as_recs) / 2
     assert tr.adverse_selection_estimate_bps() == mean_as * 2 / (2 + cfg.as_prior_fills)
+
+
+def test_price_rules_share_one_bounded_table_per_instrument(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.rules as rules_mod
+
+    a, b = PriceRules(HYPE), PriceRules(Instrument(coin="HYPE", sz_decimals=2, tick_decimals=3))
+    assert a.min_lots_at(31_234) == HYPE.min_lots_at(31_234)
+    assert b._min_lots is a._min_lots and 31_234 in b._min_lots  # an equal instrument: the same table
+    assert PriceRules(BTC)._min_lots is not a._min_lots
+    monkeypatch.setattr(rules_mod, "MAX_TABLE_PRICES", 4)
+    for px in range(100_000, 100_040, 3):
+        assert a.round_price_passive(px, -1) == HYPE.round_price_passive(px, -1)
+        assert a.min_lots_at(px) == HYPE.min_lots_at(px)
+    assert len(a._ask_px) <= 4 and len(a._min_lots) <= 4
