@@ -139,6 +139,10 @@ class MatchingEngine:
         self._out = EngineOutput(regimes=[self.regime_path[0]])
         self._funding_interval_s = scenario.funding.interval_s
         self._next_funding_s = self._funding_interval_s
+        # The next regime switch or funding: until then advance() is one run of the flow.
+        self._switch_s = min(self._next_regime_s(), self._next_funding_s)
+        # Whether _out holds anything: set where it is appended to, cleared by drain().
+        self._pending = True
         self.funding_usd = 0.0
         self._seed_book()
         self._warm_up()
@@ -264,21 +268,28 @@ class MatchingEngine:
         """Run background flow up to ``until_s``; regime switches and funding happen on time."""
         if until_s < self.t:
             raise ValueError(f"until_s={until_s}: the engine is already at t={self.t}")
-        while True:
-            nxt_regime = (self.regime_path[self._regime_i + 1].t if self._regime_i + 1 < len(self.regime_path)
-                          else math.inf)
-            stop = min(until_s, nxt_regime, self._next_funding_s)
+        while until_s >= self._switch_s:
+            stop = self._switch_s
             self._run(stop)
-            if stop == nxt_regime:
+            if stop == self._next_regime_s():
                 self._regime_i += 1
                 self._p_now = self._params[self._regime_i]
                 self._out.regimes.append(self.regime_path[self._regime_i])
+                self._pending = True
             if stop == self._next_funding_s:
                 self._pay_funding(stop)
                 self._next_funding_s += self._funding_interval_s
                 self._out.funding_rates.append(FundingRate(stop, self.predicted_funding_rate()))
-            if stop >= until_s:
+                self._pending = True
+            self._switch_s = min(self._next_regime_s(), self._next_funding_s)
+            if stop == until_s:
                 return
+        self._run(until_s)
+
+    def _next_regime_s(self) -> float:
+        """When the next regime starts, simulated seconds (inf after the last one)."""
+        i = self._regime_i + 1
+        return self.regime_path[i].t if i < len(self.regime_path) else math.inf
 
     def _run(self, until_s: float) -> None:
         while True:
@@ -315,6 +326,7 @@ class MatchingEngine:
         amount = -pos * self.instrument.lot * self.mid_ticks() * self.instrument.tick * rate
         self.funding_usd += amount
         self._out.funding.append(FundingPayment(t, rate, amount))
+        self._pending = True
 
     def _collect(self) -> list[Fill]:
         """Move the kernel's output buffers into the pending output; returns the new fills."""
@@ -346,17 +358,19 @@ class MatchingEngine:
             si[K.SI_NFIN] = 0
         if counts[K.SI_DROPPED]:
             raise EngineError(f"{counts[K.SI_DROPPED]} output records dropped: kernel buffer too small")
+        if ntr or nfl or nfin:
+            self._pending = True
         return fills
 
     @property
     def pending(self) -> bool:
         """Whether :meth:`drain` has anything to return (cheaper than draining nothing)."""
-        out = self._out
-        return bool(out.trades or out.fills or out.finished or out.funding or out.funding_rates or out.regimes)
+        return self._pending
 
     def drain(self) -> EngineOutput:
         """Everything that happened since the last drain (fills on entry included)."""
         out, self._out = self._out, EngineOutput()
+        self._pending = False
         return out
 
     # ------------------------------------------------------------------ orders
@@ -420,6 +434,7 @@ class MatchingEngine:
             row[K.O_ACTIVE] = 0
             self._free(oid)
             self._out.finished.append((oid, "canceled"))
+            self._pending = True
             return PlaceResult("filled", oid, "", fills)
         depth = self._depth_bid if side == 1 else self._depth_ask
         row[K.O_QA] = int(depth[idx])
@@ -433,6 +448,7 @@ class MatchingEngine:
         self._orders[k, K.O_ACTIVE] = 0
         self._free(oid)
         self._out.finished.append((oid, "canceled"))
+        self._pending = True
         return True
 
     def cancel_all(self) -> list[int]:
