@@ -59,6 +59,7 @@ from sim.scenario import Scenario
 ERR_NO_MATCH = "Order could not immediately match against any resting orders."
 ERR_TOO_MANY = "Too many open orders."
 FINISH_REASONS = ("filled", "canceled", "reduceOnlyCanceled", "selfTradeCanceled")
+_TIF_CODE = {Tif.GTC: K.TIF_GTC, Tif.ALO: K.TIF_ALO, Tif.IOC: K.TIF_IOC}
 
 MAX_AGENT_ORDERS = 64
 BUFFER = 1 << 14
@@ -105,8 +106,8 @@ class MatchingEngine:
         self._depth_bid = np.zeros(n, dtype=np.int64)
         self._depth_ask = np.zeros(n, dtype=np.int64)
         self._orders = np.zeros((MAX_AGENT_ORDERS, K.N_O), dtype=np.int64)
-        # The kernel gets the table's rows up to the highest slot ever used, a view of it: its
-        # loops over the agent's orders then skip the tail that never held one.
+        # The kernel gets the table's rows up to the highest slot ever offered to an order, a
+        # view of it: its loops over the agent's orders then skip the tail that never held one.
         self._used = self._orders[:0]
         self._si = np.zeros(K.N_SI, dtype=np.int64)
         self._si[K.SI_BEST_BID] = -1
@@ -138,6 +139,10 @@ class MatchingEngine:
         self._out = EngineOutput(regimes=[self.regime_path[0]])
         self._funding_interval_s = scenario.funding.interval_s
         self._next_funding_s = self._funding_interval_s
+        # The next regime switch or funding: until then advance() is one run of the flow.
+        self._switch_s = min(self._next_regime_s(), self._next_funding_s)
+        # Whether _out holds anything: set where it is appended to, cleared by drain().
+        self._pending = True
         self.funding_usd = 0.0
         self._seed_book()
         self._warm_up()
@@ -263,21 +268,28 @@ class MatchingEngine:
         """Run background flow up to ``until_s``; regime switches and funding happen on time."""
         if until_s < self.t:
             raise ValueError(f"until_s={until_s}: the engine is already at t={self.t}")
-        while True:
-            nxt_regime = (self.regime_path[self._regime_i + 1].t if self._regime_i + 1 < len(self.regime_path)
-                          else math.inf)
-            stop = min(until_s, nxt_regime, self._next_funding_s)
+        while until_s >= self._switch_s:
+            stop = self._switch_s
             self._run(stop)
-            if stop == nxt_regime:
+            if stop == self._next_regime_s():
                 self._regime_i += 1
                 self._p_now = self._params[self._regime_i]
                 self._out.regimes.append(self.regime_path[self._regime_i])
+                self._pending = True
             if stop == self._next_funding_s:
                 self._pay_funding(stop)
                 self._next_funding_s += self._funding_interval_s
                 self._out.funding_rates.append(FundingRate(stop, self.predicted_funding_rate()))
-            if stop >= until_s:
+                self._pending = True
+            self._switch_s = min(self._next_regime_s(), self._next_funding_s)
+            if stop == until_s:
                 return
+        self._run(until_s)
+
+    def _next_regime_s(self) -> float:
+        """When the next regime starts, simulated seconds (inf after the last one)."""
+        i = self._regime_i + 1
+        return self.regime_path[i].t if i < len(self.regime_path) else math.inf
 
     def _run(self, until_s: float) -> None:
         while True:
@@ -314,6 +326,7 @@ class MatchingEngine:
         amount = -pos * self.instrument.lot * self.mid_ticks() * self.instrument.tick * rate
         self.funding_usd += amount
         self._out.funding.append(FundingPayment(t, rate, amount))
+        self._pending = True
 
     def _collect(self) -> list[Fill]:
         """Move the kernel's output buffers into the pending output; returns the new fills."""
@@ -345,17 +358,19 @@ class MatchingEngine:
             si[K.SI_NFIN] = 0
         if counts[K.SI_DROPPED]:
             raise EngineError(f"{counts[K.SI_DROPPED]} output records dropped: kernel buffer too small")
+        if ntr or nfl or nfin:
+            self._pending = True
         return fills
 
     @property
     def pending(self) -> bool:
         """Whether :meth:`drain` has anything to return (cheaper than draining nothing)."""
-        out = self._out
-        return bool(out.trades or out.fills or out.finished or out.funding or out.funding_rates or out.regimes)
+        return self._pending
 
     def drain(self) -> EngineOutput:
         """Everything that happened since the last drain (fills on entry included)."""
         out, self._out = self._out, EngineOutput()
+        self._pending = False
         return out
 
     # ------------------------------------------------------------------ orders
@@ -386,44 +401,40 @@ class MatchingEngine:
             return PlaceResult("error", 0, "Order price cannot be more than 80% away from the reference price")
         if not self._free_slots:
             return PlaceResult("error", 0, ERR_TOO_MANY)
-        bb = K.best_bid_all(self._si, self._used)
-        ba = K.best_ask_all(self._si, self._used, n)
-        crosses = (side == 1 and ba < n and idx >= ba) or (side == -1 and bb >= 0 and idx <= bb)
-        if tif is Tif.ALO and crosses:
+        k = self._free_slots[0]  # the lowest free slot, taken below if the order is entered
+        if k >= self._used.shape[0]:
+            self._used = self._orders[:k + 1]
+        oid = self._next_oid
+        entered = K.enter(side, idx, size_lots, reduce_only, _TIF_CODE[tif], oid, k, self._si, self._depth_bid,
+                          self._depth_ask, self._used)
+        if entered == K.ENTER_WOULD_CROSS:
+            bb = K.best_bid_all(self._si, self._used)
+            ba = K.best_ask_all(self._si, self._used, n)
             bid = inst.price_wire(self.base_ticks + bb) if bb >= 0 else "None"
             ask = inst.price_wire(self.base_ticks + ba) if ba < n else "None"
             return PlaceResult("error", 0, f"Post only order would have immediately matched, bbo was {bid}@{ask}.")
-        if tif is Tif.IOC and not crosses:
+        if entered == K.ENTER_NO_MATCH:
             return PlaceResult("error", 0, ERR_NO_MATCH)
-        oid = self._next_oid
-        self._next_oid += 1
+        self._next_oid = oid + 1
         self._client[oid] = client_id
         self._tif[oid] = tif
-        k = heapq.heappop(self._free_slots)
+        heapq.heappop(self._free_slots)
         self._slot[oid] = k
-        if k >= self._used.shape[0]:
-            self._used = self._orders[:k + 1]
+        if entered == K.ENTER_RESTS:
+            return PlaceResult("resting", oid, "", [])
+        K.sweep(side, idx, size_lots, k, self._si, self._sf, self._p_now, self._depth_bid, self._depth_ask,
+                self._used, self._tr_i, self._tr_f, self._fl_i, self._fl_f, self._fin)
+        fills = self._collect()
+        taken = sum(f.size_lots for f in fills if f.oid == oid)
+        K._impact(self._sf, self._p_now, side, taken, 1.0)
         row = self._orders[k]
-        row[:] = 0
-        row[K.O_OID] = oid
-        row[K.O_SIDE] = side
-        row[K.O_PX] = idx
-        row[K.O_REM] = size_lots
-        row[K.O_RO] = int(reduce_only)
-        row[K.O_ACTIVE] = 1
-        fills: list[Fill] = []
-        if crosses:
-            K.sweep(side, idx, size_lots, k, self._si, self._sf, self._p_now, self._depth_bid, self._depth_ask,
-                    self._used, self._tr_i, self._tr_f, self._fl_i, self._fl_f, self._fin)
-            fills = self._collect()
-            taken = sum(f.size_lots for f in fills if f.oid == oid)
-            K._impact(self._sf, self._p_now, side, taken, 1.0)
         if row[K.O_ACTIVE] == 0:
             return PlaceResult("filled", oid, "", fills)
         if tif is Tif.IOC:
             row[K.O_ACTIVE] = 0
             self._free(oid)
             self._out.finished.append((oid, "canceled"))
+            self._pending = True
             return PlaceResult("filled", oid, "", fills)
         depth = self._depth_bid if side == 1 else self._depth_ask
         row[K.O_QA] = int(depth[idx])
@@ -437,6 +448,7 @@ class MatchingEngine:
         self._orders[k, K.O_ACTIVE] = 0
         self._free(oid)
         self._out.finished.append((oid, "canceled"))
+        self._pending = True
         return True
 
     def cancel_all(self) -> list[int]:

@@ -124,6 +124,17 @@ FIN_CANCELED = 1
 FIN_REDUCE_ONLY = 2
 FIN_SELF_TRADE = 3
 
+# time in force, as :func:`enter` takes it
+TIF_GTC = 0
+TIF_ALO = 1
+TIF_IOC = 2
+
+# what :func:`enter` did
+ENTER_RESTS = 0  # written to the table, resting behind the level's background lots
+ENTER_CROSSES = 1  # written to the table; it crosses: sweep it
+ENTER_WOULD_CROSS = 2  # an ALO that would cross: not entered
+ENTER_NO_MATCH = 3  # an IOC that would not cross: not entered
+
 
 # ------------------------------------------------------------------ random numbers
 @njit(cache=True)
@@ -375,6 +386,37 @@ def sweep(aggressor: int, limit_idx: int, qty: int, taker_slot: int, si: np.ndar
         else:
             break
     return filled
+
+
+@njit(cache=True)
+def enter(side: int, idx: int, size_lots: int, reduce_only: bool, tif: int, oid: int, k: int, si: np.ndarray,
+          depth_bid: np.ndarray, depth_ask: np.ndarray, orders: np.ndarray) -> int:
+    """Write an agent order into the free table row ``k`` unless its time in force refuses it
+    against the book (an ALO that would cross, an IOC that would not); returns an ``ENTER_*``
+    code. A crossing order is written without its queue position: sweep it, then set it if it
+    still rests. One kernel call for the whole entry: this runs on every order the agent sends."""
+    n = depth_bid.shape[0]
+    if side == 1:
+        ba = best_ask_all(si, orders, n)
+        crosses = ba < n and idx >= ba
+    else:
+        bb = best_bid_all(si, orders)
+        crosses = bb >= 0 and idx <= bb
+    if tif == TIF_ALO and crosses:
+        return ENTER_WOULD_CROSS
+    if tif == TIF_IOC and not crosses:
+        return ENTER_NO_MATCH
+    orders[k, :] = 0
+    orders[k, O_OID] = oid
+    orders[k, O_SIDE] = side
+    orders[k, O_PX] = idx
+    orders[k, O_REM] = size_lots
+    orders[k, O_RO] = 1 if reduce_only else 0
+    orders[k, O_ACTIVE] = 1
+    if crosses:
+        return ENTER_CROSSES
+    orders[k, O_QA] = depth_bid[idx] if side == 1 else depth_ask[idx]
+    return ENTER_RESTS
 
 
 @njit(cache=True)

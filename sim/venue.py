@@ -212,7 +212,8 @@ class SimVenue:
             f.reject_prob or f.ack_delay_max_s or f.feed_drop_prob or f.feed_dup_prob)
         self._jitter_next: list[float] = []  # drawn ahead, next one last
         self._feed_faults = bool(f.feed_drop_prob or f.feed_dup_prob)
-        self._tokens = scenario.rate_limit.burst_weight
+        self._burst_weight = scenario.rate_limit.burst_weight
+        self._tokens = self._burst_weight
         self._tokens_t = 0.0
         self._refill_per_s = scenario.rate_limit.weight_per_min / 60.0
         # The address's request budget (None: not modelled); see the module docstring.
@@ -354,7 +355,8 @@ class SimVenue:
                 return
             duplicate = f.feed_dup_prob > 0 and self._rng.random() < f.feed_dup_prob
         now = self.env.now
-        at = max(t_venue + self._feed_s + self._jitter(), self._feed_last_s, now)
+        jitter_s = self._jitter_next.pop() if self._jitter_next else self._jitter()  # the call only to draw
+        at = max(t_venue + self._feed_s + jitter_s, self._feed_last_s, now)
         self._feed_last_s = at
         self._env_schedule(_Call(self._deliver, ev), NORMAL, at - now)
         if duplicate:
@@ -380,7 +382,8 @@ class SimVenue:
         delay_max_s = self._faults.ack_delay_max_s
         extra = float(self._rng.uniform(0.0, delay_max_s)) if delay_max_s > 0 else 0.0
         now = self.env.now
-        at = max(t_venue + self._ack_s + self._jitter() + extra, self._reply_last_s, now)
+        jitter_s = self._jitter_next.pop() if self._jitter_next else self._jitter()
+        at = max(t_venue + self._ack_s + jitter_s + extra, self._reply_last_s, now)
         self._reply_last_s = at
         self._env_schedule(_Call(self._deliver, ev), NORMAL, at - now)
 
@@ -408,7 +411,8 @@ class SimVenue:
         if not self._connected:
             return  # the request times out; the agent learns it from ConnectionStatus
         up_s = self._order_s if isinstance(cmd, _ORDER_LATENCY) else self._cancel_s
-        at = max(now + up_s + self._jitter(), self._up_last_s)
+        jitter_s = self._jitter_next.pop() if self._jitter_next else self._jitter()
+        at = max(now + up_s + jitter_s, self._up_last_s)
         self._up_last_s = at
         self._env_schedule(_Call(self._arrive, cmd), NORMAL, at - now)
 
@@ -420,8 +424,7 @@ class SimVenue:
     # ------------------------------------------------------------------ the venue side
     def _take_tokens(self, weight: float) -> bool:
         now = self.env.now
-        cap = self.scenario.rate_limit.burst_weight
-        self._tokens = min(cap, self._tokens + (now - self._tokens_t) * self._refill_per_s)
+        self._tokens = min(self._burst_weight, self._tokens + (now - self._tokens_t) * self._refill_per_s)
         self._tokens_t = now
         if self._tokens < weight:
             return False
@@ -570,8 +573,8 @@ class SimVenue:
         for rc in out.regimes:
             if log is not None:
                 log.write(now, "regime", t=rc.t, name=rc.name, **rc.segment.model_dump(exclude={"start_s", "name"}))
+        self.counts["trades"] += len(out.trades)
         for tr in out.trades:
-            self.counts["trades"] += 1
             self._feed(tr.t, tr)
         for fill in out.fills:
             self._fill(now, fill)
