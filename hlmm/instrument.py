@@ -21,6 +21,9 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
 MAX_SIG_FIGS = 5
 PERP_MAX_DECIMALS = 6
+# Below this many ticks a price has at most five significant figures, and the grid never has
+# more decimals than the venue allows (``Instrument.__post_init__``): every tick is a valid price.
+_EVERY_TICK_VALID_BELOW_TICKS = 10**MAX_SIG_FIGS
 
 # Error texts as the venue words them (per-order errors get an " asset=N" suffix on the wire).
 ERR_INVALID_SIZE = "Order has invalid size."
@@ -149,7 +152,7 @@ class Instrument:
         Five significant figures: at $30.88 the step is 1 tick of 0.001; at $123.45 it would be
         10 ticks (0.01).
         """
-        if px_ticks <= 0:
+        if px_ticks < _EVERY_TICK_VALID_BELOW_TICKS:
             return 1
         # Digits before the decimal point (``_int_digits`` of the price), counted on the integer:
         # the price is px_ticks * 10**-tick_decimals. No Decimal: every order is checked.

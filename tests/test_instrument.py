@@ -89,3 +89,29 @@ def test_min_lots_reaches_min_notional(ticks):
     lots = HYPE.min_lots_at(ticks)
     assert HYPE.notional_usd(ticks, lots) >= 10.0
     assert HYPE.notional_usd(ticks, lots - 1) < 10.0
+
+
+def digit_count_price_step_ticks(inst: Instrument, px_ticks: int) -> int:
+    """The step as the digit-counting formula computes it on every price (the reference for
+    the below-five-digits shortcut)."""
+    if px_ticks <= 0:
+        return 1
+    int_digits = len(str(px_ticks)) - inst.tick_decimals
+    decimals_allowed = min(6 - inst.sz_decimals, max(0, 5 - int_digits))
+    return 10 ** max(0, inst.tick_decimals - decimals_allowed)
+
+
+def test_price_step_matches_digit_count_formula():
+    instruments = [
+        Instrument(coin="T", sz_decimals=sz, tick_decimals=td) for sz in range(7) for td in range(7 - sz)
+    ]
+    # every decade boundary and its neighbours, plus a dense sweep around the shortcut's edge
+    prices = {-5, 0, 1} | {
+        p for d in range(13) for base in (10**d, 2 * 10**d, 5 * 10**d) for p in (base - 1, base, base + 1)
+    }
+    prices |= set(range(99_000, 101_001)) | set(range(999_990, 1_000_011))
+    for inst in instruments:
+        for px in sorted(prices):
+            step = inst.price_step_ticks(px)
+            assert step == digit_count_price_step_ticks(inst, px), (inst, px)
+            assert type(step) is int
