@@ -16,10 +16,11 @@ returns.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from hlmm.instrument import Instrument
 
@@ -38,8 +39,46 @@ class Tif(StrEnum):
 
 Level = tuple[int, int]  # (px_ticks, size_lots)
 
+_T = TypeVar("_T")
+
+
+def _slot_init(cls: type[_T]) -> type[_T]:
+    """Give a ``@dataclass(frozen=True, slots=True)`` class a faster ``__init__``, same behaviour.
+
+    The dataclass ``__init__`` of a frozen class sets every field through ``object.__setattr__``
+    (a name lookup per field); this one writes each field straight into its slot through the
+    slot's descriptor, which is what that lookup ends in. Same parameters, order and defaults;
+    the class stays frozen (assignment still raises ``FrozenInstanceError``), and eq, hash, repr
+    and pickling are the dataclass's own. Every event and command is built through it, about
+    half the cost. Apply it above ``@dataclass``.
+    """
+    names: list[str] = []
+    params: list[str] = []
+    namespace: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name}: _slot_init handles plain positional fields only")
+        names.append(f.name)
+        namespace[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__}: _slot_init does not call __post_init__")
+    body = "".join(f"\n    _set_{name}(self, {name})" for name in names) or "\n    pass"
+    exec(f"def __init__(self, {', '.join(params)}):{body}", namespace)
+    init: Callable[..., None] = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    init.__annotations__ = cls.__init__.__annotations__
+    cls.__init__ = init
+    return cls
+
 
 # ---------------------------------------------------------------------- events
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class BookUpdate:
     """Top-of-book snapshot, best level first. Includes the agent's own resting orders."""
@@ -50,6 +89,7 @@ class BookUpdate:
     asks: tuple[Level, ...]
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class Trade:
     """A public trade. ``aggressor`` is the taker's side."""
@@ -62,6 +102,7 @@ class Trade:
     trade_id: int
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class OrderAccepted:
     """The venue accepted an order; ``resting`` is False when it was fully filled on entry."""
@@ -73,6 +114,7 @@ class OrderAccepted:
     resting: bool = True
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class OrderRejected:
     kind: ClassVar[str] = "reject"
@@ -81,6 +123,7 @@ class OrderRejected:
     reason: str
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class Fill:
     """A fill of one of the agent's orders. ``trade_id`` is unique per fill (dedupe key)."""
@@ -97,6 +140,7 @@ class Fill:
     is_maker: bool
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class OrderCanceled:
     """An order left the book without filling (fully). ``reason`` uses Hyperliquid's status
@@ -110,6 +154,7 @@ class OrderCanceled:
     reason: str = "canceled"
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class CancelRejected:
     kind: ClassVar[str] = "cancel_reject"
@@ -118,6 +163,7 @@ class CancelRejected:
     reason: str
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class OpenOrder:
     client_id: int | None
@@ -128,6 +174,7 @@ class OpenOrder:
     reduce_only: bool = False
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class AccountSnapshot:
     """The venue's truth, answered to :class:`QueryAccount` (and sent at start-up)."""
@@ -146,6 +193,7 @@ class AccountSnapshot:
     requests_left: int | None = None
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class FundingPayment:
     """A funding payment on the agent's position (none while flat). ``amount_usd`` > 0 means the
@@ -157,6 +205,7 @@ class FundingPayment:
     amount_usd: float
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class FundingRate:
     """The venue's predicted rate for the next funding, per funding interval; > 0 means longs
@@ -168,6 +217,7 @@ class FundingRate:
     rate: float
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class ConnectionStatus:
     kind: ClassVar[str] = "connection"
@@ -176,6 +226,7 @@ class ConnectionStatus:
     reason: str = ""
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class Timer:
     """Driver heartbeat, so timers (reconciliation, kill switch, dead man's switch) run
@@ -202,6 +253,7 @@ Event = (
 
 
 # -------------------------------------------------------------------- commands
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class PlaceOrder:
     kind: ClassVar[str] = "place"
@@ -213,12 +265,14 @@ class PlaceOrder:
     reduce_only: bool = False
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class CancelOrder:
     kind: ClassVar[str] = "cancel"
     client_id: int
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class ModifyOrder:
     """Replace one order in one action (Hyperliquid's ``batchModify``): cancel the order
@@ -238,11 +292,13 @@ class ModifyOrder:
     order: PlaceOrder
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class CancelAll:
     kind: ClassVar[str] = "cancel_all"
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class ScheduleCancel:
     """Dead man's switch: cancel all orders at ``at_t`` unless re-armed; ``None`` clears it."""
@@ -251,6 +307,7 @@ class ScheduleCancel:
     at_t: float | None
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class QueryAccount:
     kind: ClassVar[str] = "query"
@@ -259,6 +316,7 @@ class QueryAccount:
 Command = PlaceOrder | CancelOrder | ModifyOrder | CancelAll | ScheduleCancel | QueryAccount
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class FeeSchedule:
     """Fees in basis points of notional; a negative maker fee is a rebate."""

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import pickle
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import pytest
 
 from hlmm.sessionlog import SessionLog
 from hlmm.venue import (
     BUY,
+    COMMAND_TYPES,
+    EVENT_TYPES,
     SELL,
     AccountSnapshot,
     BookUpdate,
@@ -16,10 +23,12 @@ from hlmm.venue import (
     Command,
     ConnectionStatus,
     Event,
+    FeeSchedule,
     Fill,
     FundingPayment,
     FundingRate,
     ModifyOrder,
+    OpenOrder,
     OrderAccepted,
     OrderCanceled,
     OrderRejected,
@@ -32,6 +41,39 @@ from hlmm.venue import (
 from sim.baseline import BaselineAgent
 from sim.scenario import Scenario, parse_scenario
 from sim.venue import ERR_CANCEL_GONE, ERR_MODIFY_GONE, ERR_RATE_LIMIT, SimVenue
+
+
+@pytest.mark.parametrize("cls", [*EVENT_TYPES, *COMMAND_TYPES, OpenOrder, FeeSchedule], ids=lambda c: c.__name__)
+def test_slot_init_behaves_as_the_dataclass_init(cls: type) -> None:
+    """The events' and commands' fast ``__init__`` against a plain frozen slots dataclass of the
+    same fields: construction (positional, keyword, defaults, errors), eq, hash, repr,
+    immutability, pickling and the signature."""
+    fields = dataclasses.fields(cls)
+    plain = dataclasses.make_dataclass(
+        cls.__name__,
+        [(f.name, f.type, dataclasses.field(default=f.default)) for f in fields],
+        frozen=True,
+        slots=True,
+    )
+    values = [(i + 7, f"v{i}") for i in range(len(fields))]  # distinct, hashable, per field
+    kwargs = {f.name: v for f, v in zip(fields, values, strict=True)}
+    obj, ref = cls(*values), plain(*values)
+    assert dataclasses.astuple(obj) == dataclasses.astuple(ref)
+    assert repr(obj) == repr(ref)
+    assert hash(obj) == hash(ref)
+    assert cls(**kwargs) == obj and cls(*values[:1], **dict(list(kwargs.items())[1:])) == obj
+    assert pickle.loads(pickle.dumps(obj)) == obj
+    required = [v for f, v in zip(fields, values, strict=True) if f.default is dataclasses.MISSING]
+    assert dataclasses.astuple(cls(*required)) == dataclasses.astuple(plain(*required))
+    assert inspect.signature(cls) == inspect.signature(plain)
+    for f in fields:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, f.name, 0)
+    with pytest.raises(TypeError):
+        cls(*values, 0)
+    if required:
+        with pytest.raises(TypeError):
+            cls(*required[:-1])
 
 
 def scenario(duration_s: float = 30.0, **sections: Any) -> Scenario:
