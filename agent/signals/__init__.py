@@ -147,16 +147,17 @@ class SignalBank:
             c = contribs[name]
             spread_add_bps += c.spread_bps
             skew_bps += c.skew_bps
+        # positional, in the field order: keywords cost ~0.3 µs more per decision
         return SignalOutput(
-            spread_add_bps=spread_add_bps,
-            skew_bps=skew_bps,
-            kappa_effective_per_bps=kappa_eff,
-            a_effective_per_s=a_eff,
-            sigma_bps_per_sqrt_s=self.volatility.sigma_bps_per_sqrt_s(),
-            changepoint_prob=cp.cp_prob,
-            changepoint_alarm=cp.alarm,
-            toxicity=toxicity,
-            contributions=contribs,
+            spread_add_bps,
+            skew_bps,
+            kappa_eff,
+            a_eff,
+            self.volatility.sigma_bps_per_sqrt_s(),
+            cp.cp_prob,
+            cp.alarm,
+            toxicity,
+            contribs,
         )
 
     def _changepoint_contribution(self) -> SignalContribution:
