@@ -229,8 +229,13 @@ class MarkoutTracker:
             else:
                 p.due_t = fill_t + horizons[k]
                 heapq.heappush(due, (p.due_t, p.seq, p))
-        if finished:  # most calls only resolve a horizon: the pending list is rebuilt only now
-            self._pending = [p for p in self._pending if id(p) not in finished]
+        if finished:  # most calls only resolve a horizon: the pending list changes only now
+            pending, k = self._pending, len(finished)
+            # every fill's last horizon is the same, so fills usually finish in the order they came
+            if all(id(p) in finished for p in pending[:k]):
+                del pending[:k]
+            else:
+                self._pending = [p for p in pending if id(p) not in finished]
         self._next_due_t = due[0][0] if due else math.inf
         return out
 
