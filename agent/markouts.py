@@ -17,6 +17,7 @@ mid observed at or after ``fill_t + h``. All mids are ex-own (the caller's ``Boo
 
 from __future__ import annotations
 
+import heapq
 import math
 import operator
 from collections import deque
@@ -115,6 +116,7 @@ class _Pending:
     fill: Fill
     m0: float
     mf: float
+    seq: int  # registration order: on_mid resolves due fills in this order
     # The first len(resolved) horizons: they increase and fill_t + h rounds monotonically, so
     # they end, and resolve, in order.
     resolved: dict[float, MarkoutRecord] = field(default_factory=dict)
@@ -134,9 +136,12 @@ class MarkoutTracker:
         self.fees = fees
         self.log = log
         self._pending: list[_Pending] = []
-        # Earliest ``fill_t + h`` over the unresolved horizons of pending fills: on_mid runs on
-        # every book, and before this time it has nothing to resolve.
+        # (due_t, seq, fill) per pending fill: on_mid pops the due ones instead of scanning every
+        # pending fill. Its head is the earliest ``fill_t + h`` over the unresolved horizons: on_mid
+        # runs on every book, and before this time it has nothing to resolve.
+        self._due: list[tuple[float, int, _Pending]] = []
         self._next_due_t = math.inf
+        self._n_registered = 0
         self._seen_trade_ids: set[int] = set()
         self._recent: dict[float, deque[MarkoutRecord]] = {h: deque(maxlen=cfg.recent_fills) for h in cfg.horizons_s}
         # (horizon, field) -> (newest record, count, mean) of the recent-fill means asked every
@@ -174,10 +179,16 @@ class MarkoutTracker:
         self._spread_usd += s * v * (mid_at_placement_ticks - fill.px_ticks) * k
         self._drift_usd += s * v * (mid_at_fill_ticks - mid_at_placement_ticks) * k
         self._fees_usd -= fill.fee_usd
-        p = _Pending(fill, mid_at_placement_ticks, mid_at_fill_ticks)
+        p = _Pending(fill, mid_at_placement_ticks, mid_at_fill_ticks, self._n_registered)
+        self._n_registered += 1
         p.due_t = fill.t + self.cfg.horizons_s[0]
+        self._track(p)
+
+    def _track(self, p: _Pending) -> None:
+        """A newly registered fill: pending until on_mid resolves its horizons."""
         self._pending.append(p)
-        self._next_due_t = min(self._next_due_t, p.due_t)
+        heapq.heappush(self._due, (p.due_t, p.seq, p))
+        self._next_due_t = self._due[0][0]
 
     def on_funding(self, amount_usd: float) -> None:
         """Funding received (> 0) or paid (< 0), USD."""
@@ -192,17 +203,17 @@ class MarkoutTracker:
         """
         if t < self._next_due_t:
             return []
+        due = self._due
+        ready: list[_Pending] = []
+        while due and due[0][0] <= t:
+            ready.append(heapq.heappop(due)[2])
+        if len(ready) > 1:  # in registration order, as the records are returned
+            ready.sort(key=_SEQ)
         out: list[MarkoutRecord] = []
         finished: set[int] = set()  # id() of the fills whose last horizon resolved now
-        next_due_t = math.inf
         horizons = self.cfg.horizons_s
         n_horizons = len(horizons)
-        for p in self._pending:
-            due_t = p.due_t
-            if t < due_t:  # none of its horizons has ended yet
-                if due_t < next_due_t:
-                    next_due_t = due_t
-                continue
+        for p in ready:
             # the unresolved horizons from the first, as long as they have ended
             k, fill_t = len(p.resolved), p.fill.t
             while k < n_horizons and fill_t + horizons[k] <= t:
@@ -217,10 +228,15 @@ class MarkoutTracker:
                 finished.add(id(p))
             else:
                 p.due_t = fill_t + horizons[k]
-                next_due_t = min(next_due_t, p.due_t)
-        if finished:  # most calls only resolve a horizon: the pending list is rebuilt only now
-            self._pending = [p for p in self._pending if id(p) not in finished]
-        self._next_due_t = next_due_t
+                heapq.heappush(due, (p.due_t, p.seq, p))
+        if finished:  # most calls only resolve a horizon: the pending list changes only now
+            pending, k = self._pending, len(finished)
+            # every fill's last horizon is the same, so fills usually finish in the order they came
+            if all(id(p) in finished for p in pending[:k]):
+                del pending[:k]
+            else:
+                self._pending = [p for p in pending if id(p) not in finished]
+        self._next_due_t = due[0][0] if due else math.inf
         return out
 
     # --------------------------------------------------------------- outputs
@@ -351,6 +367,7 @@ class MarkoutTracker:
         for p in self._pending:
             self._log(p, t)
         self._pending = []
+        self._due = []
         self._next_due_t = math.inf
 
     def _log(self, p: _Pending, t: float) -> None:
@@ -379,6 +396,9 @@ class MarkoutTracker:
             fee_usd=f.fee_usd,
             **per_h,
         )
+
+
+_SEQ = operator.attrgetter("seq")
 
 
 def _horizon_key(h: float) -> str:

@@ -38,7 +38,7 @@ from typing import Any
 from agent.config import AgentConfig, load_agent_config, merge_tables
 from agent.glft import glft_half_spread_and_skew
 from agent.market_maker import MarketMaker
-from agent.markouts import MarkoutTracker
+from agent.markouts import MarkoutTracker, _Pending
 from agent.orders import OrderManager
 from agent.quote_engine import QuoteEngine
 from agent.risk import Flattener, RiskOverlay
@@ -81,16 +81,16 @@ class TautologicalMarkouts(MarkoutTracker):
     at once from ``mf``; ``mean_as_bps`` (GLFT's ι and the informed-flow widening) is then 0."""
 
     def on_fill(self, fill: Fill, mid_at_placement_ticks: float, mid_at_fill_ticks: float) -> None:
-        before = len(self._pending)
         super().on_fill(fill, mid_at_fill_ticks, mid_at_fill_ticks)
-        if len(self._pending) == before:  # a resent trade id: ignored by the real tracker
-            return
-        p = self._pending.pop()
+
+    def _track(self, p: _Pending) -> None:
+        """The fill is never pending: all its horizons resolve at once, from ``mf``."""
+        t = p.fill.t
         for h in self.cfg.horizons_s:
-            rec = self._resolve(p, h, fill.t, p.mf)
+            rec = self._resolve(p, h, t, p.mf)
             p.resolved[h] = rec
             self._recent[h].append(rec)
-        self._log(p, fill.t)
+        self._log(p, t)
 
 
 class IncidentSignalBank(SignalBank):

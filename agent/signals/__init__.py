@@ -56,6 +56,9 @@ class SignalsConfig(BaseModel):
 
 
 SIGNAL_NAMES = ("flow", "ofi", "vpin", "regime_kappa", "changepoint", "informed_flow", "fill_imbalance", "funding")
+# The contributions that may carry a spread or a skew, in the order of SignalOutput.contributions:
+# the per-timescale flow entries, the average sizes and ``regime_kappa`` are values only.
+_EFFECT_NAMES = ("flow", "ofi", "vpin", "changepoint", "informed_flow", "fill_imbalance", "funding")
 
 
 class SignalBank:
@@ -130,26 +133,31 @@ class SignalBank:
         contribs["changepoint"] = self._changepoint_contribution()
         contribs.update(informed)
         contribs["funding"] = self.funding.contribution(t, position_lots)
-        for name in self.cfg.disabled:
-            c = contribs[name]
-            contribs[name] = SignalContribution(value=c.value, active=False)
-        if "regime_kappa" in self.cfg.disabled:  # ablation: the long-window estimate even in an alarm
-            a_eff, kappa_eff = self.intensity.estimate(t, short=False)
-        # Both sums in one pass, added in the order of the contributions (as sum() would).
+        disabled = self.cfg.disabled
+        if disabled:
+            for name in disabled:
+                c = contribs[name]
+                contribs[name] = SignalContribution(value=c.value, active=False)
+            if "regime_kappa" in disabled:  # ablation: the long-window estimate even in an alarm
+                a_eff, kappa_eff = self.intensity.estimate(t, short=False)
+        # Both sums in one pass, added in the order of the contributions (as sum() would); the
+        # contributions left out carry no spread or skew, and x + 0.0 is x for a sum started at +0.0.
         spread_add_bps = skew_bps = 0.0
-        for c in contribs.values():
+        for name in _EFFECT_NAMES:
+            c = contribs[name]
             spread_add_bps += c.spread_bps
             skew_bps += c.skew_bps
+        # positional, in the field order: keywords cost ~0.3 µs more per decision
         return SignalOutput(
-            spread_add_bps=spread_add_bps,
-            skew_bps=skew_bps,
-            kappa_effective_per_bps=kappa_eff,
-            a_effective_per_s=a_eff,
-            sigma_bps_per_sqrt_s=self.volatility.sigma_bps_per_sqrt_s(),
-            changepoint_prob=cp.cp_prob,
-            changepoint_alarm=cp.alarm,
-            toxicity=toxicity,
-            contributions=contribs,
+            spread_add_bps,
+            skew_bps,
+            kappa_eff,
+            a_eff,
+            self.volatility.sigma_bps_per_sqrt_s(),
+            cp.cp_prob,
+            cp.alarm,
+            toxicity,
+            contribs,
         )
 
     def _changepoint_contribution(self) -> SignalContribution:

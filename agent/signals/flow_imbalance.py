@@ -60,14 +60,28 @@ class TradeFlowImbalance:
         self._max_skew = cfg.max_skew_bps
 
     def on_trade(self, t: float, size_lots: int, aggressor: int) -> None:
-        self._advance(t)
         if aggressor > 0:
-            vol, cnt = self._buy_vol, self._buy_n
+            vol, cnt, other_vol, other_cnt = self._buy_vol, self._buy_n, self._sell_vol, self._sell_n
         else:
-            vol, cnt = self._sell_vol, self._sell_n
-        for i in self._indices:
-            vol[i] += size_lots
-            cnt[i] += 1.0
+            vol, cnt, other_vol, other_cnt = self._sell_vol, self._sell_n, self._buy_vol, self._buy_n
+        last_t = self._t
+        if last_t is None or t <= last_t:  # nothing to forget (as in _advance)
+            if last_t is None:
+                self._t = t
+            for i in self._indices:
+                vol[i] += size_lots
+                cnt[i] += 1.0
+            return
+        # _advance and the additions in one pass: each entry forgotten, then added to
+        dt = t - last_t
+        exp = math.exp
+        for i, tau in self._indexed_taus:
+            w = exp(-dt / tau)
+            vol[i] = vol[i] * w + size_lots
+            cnt[i] = cnt[i] * w + 1.0
+            other_vol[i] *= w
+            other_cnt[i] *= w
+        self._t = t
 
     def average_sizes_lots(self, t: float) -> tuple[float, float]:
         """(average buy size, average sell size) in lots over the longest timescale; 0 when none."""
