@@ -355,8 +355,7 @@ class SimVenue:
                 return
             duplicate = f.feed_dup_prob > 0 and self._rng.random() < f.feed_dup_prob
         now = self.env.now
-        jitter_s = self._jitter_next.pop() if self._jitter_next else self._jitter()  # the call only to draw
-        at = max(t_venue + self._feed_s + jitter_s, self._feed_last_s, now)
+        at = max(t_venue + self._feed_s + self._jitter(), self._feed_last_s, now)
         self._feed_last_s = at
         self._env_schedule(_Call(self._deliver, ev), NORMAL, at - now)
         if duplicate:
@@ -382,8 +381,7 @@ class SimVenue:
         delay_max_s = self._faults.ack_delay_max_s
         extra = float(self._rng.uniform(0.0, delay_max_s)) if delay_max_s > 0 else 0.0
         now = self.env.now
-        jitter_s = self._jitter_next.pop() if self._jitter_next else self._jitter()
-        at = max(t_venue + self._ack_s + jitter_s + extra, self._reply_last_s, now)
+        at = max(t_venue + self._ack_s + self._jitter() + extra, self._reply_last_s, now)
         self._reply_last_s = at
         self._env_schedule(_Call(self._deliver, ev), NORMAL, at - now)
 
@@ -411,8 +409,7 @@ class SimVenue:
         if not self._connected:
             return  # the request times out; the agent learns it from ConnectionStatus
         up_s = self._order_s if isinstance(cmd, _ORDER_LATENCY) else self._cancel_s
-        jitter_s = self._jitter_next.pop() if self._jitter_next else self._jitter()
-        at = max(now + up_s + jitter_s, self._up_last_s)
+        at = max(now + up_s + self._jitter(), self._up_last_s)
         self._up_last_s = at
         self._env_schedule(_Call(self._arrive, cmd), NORMAL, at - now)
 
