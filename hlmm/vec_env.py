@@ -16,6 +16,7 @@ with ``SubprocVecEnv``: only where env 0 runs changes.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -86,8 +87,6 @@ class PollingSubprocVecEnv(SubprocVecEnv):
     it (see :class:`_PollingConnection`); only worth it with a core for every process."""
 
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], start_method: str = "fork") -> None:
-        import multiprocessing as mp
-
         ctx = mp.get_context(start_method)
         self.waiting = False
         self.closed = False
