@@ -56,11 +56,6 @@ class SignalsConfig(BaseModel):
 
 
 SIGNAL_NAMES = ("flow", "ofi", "vpin", "regime_kappa", "changepoint", "informed_flow", "fill_imbalance", "funding")
-# The contributions that may carry a spread or a skew, in the order of SignalOutput.contributions:
-# the per-timescale flow entries, the average sizes and ``regime_kappa`` are values only.
-_EFFECT_NAMES = ("flow", "ofi", "vpin", "changepoint", "informed_flow", "fill_imbalance", "funding")
-
-
 class SignalBank:
     """Owns the estimators and signals; fed venue events, read once per decision cycle."""
 
@@ -140,11 +135,10 @@ class SignalBank:
                 contribs[name] = SignalContribution(value=c.value, active=False)
             if "regime_kappa" in disabled:  # ablation: the long-window estimate even in an alarm
                 a_eff, kappa_eff = self.intensity.estimate(t, short=False)
-        # Both sums in one pass, added in the order of the contributions (as sum() would); the
-        # contributions left out carry no spread or skew, and x + 0.0 is x for a sum started at +0.0.
+        # Both sums in one pass, added in the order of the contributions (as sum() would), over
+        # every contribution: a new signal's spread or skew reaches the quotes with no list to update.
         spread_add_bps = skew_bps = 0.0
-        for name in _EFFECT_NAMES:
-            c = contribs[name]
+        for c in contribs.values():
             spread_add_bps += c.spread_bps
             skew_bps += c.skew_bps
         # positional, in the field order: keywords cost ~0.3 µs more per decision
