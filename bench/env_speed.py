@@ -5,6 +5,7 @@ the env costs training)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,12 @@ import gymnasium as gym
 import numpy as np
 
 ENV_ID = "hlmm/MarketMaking-v0"
+CONSTANT_EPISODE_STEPS = 1000
 
 
 class ConstantEnv(gym.Env):
-    """Same observation/action spaces as ``like``, zero observation and reward, 1000-step episodes."""
+    """Same observation/action spaces as ``like``, zero observation and reward, episodes of
+    :data:`CONSTANT_EPISODE_STEPS` steps."""
 
     def __init__(self, like: gym.Env) -> None:
         self.observation_space = like.observation_space
@@ -30,7 +33,7 @@ class ConstantEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         self._k += 1
-        return self._obs, 0.0, False, self._k >= 1000, {}
+        return self._obs, 0.0, False, self._k >= CONSTANT_EPISODE_STEPS, {}
 
 
 def _make_real() -> gym.Env:
@@ -73,21 +76,146 @@ class NullAgent:
         """Nothing to write."""
 
 
-def measure_venue_floor(seconds_simulated: float, seed: int) -> dict:
-    """The env step's floor: the simulated venue (feed, timers, simpy loop) and the engine (flow,
-    matching) on the env's default scenario with :class:`NullAgent`, in wall µs per simulated
-    second (an env step is one simulated second)."""
-    from sim.scenario import load_scenario
+class RecordingAgent:
+    """Wraps an agent and keeps, event by event, the event's type and the commands it returned."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.event_types: list[type] = []
+        self.commands: list[Sequence[Any]] = []
+
+    @property
+    def stopped(self) -> bool:
+        return self.inner.stopped
+
+    def on_event(self, event: object) -> Sequence[Any]:
+        commands = self.inner.on_event(event)
+        self.event_types.append(type(event))
+        self.commands.append(commands)
+        return commands
+
+    def operator_halt(self) -> None:
+        self.inner.operator_halt()
+
+    def end_session(self, t: float) -> None:
+        self.inner.end_session(t)
+
+
+class ReplayedMessagesAgent:
+    """Sends, event by event, the commands a :class:`RecordingAgent` recorded, and computes
+    nothing: on the same scenario and seed the venue then carries exactly the recorded agent's
+    traffic (orders, modifies, cancels, acks, fills), so the difference from the recorded run is
+    what the agent's own computation costs."""
+
+    stopped = False
+
+    def __init__(self, recorded: RecordingAgent) -> None:
+        self._types = recorded.event_types
+        self._commands = recorded.commands
+        self._k = 0
+
+    def on_event(self, event: object) -> Sequence[Any]:
+        k = self._k
+        if k >= len(self._types) or type(event) is not self._types[k]:
+            # the venue took another path: the figure would time other traffic than the agent's
+            raise RuntimeError(f"replay diverged at event {k}: {type(event).__name__}, recorded "
+                               f"{self._types[k].__name__ if k < len(self._types) else 'nothing'}")
+        self._k = k + 1
+        return self._commands[k]
+
+    def operator_halt(self) -> None:
+        """Nothing to stop."""
+
+    def end_session(self, t: float) -> None:
+        """Nothing to write."""
+
+
+# the scenario of the venue-floor figures: the env's default
+FLOOR_SCENARIO = "feb12_cascade"
+
+
+def _production_agent(scenario: Any) -> Any:
+    from sim.runner import make_agent
+
+    return make_agent("production", scenario.instrument.instrument(), scenario.fees.schedule(), None, scenario)[0]
+
+
+def _run_venue(scenario: Any, seed: int, agent: Any, seconds_simulated: float) -> float:
+    """Wall µs per simulated second of ``agent`` on the simulated venue for ``seconds_simulated``."""
     from sim.venue import SimVenue
 
-    scenario = load_scenario("feb12_cascade")
-    SimVenue(scenario, seed, NullAgent()).start()  # numba compiles (or loads its cache) outside the clock
-    venue = SimVenue(scenario, seed, NullAgent())
+    venue = SimVenue(scenario, seed, agent)
     venue.start()
     s = time.perf_counter()
     venue.run_until(seconds_simulated)
-    wall = time.perf_counter() - s
-    return {"seconds_simulated": venue.now, "us_per_simulated_s": 1e6 * wall / venue.now}
+    return 1e6 * (time.perf_counter() - s) / venue.now
+
+
+def record_production(seconds_simulated: float, seed: int) -> RecordingAgent:
+    """The production agent (default configuration) on :data:`FLOOR_SCENARIO` for
+    ``seconds_simulated``, with every command it sent recorded."""
+    from sim.scenario import load_scenario
+
+    if not seconds_simulated > 0:
+        raise ValueError(f"seconds_simulated={seconds_simulated!r}: must be > 0")
+    scenario = load_scenario(FLOOR_SCENARIO)
+    recorded = RecordingAgent(_production_agent(scenario))
+    _run_venue(scenario, seed, recorded, seconds_simulated)
+    return recorded
+
+
+def measure_venue_floor(seconds_simulated: float, seed: int) -> dict:
+    """What one simulated second costs (an env step is one), split between the venue and the
+    agent: the simulated venue (feed, timers, simpy loop) and the engine (flow, matching) on
+    :data:`FLOOR_SCENARIO`, in wall µs per simulated second,
+
+    - ``null_agent_us_per_simulated_s``: with :class:`NullAgent`, the floor under any agent;
+    - ``production_us_per_simulated_s``: with the production agent (default configuration);
+    - ``messages_us_per_simulated_s``: with the production agent's commands replayed
+      (:class:`ReplayedMessagesAgent`): the venue's share of the production run, and so the floor
+      under an agent that sends the same messages at no cost of its own, compiled or not.
+
+    ``agent_compute_share`` is (production − messages) / production."""
+    from sim.scenario import load_scenario
+
+    scenario = load_scenario(FLOOR_SCENARIO)
+    recorded = record_production(seconds_simulated, seed)  # numba compiles (or loads its cache) here too
+    production_us = _run_venue(scenario, seed, _production_agent(scenario), seconds_simulated)
+    messages_us = _run_venue(scenario, seed, ReplayedMessagesAgent(recorded), seconds_simulated)
+    null_us = _run_venue(scenario, seed, NullAgent(), seconds_simulated)
+    return {"seconds_simulated": seconds_simulated, "null_agent_us_per_simulated_s": null_us,
+            "messages_us_per_simulated_s": messages_us, "production_us_per_simulated_s": production_us,
+            "agent_compute_share": max(0.0, (production_us - messages_us) / production_us)}
+
+
+class ReplayedMessagesEnv(ConstantEnv):
+    """:class:`ConstantEnv` whose every step also runs one simulated second of the venue carrying
+    a recorded production agent's messages (:class:`ReplayedMessagesAgent`, from the recording's
+    start at each reset): in PPO, the env of an agent that sends what the production agent sends
+    and costs nothing itself."""
+
+    def __init__(self, like: gym.Env, recorded: RecordingAgent, seed: int) -> None:
+        from sim.scenario import load_scenario
+
+        super().__init__(like)
+        self._recorded, self._sim_seed = recorded, seed
+        self._scenario = load_scenario(FLOOR_SCENARIO)
+        self._venue: Any = None
+        self._t = 0.0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        from sim.venue import SimVenue
+
+        out = super().reset(seed=seed)
+        self._venue = SimVenue(self._scenario, self._sim_seed, ReplayedMessagesAgent(self._recorded))
+        self._venue.start()
+        self._t = 0.0
+        return out
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self._t += 1.0
+        self._venue.run_until(self._t)
+        return super().step(action)
 
 
 def measure_env_vec(n_steps: int, seed: int, n_envs: int = 2, kind: str = "inline") -> dict:
@@ -119,8 +247,10 @@ TRAINING_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "ppo_cas
 def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | None = None) -> dict:
     """``PPO.learn`` steps/s with ``hlmm train``'s own setup (:func:`hlmm.training.training_setup`
     with :data:`TRAINING_CONFIG`: its env mix, ``VecNormalize``, its ``[ppo]`` arguments, torch on
-    one thread) on the real env and on a constant env with the same spaces, ``n_envs`` of each
-    (1: ``DummyVecEnv`` in this process; more: the config's ``vec_env``, as training runs them).
+    one thread) on the real env, on a constant env with the same spaces and on the constant env
+    carrying the production agent's recorded messages through the venue
+    (:class:`ReplayedMessagesEnv`: the floor under a zero-cost agent), ``n_envs`` of each (1:
+    ``DummyVecEnv`` in this process; more: the config's ``vec_env``, as training runs them).
 
     ``rollout_steps`` (samples over all envs) shrinks the rollout for quick runs. With one env
     everything runs in this process, so the rates per CPU second (``*_cpu``) are given too:
@@ -138,9 +268,11 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
     cfg = cfg.model_copy(update={"ppo": ppo, "train": cfg.train.model_copy(update={"n_envs": n_envs})})
     real = env_factories(cfg, seed)
     constant = [lambda fn=fn: ConstantEnv(fn()) for fn in real]
+    recorded = record_production(CONSTANT_EPISODE_STEPS + 1.0, seed)
+    messages = [lambda fn=fn: ReplayedMessagesEnv(fn(), recorded, seed) for fn in real]
     out: dict[str, Any] = {"n_envs": n_envs, "vec_env": cfg.train.vec_env if n_envs > 1 else "dummy", "n_steps": ppo.get("n_steps", 2048),
                              "batch_size": ppo.get("batch_size", 64), "n_epochs": ppo.get("n_epochs", 10)}
-    for name, fns in (("real", real), ("constant", constant)):
+    for name, fns in (("real", real), ("constant", constant), ("messages", messages)):
         model, venv = training_setup(cfg, fns, seed)
         try:
             c = time.process_time()
@@ -156,12 +288,14 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
 
 def with_share(out: dict[str, float]) -> dict[str, float]:
     """``out`` with ``env_share_of_training`` = (t_real - t_const) / t_real from its two rates
-    (and ``env_share_of_training_cpu`` from the per-CPU-second rates when present)."""
+    (and ``env_share_of_training_cpu`` from the per-CPU-second rates when present), and
+    ``messages_share_of_training`` the same for the replayed-messages env when it was run."""
     # time per step = env + learner; the constant env's time is the learner's alone
-    for suffix in ("", "_cpu"):
-        if f"real_steps_per{suffix}_s" not in out and suffix:
-            continue
-        t_real = 1 / out[f"real_steps_per{suffix}_s"]
-        t_const = 1 / out[f"constant_steps_per{suffix}_s"]
-        out[f"env_share_of_training{suffix}"] = max(0.0, (t_real - t_const) / t_real)
+    for env, share in (("real", "env_share_of_training"), ("messages", "messages_share_of_training")):
+        for suffix in ("", "_cpu"):
+            if f"{env}_steps_per{suffix}_s" not in out:
+                continue
+            t_env = 1 / out[f"{env}_steps_per{suffix}_s"]
+            t_const = 1 / out[f"constant_steps_per{suffix}_s"]
+            out[f"{share}{suffix}"] = max(0.0, (t_env - t_const) / t_env)
     return out

@@ -23,8 +23,8 @@ CADENCE_S = 0.1
 # sqrt(s), A 2 per s, kappa 0.5 per bps, 100-lot quotes, 2 000-lot cap)
 GLFT = GlftReplay()
 
-PPO_RATES = ("real_steps_per_s", "constant_steps_per_s")
-PPO_CPU_RATES = ("real_steps_per_cpu_s", "constant_steps_per_cpu_s")
+PPO_RATES = ("real_steps_per_s", "constant_steps_per_s", "messages_steps_per_s")
+PPO_CPU_RATES = ("real_steps_per_cpu_s", "constant_steps_per_cpu_s", "messages_steps_per_cpu_s")
 VEC_ENVS = 2  # envs in the vectorized figures (hlmm train's default n_envs)
 # run sizes; replay events are the tape length (>= 5 M in full mode, as issue 7 asks)
 SIZES = {
@@ -116,13 +116,24 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _ppo_rows(name: str, d: dict, suffix: str = "") -> list[tuple[str, str, str, str]]:
-    """Real env steps/s, constant env steps/s (the peer column) and the env's share of the time;
-    ``suffix="_cpu"``: the same per CPU second (no row when the figures are absent)."""
-    if suffix and "na" not in d and f"real_steps_per{suffix}_s" not in d:
+def _ppo_rows(name: str, d: dict, suffix: str = "", env: str = "real") -> list[tuple[str, str, str, str]]:
+    """``env``'s steps/s (``real``, or ``messages``: the production agent's messages replayed),
+    constant env steps/s (the peer column) and the env's share of the time; ``suffix="_cpu"``:
+    the same per CPU second (no row when the figures are absent)."""
+    if "na" not in d and f"{env}_steps_per{suffix}_s" not in d:
         return []
-    return [(name, _fmt(d, f"real_steps_per{suffix}_s", "{:,.1f}"), _fmt(d, f"constant_steps_per{suffix}_s", "{:,.1f}"),
-             _fmt(d, f"env_share_of_training{suffix}", "env {:.0%}"))]
+    share = "env_share_of_training" if env == "real" else f"{env}_share_of_training"
+    return [(name, _fmt(d, f"{env}_steps_per{suffix}_s", "{:,.1f}"), _fmt(d, f"constant_steps_per{suffix}_s", "{:,.1f}"),
+             _fmt(d, f"{share}{suffix}", "env {:.0%}"))]
+
+
+def _venue_rows(d: dict) -> list[tuple[str, str, str, str]]:
+    """µs per simulated second of the venue with no agent, with the production agent's messages
+    replayed, and with the production agent (its ratio column: the agent's own share)."""
+    return [("venue + engine, null agent, us per sim s", _fmt(d, "null_agent_us_per_simulated_s", "{:,.1f}"), "", ""),
+            ("venue + engine + agent's messages, us/sim s", _fmt(d, "messages_us_per_simulated_s", "{:,.1f}"), "", ""),
+            ("venue + engine + production agent, us/sim s", _fmt(d, "production_us_per_simulated_s", "{:,.1f}"), "",
+             _fmt(d, "agent_compute_share", "agent {:.0%}"))]
 
 
 def _vec_row(res: dict) -> tuple[str, str, str, str]:
@@ -155,15 +166,17 @@ def table(res: dict) -> str:
          "n/a" if "na" in hb else f"{hb['pnl_usd']:.2f} / {hb['fills']}", ""),
         *[(f"replay realized edge bps, {h:g} s", _edge(rp, h), _edge(hb, h), "") for h in EDGE_HORIZONS_S],
         ("engine events/s (simulated flow)", _fmt(res["engine"], "events_per_s"), "", ""),
-        ("venue + engine, null agent, us per sim s", _fmt(res.get("venue_floor", {"na": "not run"}),
-                                                          "us_per_simulated_s", "{:,.1f}"), "", ""),
+        *_venue_rows(res.get("venue_floor", {"na": "not run"})),
         ("env steps/s (single)", _fmt(res["env"], "steps_per_s", "{:,.1f}"), "", ""),
         ("env steps per CPU s (single)", _fmt(res["env"], "steps_per_cpu_s", "{:,.1f}"), "", ""),
         _vec_row(res),
         *_ppo_rows("PPO steps/s real env vs constant env", res["ppo"]),
         *_ppo_rows("PPO steps per CPU s (same runs)", res["ppo"], "_cpu"),
+        *_ppo_rows("PPO steps/s agent's messages only vs constant", res["ppo"], env="messages"),
         *_ppo_rows(f"PPO steps/s, {VEC_ENVS} envs as trained ({res.get('ppo_vec', {}).get('vec_env', 'n/a')})",
                    res.get("ppo_vec", {"na": "not run"})),
+        *_ppo_rows(f"PPO steps/s, {VEC_ENVS} envs, agent's messages only", res.get("ppo_vec", {"na": "not run"}),
+                   env="messages"),
         ("decision p50 / p99 us (wall)", "n/a" if "na" in res["decision"] else
          f"{res['decision']['p50_us']:.1f} / {res['decision']['p99_us']:.1f}", "", ""),
         ("decision p50 / p99 us (thread CPU)", "n/a" if "na" in res["decision"] else

@@ -88,13 +88,18 @@ def test_bench_command_quick_on_tiny_sizes(tmp_path, monkeypatch, capsys) -> Non
     res = json.loads(out.read_text())
     assert res["replay"]["events"] == 5_040 and res["replay"]["events_per_s"] > 0
     assert res["decision"]["p99_us"] >= res["decision"]["p50_us"] > 0
-    assert res["venue_floor"]["seconds_simulated"] == 5.0 and res["venue_floor"]["us_per_simulated_s"] > 0
+    floor = res["venue_floor"]
+    assert floor["seconds_simulated"] == 5.0 and floor["null_agent_us_per_simulated_s"] > 0
+    assert floor["production_us_per_simulated_s"] > 0 and floor["messages_us_per_simulated_s"] > 0
+    assert 0.0 <= floor["agent_compute_share"] < 1.0
     # PPO with hlmm train's own setup on the real and on the constant env, rollout shrunk to fit
     ppo = res["ppo"]
     assert "na" not in ppo, ppo
     assert (ppo["n_envs"], ppo["n_steps"], ppo["n_epochs"]) == (1, 16, 5)
     assert ppo["real_steps_per_s"] > 0 and ppo["constant_steps_per_s"] > 0
     assert 0.0 <= ppo["env_share_of_training"] < 1.0
+    # and on the constant env carrying the production agent's recorded messages through the venue
+    assert ppo["messages_steps_per_s"] > 0 and 0.0 <= ppo["messages_share_of_training"] < 1.0
     assert "replay events/s" in capsys.readouterr().out
     try:
         import hftbacktest  # noqa: F401
@@ -111,3 +116,36 @@ def test_env_fingerprint_is_reproducible_and_sees_a_different_run() -> None:
 
     assert env_fingerprint(seed=5, steps=20) == env_fingerprint(seed=5, steps=20)
     assert env_fingerprint(seed=6, steps=20) != env_fingerprint(seed=5, steps=20)
+
+
+def _recorded_production_run(seed: int, seconds: float):
+    from bench.env_speed import RecordingAgent
+    from sim.runner import make_agent
+    from sim.scenario import load_scenario
+    from sim.venue import SimVenue
+
+    scenario = load_scenario("feb12_cascade")
+    agent = RecordingAgent(make_agent("production", scenario.instrument.instrument(), scenario.fees.schedule(), None,
+                                      scenario)[0])
+    venue = SimVenue(scenario, seed, agent)
+    venue.start()
+    venue.run_until(seconds)
+    return scenario, agent, venue.summary()
+
+
+def test_replayed_messages_carry_the_recorded_agents_traffic() -> None:
+    """The venue floor's 'agent's messages' figure times the production agent's own traffic: its
+    commands replayed give the same events, trades and agent fills, and a different market fails."""
+    from bench.env_speed import ReplayedMessagesAgent
+    from sim.venue import SimVenue
+
+    scenario, recorded, summary = _recorded_production_run(seed=2, seconds=200.0)
+    assert summary["commands"] > 100 and summary["agent_fills"] > 0  # it quoted and traded
+    replayed = SimVenue(scenario, 2, ReplayedMessagesAgent(recorded))
+    replayed.start()
+    replayed.run_until(200.0)
+    assert replayed.summary() == summary
+    elsewhere = SimVenue(scenario, 3, ReplayedMessagesAgent(recorded))
+    elsewhere.start()
+    with pytest.raises(RuntimeError, match="replay diverged at event"):
+        elsewhere.run_until(60.0)
