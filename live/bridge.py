@@ -1,8 +1,12 @@
 """``LiveVenue``: the Venue interface (hlmm/venue.py) over hyperliquid-python-sdk 0.24.0.
 
 Market data and account news arrive on the SDK's websocket thread (l2Book, trades, userFills,
-orderUpdates, userEvents); every message is validated by :mod:`live.wire` and turned into
-:mod:`hlmm.venue` events queued for the driver, which takes them with :meth:`LiveVenue.poll`.
+orderUpdates, userEvents, activeAssetCtx). That thread only queues each message: the driver's
+thread validates it with :mod:`live.wire`, updates the order and fill state and turns it into
+:mod:`hlmm.venue` events, in arrival order, on :meth:`LiveVenue.poll` and before each
+:meth:`LiveVenue.send`. So the state is only ever touched by one thread (handled on the SDK's
+thread, an order update raced the driver's own look-ups and stopped a session with "dictionary
+changed size during iteration").
 Commands go out through ``Exchange`` with cloids (``Cloid.from_int(client_id)``), batched.
 
 What the SDK does not do and this class adds (hyperliquid-api.md section 5):
@@ -178,8 +182,8 @@ class LockstepLink:
 
 
 class LiveVenue:
-    """The Venue interface over the SDK. Thread model: SDK callbacks only parse and enqueue;
-    everything else runs on the driver's thread."""
+    """The Venue interface over the SDK. Thread model: SDK callbacks only queue the raw message;
+    parsing and every piece of state live on the driver's thread."""
 
     def __init__(
         self,
@@ -206,8 +210,12 @@ class LiveVenue:
         self.counters: dict[str, int] = {}
         self.nonces = NonceSource()
         self._events: deque[Event] = deque()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the inbox and the received count, shared with the SDK's thread
+        self._inbox: deque[tuple[str, Any]] = deque()  # (channel, raw message), in arrival order
         self._received = 0
+        self._handlers: dict[str, Callable[[Any], None]] = {
+            "l2Book": self._on_book, "trades": self._on_trades, "userFills": self._on_user_fills,
+            "orderUpdates": self._on_order_updates, "user": self._on_user_events, "activeAssetCtx": self._on_asset_ctx}
         self._info: Info | None = None
         self._meta: Any = None
         self.exchange: NoncedExchange | None = None
@@ -252,8 +260,7 @@ class LiveVenue:
             self.log.write(self.clock(), "alarm", name="budget_refused", detail=text[:300], client_ids=cids)
 
     def _push(self, ev: Event) -> None:
-        with self._lock:
-            self._events.append(ev)
+        self._events.append(ev)
 
     def _info_call(self, fn: Callable[[Info], Any]) -> Any:
         """An idempotent query with a timeout, retried once on a fresh session."""
@@ -307,17 +314,17 @@ class LiveVenue:
             return False
         self._info = info
         coin, user = self.instrument.coin, self.address
-        subs = [
-            ({"type": "l2Book", "coin": coin}, self._on_book),
-            ({"type": "trades", "coin": coin}, self._on_trades),
-            ({"type": "userFills", "user": user}, self._on_user_fills),
-            ({"type": "orderUpdates", "user": user}, self._on_order_updates),
-            ({"type": "userEvents", "user": user}, self._on_user_events),
-            ({"type": "activeAssetCtx", "coin": coin}, self._on_asset_ctx),
+        subs = [  # each with the channel its messages come on
+            ({"type": "l2Book", "coin": coin}, "l2Book"),
+            ({"type": "trades", "coin": coin}, "trades"),
+            ({"type": "userFills", "user": user}, "userFills"),
+            ({"type": "orderUpdates", "user": user}, "orderUpdates"),
+            ({"type": "userEvents", "user": user}, "user"),
+            ({"type": "activeAssetCtx", "coin": coin}, "activeAssetCtx"),
         ]
         self._last_funding_rate = None  # a new subscription's first ctx is passed on
-        for sub, cb in subs:
-            info.subscribe(sub, self._guard(cb))
+        for sub, channel in subs:
+            info.subscribe(sub, self._enqueue(channel))
         if self.lockstep is not None:
             end = time.monotonic() + 5.0
             while self.lockstep.subscriptions() < len(subs) and time.monotonic() < end:
@@ -379,29 +386,38 @@ class LiveVenue:
             time.sleep(0.0005)
 
     # ------------------------------------------------------------------ inbound
-    def _guard(self, cb: Callable[[Any], None]) -> Callable[[Any], None]:
-        def run(msg: Any) -> None:
-            try:
-                if not isinstance(msg, dict) or "data" not in msg:
-                    raise wire.WireError(f"message={str(msg)[:80]!r}: expected an object with 'data'")
-                cb(msg["data"])
-            except wire.WireError as exc:
-                self._alarm("wire_error", str(exc))
-            except Exception as exc:  # never let a hostile message kill the SDK thread
-                self._alarm("wire_error", f"{type(exc).__name__}: {exc}")
-            finally:
-                with self._lock:
-                    self._received += 1
-        return run
+    def _enqueue(self, channel: str) -> Callable[[Any], None]:
+        """The SDK callback for ``channel``: it only queues the message, on the SDK's thread."""
+        def enqueue(msg: Any) -> None:
+            with self._lock:
+                self._inbox.append((channel, msg))
+                self._received += 1
+        return enqueue
+
+    def _drain_inbox(self) -> None:
+        """Handle, on the driver's thread and in arrival order, every message queued so far."""
+        with self._lock:
+            messages = list(self._inbox)
+            self._inbox.clear()
+        for channel, msg in messages:
+            self._dispatch(channel, msg)
+
+    def _dispatch(self, channel: str, msg: Any) -> None:
+        """One websocket message: its handler's events, or an alarm for bad data (never an event)."""
+        try:
+            if not isinstance(msg, dict) or "data" not in msg:
+                raise wire.WireError(f"message={str(msg)[:80]!r}: expected an object with 'data'")
+            self._handlers[channel](msg["data"])
+        except wire.WireError as exc:
+            self._alarm("wire_error", str(exc))
+        except Exception as exc:  # a hostile message must not stop the session
+            self._alarm("wire_error", f"{type(exc).__name__}: {exc}")
 
     def handle(self, channel: str, data: Any) -> None:
-        """Process one websocket payload (what the SDK thread does; also the fuzz entry point)."""
-        handler = {"l2Book": self._on_book, "trades": self._on_trades, "userFills": self._on_user_fills,
-                   "orderUpdates": self._on_order_updates, "user": self._on_user_events,
-                   "activeAssetCtx": self._on_asset_ctx}.get(channel)
-        if handler is None:
+        """Process one websocket payload as :meth:`poll` does a queued one (the fuzz entry point)."""
+        if channel not in self._handlers:
             raise wire.WireError(f"channel={channel!r}: not subscribed")
-        self._guard(handler)({"channel": channel, "data": data})
+        self._dispatch(channel, {"channel": channel, "data": data})
 
     def _on_book(self, data: Any) -> None:
         book = wire.parse_l2book(self.instrument, data)
@@ -497,7 +513,9 @@ class LiveVenue:
     # ------------------------------------------------------------------ outbound
     def send(self, commands: Sequence[Command]) -> None:
         """Send the agent's commands: cancels first (never starved), then modifies and places, each
-        kind in one batch."""
+        kind in one batch. Messages that arrived before are handled first, so the replies to these
+        commands never overtake them."""
+        self._drain_inbox()
         cancels = [c for c in commands if isinstance(c, CancelOrder)]
         modifies = [c for c in commands if isinstance(c, ModifyOrder)]
         places = [c for c in commands if isinstance(c, PlaceOrder)]
@@ -827,6 +845,7 @@ class LiveVenue:
     # ------------------------------------------------------------------ driver side
     def poll(self) -> list[Event]:
         """Events received since the last poll, after connection upkeep and pending look-ups."""
+        self._drain_inbox()
         self._check_connection()
         if (self._unresolved or self._cancel_intents) and self.clock() - self._last_lookup_t >= LOOKUP_INTERVAL_S:
             self._last_lookup_t = self.clock()
@@ -843,7 +862,6 @@ class LiveVenue:
                 self._push(ConnectionStatus(self.clock(), True, "resync: quiet after faults, reconcile"))
         if self._pending_queries:
             self._answer_queries()
-        with self._lock:
-            out = list(self._events)
-            self._events.clear()
+        out = list(self._events)
+        self._events.clear()
         return out

@@ -103,6 +103,30 @@ def test_book_place_fill_and_cancel_through_the_sdk(bridged):
     assert lv.counters.get("wire_error", 0) == 0
 
 
+def test_the_sdks_thread_only_queues_messages_the_driver_handles_them(bridged):
+    """Every websocket message is received on the SDK's thread; the order and fill state is only
+    ever touched on the driver's: after the venue's messages have all arrived, nothing has been
+    handled until the driver polls (handled on the SDK's thread, an order update once raced the
+    driver's look-up of an oid and stopped a session)."""
+    srv, lv = bridged
+    step(srv, lv, 0.5)
+    lv.send([PlaceOrder(client_id=7, side=1, px_ticks=30_880, size_lots=100, tif=Tif.ALO)])
+    oids_after_reply = dict(lv._oid_to_cid)  # the place's HTTP reply, handled on the driver's thread
+    received = lv._received
+    srv.step(3.0)  # books, trades, and the fill of our bid (as in the test above): orderUpdates, userFills
+    lv.sync()
+    assert lv._received > received  # the SDK's thread has them all...
+    assert lv._inbox and lv._oid_to_cid == oids_after_reply  # ...and has handled none
+    assert not [e for e in lv._events if not isinstance(e, OrderAccepted)]
+    events = lv.poll()
+    assert not lv._inbox
+    assert any(isinstance(e, BookUpdate) for e in events)
+    assert [f.client_id for f in events if isinstance(f, Fill)] and all(
+        f.client_id == 7 for f in events if isinstance(f, Fill))
+    # arrival order is kept: the ack of the place before anything that came on the websocket after it
+    assert isinstance(events[0], OrderAccepted) and events[0].client_id == 7
+
+
 def wait_until(pred, timeout_s=3.0):
     end = time.monotonic() + timeout_s
     while not pred() and time.monotonic() < end:
