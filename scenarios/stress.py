@@ -26,12 +26,13 @@ import os
 import shutil
 import sys
 import tempfile
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hlmm.jobs import run_jobs
+from hlmm.jobs import JobFailed, run_jobs
 from hlmm.stats import binomial_two_sided_p
 from hlmm.validation import command_error
 from sim.scenario import Criteria, ScenarioError, builtin_scenarios, load_scenario, scenario_path
@@ -137,6 +138,9 @@ class Job:
     venue: str
     log_path: str
     cap_lots: int | None
+
+    def __str__(self) -> str:
+        return f"{Path(self.scenario).stem} seed {self.seed} (agent {self.agent}, venue {self.venue})"
 
 
 def configured_cap_lots(scenario_file: str, config: str | None, agent: str = "production") -> int | None:
@@ -357,10 +361,11 @@ def stress_cli(
           f"{min(workers, len(jobs))} worker(s)", file=sys.stderr)
     try:
         results = run_jobs(run_job, jobs, workers, desc="stress")
-    except Exception as exc:
+    except JobFailed as exc:
+        traceback.print_exception(exc.__cause__, file=sys.stderr)  # the run's own traceback, for the bug report
         if not keep_logs:
             shutil.rmtree(log_dir, ignore_errors=True)
-        return command_error("stress", f"a run failed: {type(exc).__name__}: {exc}")
+        return command_error("stress", f"a run failed: {exc}")
 
     by_log = {r["log"]: r for r in results}
     doc: dict[str, Any] = {"agent": agent, "venue": venue, "seeds": seeds, "policy": str(policy) if policy else None,

@@ -195,6 +195,21 @@ def test_bad_input_runs_nothing(tmp_path, fake_sim, capsys):
     assert fake_sim == []
 
 
+def test_a_run_that_raises_names_its_scenario_and_seed_with_its_traceback(tmp_path, fake_sim, monkeypatch, capsys):
+    def simulate(job: stress.Job) -> None:
+        if job.seed == 8:
+            raise RuntimeError("dictionary changed size during iteration")
+        random_session(Path(job.log_path), seed=job.seed, duration_s=300)
+
+    monkeypatch.setattr(stress, "_simulate", simulate)
+    sc = write_scenario(tmp_path, "tiny", "max_position_ratio = 10.0")
+    assert stress.stress_cli([str(sc)], seeds=3, workers=1) == 2
+    err = capsys.readouterr().err
+    assert ("a run failed: tiny seed 8 (agent production, venue sim): RuntimeError: dictionary changed size "
+            "during iteration") in err
+    assert "Traceback (most recent call last)" in err and "in simulate" in err
+
+
 def test_representative_run_is_the_first_failure_else_the_median():
     runs = [{"seed": s, "pnl_usd": p, "passed": True} for s, p in ((1, 3.0), (2, -1.0), (3, 0.5))]
     assert stress.representative_run(runs)["seed"] == 3
