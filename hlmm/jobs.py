@@ -28,21 +28,17 @@ def run_jobs(fn: Callable[[J], R], jobs: Sequence[J], workers: int, desc: str, p
     from tqdm import tqdm
 
     if workers <= 1 or len(jobs) == 1:
-        out = []
-        for j in tqdm(jobs, desc=desc, unit="run", disable=not progress):
-            try:
-                out.append(fn(j))
-            except Exception as exc:
-                raise JobFailed(j, exc) from exc
-        return out
+        return [_result(j, lambda j=j: fn(j)) for j in tqdm(jobs, desc=desc, unit="run", disable=not progress)]
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
         futures = [pool.submit(fn, j) for j in jobs]
         for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="run", disable=not progress):
             pass
-        results = []
-        for j, f in zip(jobs, futures, strict=True):
-            try:
-                results.append(f.result())
-            except Exception as exc:
-                raise JobFailed(j, exc) from exc
-        return results
+        return [_result(j, f.result) for j, f in zip(jobs, futures, strict=True)]
+
+
+def _result(job: object, get: Callable[[], R]) -> R:
+    """``get()``, or :class:`JobFailed` for ``job`` when it raises."""
+    try:
+        return get()
+    except Exception as exc:
+        raise JobFailed(job, exc) from exc

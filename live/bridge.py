@@ -375,7 +375,8 @@ class LiveVenue:
         self._connected = False
 
     def sync(self, timeout_s: float = 3.0) -> None:
-        """Lockstep: wait until every websocket message the venue wrote has been handled."""
+        """Lockstep: wait until every websocket message the venue wrote has been received (the
+        next :meth:`poll` handles them)."""
         if self.lockstep is None:
             return
         target = self.lockstep.sent_total()
