@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hlmm.jobs import run_jobs
+from hlmm.jobs import JobFailed, report_failure, run_jobs
 from hlmm.validation import command_error
 from sim.scenario import Scenario
 
@@ -43,6 +43,11 @@ def without_signal(scenario: Scenario, signal: str) -> Scenario:
     return scenario.model_copy(update={"agent": agent})
 
 
+def _describe(job: Job) -> str:
+    scenario, seed, signal, _config = job
+    return f"{scenario.name} seed {seed} ({f'without {signal}' if signal else 'full agent'})"
+
+
 def _run(job: Job) -> tuple[str, int, str, dict[str, float]]:
     from hlmm.training import run_figures
     from sim.runner import run_session
@@ -62,7 +67,7 @@ def ablate(scenarios: list[Scenario], signals: list[str], seeds: int, first_seed
     cfg = str(config) if config is not None else None
     jobs: list[Job] = [(sc, first_seed + i, sig, cfg) for sc in scenarios for i in range(seeds)
                        for sig in (None, *signals)]
-    runs = paired_runs(run_jobs(_run, jobs, workers, desc="ablate", progress=progress))
+    runs = paired_runs(run_jobs(_run, jobs, workers, desc="ablate", progress=progress, describe=_describe))
     summary = {name: {sig: paired_summary(by_seed.values(), FULL, sig) for sig in signals}
                for name, by_seed in runs.items()}
     return {"config": cfg, "signals": signals, "seeds": list(range(first_seed, first_seed + seeds)),
@@ -139,8 +144,11 @@ def ablate_cli(scenarios: list[str], signals: list[str], seeds: int, first_seed:
             load_agent_config(config, overrides=sc.agent)
     except (ScenarioError, AgentConfigError) as exc:
         return command_error("ablate", str(exc))
-    result = ablate(loaded, list(signals or SIGNAL_NAMES), seeds, first_seed, workers=workers, config=config,
-                    progress=True)
+    try:
+        result = ablate(loaded, list(signals or SIGNAL_NAMES), seeds, first_seed, workers=workers, config=config,
+                        progress=True)
+    except JobFailed as exc:
+        return report_failure("ablate", exc)
     print(format_table(result))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

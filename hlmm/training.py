@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from hlmm.jobs import run_jobs
+from hlmm.jobs import JobFailed, report_failure, run_jobs
 from hlmm.validation import command_error, read_toml, validate
 from sim.env import EnvConfig
 
@@ -384,6 +384,11 @@ def run_figures(records: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def _describe_eval(job: tuple[str, int, str | None, str | None]) -> str:
+    scenario, seed, policy, _config = job
+    return f"{Path(scenario).stem} seed {seed} ({'policy' if policy else 'pure GLFT'})"
+
+
 def _eval_one(job: tuple[str, int, str | None, str | None]) -> tuple[str, int, str, dict[str, float]]:
     """One (scenario, seed) run with the policy file, or pure GLFT when it is None, with the
     agent configuration file (defaults when None)."""
@@ -408,7 +413,7 @@ def evaluate(policy: Path, scenarios: list[str], seeds: int, first_seed: int, wo
     sides of a pair run the agent configuration ``config`` (defaults when None)."""
     cfg = str(config) if config is not None else None
     jobs = [(s, first_seed + i, p, cfg) for s in scenarios for i in range(seeds) for p in (None, str(policy))]
-    runs = paired_runs(run_jobs(_eval_one, jobs, workers, desc="eval", progress=False))
+    runs = paired_runs(run_jobs(_eval_one, jobs, workers, desc="eval", progress=False, describe=_describe_eval))
     summary = {scenario: paired_summary(by_seed.values(), "glft", "policy") for scenario, by_seed in runs.items()}
     return {
         "policy": str(policy), "config": cfg, "seeds": list(range(first_seed, first_seed + seeds)), "summary": summary,
@@ -475,7 +480,10 @@ def eval_cli(policy: Path, scenarios: list[str], seeds: int, first_seed: int, js
         return command_error("eval", str(exc))
     if mismatch is not None:
         return command_error("eval", mismatch)
-    result = evaluate(policy, names, seeds, first_seed, config=config)
+    try:
+        result = evaluate(policy, names, seeds, first_seed, config=config)
+    except JobFailed as exc:
+        return report_failure("eval", exc)
     print(format_table(result))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,13 +26,12 @@ import os
 import shutil
 import sys
 import tempfile
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hlmm.jobs import JobFailed, run_jobs
+from hlmm.jobs import JobFailed, report_failure, run_jobs
 from hlmm.stats import binomial_two_sided_p
 from hlmm.validation import command_error
 from sim.scenario import Criteria, ScenarioError, builtin_scenarios, load_scenario, scenario_path
@@ -362,10 +361,9 @@ def stress_cli(
     try:
         results = run_jobs(run_job, jobs, workers, desc="stress")
     except JobFailed as exc:
-        traceback.print_exception(exc.__cause__, file=sys.stderr)  # the run's own traceback, for the bug report
         if not keep_logs:
             shutil.rmtree(log_dir, ignore_errors=True)
-        return command_error("stress", f"a run failed: {exc}")
+        return report_failure("stress", exc)
 
     by_log = {r["log"]: r for r in results}
     doc: dict[str, Any] = {"agent": agent, "venue": venue, "seeds": seeds, "policy": str(policy) if policy else None,

@@ -23,3 +23,8 @@ def test_a_failing_run_names_its_job_and_keeps_its_error_as_the_cause(workers: i
     with pytest.raises(JobFailed, match=r"^3: ValueError: n=3: refused$") as info:
         run_jobs(_square_unless_three, [1, 3, 2, 3], workers, desc="t", progress=False)
     assert info.value.job == 3 and isinstance(info.value.__cause__, ValueError)
+
+
+def test_a_failing_run_is_named_by_describe() -> None:
+    with pytest.raises(JobFailed, match=r"^job number 3: ValueError: n=3: refused$"):
+        run_jobs(_square_unless_three, [1, 3], 1, desc="t", progress=False, describe=lambda n: f"job number {n}")
