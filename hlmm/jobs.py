@@ -16,11 +16,11 @@ R = TypeVar("R")
 
 
 class JobFailed(RuntimeError):
-    """A run raised: the message names its job (``described``, else ``str(job)``) and the run's
-    error, which is the cause, with the worker's traceback when it ran in a pool."""
+    """A run raised: the message names its job (as ``described``) and the run's error, which is
+    the cause, with the worker's traceback when it ran in a pool."""
 
-    def __init__(self, job: object, error: BaseException, described: str | None = None) -> None:
-        super().__init__(f"{described or job}: {type(error).__name__}: {error}")
+    def __init__(self, job: object, error: BaseException, described: str) -> None:
+        super().__init__(f"{described}: {type(error).__name__}: {error}")
         self.job = job
 
 
