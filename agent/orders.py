@@ -473,42 +473,42 @@ class OrderManager:
         modifies: list[Command] = []
         places: list[PlaceOrder] = []
         wanted: dict[int, DesiredOrder] = {}
-        for d in desired.orders:
-            if not d.ioc:
-                wanted[d.side] = d
+        for order in desired.orders:
+            if not order.ioc:
+                wanted[order.side] = order
         # In client-id order, once for both sides: the loop below only adds orders (on the side
         # at hand).
         live = list(self._live.values()) if self._live_in_cid_order else sorted(self._live.values(), key=_client_id)
         for side in (1, -1):
-            d = wanted.get(side)
+            want = wanted.get(side)
             keep: Order | None = None
             stale: list[Order] = []
             for o in live:
                 if o.side != side or o.status is _PENDING_CANCEL or o.tif is _IOC:
                     continue
-                if keep is None and d is not None and self._keeps(o, d):
+                if keep is None and want is not None and self._keeps(o, want):
                     keep = o
                 else:
                     stale.append(o)
-            new = d is not None and keep is None and allow_new
-            if new and stale and not self._affordable(t, d):
-                left = next((o for o in stale if self._safe_to_leave(o, d, mid_ticks)), None)
+            to_place = want if keep is None and allow_new else None  # the order this side needs, if any
+            if to_place is not None and stale and not self._affordable(t, to_place):
+                left = next((o for o in stale if self._safe_to_leave(o, to_place, mid_ticks)), None)
                 if left is not None:
                     stale.remove(left)
                     self.counters["requote_deferred"] += 1
-                    new = False
+                    to_place = None
             replaced: Order | None = None  # the old order a modify replaces
             for o in stale:
-                if new and replaced is None and self._modifiable(o):
+                if to_place is not None and replaced is None and self._modifiable(o):
                     replaced = o
                     o.status = _PENDING_CANCEL
                 else:
                     cancels.extend(self._cancel(o))
-            if not new:
+            if to_place is None:
                 continue
             # Replacing an order that must go anyway costs the one request its cancel would:
             # such a modify may overdraw the pacing (see ``place``).
-            cmd = self.place(t, d, cap_lots, mid_ticks, overdraw=replaced is not None)
+            cmd = self.place(t, to_place, cap_lots, mid_ticks, overdraw=replaced is not None)
             if replaced is None:
                 if cmd is not None:
                     places.append(cmd)
