@@ -93,8 +93,8 @@ def timeline(s: SessionSeries) -> list[tuple[float, str]]:
     occurrence, with their total count, so the rare events are never crowded out."""
     rows: list[tuple[float, str]] = [(s.start_s, "session start")]
     first_quote = next((rx for rx, c in s.cycles if c.get("live_bid") or c.get("live_ask")), None)
-    if first_quote is None and s.places:
-        first_quote = s.places[0]
+    if first_quote is None:
+        first_quote = s.first_place_s
     if first_quote is not None:
         rows.append((first_quote, f"first quotes ({first_quote - s.start_s:.1f} s after start)"))
     if s.fills:
@@ -256,7 +256,8 @@ def cumulative_components(s: SessionSeries) -> tuple[list[float], dict[str, list
     fill_rx = {f[5]: f[0] for f in s.fills}
     bookings: list[tuple[float, str, float]] = []
     for mk in s.markouts:
-        rx = fill_rx.get(mk.get("trade_id"), float(mk.get("fill_t", s.start_s)))
+        trade_id = mk.get("trade_id")
+        rx = fill_rx[trade_id] if isinstance(trade_id, int) and trade_id in fill_rx else float(mk.get("fill_t", s.start_s))
         coins = inst.lots_to_float(float(mk["size"]))
         side = int(mk["side"])
         m0 = float(mk["mid_at_placement"])

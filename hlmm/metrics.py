@@ -110,6 +110,7 @@ class SessionSeries:
     accounts: list[float] = field(default_factory=list)  # rx of every venue snapshot (``account``)
     requests_left: list[int] = field(default_factory=list)  # the address's headroom, as snapshots reported it
     actions: Counter[str] = field(default_factory=Counter)  # command records that are exchange actions, by type
+    first_place_s: float | None = None  # rx of the first place command
     initial_position_lots: int = 0
     # venue snapshots after the first fill: (rx, fills delivered before it, position_lots)
     account_positions: list[tuple[float, int, int]] = field(default_factory=list)
@@ -274,6 +275,8 @@ def parse_session(records: Iterable[dict[str, Any]]) -> SessionSeries:
             s.connections.append((rx, bool(_need(rec, "connected", n, (bool,))), str(rec.get("reason", ""))))
         elif kind in ACTION_RECORDS:
             s.actions[kind] += 1
+            if kind == "place" and s.first_place_s is None:
+                s.first_place_s = rx
         elif kind == "account":
             s.accounts.append(rx)
             if rec.get("requests_left") is not None:
@@ -720,7 +723,7 @@ def metrics_from_series(s: SessionSeries, cap_lots: int | None = None) -> Sessio
         changepoint_detection=_changepoint_scores(s, CHANGEPOINT_MATCH_WINDOW_S),
         start_mid_ticks=start_mid,
         end_mid_ticks=end_mid,
-        price_move_bps=(end_mid - start_mid) / start_mid * 1e4 if mids and start_mid else None,
+        price_move_bps=(end_mid - start_mid) / start_mid * 1e4 if end_mid is not None and start_mid else None,
     )
 
 

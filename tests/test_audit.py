@@ -174,3 +174,21 @@ def test_written_log_round_trips(tmp_path):
     log_path = tmp_path / "session.jsonl"
     random_session(log_path, seed=5, duration_s=10)
     assert sum(1 for _ in read_session_log(log_path)) == len(log_path.read_text().splitlines())
+
+
+def test_first_quotes_come_from_the_first_place_when_no_cycle_saw_a_live_quote():
+    # an agent that places but never sees its orders live (all pulled or refused): the timeline's
+    # first quote is its first place command
+    from hlmm.audit import timeline
+    from hlmm.metrics import parse_session
+    from hlmm.venue import PlaceOrder
+
+    log = SessionLog(None, {"source": "sim", "instrument": instrument_header(HYPE)})
+    log.write(0.0, "cycle", mid=30880, position=0, cap_lots=150, state="ACTIVE", reasons=[], live_bid=False,
+              live_ask=False, signal_skew_bps=0.0, floor_bound=False, alarm=False, signals={})
+    log.event(2.5, PlaceOrder(client_id=1, side=1, px_ticks=30870, size_lots=100))
+    log.event(3.0, PlaceOrder(client_id=2, side=-1, px_ticks=30890, size_lots=100))
+    log.event(4.0, OrderRejected(t=4.0, client_id=1, reason="Order has invalid size. asset=0"))
+    series = parse_session(log.records)
+    assert series.first_place_s == 2.5
+    assert (2.5, "first quotes (2.5 s after start)") in timeline(series)
