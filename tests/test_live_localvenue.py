@@ -422,3 +422,17 @@ def test_traded_volume_raises_the_cap(venue):
     srv.step(20.0)
     assert ex.bulk_orders([bid(200, 30.7)])["status"] == "ok"  # over: the one per 10 s
     assert ex.bulk_orders([bid(201, 30.7)])["response"] == budget_text(35, 33, "30.88")
+
+
+def test_a_cancel_by_cloid_with_a_malformed_entry_cancels_nothing():
+    # the whole batch is read before any of it runs: an entry whose cloid is not a string refuses
+    # the action, and the well-formed entry before it is not cancelled behind the refusal
+    ex = local_exchange()
+    act(ex, {"type": "order", "orders": [alo(7, "30.87")], "grouping": "na"})
+    for bad in ([7], None, {"cloid": 7}):
+        ex.outbox.clear()
+        reply = ex.exchange_authenticated({"action": {"type": "cancelByCloid", "cancels": [
+            {"asset": 0, "cloid": f"{7:#034x}"}, {"asset": 0, "cloid": bad}]}})
+        assert reply["status"] == "err" and "Failed to deserialize" in reply["response"], bad
+        assert [o.status for o in ex.orders.values()] == ["open"] and order_updates(ex) == []
+    assert act(ex, {"type": "cancelByCloid", "cancels": [{"asset": 0, "cloid": f"{7:#034x}"}]}) == ["success"]

@@ -83,7 +83,8 @@ def subscription_key(sub: Any) -> tuple[str, str] | None:
 
 def action_weight(action: dict[str, Any]) -> int:
     """Requests an action uses against the address budget: a batch of n counts n (at least 1)."""
-    items = action.get(BATCH_FIELDS.get(action.get("type"), ""))
+    kind = action.get("type")
+    items = action.get(BATCH_FIELDS.get(kind, "")) if isinstance(kind, str) else None
     return max(1, len(items)) if isinstance(items, list) else 1
 
 
@@ -408,12 +409,13 @@ class LocalExchange:
         if kind == "orderStatus":
             ref = body.get("oid")
             oid = self.by_cloid.get(ref) if isinstance(ref, str) else ref
-            o = self.orders.get(oid) if mine and isinstance(oid, int) else None
-            if o is None:
+            known = self.orders.get(oid) if mine and isinstance(oid, int) else None
+            if known is None:
                 return {"status": "unknownOid"}
-            order = self._order_wire(o)
-            order.update(reduceOnly=o.reduce_only, orderType="Limit", tif=o.tif.value)
-            return {"status": "order", "order": {"order": order, "status": o.status, "statusTimestamp": o.status_ms}}
+            order = self._order_wire(known)
+            order.update(reduceOnly=known.reduce_only, orderType="Limit", tif=known.tif.value)
+            return {"status": "order",
+                    "order": {"order": order, "status": known.status, "statusTimestamp": known.status_ms}}
         if kind == "userRateLimit":
             return self.user_rate_limit(user)
         raise ValueError("Failed to deserialize the JSON body into the target type")
@@ -668,9 +670,13 @@ class LocalExchange:
         cancels = action["cancels"]
         if len(cancels) > MAX_BATCH:
             return {"status": "err", "response": ERR_BATCH}
+        # Read the whole batch before cancelling any of it, as Hyperliquid deserializes an action
+        # before it executes one: a malformed entry refuses the action and cancels nothing.
+        if not all(isinstance(c, dict) and isinstance(c.get("cloid"), str) for c in cancels):
+            raise TypeError("each cancel needs a string cloid")
         statuses = [
-            self._cancel_oid(self.by_cloid.get(c.get("cloid"))) if isinstance(c, dict)
-            and c.get("asset") == self.instrument.asset_id else {"error": self._suffix(ERR_NEVER_PLACED)}
+            self._cancel_oid(self.by_cloid.get(c["cloid"])) if c.get("asset") == self.instrument.asset_id
+            else {"error": self._suffix(ERR_NEVER_PLACED)}
             for c in cancels
         ]
         return {"status": "ok", "response": {"type": "cancel", "data": {"statuses": statuses}}}
