@@ -23,7 +23,9 @@ class ConstantEnv(gym.Env):
     def __init__(self, like: gym.Env) -> None:
         self.observation_space = like.observation_space
         self.action_space = like.action_space
-        self._obs = np.zeros(self.observation_space.shape, self.observation_space.dtype)
+        shape, dtype = like.observation_space.shape, like.observation_space.dtype
+        assert shape is not None and dtype is not None, "ConstantEnv copies a Box observation space"
+        self._obs = np.zeros(shape, dtype)
         self._k = 0
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:

@@ -116,8 +116,8 @@ def run_peer(tape: Tape, instrument: Instrument, glft: GlftReplay, cadence_s: fl
         depth = hbt.depth(0)
         mid = 0.5 * (depth.best_bid + depth.best_ask)
         pos = hbt.position(0)
-        rows = rows[:min(decisions, len(rows))]
-        samples = AccountSamples(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4])
+        taken = rows[:min(decisions, len(rows))]
+        samples = AccountSamples(taken[:, 0], taken[:, 1], taken[:, 2], taken[:, 3], taken[:, 4])
         out = {"decisions": int(decisions), "fills": int(sv.num_trades), "position_lots": round(pos / lot),
                "pnl_usd": float(sv.balance + pos * mid - sv.fee), "fees_usd": float(sv.fee),
                "filled_lots": round(float(sv.trading_volume) / lot), "samples": samples}

@@ -35,6 +35,16 @@ class _Timed:
         self.book_cpu_ns.append(time.thread_time_ns() - c)
         return cmds
 
+    def operator_halt(self) -> None:
+        self.mm.operator_halt()
+
+    @property
+    def stopped(self) -> bool:
+        return self.mm.stopped
+
+    def end_session(self, t: float) -> None:
+        self.mm.end_session(t)
+
 
 def measure_decision(n_cycles: int, seed: int) -> dict:
     """p50/p99 wall microseconds of ``MarketMaker.on_event(BookUpdate)`` for the production agent

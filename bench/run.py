@@ -10,6 +10,7 @@ import json
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.data import hype_tape
@@ -27,11 +28,25 @@ PPO_RATES = ("real_steps_per_s", "constant_steps_per_s", "messages_steps_per_s")
 PPO_CPU_RATES = ("real_steps_per_cpu_s", "constant_steps_per_cpu_s", "messages_steps_per_cpu_s")
 VEC_ENVS = 2  # envs in the vectorized figures (hlmm train's default n_envs)
 # run sizes; replay events are the tape length (>= 5 M in full mode, as issue 7 asks)
+@dataclass(frozen=True)
+class Sizes:
+    """How much each figure measures."""
+
+    replay_events: int
+    engine_s: float  # simulated seconds
+    venue_s: float  # simulated seconds
+    env_steps: int
+    ppo_steps: int
+    decisions: int
+    policy_calls: int = 1_000
+    repeats: int = 1  # runs of the env and PPO figures, best kept
+
+
 SIZES = {
-    "quick": {"replay_events": 200_000, "engine_s": 100.0, "venue_s": 60.0, "env_steps": 50, "ppo_steps": 128, "decisions": 500,
-              "policy_calls": 2_000, "repeats": 1},
-    "full": {"replay_events": 5_000_000, "engine_s": 2_000.0, "venue_s": 2_000.0, "env_steps": 1_000, "ppo_steps": 4_096,
-             "decisions": 20_000, "policy_calls": 20_000, "repeats": 3},
+    "quick": Sizes(replay_events=200_000, engine_s=100.0, venue_s=60.0, env_steps=50, ppo_steps=128, decisions=500,
+                   policy_calls=2_000),
+    "full": Sizes(replay_events=5_000_000, engine_s=2_000.0, venue_s=2_000.0, env_steps=1_000, ppo_steps=4_096,
+                  decisions=20_000, policy_calls=20_000, repeats=3),
 }
 
 
@@ -81,28 +96,28 @@ def run_all(quick: bool, seed: int = 0) -> dict:
     from bench.latency import measure_decision, measure_policy
 
     z = SIZES["quick" if quick else "full"]
-    n = z["replay_events"]
-    r = z.get("repeats", 1)
+    n = z.replay_events
+    r = z.repeats
     # worker processes take seconds to start, and quick sizes are too small for a vectorized figure
     vec_na = {"na": "full mode only"} if quick else None
-    rollout = z["ppo_steps"] if quick else None  # quick: a rollout fits the few steps; full: training's own
+    rollout = z.ppo_steps if quick else None  # quick: a rollout fits the few steps; full: training's own
     return {
         "machine": {"python": platform.python_version(), "cpu": _cpu_model()},
         "replay": _try(lambda: _replay_figures(n, seed)),
         "hftbacktest": _try(lambda: _hftbacktest(n, seed)),
-        "engine": _try(lambda: measure_engine(z["engine_s"], seed)),
-        "venue_floor": _try(lambda: measure_venue_floor(z["venue_s"], seed)),
-        "env": _try(lambda: _best_of(lambda: measure_env(z["env_steps"], seed), r, ("steps_per_s", "steps_per_cpu_s"))),
-        "env_vec": vec_na or _try(lambda: _best_of(lambda: measure_env_vec(z["env_steps"], seed, VEC_ENVS, "inline"), r,
+        "engine": _try(lambda: measure_engine(z.engine_s, seed)),
+        "venue_floor": _try(lambda: measure_venue_floor(z.venue_s, seed)),
+        "env": _try(lambda: _best_of(lambda: measure_env(z.env_steps, seed), r, ("steps_per_s", "steps_per_cpu_s"))),
+        "env_vec": vec_na or _try(lambda: _best_of(lambda: measure_env_vec(z.env_steps, seed, VEC_ENVS, "inline"), r,
                                                    ("steps_per_s",))),
-        "env_subproc": vec_na or _try(lambda: _best_of(lambda: measure_env_vec(z["env_steps"], seed, VEC_ENVS, "subproc"),
+        "env_subproc": vec_na or _try(lambda: _best_of(lambda: measure_env_vec(z.env_steps, seed, VEC_ENVS, "subproc"),
                                                        r, ("steps_per_s",))),
-        "ppo": _try(lambda: _best_of(lambda: measure_training(z["ppo_steps"], seed, 1, rollout), r,
+        "ppo": _try(lambda: _best_of(lambda: measure_training(z.ppo_steps, seed, 1, rollout), r,
                                      PPO_RATES + PPO_CPU_RATES)),
-        "ppo_vec": vec_na or _try(lambda: _best_of(lambda: measure_training(z["ppo_steps"], seed, VEC_ENVS), r,
+        "ppo_vec": vec_na or _try(lambda: _best_of(lambda: measure_training(z.ppo_steps, seed, VEC_ENVS), r,
                                                    PPO_RATES)),
-        "decision": _try(lambda: measure_decision(z["decisions"], seed)),
-        "policy": _try(lambda: measure_policy(z.get("policy_calls", 1_000))),
+        "decision": _try(lambda: measure_decision(z.decisions, seed)),
+        "policy": _try(lambda: measure_policy(z.policy_calls)),
     }
 
 

@@ -7,6 +7,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from typing import TypeVar
 
 from hlmm.validation import command_error
@@ -46,7 +47,7 @@ def run_jobs(fn: Callable[[J], R], jobs: Sequence[J], workers: int, desc: str, p
             raise JobFailed(job, exc, describe(job)) from exc
 
     if workers <= 1 or len(jobs) == 1:
-        return [result(j, lambda j=j: fn(j)) for j in tqdm(jobs, desc=desc, unit="run", disable=not progress)]
+        return [result(j, partial(fn, j)) for j in tqdm(jobs, desc=desc, unit="run", disable=not progress)]
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
         futures = [pool.submit(fn, j) for j in jobs]
         for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="run", disable=not progress):

@@ -20,7 +20,8 @@ import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from multiprocessing.connection import Connection
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -79,7 +80,8 @@ class _PollingConnection:
 
 def _polling_worker(remote: Any, parent_remote: Any, env_fn_wrapper: CloudpickleWrapper) -> None:
     """SB3's worker loop on a polling end of the pipe."""
-    _worker(_PollingConnection(remote, WORKER_SPIN_LIMIT_S), parent_remote, env_fn_wrapper)
+    # a Connection in all _worker uses of it (send, recv, poll, close)
+    _worker(cast(Connection, _PollingConnection(remote, WORKER_SPIN_LIMIT_S)), parent_remote, env_fn_wrapper)
 
 
 class PollingSubprocVecEnv(SubprocVecEnv):
@@ -93,8 +95,10 @@ class PollingSubprocVecEnv(SubprocVecEnv):
         self.remotes, self.work_remotes = zip(*[ctx.Pipe() for _ in env_fns], strict=True)
         self.processes = []
         for work_remote, remote, env_fn in zip(self.work_remotes, self.remotes, env_fns, strict=True):
-            process = ctx.Process(target=_polling_worker, args=(work_remote, remote, CloudpickleWrapper(env_fn)),
-                                  daemon=True)  # daemon: a crashed learner does not leave workers behind
+            # typeshed's BaseContext has no Process; every concrete context has one
+            process = ctx.Process(  # type: ignore[attr-defined]
+                target=_polling_worker, args=(work_remote, remote, CloudpickleWrapper(env_fn)),
+                daemon=True)  # daemon: a crashed learner does not leave workers behind
             process.start()
             self.processes.append(process)
             work_remote.close()
@@ -190,8 +194,11 @@ class InlineFirstVecEnv(VecEnv):
                           lambda idx: self.workers.get_attr(attr_name, idx), indices)
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        self._both(lambda env: setattr(env, attr_name, value),
-                   lambda idx: self.workers.set_attr(attr_name, value, idx) or [], indices)
+        env0, rest = self._split(indices)
+        if env0:
+            setattr(self.env, attr_name, value)
+        if rest:
+            self.workers.set_attr(attr_name, value, rest)
 
     def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
                    **method_kwargs: Any) -> list[Any]:

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 from hlmm.instrument import Instrument
 
 if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
     from hlmm.sessionlog import SessionLog
 
 BUY = 1
@@ -39,7 +41,7 @@ class Tif(StrEnum):
 
 Level = tuple[int, int]  # (px_ticks, size_lots)
 
-_T = TypeVar("_T")
+_T = TypeVar("_T", bound="DataclassInstance")
 
 
 def _slot_init(cls: type[_T]) -> type[_T]:
@@ -73,7 +75,7 @@ def _slot_init(cls: type[_T]) -> type[_T]:
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
     init.__annotations__ = cls.__init__.__annotations__
-    cls.__init__ = init
+    cls.__init__ = init  # type: ignore[method-assign]  # replacing it is the point
     return cls
 
 

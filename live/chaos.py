@@ -145,6 +145,7 @@ def run_one(seed: int, duration_s: float = DURATION_S, log_path: str | None = No
 
 
 def _run(seed: int, duration_s: float, log_path: str | None) -> dict[str, Any]:
+    from agent.market_maker import MarketMaker
     from hlmm.sessionlog import SessionLog
     from live.localvenue.faults import FaultPlan
     from live.runner import LocalSession, session_header
@@ -160,6 +161,7 @@ def _run(seed: int, duration_s: float, log_path: str | None) -> dict[str, Any]:
     log = SessionLog(log_path, session_header(sc, seed, "production"), keep_in_memory=False) if log_path else None
     with LocalSession(sc, seed, "production", log, faults=plan) as session:
         agent = session.agent
+        assert isinstance(agent, MarketMaker)  # the campaign tests the production agent
         cap = agent.config.max_position_lots(session.instrument)
         out.update(_seed_account(session, rng, cap))
         session.start()
@@ -176,6 +178,7 @@ def _run(seed: int, duration_s: float, log_path: str | None) -> dict[str, Any]:
         session.run(duration_s, check)
         pos, opens = session.server.call(lambda: _venue_truth(session.exchange))
         last_fault = plan.last_fault_s
+        assert session.venue is not None  # set by start()
         out.update(
             cap_lots=cap,
             end_position_lots=pos,

@@ -57,6 +57,7 @@ from live.bridge import LiveVenue, LockstepLink, NoncedExchange, NonceSource
 from live.localvenue.faults import FaultConfig, FaultPlan
 from live.localvenue.server import LocalVenueServer, build_exchange
 from live.localvenue.state import Rules
+from sim.engine import MatchingEngine
 from sim.runner import agent_header, make_agent
 from sim.scenario import Scenario, ScenarioError, load_scenario
 from sim.venue import BOOK_LEVELS, TIMER_INTERVAL_S, session_figures
@@ -103,6 +104,9 @@ class LocalSession:
         interval = scenario.latency.book_interval_s
         rules = Rules(book_interval_s=interval, n_book_levels=BOOK_LEVELS, first_book_s=interval)
         self.exchange = build_exchange(scenario, seed, self.wallet.address, rules=rules)
+        # the simulator's engine behind the venue: the session's figures read it as the simulator's do
+        assert isinstance(self.exchange.engine, MatchingEngine)
+        self.engine: MatchingEngine = self.exchange.engine
         self.faults = faults
         self.server = LocalVenueServer(self.exchange, faults, lockstep=True)
         self.venue: LiveVenue | None = None
@@ -235,7 +239,7 @@ class LocalSession:
         """The figures of ``sim.venue.SimVenue.summary`` (same function, same keys), from the venue."""
         disconnects = self.faults.counts.get("disconnect", 0) if self.faults is not None else 0
         figures = session_figures(
-            self.scenario, self.seed, self.exchange.engine, self.now, self.start_mid_ticks,
+            self.scenario, self.seed, self.engine, self.now, self.start_mid_ticks,
             trades=self.exchange.n_trades, counts=self.counts, position_lots=self.exchange.position_lots,
             rate_limited=0,  # the local venue does not rate-limit
             disconnects=disconnects,
@@ -301,7 +305,7 @@ def _status_printer(every_s: float = STATUS_EVERY_S) -> Callable[[LocalSession],
         last[0] = s.now
         agent = s.agent
         state = getattr(getattr(agent, "state", None), "value", "-")
-        pnl = s.exchange.engine.account_value_usd() - s.scenario.account.collateral_usd
+        pnl = s.engine.account_value_usd() - s.scenario.account.collateral_usd
         print(f"[{s.now:7.0f} s] mid {s.instrument.ticks_to_float(s.exchange.engine.mid_ticks()):.4f}  "
               f"position {s.exchange.position_lots} lots  pnl {pnl:+.2f} USD  fills {s.counts['agent_fills']}  "
               f"state {state}{requests_text(agent)}", file=sys.stderr, flush=True)

@@ -156,12 +156,15 @@ def configured_cap_lots(scenario_file: str, config: str | None, agent: str = "pr
 
 def _simulate(job: Job) -> None:
     """Run one session on the chosen venue and leave its log at ``job.log_path``."""
+    policy, config, log_path = _path(job.policy), _path(job.config), Path(job.log_path)
     if job.venue == "local":
-        from live.runner import run_local_session as run
+        from live.runner import run_local_session
+
+        run_local_session(job.scenario, job.seed, job.agent, policy=policy, config=config, log_path=log_path)
     else:
-        from sim.runner import run_session as run
-    run(job.scenario, seed=job.seed, agent=job.agent, policy=_path(job.policy), config=_path(job.config),
-        log_path=Path(job.log_path))
+        from sim.runner import run_session
+
+        run_session(job.scenario, job.seed, job.agent, policy=policy, config=config, log_path=log_path)
 
 
 def _path(p: str | Path | None) -> Path | None:
@@ -347,7 +350,7 @@ def stress_cli(
         return command_error("stress", str(exc))
 
     keep_logs = report is not None
-    log_dir = Path(report) / "logs" if keep_logs else Path(tempfile.mkdtemp(prefix="hlmm-stress-"))
+    log_dir = Path(report) / "logs" if report is not None else Path(tempfile.mkdtemp(prefix="hlmm-stress-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     jobs = [
         Job(scenario=path, seed=sc.scenario.default_seed + i, agent=agent, policy=str(policy) if policy else None,

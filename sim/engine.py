@@ -485,7 +485,8 @@ class MatchingEngine:
             out = self._book_out = np.zeros((2, n_levels, 2), dtype=np.int64)
         nb, na = K.book_levels(self._si, self._used, self._depth_bid, self._depth_ask, self.base_ticks, out)
         bids, asks = out.tolist()
-        return tuple(map(tuple, bids[:nb])), tuple(map(tuple, asks[:na]))
+        # each level is a [px, size] pair: map(tuple) makes it the (px, size) tuple it is typed as
+        return tuple(map(tuple, bids[:nb])), tuple(map(tuple, asks[:na]))  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ scripted interventions
     def set_background(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:

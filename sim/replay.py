@@ -95,8 +95,8 @@ def tape_from_session_log(records: Iterable[dict[str, Any]]) -> Tape:
             raise ValueError(f"record {n} ({kind}): {exc}") from exc
     if books == 0:
         raise ValueError("no book records: nothing to replay")
-    arr = np.array(rows, dtype=np.int64).reshape(-1, 5)
-    arr = arr[np.argsort(arr[:, 0], kind="stable")]
+    unsorted = np.array(rows, dtype=np.int64).reshape(-1, 5)
+    arr = unsorted[np.argsort(unsorted[:, 0], kind="stable")]
     return Tape(arr[:, 0], arr[:, 1].astype(np.int8), arr[:, 2].astype(np.int8), arr[:, 3], arr[:, 4])
 
 
@@ -286,9 +286,9 @@ def replay(tape: Tape, instrument: Instrument, decide: Decision, cadence_s: floa
             _set_side(st, S_BID_PX, q.bid_px_ticks, q.size_lots, bid_q, base)
             _set_side(st, S_ASK_PX, q.ask_px_ticks, q.size_lots, ask_q, base)
         t_next += step_ns
-    rows = rows[:decisions]
-    samples = AccountSamples(rows[:, 0], rows[:, 1], rows[:, 2].astype(np.int64), rows[:, 3].astype(np.int64),
-                             rows[:, 4].astype(np.int64))
+    taken = rows[:decisions]
+    samples = AccountSamples(taken[:, 0], taken[:, 1], taken[:, 2].astype(np.int64), taken[:, 3].astype(np.int64),
+                             taken[:, 4].astype(np.int64))
     tick_usd = 10.0 ** -instrument.tick_decimals
     lot_coins = 10.0 ** -instrument.sz_decimals
     mid = 0.5 * (last_bb + last_ba)

@@ -64,7 +64,7 @@ def make_agent(kind: str, instrument: Instrument, fees: FeeSchedule, log: Sessio
             adjustment = FrozenPolicy.load(policy, cfg.digest()).as_adjustment
         return MarketMaker(cfg, instrument, fees, log=log, adjustment=adjustment), cfg.digest()
     try:
-        from scenarios.incident import make_incident_agent  # type: ignore[import-not-found]
+        from scenarios.incident import make_incident_agent
     except ImportError as exc:
         raise RuntimeError(f"agent='incident' needs scenarios.incident.make_incident_agent: {exc}") from exc
     return make_incident_agent(instrument, fees, log, scenario), "incident"

@@ -140,7 +140,8 @@ class _Call(simpy.Event):
     __slots__ = ("arg", "fn")
     _ok = True
     _value = None
-    callbacks = (_fire,)  # the environment sets the instance's own to None once processed
+    # the environment only iterates it, then sets the instance's own to None once processed
+    callbacks = (_fire,)  # type: ignore[assignment]
 
     def __init__(self, fn: Callable[[Any], None], arg: Any) -> None:
         self.fn = fn

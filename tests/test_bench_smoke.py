@@ -81,7 +81,7 @@ def test_replay_samples_its_account_at_each_decision() -> None:
 
 
 def test_bench_command_quick_on_tiny_sizes(tmp_path, monkeypatch, capsys) -> None:
-    tiny = {"replay_events": 5_000, "engine_s": 2.0, "venue_s": 5.0, "env_steps": 3, "ppo_steps": 16, "decisions": 20}
+    tiny = run.Sizes(replay_events=5_000, engine_s=2.0, venue_s=5.0, env_steps=3, ppo_steps=16, decisions=20)
     monkeypatch.setitem(run.SIZES, "quick", tiny)
     out = tmp_path / "b.json"
     assert run.bench_cli(quick=True, json_path=out) == 0
