@@ -436,3 +436,22 @@ def test_a_cancel_by_cloid_with_a_malformed_entry_cancels_nothing():
         assert reply["status"] == "err" and "Failed to deserialize" in reply["response"], bad
         assert [o.status for o in ex.orders.values()] == ["open"] and order_updates(ex) == []
     assert act(ex, {"type": "cancelByCloid", "cancels": [{"asset": 0, "cloid": f"{7:#034x}"}]}) == ["success"]
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("p", "1e999999999"), ("s", "1e999999999"), ("p", [1]), ("s", []), ("s", "1e-999999999"), ("p", "NaN"),
+    ("p", True), ("s", {}), ("c", "0x" + "g" * 32), ("c", 7), ("t", {"limit": {}}), ("b", None), ("a", [0]),
+])
+def test_a_malformed_order_in_a_batch_is_refused_alone(field, value):
+    # each entry is answered on its own; nothing raises, so nothing placed before the bad entry is
+    # hidden behind a refusal of the whole action
+    ex = local_exchange()
+    bad = {**alo(8, "30.86"), field: value}
+    good, refused = act(ex, {"type": "order", "orders": [alo(7, "30.87"), bad], "grouping": "na"})
+    assert "resting" in good and set(refused) == {"error"}
+    assert [o.cloid for o in ex.orders.values() if o.status == "open"] == [f"{7:#034x}"]
+
+
+def test_an_action_type_that_is_not_a_string_is_unsupported():
+    reply = local_exchange().exchange_authenticated({"action": {"type": ["order"]}})
+    assert reply == {"status": "err", "response": "Unsupported action type \"['order']\" on the local venue."}

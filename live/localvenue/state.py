@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Protocol
 
 from hlmm.instrument import ERR_INVALID_PRICE, ERR_INVALID_SIZE, ERR_TICK, Instrument
@@ -65,6 +65,34 @@ class Engine(Protocol):
     def book(self, n: int) -> tuple[Any, Any]: ...
     def mid_ticks(self) -> float: ...
     def drain(self) -> Any: ...
+
+
+# Wire numbers beyond this many digits left of the point are refused before any scaling, so that
+# scaling them can neither overflow nor round a huge number to an integer.
+_WIRE_MAX_DIGITS = 15
+
+
+def _wire_number(value: object) -> Decimal | None:
+    """A price or size from the wire (a decimal string, as the SDK sends; numbers are read too)
+    as a finite Decimal of at most ``_WIRE_MAX_DIGITS`` integer digits; None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        d = Decimal(value)
+    except (ArithmeticError, ValueError):  # InvalidOperation is an ArithmeticError
+        return None
+    return d if d.is_finite() and d.adjusted() < _WIRE_MAX_DIGITS else None
+
+
+def _is_cloid(value: object) -> bool:
+    """A client order id as Hyperliquid writes one: ``0x`` and 32 hex digits."""
+    if not (isinstance(value, str) and len(value) == 34 and value.startswith("0x")):
+        return False
+    try:
+        int(value[2:], 16)
+    except ValueError:
+        return False
+    return True
 
 
 def subscription_key(sub: Any) -> tuple[str, str] | None:
@@ -539,7 +567,7 @@ class LocalExchange:
         action = body["action"]
         kind = action.get("type")
         self.n_requests += 1
-        handler = {
+        handler = None if not isinstance(kind, str) else {
             "order": self._act_order,
             "cancel": self._act_cancel,
             "cancelByCloid": self._act_cancel_by_cloid,
@@ -579,21 +607,19 @@ class LocalExchange:
         if tif_raw not in ("Gtc", "Alo", "Ioc"):
             return "Order has invalid tif (the local venue serves limit orders only)."
         cloid = w.get("c")
-        if cloid is not None and not (isinstance(cloid, str) and len(cloid) == 34 and cloid.startswith("0x")):
+        if cloid is not None and not _is_cloid(cloid):
             return "Order has invalid cloid."
-        try:
-            p, s = Decimal(w["p"]), Decimal(w["s"])
-        except (InvalidOperation, KeyError, TypeError):
+        p = _wire_number(w.get("p"))
+        if p is None or p <= 0:
             return ERR_INVALID_PRICE
-        if not p.is_finite() or p <= 0:
-            return ERR_INVALID_PRICE
-        if not s.is_finite() or s <= 0:
+        s = _wire_number(w.get("s"))
+        if s is None or s <= 0:
             return ERR_INVALID_SIZE
         lots = s.scaleb(inst.sz_decimals)
-        if lots != lots.to_integral_value() or lots > 10**13:
+        if lots != lots.to_integral_value() or not 0 < lots <= 10**13:
             return ERR_INVALID_SIZE
         ticks = p.scaleb(inst.tick_decimals)
-        if ticks != ticks.to_integral_value() or ticks > 10**13:
+        if ticks != ticks.to_integral_value() or not 0 < ticks <= 10**13:
             return ERR_TICK
         return (1 if w["b"] else -1), int(ticks), int(lots), Tif(tif_raw), w["r"], cloid
 
