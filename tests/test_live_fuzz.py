@@ -1,6 +1,7 @@
 """10,000 seeded hostile venue messages (mutated leaves, NaN/inf/huge numbers, crossed books,
 unknown and missing fields, junk JSON) through live/wire.py and the bridge: every one either
-parses into sane values or raises WireError naming a field; none escapes, none sends an order."""
+parses into sane values or raises WireError naming a field; none escapes, none sends an order.
+And the other direction: hostile actions to the local venue are answered, never raised out of."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import math
 import random
 import re
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -147,3 +149,65 @@ def test_bridge_survives_hostile_stream_and_sends_nothing(seed):
             _sane_book(ev)
         if isinstance(ev, FundingRate):
             assert math.isfinite(ev.rate) and abs(ev.rate) <= 0.05
+
+
+# ---------------------------------------------------------------------- the local venue's side
+ACTIONS: dict[str, Any] = {
+    "order": {"type": "order", "grouping": "na", "orders": [
+        {"a": 0, "b": True, "p": "30.86", "s": "1", "r": False, "t": {"limit": {"tif": "Alo"}}, "c": wire.cloid_hex(20)},
+        {"a": 0, "b": False, "p": "30.9", "s": "0.5", "r": False, "t": {"limit": {"tif": "Gtc"}}, "c": wire.cloid_hex(21)}]},
+    "cancel": {"type": "cancel", "cancels": [{"a": 0, "o": 1000}, {"a": 0, "o": 1001}]},
+    "cancelByCloid": {"type": "cancelByCloid", "cancels": [{"asset": 0, "cloid": wire.cloid_hex(7)},
+                                                           {"asset": 0, "cloid": wire.cloid_hex(8)}]},
+    "batchModify": {"type": "batchModify", "modifies": [
+        {"oid": wire.cloid_hex(7), "order": {"a": 0, "b": True, "p": "30.85", "s": "1", "r": False,
+                                             "t": {"limit": {"tif": "Alo"}}, "c": wire.cloid_hex(30)}},
+        {"oid": 1001, "order": {"a": 0, "b": True, "p": "30.84", "s": "2", "r": False,
+                                "t": {"limit": {"tif": "Gtc"}}, "c": wire.cloid_hex(31)}}]},
+    "scheduleCancel": {"type": "scheduleCancel", "time": 10**13},
+    "updateLeverage": {"type": "updateLeverage", "asset": 0, "isCross": True, "leverage": 5},
+}
+BATCHES = {"order": "orders", "cancel": "cancels", "cancelByCloid": "cancels", "batchModify": "modifies"}
+
+
+def _venue_state(ex: Any) -> tuple:
+    return ({oid: (o.status, o.remaining_lots) for oid, o in ex.orders.items()}, dict(ex.by_cloid),
+            ex.position_lots, ex.schedule_ms, ex.leverage)
+
+
+def test_two_thousand_hostile_actions_never_raise_and_a_refusal_changes_nothing():
+    """The local venue's side of the wire: each hostile action is answered, never raised out of (an
+    exception would be an HTTP 500 with part of a batch done). A refused action leaves the venue as
+    it was; an accepted batch answers every one of its entries."""
+    from tests.test_live_localvenue import alo, local_exchange
+
+    rng = random.Random(20261130)
+    outcomes: Counter[str] = Counter()
+    for i in range(2_000):
+        ex = local_exchange()
+        ex.exchange_authenticated({"action": {"type": "order", "orders": [alo(7, "30.87"), alo(8, "30.86")],
+                                              "grouping": "na"}})
+        kind = rng.choice(sorted(ACTIONS))
+        action = copy.deepcopy(ACTIONS[kind])
+        for _ in range(rng.randint(1, 3)):
+            path = rng.choice(_leaves(action))
+            if path and rng.random() < 0.8:
+                _set(action, path, copy.deepcopy(rng.choice(HOSTILE)))
+            elif path:
+                parent = action
+                for key in path[:-1]:
+                    parent = parent[key]
+                if isinstance(parent, dict):
+                    parent.pop(path[-1], None)
+        if not isinstance(action, dict):
+            continue
+        before = _venue_state(ex)
+        reply = ex.exchange_authenticated({"action": action})
+        assert reply.get("status") in ("ok", "err"), f"action {i}: {reply!r}"
+        if reply["status"] == "err":
+            assert _venue_state(ex) == before, f"action {i} was refused but changed the venue: {action!r}"
+        elif kind in BATCHES and isinstance(reply["response"], dict) and "data" in reply["response"]:
+            statuses = reply["response"]["data"]["statuses"]
+            assert len(statuses) == len(action[BATCHES[kind]]), f"action {i}: {action!r} -> {statuses!r}"
+        outcomes[reply["status"]] += 1
+    assert outcomes["err"] > 200 and outcomes["ok"] > 200
