@@ -94,7 +94,7 @@ class QuoteEngine:
         )
         inventory_skew = -q * skew_per_unit
         if c.exact_cap_units > 0:
-            inventory_skew = self._exact_inventory_skew(q, signals, fee, glft_half, inventory_skew)
+            inventory_skew = self._exact_inventory_skew(q, signals, fee, inventory_skew)
 
         half = glft_half + signals.spread_add_bps + adj.half_spread_bps
         floor = fee + c.min_edge_bps
@@ -136,7 +136,7 @@ class QuoteEngine:
         return max(1, lots, self.rules.min_lots_at(px_ticks))
 
     def _exact_inventory_skew(
-        self, q: float, signals: SignalOutput, fee: float, glft_half: float, closed_form_skew: float
+        self, q: float, signals: SignalOutput, fee: float, closed_form_skew: float
     ) -> float:
         """Inventory skew from the exact finite-cap depths: the shift of the midpoint of the two depths.
 

@@ -239,7 +239,7 @@ class MatchingEngine:
     def mid_ticks(self) -> float:
         """Mid of the displayed book (agent's orders included), ticks; the value if a side is empty."""
         bb = K.best_bid_all(self._si, self._used)
-        ba = K.best_ask_all(self._si, self._used, self._depth_ask.shape[0])
+        ba = K.best_ask_all(self._si, self._used)
         if bb < 0 or ba >= self._depth_ask.shape[0]:
             return self.value_ticks()
         return self.base_ticks + 0.5 * (bb + ba)
@@ -409,7 +409,7 @@ class MatchingEngine:
                           self._depth_ask, self._used)
         if entered == K.ENTER_WOULD_CROSS:
             bb = K.best_bid_all(self._si, self._used)
-            ba = K.best_ask_all(self._si, self._used, n)
+            ba = K.best_ask_all(self._si, self._used)
             bid = inst.price_wire(self.base_ticks + bb) if bb >= 0 else "None"
             ask = inst.price_wire(self.base_ticks + ba) if ba < n else "None"
             return PlaceResult("error", 0, f"Post only order would have immediately matched, bbo was {bid}@{ask}.")

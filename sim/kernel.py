@@ -202,7 +202,7 @@ def best_bid_all(si: np.ndarray, orders: np.ndarray) -> int:
 
 
 @njit(cache=True)
-def best_ask_all(si: np.ndarray, orders: np.ndarray, n: int) -> int:
+def best_ask_all(si: np.ndarray, orders: np.ndarray) -> int:
     a = si[SI_BEST_ASK]
     for k in range(orders.shape[0]):
         if orders[k, O_ACTIVE] == 1 and orders[k, O_SIDE] == -1 and orders[k, O_PX] < a:
@@ -345,7 +345,7 @@ def sweep(aggressor: int, limit_idx: int, qty: int, taker_slot: int, si: np.ndar
     maker_side = -aggressor
     depth = depth_ask if aggressor == 1 else depth_bid
     while qty > 0:
-        px = best_ask_all(si, orders, n) if aggressor == 1 else best_bid_all(si, orders)
+        px = best_ask_all(si, orders) if aggressor == 1 else best_bid_all(si, orders)
         if px < 0 or px >= n or (px - limit_idx) * aggressor > 0:
             break
         level_total = 0
@@ -397,7 +397,7 @@ def enter(side: int, idx: int, size_lots: int, reduce_only: bool, tif: int, oid:
     still rests. One kernel call for the whole entry: this runs on every order the agent sends."""
     n = depth_bid.shape[0]
     if side == 1:
-        ba = best_ask_all(si, orders, n)
+        ba = best_ask_all(si, orders)
         crosses = ba < n and idx >= ba
     else:
         bb = best_bid_all(si, orders)
@@ -563,7 +563,7 @@ def run_flow(until_s: float, max_out: int, si: np.ndarray, sf: np.ndarray, p: np
             if idx < 0 or idx >= n:
                 continue
             # a quote that reaches the agent's resting order on the other side trades with it
-            opp = best_ask_all(si, orders, n) if side == 1 else best_bid_all(si, orders)
+            opp = best_ask_all(si, orders) if side == 1 else best_bid_all(si, orders)
             if 0 <= opp < n and (opp - idx) * side <= 0:
                 lots -= sweep(side, idx, lots, -1, si, sf, p, depth_bid, depth_ask, orders, tr_i, tr_f, fl_i, fl_f, fin)
             if lots > 0:
@@ -575,7 +575,7 @@ def run_flow(until_s: float, max_out: int, si: np.ndarray, sf: np.ndarray, p: np
             lots = _pareto_lots(rng, p, 1.0)
             reach_bps = _exp(rng, p[P_KAPPA])
             bb = best_bid_all(si, orders)
-            ba = best_ask_all(si, orders, n)
+            ba = best_ask_all(si, orders)
             if bb < 0 or ba >= n:
                 continue
             mid = 0.5 * (bb + ba)
@@ -606,7 +606,7 @@ def run_flow(until_s: float, max_out: int, si: np.ndarray, sf: np.ndarray, p: np
         expected = v + v_abs * 1e-4 * p[P_DRIFT_BPS] * p[P_HORIZON]
         hurdle = 1e-4 * (p[P_TAKER_BPS] + p[P_EDGE_BPS])
         bb = best_bid_all(si, orders)
-        ba = best_ask_all(si, orders, n)
+        ba = best_ask_all(si, orders)
         side = 0
         if ba < n and p[P_BASE] + expected > (p[P_BASE] + ba) * (1.0 + hurdle):
             side = 1
@@ -652,6 +652,6 @@ def book_levels(si: np.ndarray, orders: np.ndarray, depth_bid: np.ndarray, depth
     ``out[1]``. Returns how many levels each side has."""
     n_levels = out.shape[1]
     nb = top_levels(depth_bid, orders, 1, best_bid_all(si, orders), n_levels, out[0])
-    na = top_levels(depth_ask, orders, -1, best_ask_all(si, orders, depth_ask.shape[0]), n_levels, out[1])
+    na = top_levels(depth_ask, orders, -1, best_ask_all(si, orders), n_levels, out[1])
     out[:, :, 0] += base_ticks
     return nb, na

@@ -261,7 +261,7 @@ class LocalVenueServer:
                     if method == "subscribe":
                         conn.subs.add(key)
                         await ws.send_str(json.dumps({"channel": "subscriptionResponse", "data": req}))
-                        await self._snapshot(conn, key, req["subscription"])
+                        await self._snapshot(conn, key)
                     else:
                         conn.subs.discard(key)
                         await ws.send_str(json.dumps({"channel": "subscriptionResponse", "data": req}))
@@ -271,7 +271,7 @@ class LocalVenueServer:
             self.conns.remove(conn)
         return ws
 
-    async def _snapshot(self, conn: _Conn, key: tuple[str, str], sub: dict[str, Any]) -> None:
+    async def _snapshot(self, conn: _Conn, key: tuple[str, str]) -> None:
         """The first message of a ``userFills`` subscription is the fill history (``isSnapshot``),
         of an ``activeAssetCtx`` one the current context."""
         ex = self.exchange
