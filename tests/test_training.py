@@ -233,3 +233,18 @@ def test_log_std_init_sets_the_policys_initial_exploration(tmp_path: Path) -> No
     bad.write_text(TINY.replace("net_arch = [16, 16]", "net_arch = [16, 16]\nlog_std_init = 3"))
     with pytest.raises(ValueError, match=r"train\.log_std_init = 3"):
         load_train_config(bad)
+
+
+@pytest.mark.parametrize("run", sorted(EXPERIMENTS.glob("*_seed[0-9]*/")), ids=lambda p: p.name)
+def test_every_training_seed_run_is_its_config_with_another_seed(run: Path) -> None:
+    """``experiments/<name>_seed<k>/`` is ``<name>.toml`` as it stands, trained with ``--seed k``
+    (its ``config.toml`` is the file's copy, ``train.json`` records the seed), and its policy fits
+    that config's agent configuration."""
+    from hlmm.training import config_mismatch
+
+    name, seed = run.name.rsplit("_seed", 1)
+    assert (run / "config.toml").read_text() == (EXPERIMENTS / f"{name}.toml").read_text()
+    meta = json.loads((run / "train.json").read_text())
+    assert meta["seed"] == int(seed) and meta["timesteps_requested"] == load_train_config(run / "config.toml").train.timesteps
+    cfg = load_train_config(EXPERIMENTS / f"{name}.toml")
+    assert config_mismatch(run / "policy.npz", list(cfg.env.scenarios), None) is None
