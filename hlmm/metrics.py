@@ -155,6 +155,16 @@ class SessionSeries:
         return list(self.books)
 
 
+def _is_number_or_none(value: object) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value))
+
+
+def _optional_number(rec: dict[str, Any], key: str, n: int) -> None:
+    """A field the metrics read as a number when present: absent, None or finite."""
+    if not _is_number_or_none(rec.get(key)):
+        raise SessionLogError(f"record {n} (type={rec['type']!r}): field {key!r} = {rec[key]!r}: expected a finite number")
+
+
 def _need(rec: dict[str, Any], key: str, n: int, kinds: tuple[type, ...] = (int, float)) -> Any:
     if key not in rec:
         raise SessionLogError(f"record {n} (type={rec.get('type')!r}): missing field {key!r}")
@@ -194,6 +204,10 @@ def _book_mid(rec: dict[str, Any], n: int) -> float | None:
         raise SessionLogError(f"record {n} (type='book'): top level {bids[0]!r}/{asks[0]!r} is not [px_ticks, size_lots]") from None
 
 
+# The cycle fields the metrics read as numbers (when present).
+CYCLE_NUMBERS = ("mid", "cap_lots", "signal_skew_bps", "half_spread_bps", "skew_bps")
+
+
 def parse_session(records: Iterable[dict[str, Any]]) -> SessionSeries:
     """Read a session's records (header first) into :class:`SessionSeries`.
 
@@ -212,8 +226,8 @@ def parse_session(records: Iterable[dict[str, Any]]) -> SessionSeries:
     seen_trade_ids: set[int] = set()
     position_seen = False
     for n, rec in enumerate(it, start=2):
-        if not isinstance(rec, dict) or "type" not in rec:
-            raise SessionLogError(f"record {n}: not an object with a 'type'")
+        if not isinstance(rec, dict) or not isinstance(rec.get("type"), str):
+            raise SessionLogError(f"record {n}: not an object with a string 'type'")
         kind = rec["type"]
         rx = float(_need(rec, "rx", n))
         if not math.isfinite(rx):
@@ -223,9 +237,12 @@ def parse_session(records: Iterable[dict[str, Any]]) -> SessionSeries:
         if kind == "cycle":
             _need(rec, "position", n, (int,))
             _need(rec, "state", n, (str,))
+            for key in CYCLE_NUMBERS:
+                _optional_number(rec, key, n)
             signals = rec.get("signals") or {}
             if not isinstance(signals, dict) or not all(
-                isinstance(v, list | tuple) and len(v) == 4 for v in signals.values()
+                isinstance(v, list | tuple) and len(v) == 4 and all(_is_number_or_none(x) for x in v[:3])
+                for v in signals.values()
             ):
                 raise SessionLogError(
                     f"record {n} (type='cycle'): field 'signals' must map names to [value, spread_bps, skew_bps, active]"

@@ -192,3 +192,34 @@ def test_first_quotes_come_from_the_first_place_when_no_cycle_saw_a_live_quote()
     series = parse_session(log.records)
     assert series.first_place_s == 2.5
     assert (2.5, "first quotes (2.5 s after start)") in timeline(series)
+
+
+def test_a_thousand_hostile_logs_are_read_or_refused_by_record(tmp_path):
+    """Mutated leaves of a session log (NaN, huge, wrong types, unhashable types) either read into
+    the metrics and the timeline or are refused with a SessionLogError naming the record; no other
+    exception reaches ``hlmm audit``."""
+    import copy
+
+    from hlmm.audit import timeline
+    from hlmm.metrics import SessionLogError, parse_session, session_metrics
+    from tests.test_live_fuzz import HOSTILE, _leaves, _set
+
+    log_path = tmp_path / "session.jsonl"
+    random_session(log_path, seed=3, duration_s=60)
+    records = list(read_session_log(log_path))
+    rng = random.Random(20261130)
+    refused = 0
+    for i in range(1_000):
+        recs = copy.deepcopy(records)
+        for _ in range(rng.randint(1, 3)):
+            k = rng.randrange(1, len(recs))
+            path = rng.choice(_leaves(recs[k]))
+            if path:
+                _set(recs[k], path, copy.deepcopy(rng.choice(HOSTILE)))
+        try:
+            timeline(parse_session(recs))
+            session_metrics(recs)
+        except SessionLogError as exc:
+            assert re.match(r"record \d+", str(exc)), f"log {i}: {exc}"
+            refused += 1
+    assert 100 < refused < 1_000
