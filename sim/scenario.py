@@ -43,11 +43,27 @@ class ScenarioMeta(_Section):
     default_seed: int = Field(default=0, ge=0)
 
 
+# A start price must span this many ticks of its grid: fewer, and one tick is over 10 bps, so no
+# quote means what GLFT asks for, and a crash can take the price to zero ticks.
+MIN_START_TICKS = 1_000
+
+
 class InstrumentSpec(_Section):
     coin: str = Field(default="HYPE", min_length=1, max_length=16)
     sz_decimals: int = Field(default=2, ge=0, le=6)
     start_price: float = Field(default=30.88, gt=0, lt=1e6)
     asset_id: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _enough_ticks(self) -> InstrumentSpec:
+        inst = self.instrument()
+        ticks = round(self.start_price / inst.tick)
+        if ticks < MIN_START_TICKS:
+            raise ValueError(
+                f"start_price={self.start_price!r}: {ticks} ticks of {inst.tick_size} (at most "
+                f"{inst.tick_decimals} decimals with sz_decimals={self.sz_decimals}); need at least {MIN_START_TICKS}"
+            )
+        return self
 
     def instrument(self) -> Instrument:
         return Instrument.for_price(self.coin, self.sz_decimals, self.start_price, self.asset_id)

@@ -72,9 +72,13 @@ def test_good_file_loads(tmp_path: Path) -> None:
         (GOOD + "\n[rate_limit]\naddress_requests = -1\n",
          ["rate_limit.address_requests = -1", "greater than or equal to 0"]),
         (GOOD + "\n[rate_limit]\naddress_requests = 2.5\n", ["rate_limit.address_requests = 2.5", "valid integer"]),
+        # a price of fewer than 1 000 ticks: found by fuzzing, it ran until a division by a zero mid
+        (GOOD + "\n[instrument]\nstart_price = 1e-300\n", ["instrument", "start_price=1e-300: 0 ticks of 0.0001"]),
+        (GOOD + "\n[instrument]\nstart_price = 0.05\nsz_decimals = 2\n", ["start_price=0.05: 500 ticks", "at least 1000"]),
     ],
     ids=["unknown-field", "bad-value", "bad-type", "unknown-section", "unordered-regimes", "bad-regime-name", "syntax",
-         "unknown-agent-field", "bad-agent-value", "negative-address-requests", "fractional-address-requests"],
+         "unknown-agent-field", "bad-agent-value", "negative-address-requests", "fractional-address-requests",
+         "price-below-a-tick", "price-of-too-few-ticks"],
 )
 def test_bad_files_name_file_and_field(tmp_path: Path, text: str, needles: list[str]) -> None:
     with pytest.raises(ScenarioError) as exc:
