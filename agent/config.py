@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from agent.markouts import MarkoutConfig
 from agent.orders import OrderManagerConfig
@@ -25,7 +25,7 @@ from agent.quote_engine import GlftConfig
 from agent.risk import KillSwitchConfig, RiskConfig
 from agent.signals import SignalsConfig
 from hlmm.instrument import Instrument
-from hlmm.validation import read_toml, validate
+from hlmm.validation import SETTINGS, read_toml, validate
 
 
 class AgentConfigError(ValueError):
@@ -35,7 +35,7 @@ class AgentConfigError(ValueError):
 class AgentConfig(BaseModel):
     """Everything the market maker can be told. All fields have defaults."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     max_position: float = Field(
         default=3.24, gt=0, description="hard position cap, coins (margin may lower it)"
@@ -75,7 +75,14 @@ class AgentConfig(BaseModel):
         return instrument.size_to_lots_floor(self.max_position)
 
     def order_size_lots(self, instrument: Instrument) -> int:
-        return instrument.size_to_lots_floor(self.order_size)
+        """The quote size in whole lots of ``instrument``; raises :class:`AgentConfigError` naming
+        the field when it is under one lot (the lot is the instrument's, so it is checked here)."""
+        try:
+            return instrument.size_to_lots_floor(self.order_size)
+        except ValueError:  # a positive size under one lot
+            raise AgentConfigError(
+                f"order_size={self.order_size!r}: under one lot of {instrument.coin} ({instrument.lot_size})"
+            ) from None
 
     def digest(self) -> str:
         """Stable hash of the validated content (not of a file's formatting or key order).

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from hlmm.validation import SETTINGS
 
 BPS = 1e4
 
@@ -20,7 +22,7 @@ BPS = 1e4
 class EstimatorConfig(BaseModel):
     """Priors and windows of the intensity and volatility estimators (HYPE defaults)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     prior_a_per_s: float = Field(default=1.0, gt=0, le=1e3, description="A prior, trades reaching the mid per s per side")
     prior_kappa_per_bps: float = Field(default=0.1, gt=0, le=100.0, description="k prior; 1/k = 10 bps mean sweep depth")
@@ -28,10 +30,10 @@ class EstimatorConfig(BaseModel):
     window_s: float = Field(default=600.0, gt=0, le=86400.0, description="forgetting time of the A, k estimate")
     alarm_window_s: float = Field(default=60.0, gt=0, le=86400.0, description="shorter forgetting time used in an alarm")
     bin_s: float = Field(default=0.1, gt=0, le=10.0, description="one depth observation per side per bin: a sweep's deepest trade")
-    prior_sigma_bps_per_sqrt_s: float = Field(default=1.6, gt=0, le=100.0, description="about 90% annualized")
+    prior_sigma_bps_per_sqrt_s: float = Field(default=1.6, ge=0.01, le=100.0, description="about 90% annualized")
     sigma_sample_s: float = Field(default=1.0, gt=0, le=60.0, description="mid sampling interval for returns")
-    sigma_halflife_s: float = Field(default=300.0, gt=0, le=86400.0)
-    sigma_short_halflife_s: float = Field(default=30.0, gt=0, le=86400.0, description="used to re-fit after a regime change")
+    sigma_halflife_s: float = Field(default=300.0, ge=1.0, le=86400.0)
+    sigma_short_halflife_s: float = Field(default=30.0, ge=1.0, le=86400.0, description="used to re-fit after a regime change")
 
 
 class _Ewma:

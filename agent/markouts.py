@@ -23,10 +23,11 @@ import operator
 from collections import deque
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import SessionLog
+from hlmm.validation import SETTINGS
 from hlmm.venue import FeeSchedule, Fill
 
 BPS = 1e4
@@ -35,7 +36,7 @@ BPS = 1e4
 class MarkoutConfig(BaseModel):
     """Markout horizons and the windows the running statistics use."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     horizons_s: tuple[float, ...] = Field(default=(1.0, 5.0, 30.0, 60.0, 300.0), min_length=1)
     attribution_horizon_s: float = Field(

@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from operator import attrgetter
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from agent.rules import PriceRules
 from agent.types import DesiredOrder, DesiredQuotes
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import SessionLog
+from hlmm.validation import SETTINGS
 from hlmm.venue import (
     AccountSnapshot,
     CancelAll,
@@ -64,7 +65,7 @@ PRUNE_KEEP = 1024
 class OrderManagerConfig(BaseModel):
     """Tolerances, timers and the rate budget of the order manager."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     price_tolerance_ticks: int = Field(
         default=2, ge=0, description="a live order within this many ticks of the desired price is kept"

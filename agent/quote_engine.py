@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from agent.glft import glft_exact_depths, glft_half_spread_and_skew
 from agent.rules import PriceRules
 from agent.types import MarketState, PolicyAdjustment, QuoteTarget, SignalOutput
 from hlmm.instrument import Instrument
+from hlmm.validation import SETTINGS
 from hlmm.venue import FeeSchedule
 
 BPS = 1e4
@@ -34,7 +35,7 @@ BPS = 1e4
 class GlftConfig(BaseModel):
     """GLFT risk aversion and the engine's bounds (HYPE defaults; inventory in order sizes)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     gamma_per_bps_unit: float = Field(default=0.01, gt=0, le=10.0, description="risk aversion γ = ξ, 1/(bps·order size)")
     min_edge_bps: float = Field(default=0.5, ge=0, le=50.0, description="floor half-spread = maker fee + this")

@@ -24,13 +24,14 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from agent.orders import OrderManager
 from agent.rules import PriceRules
 from agent.types import DesiredOrder, DesiredQuotes, MarketState, OverlayState, QuoteTarget, SignalOutput
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import SessionLog
+from hlmm.validation import SETTINGS
 from hlmm.venue import AccountSnapshot, Command, ScheduleCancel, Tif
 
 BPS = 1e-4
@@ -45,7 +46,7 @@ _IOC = Tif.IOC
 class RiskConfig(BaseModel):
     """Thresholds of the REDUCING state and its escalation."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     toxicity_threshold: float = Field(default=0.8, gt=0, le=1, description="informed-flow probability")
     cap_pressure_fraction: float = Field(
@@ -89,7 +90,7 @@ class RiskConfig(BaseModel):
 class KillSwitchConfig(BaseModel):
     """When the kill switch fires and how it flattens."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     daily_loss_limit_usd: float = Field(
         default=5.0, gt=0, description="PnL incl. unrealized below -this halts"

@@ -35,17 +35,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from hlmm.jobs import JobFailed, report_failure, run_jobs
-from hlmm.validation import command_error, read_toml, validate
+from hlmm.validation import SETTINGS, command_error, read_toml, validate
 from sim.env import EnvConfig
 
 # ---------------------------------------------------------------------- config
 
 
 class TrainSection(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     algo: Literal["ppo", "sac"] = "ppo"
     timesteps: int = Field(default=50_000, ge=1)
@@ -68,7 +68,7 @@ class TrainSection(BaseModel):
 
 
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     name: str = Field(default="run", pattern=r"^[A-Za-z0-9_\-]+$")
     train: TrainSection = TrainSection()

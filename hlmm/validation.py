@@ -8,9 +8,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# Every settings model's pydantic config: unknown fields are refused (a typo must not silently fall
+# back to a default), so are NaN and infinities (no bound check can hold against them), and a
+# validated configuration is frozen.
+SETTINGS = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def validation_message(source: str, exc: ValidationError) -> str:

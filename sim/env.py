@@ -72,13 +72,14 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from agent.config import AgentConfig, load_agent_config
 from agent.observation import CLIP, OBS_DIM, build_observation
 from agent.policy import ACTION_DIM, ActionBounds
 from agent.types import OverlayState, PolicyAdjustment
 from hlmm.sessionlog import SessionLog
+from hlmm.validation import SETTINGS
 from sim.scenario import Scenario, load_scenario, parse_scenario
 
 ENV_ID = "hlmm/MarketMaking-v0"
@@ -87,7 +88,7 @@ ENV_ID = "hlmm/MarketMaking-v0"
 class RandomizationSpec(BaseModel):
     """Multiplier ranges drawn uniformly per episode; ``[1, 1]`` switches one off."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     sigma_mult: tuple[float, float] = (0.7, 1.4)
     noise_mult: tuple[float, float] = (0.7, 1.3)
@@ -106,7 +107,7 @@ class RandomizationSpec(BaseModel):
 
 
 class BoundsSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     half_spread_tighten_bps: float = Field(default=2.0, ge=0)
     half_spread_widen_bps: float = Field(default=10.0, ge=0)
@@ -120,7 +121,7 @@ class BoundsSpec(BaseModel):
 class EnvConfig(BaseModel):
     """What an episode is made of. Scenario names are built-ins or TOML paths."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     scenarios: tuple[str, ...] = Field(default=("feb12_cascade",), min_length=1)
     weights: tuple[float, ...] | None = Field(default=None, description="mix weights; equal when absent")

@@ -16,12 +16,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from agent.glft import glft_depths
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import read_session_log
-from hlmm.validation import command_error
+from hlmm.validation import SETTINGS, command_error
 from sim.replay import NO_QUOTE, AccountSamples, Quotes, ReplayResult, Tape, replay, tape_from_session_log
 
 EDGE_HORIZONS_S = (1.0, 5.0)  # realized-edge markouts; 5 s is the RL reward's horizon
@@ -35,7 +35,7 @@ class GlftReplay(BaseModel):
     through the touch); no new quote on the side that would take ``|position|`` past ``max_lots``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     gamma: float = Field(default=0.05, gt=0, description="risk aversion, per bps unit")
     sigma_bps: float = Field(default=2.0, gt=0, description="volatility, bps per sqrt(s)")

@@ -19,10 +19,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from hlmm.instrument import Instrument
-from hlmm.validation import read_toml, validate
+from hlmm.validation import SETTINGS, read_toml, validate
 from hlmm.venue import FeeSchedule
 
 RegimeName = Literal["calm", "trending", "volatile", "cascade", "dead", "squeeze", "flash"]
@@ -33,7 +33,7 @@ class ScenarioError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
 
 class ScenarioMeta(_Section):

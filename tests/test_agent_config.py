@@ -39,6 +39,13 @@ def test_toml_and_overrides(tmp_path: Path) -> None:
         ("[orders]\nrate_budget_weight_per_min = 5000.0\n", "orders.rate_budget_weight_per_min", "5000.0"),
         ("max_postion = 3.0\n", "max_postion", "3.0"),  # a typo is an error, not a silent default
         ("order_size = 10.0\n", "order_size", "10.0"),  # larger than the cap
+        # found by fuzzing: accepted before, each stopped the agent (a fatal error, a hang or a crash)
+        ("[signals.changepoint]\nmin_dwell_s = inf\n", "signals.changepoint.min_dwell_s", "inf"),
+        ("[signals.changepoint]\nprior_alpha = 1e6\n", "signals.changepoint.prior_alpha", "1000000.0"),
+        ("[signals.vpin]\nmin_bucket_lots = 1e-300\n", "signals.vpin.min_bucket_lots", "1e-300"),
+        ("[signals.estimators]\nsigma_halflife_s = 1e-300\n", "signals.estimators.sigma_halflife_s", "1e-300"),
+        ("[signals.estimators]\nprior_sigma_bps_per_sqrt_s = 1e-300\n",
+         "signals.estimators.prior_sigma_bps_per_sqrt_s", "1e-300"),
     ],
 )
 def test_errors_name_file_field_and_value(tmp_path: Path, text: str, field: str, value: str) -> None:
@@ -48,6 +55,11 @@ def test_errors_name_file_field_and_value(tmp_path: Path, text: str, field: str,
         load_agent_config(p)
     msg = str(exc.value)
     assert str(p) in msg and field in msg and value in msg
+
+
+def test_an_order_size_under_one_lot_names_the_field() -> None:
+    with pytest.raises(AgentConfigError, match=r"order_size=1e-300: under one lot of HYPE \(0.01\)"):
+        AgentConfig(order_size=1e-300).order_size_lots(HYPE)
 
 
 def test_missing_file_and_bad_toml(tmp_path: Path) -> None:

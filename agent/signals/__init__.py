@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from agent.estimators import EstimatorConfig, IntensityEstimator, VolatilityEstimator
 from agent.signals.changepoint import ChangepointConfig, ChangepointDetector
@@ -31,6 +31,7 @@ from agent.signals.ofi import OfiConfig, OrderFlowImbalance
 from agent.signals.vpin import Vpin, VpinConfig
 from agent.types import MarketState, SignalContribution, SignalOutput
 from hlmm.instrument import Instrument
+from hlmm.validation import SETTINGS
 from hlmm.venue import Fill, Trade
 
 
@@ -38,7 +39,7 @@ class SignalsConfig(BaseModel):
     """All signal parameters; ``enabled`` lists the signals whose spread/skew are applied
     (ablation: a disabled signal is still computed and logged, with its effect zeroed)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     estimators: EstimatorConfig = Field(default_factory=EstimatorConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
@@ -91,6 +92,8 @@ class SignalBank:
         self.volatility.on_mid(state.t, state.mid_ticks)
         self.ofi.on_book(state)
         for r_bps, dt in self.volatility.drain_returns():
+            if sigma_before <= 0.0:  # a market that never moved: no scale to score a return against
+                continue
             z = r_bps / (sigma_before * math.sqrt(dt))
             if self.changepoint.update(state.t, z):
                 # Max dwell reached: the new regime is accepted and σ re-fitted from the short window;

@@ -20,19 +20,22 @@ import math
 
 import numpy as np
 from numba import njit
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+from hlmm.validation import SETTINGS
 
 
 class ChangepointConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     hazard: float = Field(default=1.0 / 1800.0, gt=0, lt=1.0, description="per observation: 1 s / 30 min")
     max_run: int = Field(default=900, ge=10, le=100_000, description="run lengths kept (observations)")
     window_obs: int = Field(default=30, ge=1, description="w of cp_w = P(run < w)")
     clip_z: float = Field(default=6.0, gt=0, le=1000.0)
-    prior_alpha: float = Field(default=3.0, gt=1.0, description="Normal-Gamma α0; E[variance] = β0/(α0 − 1)")
-    prior_beta: float = Field(default=2.0, gt=0)
-    prior_kappa: float = Field(default=1.0, gt=0)
+    # beyond ~1e4 the predictive's log-gamma differences lose all precision and cp_w turns NaN
+    prior_alpha: float = Field(default=3.0, gt=1.0, le=1000.0, description="Normal-Gamma α0; E[variance] = β0/(α0 − 1)")
+    prior_beta: float = Field(default=2.0, gt=0, le=1e4)
+    prior_kappa: float = Field(default=1.0, gt=0, le=1e4)
     enter: float = Field(default=0.8, gt=0, lt=1.0)
     enter_count: int = Field(default=3, ge=1, le=1000)
     exit: float = Field(default=0.3, gt=0, lt=1.0)

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from agent.types import SignalContribution
+from hlmm.validation import SETTINGS
 
 _PENDING = SignalContribution(value=0.0)  # placeholder that fixes the position of ``flow`` in the dict
 
 
 class FlowConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     timescales_s: tuple[float, ...] = Field(default=(1.0, 10.0, 30.0, 300.0), min_length=1)
     skew_bps_per_imbalance: tuple[float, ...] = Field(

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from agent.types import SignalContribution
+from hlmm.validation import SETTINGS
 
 BPS = 1e4
 HYPERLIQUID_FUNDING_INTERVAL_S = 3600.0
@@ -27,7 +28,7 @@ _NONE = SignalContribution(value=0.0)  # before any funding rate is known
 
 
 class FundingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     window_s: float = Field(default=600.0, gt=0, le=3600.0, description="seconds before funding the signal acts")
     widen_bps: float = Field(default=0.2, ge=0, le=50.0)

@@ -19,14 +19,15 @@ import functools
 import math
 from collections import deque
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from agent.types import SignalContribution
 from hlmm.stats import binomial_two_sided_p
+from hlmm.validation import SETTINGS
 
 
 class InformedConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     window_s: float = Field(default=30.0, gt=0, le=86400.0, description="forgetting time of the trade counts")
     adverse_move_bps: float = Field(default=5.0, ge=0, le=500.0, description="E|ΔV| before markouts supply it")

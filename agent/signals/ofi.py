@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from agent.types import MarketState, SignalContribution
+from hlmm.validation import SETTINGS
 
 BPS = 1e4
 
 
 class OfiConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     tau_s: float = Field(default=5.0, gt=0, le=3600.0, description="forgetting time of the OFI sum")
     depth_tau_s: float = Field(default=60.0, gt=0, le=86400.0, description="forgetting time of the average depth D")

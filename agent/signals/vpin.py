@@ -12,17 +12,19 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from agent.types import SignalContribution
+from hlmm.validation import SETTINGS
 
 
 class VpinConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SETTINGS
 
     buckets: int = Field(default=50, ge=2, le=10_000)
     bucket_s: float = Field(default=12.0, gt=0, le=86400.0, description="target seconds of volume per bucket")
-    min_bucket_lots: float = Field(default=100.0, gt=0, description="floor on V_B (lots)")
+    # at least a lot: a trade fills its buckets one by one, and a bucket of 1e-300 lots never ends
+    min_bucket_lots: float = Field(default=100.0, ge=1.0, le=1e9, description="floor on V_B (lots)")
     rate_tau_s: float = Field(default=600.0, gt=0, le=86400.0, description="forgetting time of the volume rate")
     min_buckets: int = Field(default=10, ge=1, description="buckets needed before VPIN acts")
     # 0.7 since 2026-11-30 (was 0.4): in simulation the widening only ever cost PnL, and above
