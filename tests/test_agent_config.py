@@ -93,3 +93,42 @@ def test_digest_leaves_out_how_the_quotes_are_sent() -> None:
     paced = AgentConfig(orders=OrderManagerConfig(request_budget_horizon_s=60.0, request_reserve=5, request_burst=2))
     assert paced.digest() == modify.digest()
     assert AgentConfig(orders=OrderManagerConfig(price_tolerance_ticks=3)).digest() != modify.digest()
+
+
+def test_every_configuration_the_validation_accepts_trades_without_stopping() -> None:
+    """Seeded hostile configurations (mutated defaults: NaN, infinities, 1e±300, wrong types):
+    each is refused naming a field, or the agent trades two minutes of the flash crash with it
+    without a fatal error or an exception. Each case fuzzing found in the validation failed here."""
+    import copy
+    import random
+
+    from agent.market_maker import MarketMaker
+    from sim.scenario import load_scenario
+    from sim.venue import SimVenue
+    from tests.test_live_fuzz import _leaves, _set
+
+    hostile = [float("nan"), float("inf"), -1, 0, 1e300, 1e-300, "x", True, [], {}, 10**30, 0.5, 3, 1e6]
+    base = AgentConfig().model_dump(mode="json")
+    sc = load_scenario("flash_crash")
+    rng = random.Random(20261130)
+    accepted = 0
+    for i in range(600):
+        data = copy.deepcopy(base)
+        changed = set()
+        for _ in range(rng.randint(1, 2)):
+            path = rng.choice(_leaves(data))
+            if path:
+                _set(data, path, copy.deepcopy(rng.choice(hostile)))
+                changed.add(str(next(p for p in reversed(path) if isinstance(p, str))))
+        try:
+            cfg = load_agent_config(None, data)
+            mm = MarketMaker(cfg, sc.instrument.instrument(), sc.fees.schedule())
+        except AgentConfigError as exc:
+            assert any(name in str(exc) for name in changed), f"config {i}: {exc} names none of {changed}"
+            continue
+        accepted += 1
+        venue = SimVenue(sc, 3, mm)
+        venue.start()
+        venue.run_until(120.0)
+        assert not mm.counters.get("fatal_error"), f"config {i} stopped the agent: {data}"
+    assert accepted > 50

@@ -184,3 +184,39 @@ def test_informed_size_and_impact_scale_the_selling(tmp_path: Path) -> None:
     move_heavy, _ = run("size_mult = 4.0\nimpact_mult = 5.0")
     assert sold_big > 2 * sold_1  # 4x the size per informed order (sweeps stop at their limit)
     assert move_heavy < move_big - 10.0  # more permanent impact per informed sell: lower price
+
+
+def test_every_scenario_the_validation_accepts_runs() -> None:
+    """Seeded hostile scenario files (mutated built-ins: NaN, infinities, 1e±300, wrong types):
+    each is refused as a ScenarioError, or the production agent trades two minutes of it without
+    an exception or a fatal error (a start price of 1e-300 once passed and divided by zero)."""
+    import copy
+    import random
+    import tomllib
+
+    from sim.runner import make_agent
+    from sim.scenario import parse_scenario, scenario_path
+    from sim.venue import SimVenue
+    from tests.test_live_fuzz import _leaves, _set
+
+    hostile = [float("nan"), float("inf"), -1, 0, 1e300, 1e-300, "x", True, [], {}, 10**30, 0.5, 3]
+    rng = random.Random(20261130)
+    accepted = 0
+    for i in range(400):
+        name = rng.choice(["calm", "feb12_cascade", "flash_crash", "latency_storm", "request_budget"])
+        data = tomllib.loads(scenario_path(name).read_text())
+        for _ in range(rng.randint(1, 2)):
+            path = rng.choice(_leaves(data))
+            if path:
+                _set(data, path, copy.deepcopy(rng.choice(hostile)))
+        try:
+            sc = parse_scenario(data, f"{name}.toml")
+        except ScenarioError:
+            continue
+        accepted += 1
+        agent, _ = make_agent("production", sc.instrument.instrument(), sc.fees.schedule(), None, sc)
+        venue = SimVenue(sc, 7, agent)
+        venue.start()
+        venue.run_until(min(120.0, sc.scenario.duration_s))
+        assert not agent.counters.get("fatal_error"), f"scenario {i} ({name}) stopped the agent: {data}"
+    assert accepted > 20
