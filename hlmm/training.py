@@ -79,7 +79,12 @@ class TrainConfig(BaseModel):
 
 def load_train_config(path: Path) -> TrainConfig:
     """Parse and validate a training config; errors name the file, field and value."""
-    return validate(TrainConfig, read_toml(Path(path), "training config", ValueError), str(path), ValueError)
+    cfg = validate(TrainConfig, read_toml(Path(path), "training config", ValueError), str(path), ValueError)
+    try:
+        cfg.env.resolve()  # what the envs would refuse, before any worker starts
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return cfg
 
 
 # ---------------------------------------------------------------------- training

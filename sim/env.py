@@ -125,7 +125,7 @@ class EnvConfig(BaseModel):
 
     scenarios: tuple[str, ...] = Field(default=("feb12_cascade",), min_length=1)
     weights: tuple[float, ...] | None = Field(default=None, description="mix weights; equal when absent")
-    episode_s: float = Field(default=900.0, gt=0, description="simulated seconds per episode")
+    episode_s: float = Field(default=900.0, gt=0, le=86400.0, description="simulated seconds per episode (a scenario's most)")
     step_s: float = Field(default=1.0, gt=0, le=60, description="simulated seconds per env step")
     reward_horizon_s: float = Field(default=5.0, gt=0, description="markout horizon of the reward; one the agent tracks")
     inventory_penalty_usd_per_s: float = Field(default=0.002, ge=0, description="penalty at |position| = cap")
@@ -162,6 +162,32 @@ class EnvConfig(BaseModel):
         if self.step_s > self.episode_s:
             raise ValueError(f"step_s={self.step_s}: must not exceed episode_s={self.episode_s}")
         return self
+
+    def resolve(self) -> tuple[list[Scenario], AgentConfig]:
+        """The mix's base scenarios and the one agent configuration they run with, or a ValueError
+        naming the field: everything building the env would refuse, so a training run can refuse
+        it before its workers start (they would die with it)."""
+        bases = []
+        for i, name in enumerate(self.scenarios):
+            try:
+                bases.append(load_scenario(name))
+            except ValueError as exc:
+                raise ValueError(f"env.scenarios[{i}] = {name!r}: {exc}") from None
+        # One configuration for the whole mix: the policy is tied to exactly one (its digest).
+        configs = {b.name: agent_config_for(self, b) for b in bases}
+        digests = {c.digest(): name for name, c in configs.items()}
+        if len(digests) != 1:
+            raise ValueError(
+                f"scenarios {list(self.scenarios)} give different agent configurations "
+                f"({', '.join(f'{n}: {d}' for d, n in digests.items())}); a policy is trained for one"
+            )
+        agent = configs[bases[0].name]
+        if self.reward_horizon_s not in agent.markouts.horizons_s:
+            raise ValueError(
+                f"env.reward_horizon_s = {self.reward_horizon_s}: the agent tracks markouts at "
+                f"{list(agent.markouts.horizons_s)} s only"
+            )
+        return bases, agent
 
 
 def randomized_scenario(base: Scenario, rng: np.random.Generator, episode_s: float, spec: RandomizationSpec) -> Scenario:
@@ -241,17 +267,9 @@ class MarketMakingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.bounds = self.config.bounds.bounds()
         self.observation_space = gym.spaces.Box(-CLIP, CLIP, (OBS_DIM,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
-        self._bases = [load_scenario(s) for s in self.config.scenarios]
+        self._bases, self.agent_config = self.config.resolve()
         w = np.asarray(self.config.weights or [1.0] * len(self._bases), dtype=np.float64)
         self._weights = w / w.sum()
-        # One configuration for the whole mix: the policy is tied to exactly one (its digest).
-        digests = {agent_config_for(self.config, b).digest(): b.name for b in self._bases}
-        if len(digests) != 1:
-            raise ValueError(
-                f"scenarios {list(self.config.scenarios)} give different agent configurations "
-                f"({', '.join(f'{n}: {d}' for d, n in digests.items())}); a policy is trained for one"
-            )
-        self.agent_config = agent_config_for(self.config, self._bases[0])
         self.config_digest = self.agent_config.digest()
         self._adjustment = PolicyAdjustment()
         self._venue: Any = None
@@ -331,12 +349,7 @@ class MarketMakingEnv(gym.Env[np.ndarray, np.ndarray]):
     def _hook_markouts(self) -> None:
         """Collect the realized edge of markouts as they resolve (at the reward horizon only), and
         the maker credit of fills as they happen (the agent registers each new fill once)."""
-        tracker = self.mm.markouts
-        if self.config.reward_horizon_s not in tracker.cfg.horizons_s:
-            raise ValueError(
-                f"reward_horizon_s={self.config.reward_horizon_s}: the agent tracks markouts at "
-                f"{list(tracker.cfg.horizons_s)} s only"
-            )
+        tracker = self.mm.markouts  # its horizons include the reward's (EnvConfig.resolve)
         usd_per_tick_lot = tracker.instrument.tick * tracker.instrument.lot
         resolve = tracker.on_mid
         h = self.config.reward_horizon_s

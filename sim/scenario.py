@@ -287,8 +287,8 @@ def builtin_scenarios() -> list[str]:
 def scenario_path(name_or_path: str | Path) -> Path:
     """A file path as given, or a built-in scenario by name (``feb12_cascade``)."""
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
-        if not p.exists():
+    if p.suffix == ".toml" or p.is_file():
+        if not p.is_file():
             raise ScenarioError(f"{p}: no such scenario file")
         return p
     candidate = resources.files("scenarios").joinpath(f"{name_or_path}.toml")

@@ -60,6 +60,28 @@ def test_bad_training_config_names_the_field(tmp_path: Path) -> None:
     assert train_cli(p, timesteps=None, out=tmp_path / "run", seed=None) == 2
 
 
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        # each of these once passed the config's validation and killed the training run's workers
+        ("episode_s = 1e6", "env.episode_s = 1000000.0: Input should be less than or equal to 86400"),
+        ('scenarios = ["calm", ""]', "env.scenarios[1] = '': scenario '': not a file and not a built-in"),
+        ('scenarios = ["calm", "nope"]', "env.scenarios[1] = 'nope'"),
+        ("reward_horizon_s = 0.5", "env.reward_horizon_s = 0.5: the agent tracks markouts at [1.0, 5.0"),
+    ],
+)
+def test_what_the_env_would_refuse_is_refused_with_the_config(tmp_path: Path, env: str, message: str,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text(f"[env]\n{env}\n")
+    with pytest.raises(ValueError) as exc:
+        load_train_config(p)
+    assert str(exc.value).startswith(f"{p}: ") and message in str(exc.value)
+    assert train_cli(p, timesteps=None, out=tmp_path / "run", seed=None) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
 @pytest.mark.slow
 def test_tiny_training_run_exports_a_working_policy(tmp_path: Path) -> None:
     """A few thousand steps: checkpoints, TensorBoard, curve, and a frozen policy that drives the
