@@ -73,6 +73,8 @@ def tape_from_session_log(records: Iterable[dict[str, Any]]) -> Tape:
             continue
         try:
             t_ns = round(float(rec["t"]) * 1e9)
+            if abs(t_ns) > _MAX_T_NS:
+                raise ValueError(f"t={rec['t']!r}: beyond the tape's clock (+-{_MAX_T_NS // 10**9} s)")
             if kind == "book":
                 books += 1
                 for side, key in ((1, "bids"), (-1, "asks")):
@@ -100,10 +102,18 @@ def tape_from_session_log(records: Iterable[dict[str, Any]]) -> Tape:
     return Tape(arr[:, 0], arr[:, 1].astype(np.int8), arr[:, 2].astype(np.int8), arr[:, 3], arr[:, 4])
 
 
+# The tape is int64: a time, price or size beyond these is refused by name, not by numpy's overflow.
+_MAX_T_NS = 2**62
+_MAX_WHOLE = 10**15
+
+
 def _whole(field: str, value: Any) -> int:
-    """``value`` as an int when it is a whole number (ticks, lots); ``ValueError`` otherwise."""
+    """``value`` as an int when it is a whole number (ticks, lots) of at most ``_MAX_WHOLE``;
+    ``ValueError`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value or int(value) != value:
         raise ValueError(f"{field}={value!r}: not a whole number")
+    if abs(value) > _MAX_WHOLE:
+        raise ValueError(f"{field}={value!r}: beyond {_MAX_WHOLE:.0e}")
     return int(value)
 
 
