@@ -440,7 +440,7 @@ def test_a_cancel_by_cloid_with_a_malformed_entry_cancels_nothing():
 
 @pytest.mark.parametrize(("field", "value"), [
     ("p", "1e999999999"), ("s", "1e999999999"), ("p", [1]), ("s", []), ("s", "1e-999999999"), ("p", "NaN"),
-    ("p", True), ("s", {}), ("c", "0x" + "g" * 32), ("c", 7), ("t", {"limit": {}}), ("b", None), ("a", [0]),
+    ("p", True), ("s", {}), ("c", "0x" + "g" * 32), ("c", "0x+" + "0" * 31), ("c", 7), ("t", {"limit": {}}), ("b", None), ("a", [0]),
 ])
 def test_a_malformed_order_in_a_batch_is_refused_alone(field, value):
     # each entry is answered on its own; nothing raises, so nothing placed before the bad entry is

@@ -84,15 +84,13 @@ def _wire_number(value: object) -> Decimal | None:
     return d if d.is_finite() and d.adjusted() < _WIRE_MAX_DIGITS else None
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
 def _is_cloid(value: object) -> bool:
-    """A client order id as Hyperliquid writes one: ``0x`` and 32 hex digits."""
-    if not (isinstance(value, str) and len(value) == 34 and value.startswith("0x")):
-        return False
-    try:
-        int(value[2:], 16)
-    except ValueError:
-        return False
-    return True
+    """A client order id as Hyperliquid writes one: ``0x`` and 32 hex digits (``int(_, 16)``
+    alone would also take a sign, spaces or underscores)."""
+    return isinstance(value, str) and len(value) == 34 and value.startswith("0x") and set(value[2:]) <= _HEX_DIGITS
 
 
 def subscription_key(sub: Any) -> tuple[str, str] | None:
