@@ -105,7 +105,7 @@ def test_every_configuration_the_validation_accepts_trades_without_stopping() ->
     from agent.market_maker import MarketMaker
     from sim.scenario import load_scenario
     from sim.venue import SimVenue
-    from tests.test_live_fuzz import _leaves, _set
+    from tests.test_live_fuzz import mutate_leaves
 
     hostile = [float("nan"), float("inf"), -1, 0, 1e300, 1e-300, "x", True, [], {}, 10**30, 0.5, 3, 1e6]
     base = AgentConfig().model_dump(mode="json")
@@ -114,12 +114,7 @@ def test_every_configuration_the_validation_accepts_trades_without_stopping() ->
     accepted = 0
     for i in range(600):
         data = copy.deepcopy(base)
-        changed = set()
-        for _ in range(rng.randint(1, 2)):
-            path = rng.choice(_leaves(data))
-            if path:
-                _set(data, path, copy.deepcopy(rng.choice(hostile)))
-                changed.add(str(next(p for p in reversed(path) if isinstance(p, str))))
+        changed = mutate_leaves(rng, data, hostile, rng.randint(1, 2))
         try:
             cfg = load_agent_config(None, data)
             mm = MarketMaker(cfg, sc.instrument.instrument(), sc.fees.schedule())

@@ -202,7 +202,7 @@ def test_a_thousand_hostile_logs_are_read_or_refused_by_record(tmp_path):
 
     from hlmm.audit import timeline
     from hlmm.metrics import SessionLogError, parse_session, session_metrics
-    from tests.test_live_fuzz import HOSTILE, _leaves, _set
+    from tests.test_live_fuzz import HOSTILE, mutate_leaves
 
     log_path = tmp_path / "session.jsonl"
     random_session(log_path, seed=3, duration_s=60)
@@ -212,10 +212,7 @@ def test_a_thousand_hostile_logs_are_read_or_refused_by_record(tmp_path):
     for i in range(1_000):
         recs = copy.deepcopy(records)
         for _ in range(rng.randint(1, 3)):
-            k = rng.randrange(1, len(recs))
-            path = rng.choice(_leaves(recs[k]))
-            if path:
-                _set(recs[k], path, copy.deepcopy(rng.choice(HOSTILE)))
+            mutate_leaves(rng, recs[rng.randrange(1, len(recs))], HOSTILE, 1)
         try:
             timeline(parse_session(recs))
             session_metrics(recs)

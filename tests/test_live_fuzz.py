@@ -66,6 +66,20 @@ def _set(node: Any, path: tuple, value: Any) -> Any:
     return None
 
 
+def mutate_leaves(rng: random.Random, node: Any, hostile: list[Any], times: int) -> set[str]:
+    """Set ``times`` leaves of ``node``, drawn at random, to a copy of a hostile value (in place;
+    a draw of the root changes nothing). Returns the names of the fields changed."""
+    changed = set()
+    for _ in range(times):
+        path = rng.choice(_leaves(node))
+        if path:
+            _set(node, path, copy.deepcopy(rng.choice(hostile)))
+            name = next((p for p in reversed(path) if isinstance(p, str)), None)
+            if name is not None:
+                changed.add(name)
+    return changed
+
+
 def mutate(rng: random.Random, channel: str) -> Any:
     msg = copy.deepcopy(TEMPLATES[channel])
     for _ in range(rng.randint(1, 3)):
