@@ -171,7 +171,8 @@ class MarketMaker:
         """Each signal's raw value in the last cycle (name -> value)."""
         if self.last_signals is None:
             return {}
-        return {name: c.value for name, c in self.last_signals.contributions.items()}
+        c = self.last_signals.contributions
+        return {name: c.value(name) for name in c}
 
     def pnl_usd(self, mark_ticks: float | None = None) -> float:
         """Session PnL in USD, realized + unrealized at ``mark_ticks`` (default: the last ex-own
@@ -423,5 +424,5 @@ class MarketMaker:
             cp_prob=sig.changepoint_prob,
             alarm=sig.changepoint_alarm,
             toxicity=sig.toxicity,
-            signals={n: [c.value, c.spread_bps, c.skew_bps, c.active] for n, c in sig.contributions.items()},
+            signals=sig.contributions.as_lists(),
         )

@@ -20,8 +20,11 @@ about 4x the cost of a plain slot store, and a decision cycle builds some twenty
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+import numpy as np
 
 
 @dataclass(slots=True)
@@ -52,6 +55,43 @@ class SignalContribution:
     active: bool = False
 
 
+class Contributions(Mapping[str, SignalContribution]):
+    """Every signal's contribution in one cycle, name -> :class:`SignalContribution`, in ``names``
+    order: a read-only view of one ``(len(names), 4)`` float64 table whose columns are value,
+    spread_bps, skew_bps and active (1.0/0.0), as the signal kernels write it. A contribution
+    object is only built when one is asked for (the cycle log and the policy's observation read
+    the table directly)."""
+
+    __slots__ = ("_index", "names", "table")
+
+    def __init__(self, names: tuple[str, ...], table: np.ndarray, index: Mapping[str, int] | None = None) -> None:
+        self.names = names
+        self.table = table
+        self._index = index if index is not None else {name: i for i, name in enumerate(names)}
+
+    def __getitem__(self, name: str) -> SignalContribution:
+        value, spread_bps, skew_bps, active = self.table[self._index[name]].tolist()
+        return SignalContribution(value, spread_bps, skew_bps, active != 0.0)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def value(self, name: str) -> float:
+        """The raw value of contribution ``name``."""
+        return float(self.table[self._index[name], 0])
+
+    def as_lists(self) -> dict[str, list[float | bool]]:
+        """name -> ``[value, spread_bps, skew_bps, active]`` (the ``cycle`` log record's form)."""
+        return {name: [v, spread, skew, active != 0.0] for name, (v, spread, skew, active) in zip(
+            self.names, self.table.tolist(), strict=True)}
+
+
+NO_CONTRIBUTIONS = Contributions((), np.empty((0, 4)))
+
+
 @dataclass(slots=True)
 class SignalOutput:
     """Step 2: the combined view of all signals."""
@@ -64,7 +104,7 @@ class SignalOutput:
     changepoint_prob: float  # P(run length < w | data), not the constant-hazard trap
     changepoint_alarm: bool  # after hysteresis, dwell and refractory logic
     toxicity: float  # informed-flow probability in [0, 1]
-    contributions: dict[str, SignalContribution] = field(default_factory=dict)
+    contributions: Contributions = field(default_factory=lambda: NO_CONTRIBUTIONS)
 
 
 @dataclass(slots=True)

@@ -42,14 +42,15 @@ from agent.markouts import MarkoutTracker, _Pending
 from agent.orders import OrderManager
 from agent.quote_engine import QuoteEngine
 from agent.risk import Flattener, RiskOverlay
+from agent.signal_kernels import SKEW, SPREAD
 from agent.signals import SignalBank, SignalsConfig
 from agent.types import (
+    Contributions,
     DesiredQuotes,
     MarketState,
     OverlayState,
     PolicyAdjustment,
     QuoteTarget,
-    SignalContribution,
     SignalOutput,
 )
 from hlmm.instrument import Instrument
@@ -115,22 +116,19 @@ class IncidentSignalBank(SignalBank):
         # when they should" (RegimeDetection: spread 0, skew 0). The changepoint's widening and
         # its alarm (REDUCING, short-window kappa) are dropped; only its probability reaches the
         # risk overlay's extreme pull (bug 4).
-        contribs = {
-            name: SignalContribution(
-                value=c.value, spread_bps=0.0 if name == "changepoint" else c.spread_bps, skew_bps=0.0, active=c.active
-            )
-            for name, c in sig.contributions.items()
-        }
+        table = sig.contributions.table.copy()
+        table[:, SKEW] = 0.0
+        table[self.names.index("changepoint"), SPREAD] = 0.0
         # BUG 3 (regime kappa dead): the regime-aware A and kappa were computed (kappa over an
         # 8.4x range) and never reached the quotes; GLFT kept the long-window (calm) estimate.
         a_static, kappa_static = self.intensity.estimate(state.t, short=False)
         return dataclasses.replace(
             sig,
-            spread_add_bps=sum(c.spread_bps for c in contribs.values()),
+            spread_add_bps=sum(table[:, SPREAD].tolist()),
             skew_bps=0.0,
             changepoint_prob=self._reported_cp_prob(),
             changepoint_alarm=False,
-            contributions=contribs,
+            contributions=Contributions(self.names, table),
             a_effective_per_s=a_static,
             kappa_effective_per_bps=kappa_static,
         )

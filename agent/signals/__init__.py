@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from pydantic import BaseModel, Field
 
-from agent.estimators import EstimatorConfig, IntensityEstimator, VolatilityEstimator
+from agent import signal_kernels as kernels
+from agent.estimators import EstimatorConfig, IntensityEstimator, VolatilityEstimator, check_mid, check_trade
 from agent.signals.changepoint import ChangepointConfig, ChangepointDetector
 from agent.signals.flow_imbalance import FlowConfig, TradeFlowImbalance
 from agent.signals.funding import FundingConfig, FundingProximity
 from agent.signals.informed import InformedConfig, InformedFlow
 from agent.signals.ofi import OfiConfig, OrderFlowImbalance
 from agent.signals.vpin import Vpin, VpinConfig
-from agent.types import MarketState, SignalContribution, SignalOutput
+from agent.types import Contributions, MarketState, SignalOutput
 from hlmm.instrument import Instrument
 from hlmm.validation import SETTINGS
 from hlmm.venue import Fill, Trade
@@ -58,7 +60,10 @@ class SignalsConfig(BaseModel):
 
 SIGNAL_NAMES = ("flow", "ofi", "vpin", "regime_kappa", "changepoint", "informed_flow", "fill_imbalance", "funding")
 class SignalBank:
-    """Owns the estimators and signals; fed venue events, read once per decision cycle."""
+    """Owns the estimators and signals; fed venue events, read once per decision cycle.
+
+    Each signal keeps its state in plain arrays, and each event or cycle is one call of a fused
+    kernel of :mod:`agent.signal_kernels` over them."""
 
     def __init__(self, cfg: SignalsConfig, instrument: Instrument) -> None:
         self.cfg = cfg
@@ -72,35 +77,44 @@ class SignalBank:
         self.informed = InformedFlow(cfg.informed)
         self.funding = FundingProximity(cfg.funding)
         self.regimes_accepted = 0
-        # (cp_w, alarm) -> the ``changepoint`` contribution: both change at most once per
-        # second (on a sampled return), while compute runs on every decision.
-        self._cp_key: tuple[float, bool] | None = None
-        self._cp_contribution = SignalContribution(value=0.0)
+        # the contributions of a cycle, in the order of the rows bank_compute writes
+        self.names = (
+            *self.flow.names, "ofi", "vpin", "regime_kappa", "changepoint", *InformedFlow.names, "funding"
+        )
+        self._index = {name: i for i, name in enumerate(self.names)}
+        self._disabled = np.array([name in cfg.disabled for name in self.names])
+        self._cp_params = np.array([cfg.changepoint.widen_bps, cfg.changepoint.alarm_widen_bps])
+        self._out = np.empty(kernels.N_OUT)
+        # every argument of the kernels but the event's, in their order
+        f, o, v, i, n = self.flow, self.ofi, self.vpin, self.intensity, self.informed
+        self._trade_args = (f.state, f.params, v.state, v.params, n.state, n.params, i.state, i.params)
+        self._book_args = (self.volatility.state, self.volatility.params, o.state, o.params)
+        self._compute_args = (
+            f.state, f.params, o.state, o.params, v.state, v.params, i.state, i.params, self.volatility.state,
+            n.state, n.params, self.funding.state, self.funding.params, self._cp_params, self._disabled,
+        )
 
     # ---------------------------------------------------------------- events
     def on_trade(self, trade: Trade, state: MarketState | None) -> None:
         """A public trade; ``state`` is the ex-own book before it (None when there is no mid)."""
-        t, size_lots, aggressor = trade.t, trade.size_lots, trade.aggressor
-        self.flow.on_trade(t, size_lots, aggressor)
-        self.vpin.on_trade(t, size_lots, aggressor)
-        self.informed.on_trade(t, aggressor)
-        if state is not None:
-            self.intensity.on_trade(t, trade.px_ticks, size_lots, aggressor, state.mid_ticks)
+        if state is None:
+            mid_ticks = math.nan  # no mid: the intensity estimator cannot place the trade
+        else:
+            mid_ticks = state.mid_ticks
+            check_trade(trade.px_ticks, trade.size_lots, trade.aggressor, mid_ticks)
+        kernels.bank_on_trade(*self._trade_args, trade.t, trade.px_ticks, trade.size_lots, trade.aggressor, mid_ticks)
 
     def on_book(self, state: MarketState) -> None:
-        sigma_before = self.volatility.sigma_bps_per_sqrt_s()
-        self.volatility.on_mid(state.t, state.mid_ticks)
-        self.ofi.on_book(state)
-        for r_bps, dt in self.volatility.drain_returns():
-            if sigma_before <= 0.0:  # a market that never moved: no scale to score a return against
-                continue
-            z = r_bps / (sigma_before * math.sqrt(dt))
-            if self.changepoint.update(state.t, z):
-                # Max dwell reached: the new regime is accepted and σ re-fitted from the short window;
-                # A and k follow through the alarm window, which the intensity estimator keeps anyway.
-                self.volatility.accept_regime()
-                self.regimes_accepted += 1
-                sigma_before = self.volatility.sigma_bps_per_sqrt_s()
+        check_mid(state.mid_ticks)
+        z = kernels.bank_on_book(
+            *self._book_args, state.t, state.mid_ticks, state.best_bid_ticks, state.best_ask_ticks,
+            state.bid_depth_lots, state.ask_depth_lots,
+        )
+        if z == z and self.changepoint.update(state.t, z):  # z is NaN when no return was sampled
+            # Max dwell reached: the new regime is accepted and σ re-fitted from the short window;
+            # A and k follow through the alarm window, which the intensity estimator keeps anyway.
+            self.volatility.accept_regime()
+            self.regimes_accepted += 1
 
     def on_fill(self, fill: Fill) -> None:
         """Own fill (feeds the fill-imbalance alarm)."""
@@ -122,50 +136,23 @@ class SignalBank:
     def compute(self, state: MarketState, position_lots: int) -> SignalOutput:
         t = state.t
         cp = self.changepoint
-        a_eff, kappa_eff = self.intensity.estimate(t, cp.alarm)
-        toxicity, informed = self.informed.contributions(t)
-        contribs = self.flow.contributions(t)  # a new dict: the flow entries come first
-        contribs["ofi"] = self.ofi.contribution(state)
-        contribs["vpin"] = self.vpin.contribution()
-        contribs["regime_kappa"] = SignalContribution(kappa_eff, 0.0, 0.0, cp.alarm)
-        contribs["changepoint"] = self._changepoint_contribution()
-        contribs.update(informed)
-        contribs["funding"] = self.funding.contribution(t, position_lots)
-        disabled = self.cfg.disabled
-        if disabled:
-            for name in disabled:
-                c = contribs[name]
-                contribs[name] = SignalContribution(value=c.value, active=False)
-            if "regime_kappa" in disabled:  # ablation: the long-window estimate even in an alarm
-                a_eff, kappa_eff = self.intensity.estimate(t, short=False)
-        # Both sums in one pass, added in the order of the contributions (as sum() would), over
-        # every contribution: a new signal's spread or skew reaches the quotes with no list to update.
-        spread_add_bps = skew_bps = 0.0
-        for c in contribs.values():
-            spread_add_bps += c.spread_bps
-            skew_bps += c.skew_bps
+        self.informed.refresh_fills(t)
+        table = np.empty((len(self.names), 4))
+        out = self._out
+        kernels.bank_compute(
+            *self._compute_args, t, state.mid_ticks, position_lots, cp.cp_prob, cp.alarm,
+            self.informed.adverse_move_bps, table, out,
+        )
+        spread_add_bps, skew_bps, kappa_eff, a_eff, sigma, toxicity = out.tolist()
         # positional, in the field order: keywords cost ~0.3 µs more per decision
         return SignalOutput(
             spread_add_bps,
             skew_bps,
             kappa_eff,
             a_eff,
-            self.volatility.sigma_bps_per_sqrt_s(),
+            sigma,
             cp.cp_prob,
             cp.alarm,
             toxicity,
-            contribs,
+            Contributions(self.names, table, self._index),
         )
-
-    def _changepoint_contribution(self) -> SignalContribution:
-        cp = self.changepoint
-        key = (cp.cp_prob, cp.alarm)
-        if key != self._cp_key:
-            cc = self.cfg.changepoint
-            self._cp_key = key
-            self._cp_contribution = SignalContribution(
-                value=cp.cp_prob,
-                spread_bps=cc.widen_bps * cp.cp_prob + (cc.alarm_widen_bps if cp.alarm else 0.0),
-                active=cp.alarm,
-            )
-        return self._cp_contribution

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from pydantic import BaseModel, Field
 
-from agent.types import SignalContribution
+from agent import signal_kernels as kernels
 from hlmm.validation import SETTINGS
 
 BPS = 1e4
 HYPERLIQUID_FUNDING_INTERVAL_S = 3600.0
-_NONE = SignalContribution(value=0.0)  # before any funding rate is known
 
 
 class FundingConfig(BaseModel):
@@ -37,46 +37,43 @@ class FundingConfig(BaseModel):
 
 
 class FundingProximity:
+    """The expected rate and the funding grid, kept in ``state`` for
+    :func:`agent.signal_kernels.funding_contribution`."""
+
     def __init__(self, cfg: FundingConfig) -> None:
         self.cfg = cfg
         self._predicted_rate: float | None = None
         self._paid_rate: float | None = None
-        self._grid_t = 0.0  # a funding time: the schedule is this plus whole intervals
         self._last_payment_t: float | None = None
-        self.interval_s = HYPERLIQUID_FUNDING_INTERVAL_S
+        self.state = np.array([math.nan, 0.0, HYPERLIQUID_FUNDING_INTERVAL_S])  # grid: a funding time
+        self.params = np.array([cfg.window_s, cfg.widen_bps, cfg.skew_per_rate_bps, cfg.max_skew_bps])
 
     @property
     def rate(self) -> float | None:
         """The rate expected at the next funding, per interval (``None`` while none is known)."""
         return self._predicted_rate if self._predicted_rate is not None else self._paid_rate
 
+    @property
+    def interval_s(self) -> float:
+        """Seconds between fundings as far as the payments show (at most Hyperliquid's hour)."""
+        return float(self.state[kernels.FUND_INTERVAL])
+
     def on_payment(self, t: float, rate: float) -> None:
         """A funding payment at ``t`` at ``rate``: it fixes the grid, and its gap to the previous
         payment bounds the interval."""
+        st = self.state
         if self._last_payment_t is not None and t > self._last_payment_t:
-            self.interval_s = min(self.interval_s, t - self._last_payment_t)
+            st[kernels.FUND_INTERVAL] = min(self.interval_s, t - self._last_payment_t)
         self._last_payment_t = t
-        self._grid_t = t
+        st[kernels.FUND_GRID_T] = t
         self._paid_rate = rate
+        self._store_rate()
 
     def on_funding_rate(self, rate: float) -> None:
         """The venue's predicted rate for the next funding."""
         self._predicted_rate = rate
+        self._store_rate()
 
-    def next_funding_t(self, t: float) -> float:
-        """The first funding strictly after ``t`` on the schedule."""
-        return self._grid_t + (math.floor((t - self._grid_t) / self.interval_s) + 1.0) * self.interval_s
-
-    def contribution(self, t: float, position_lots: int) -> SignalContribution:
+    def _store_rate(self) -> None:
         rate = self.rate
-        if rate is None:
-            return _NONE
-        cfg = self.cfg
-        left = self.next_funding_t(t) - t
-        window = min(cfg.window_s, self.interval_s)
-        prox = 1.0 - left / window if left <= window else 0.0
-        skew = 0.0
-        if position_lots * rate > 0:  # the position pays
-            size = min(cfg.max_skew_bps, cfg.skew_per_rate_bps * abs(rate) * BPS * prox)
-            skew = -size if position_lots > 0 else size
-        return SignalContribution(prox, cfg.widen_bps * prox, skew, prox > 0.0)
+        self.state[kernels.FUND_RATE] = math.nan if rate is None else rate

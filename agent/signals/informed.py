@@ -19,9 +19,11 @@ import functools
 import math
 from collections import deque
 
+import numpy as np
 from pydantic import BaseModel, Field
 
-from agent.types import SignalContribution
+from agent import signal_kernels as kernels
+from agent.types import Contributions, SignalContribution
 from hlmm.stats import binomial_two_sided_p
 from hlmm.validation import SETTINGS
 
@@ -39,60 +41,65 @@ class InformedConfig(BaseModel):
 
 
 class InformedFlow:
+    """Forgotten market trade counts (state and arithmetic: :mod:`agent.signal_kernels`) and the
+    own fills of the window, whose binomial test is kept in the state as the ``fill_imbalance`` row."""
+
+    names = ("informed_flow", "fill_imbalance")
+
     def __init__(self, cfg: InformedConfig) -> None:
         self.cfg = cfg
-        self._t: float | None = None
-        self._buys = 0.0
-        self._sells = 0.0
+        self.state = np.zeros(kernels.INF_PI_HIT + 1)
+        self.state[kernels.INF_T] = math.nan
+        self.params = np.array([cfg.window_s])
+        self.adverse_move_bps = cfg.adverse_move_bps
         self._fills: deque[tuple[float, int]] = deque()
         self._fill_buys = 0  # fills in ``_fills`` with side > 0
-        self._adverse_move_bps = cfg.adverse_move_bps
-        self._window_s = cfg.window_s  # read on every trade
         self._fill_window_s = cfg.fill_window_s  # read every cycle
-        # The fill-imbalance contribution only changes with the fills in the window: reused
-        # until (buys, sells) change.
-        self._fills_key = (0, 0)
-        self._fills_out = self._fill_contribution(0, 0, _binomial_two_sided(0, 0))
+        # The fill-imbalance row only changes with the fills in the window: rewritten only when
+        # (buys, sells) change.
+        self._fills_key = (-1, -1)
+        self.refresh_fills(0.0)
 
     def set_adverse_move_bps(self, move_bps: float) -> None:
         """E|ΔV| measured by markouts (e.g. mean |AS| at 30 s); negative input counts as 0."""
-        self._adverse_move_bps = max(0.0, move_bps)
+        self.adverse_move_bps = max(0.0, move_bps)
 
     def on_trade(self, t: float, aggressor: int) -> None:
-        self._advance(t)
-        if aggressor > 0:
-            self._buys += 1.0
-        else:
-            self._sells += 1.0
+        kernels.informed_on_trade(self.state, self.params, t, aggressor)
 
     def on_fill(self, t: float, side: int) -> None:
         self._fills.append((t, side))
         self._fill_buys += side > 0
-
-    def flow_probability(self, t: float) -> float:
-        self._advance(t)
-        n = self._buys + self._sells
-        if n <= 0:
-            return 0.0
-        return min(1.0, max(0.0, abs(self._buys - self._sells) - math.sqrt(n)) / n)
 
     def fill_imbalance(self, t: float) -> tuple[int, int, float]:
         """(own buys, own sells, two-sided binomial p-value) over the fill window."""
         buys, sells = self._fill_counts(t)
         return buys, sells, _binomial_two_sided(buys, buys + sells)
 
+    def refresh_fills(self, t: float) -> None:
+        """Drop the fills that left the window at ``t`` and, when the counts changed, rewrite the
+        ``fill_imbalance`` row and π_hit in the state."""
+        key = self._fill_counts(t)
+        if key == self._fills_key:
+            return
+        self._fills_key = key
+        buys, sells = key
+        n = buys + sells
+        significant = n >= self.cfg.fill_min and _binomial_two_sided(buys, n) < self.cfg.fill_alpha
+        signed = (buys - sells) / n if n else 0.0
+        st = self.state
+        st[kernels.INF_PI_HIT] = abs(signed) if significant else 0.0  # 2b − 1 with b the majority share
+        st[kernels.INF_FILL_VALUE] = signed
+        st[kernels.INF_FILL_SPREAD] = self.cfg.fill_widen_bps if significant else 0.0
+        st[kernels.INF_FILL_SKEW] = -self.cfg.fill_skew_bps * signed if significant else 0.0
+        st[kernels.INF_FILL_ACTIVE] = 1.0 if significant else 0.0
+
     def contributions(self, t: float) -> tuple[float, dict[str, SignalContribution]]:
         """(toxicity in [0, 1], {``informed_flow``, ``fill_imbalance``})."""
-        p_flow = self.flow_probability(t)
-        key = self._fill_counts(t)
-        if self._fills_key != key:
-            self._fills_key = key
-            buys, sells = key
-            self._fills_out = self._fill_contribution(buys, sells, _binomial_two_sided(buys, buys + sells))
-        pi_hit, fills = self._fills_out
-        toxicity = max(p_flow, pi_hit)
-        informed = SignalContribution(toxicity, toxicity * self._adverse_move_bps, 0.0, toxicity > 0.0)
-        return toxicity, {"informed_flow": informed, "fill_imbalance": fills}
+        self.refresh_fills(t)
+        table = np.empty((2, 4))
+        toxicity = kernels.informed_rows(self.state, self.params, t, self.adverse_move_bps, table, 0)
+        return toxicity, dict(Contributions(self.names, table).items())
 
     def _fill_counts(self, t: float) -> tuple[int, int]:
         """(own buys, own sells) in the fill window ending at ``t``."""
@@ -101,28 +108,6 @@ class InformedFlow:
         while fills and fills[0][0] < start_t:
             self._fill_buys -= fills.popleft()[1] > 0
         return self._fill_buys, len(fills) - self._fill_buys
-
-    def _fill_contribution(self, buys: int, sells: int, p_value: float) -> tuple[float, SignalContribution]:
-        """(π_hit, ``fill_imbalance`` contribution) of the fills in the window."""
-        n = buys + sells
-        significant = n >= self.cfg.fill_min and p_value < self.cfg.fill_alpha
-        signed = (buys - sells) / n if n else 0.0
-        pi_hit = abs(signed) if significant else 0.0  # 2b − 1 with b the majority share
-        fills = SignalContribution(
-            value=signed,
-            spread_bps=self.cfg.fill_widen_bps if significant else 0.0,
-            skew_bps=-self.cfg.fill_skew_bps * signed if significant else 0.0,
-            active=significant,
-        )
-        return pi_hit, fills
-
-    def _advance(self, t: float) -> None:
-        if self._t is not None and t > self._t:
-            w = math.exp(-(t - self._t) / self._window_s)
-            self._buys *= w
-            self._sells *= w
-        if self._t is None or t > self._t:
-            self._t = t
 
 
 # Cached: it is asked every decision cycle, mostly with the same few (k, n).

@@ -10,14 +10,12 @@ top levels that :class:`MarketState` carries (a multi-level variant of the touch
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 from pydantic import BaseModel, Field
 
-from agent.types import MarketState, SignalContribution
+from agent import signal_kernels as kernels
+from agent.types import MarketState
 from hlmm.validation import SETTINGS
-
-BPS = 1e4
 
 
 class OfiConfig(BaseModel):
@@ -30,47 +28,13 @@ class OfiConfig(BaseModel):
 
 
 class OrderFlowImbalance:
+    """The previous book and the forgotten sums (state and arithmetic: :mod:`agent.signal_kernels`)."""
+
     def __init__(self, cfg: OfiConfig) -> None:
         self.cfg = cfg
-        self._prev: MarketState | None = None
-        self._ofi_lots = 0.0
-        self._depth_lots = 0.0
-        self._t = 0.0
-        # config fields read every cycle, as plain attributes
-        self._weight = cfg.weight
-        self._max_skew_bps = cfg.max_skew_bps
+        self.state = np.zeros(kernels.OFI_T + 1)
+        self.params = np.array([cfg.tau_s, cfg.depth_tau_s, cfg.weight, cfg.max_skew_bps])
 
     def on_book(self, state: MarketState) -> None:
-        prev = self._prev
-        self._prev = state
-        depth = 0.5 * (state.bid_depth_lots + state.ask_depth_lots)
-        if prev is None:
-            self._t, self._depth_lots = state.t, depth
-            return
-        self._decay(state.t)
-        e = 0.0
-        if state.best_bid_ticks >= prev.best_bid_ticks:
-            e += state.bid_depth_lots
-        if state.best_bid_ticks <= prev.best_bid_ticks:
-            e -= prev.bid_depth_lots
-        if state.best_ask_ticks <= prev.best_ask_ticks:
-            e -= state.ask_depth_lots
-        if state.best_ask_ticks >= prev.best_ask_ticks:
-            e += prev.ask_depth_lots
-        self._ofi_lots += e
-        w = math.exp(-(state.t - prev.t) / self.cfg.depth_tau_s) if state.t > prev.t else 1.0
-        self._depth_lots = w * self._depth_lots + (1.0 - w) * depth
-
-    def contribution(self, state: MarketState) -> SignalContribution:
-        self._decay(state.t)
-        if self._depth_lots <= 0 or state.mid_ticks <= 0:
-            return SignalContribution(value=0.0)
-        tick_bps = BPS / state.mid_ticks
-        move_bps = tick_bps * self._ofi_lots / (2.0 * self._depth_lots)
-        skew = max(-self._max_skew_bps, min(self._max_skew_bps, self._weight * move_bps))
-        return SignalContribution(self._ofi_lots / self._depth_lots, 0.0, skew, skew != 0.0)
-
-    def _decay(self, t: float) -> None:
-        if t > self._t:
-            self._ofi_lots *= math.exp(-(t - self._t) / self.cfg.tau_s)
-            self._t = t
+        kernels.ofi_on_book(self.state, self.params, state.t, state.best_bid_ticks, state.best_ask_ticks,
+                            state.bid_depth_lots, state.ask_depth_lots)

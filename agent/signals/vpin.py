@@ -10,11 +10,12 @@ VPIN is unsigned, so it only widens.
 from __future__ import annotations
 
 import math
-from collections import deque
 
+import numpy as np
 from pydantic import BaseModel, Field
 
-from agent.types import SignalContribution
+from agent import signal_kernels as kernels
+from agent.types import Contributions, SignalContribution
 from hlmm.validation import SETTINGS
 
 
@@ -34,65 +35,27 @@ class VpinConfig(BaseModel):
 
 
 class Vpin:
+    """Volume buckets and their imbalances (state and arithmetic: :mod:`agent.signal_kernels`)."""
+
     def __init__(self, cfg: VpinConfig) -> None:
         self.cfg = cfg
-        self._done: deque[tuple[float, float]] = deque(maxlen=cfg.buckets)  # (|S−B|, V) per full bucket
-        self._buy = 0.0
-        self._sell = 0.0
-        self._size_lots = cfg.min_bucket_lots
-        self._rate_vol = 0.0  # forgotten volume; rate = this / forgotten exposure
-        self._exposure_s = 0.0
-        self._t: float | None = None
-        self._rate_tau_s = cfg.rate_tau_s  # read on every trade
-        self._value: float | None = None  # value() of the current buckets; None = not computed
-        self._contribution: SignalContribution | None = None  # likewise for contribution()
+        self.state = np.zeros(kernels.VPIN_N_SCALARS + 2 * cfg.buckets)
+        self.state[kernels.VPIN_T] = math.nan
+        self.state[kernels.VPIN_SIZE] = cfg.min_bucket_lots
+        self.params = np.array(
+            [cfg.buckets, cfg.bucket_s, cfg.min_bucket_lots, cfg.rate_tau_s, cfg.min_buckets, cfg.threshold, cfg.widen_bps],
+            dtype=np.float64,
+        )
 
     def on_trade(self, t: float, size_lots: int, aggressor: int) -> None:
-        last_t = self._t
-        if last_t is None or t > last_t:
-            if last_t is not None:
-                tau_s = self._rate_tau_s
-                w = math.exp(-(t - last_t) / tau_s)
-                self._rate_vol *= w
-                self._exposure_s = self._exposure_s * w + tau_s * (1.0 - w)
-            self._t = t
-        self._rate_vol += size_lots
-        # the open bucket in locals: most trades only add to it
-        buy, sell, bucket_lots = self._buy, self._sell, self._size_lots
-        left = float(size_lots)
-        while left > 0:  # a large trade can fill several buckets
-            room = bucket_lots - buy - sell
-            take = room if room < left else left  # min(left, room)
-            if aggressor > 0:
-                buy += take
-            else:
-                sell += take
-            left -= take
-            if buy + sell >= bucket_lots - 1e-9:
-                self._done.append((abs(sell - buy), buy + sell))
-                self._value = self._contribution = None
-                buy = sell = 0.0
-                rate = self._rate_vol / self._exposure_s if self._exposure_s > 0 else 0.0
-                bucket_lots = self._size_lots = max(self.cfg.min_bucket_lots, rate * self.cfg.bucket_s)
-        self._buy, self._sell = buy, sell
+        kernels.vpin_on_trade(self.state, self.params, t, size_lots, aggressor)
 
     def value(self) -> float | None:
         """VPIN in [0, 1], or None before ``min_buckets`` full buckets."""
-        if len(self._done) < self.cfg.min_buckets:
-            return None
-        if self._value is None:  # changes only when a bucket completes; asked every cycle
-            self._value = sum(d for d, _ in self._done) / sum(v for _, v in self._done)
-        return self._value
+        v = kernels.vpin_value(self.state, self.params)
+        return None if math.isnan(v) else v
 
     def contribution(self) -> SignalContribution:
-        if self._contribution is None:  # changes only when a bucket completes; asked every cycle
-            self._contribution = self._build_contribution()
-        return self._contribution
-
-    def _build_contribution(self) -> SignalContribution:
-        v = self.value()
-        if v is None:
-            return SignalContribution(value=0.0)
-        excess = max(0.0, v - self.cfg.threshold) / (1.0 - self.cfg.threshold)
-        spread = self.cfg.widen_bps * excess
-        return SignalContribution(value=v, spread_bps=spread, active=spread > 0.0)
+        table = np.empty((1, 4))
+        kernels.vpin_contribution(self.state, self.params, table, 0)
+        return Contributions(("vpin",), table)["vpin"]
