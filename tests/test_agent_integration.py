@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import random
+from typing import TypedDict
 
 import pytest
 
@@ -42,7 +43,19 @@ EAGER = AgentConfig.model_validate(
 )
 
 
-def kill_on_sim(seed: int) -> dict[str, float | int | bool | None]:
+class KillRun(TypedDict):
+    """What :func:`kill_on_sim` reports of one run."""
+
+    stopped: bool
+    confirmed_flat: bool
+    venue_position: int
+    venue_open_orders: int
+    position_at_trigger: int | None
+    seconds_to_flat: float
+    alarm: bool
+
+
+def kill_on_sim(seed: int) -> KillRun:
     """Run until the kill switch fired (loss limit, or the operator once |q| >= 0.5 HYPE or at a
     random time) and the agent stopped; returns what the venue and the log say."""
     rng = random.Random(seed)

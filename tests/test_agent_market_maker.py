@@ -77,7 +77,7 @@ class FakeVenue:
         self.position = position_lots
         self.entry = mid_ticks
         self.resting: dict[int, list] = {}  # cid -> [side, px, remaining, reduce_only, oid]
-        self.heap: list[tuple[float, int, object]] = []
+        self.heap: list[tuple[float, int, Event | tuple[str, Command]]] = []
         self.seq = 0
         self.next_oid = 1
         self.next_trade = 1
@@ -271,7 +271,7 @@ def reducing_uptime_run(seed: int, duration_s: float = 1800.0) -> tuple[float, i
     venue = FakeVenue(rng, drift_bps_per_s=-0.1, position_lots=300)
     log = SessionLog(None, {})
     mm = MarketMaker(AgentConfig(max_position=3.24), HYPE, FEES, log)
-    mm.signal_bank = AlarmSignals(mm.signal_bank)
+    mm.signal_bank = AlarmSignals(mm.signal_bank)  # type: ignore[assignment]  # a stand-in delegating to the bank
     samples = [0, 0]
 
     def sample(t: float, ev: Event) -> None:
@@ -302,7 +302,7 @@ def test_reducing_side_quoted_without_escalation_too() -> None:
     venue = FakeVenue(rng, position_lots=200)
     cfg = AgentConfig(risk=RiskConfig(escalate_after_s=10_000.0))
     mm = MarketMaker(cfg, HYPE, FEES)
-    mm.signal_bank = AlarmSignals(mm.signal_bank)
+    mm.signal_bank = AlarmSignals(mm.signal_bank)  # type: ignore[assignment]  # a stand-in delegating to the bank
     up = [0, 0]
 
     def sample(t: float, ev: Event) -> None:
@@ -445,6 +445,7 @@ def test_fill_carries_mid_at_placement_into_markouts() -> None:
     cmds = mm.on_event(venue.book(0.5))
     bid = next(c for c in cmds if isinstance(c, PlaceOrder) and c.side == 1)
     m0 = mm.orders.orders[bid.client_id].mid_at_placement_ticks
+    assert mm.last_market_state is not None
     assert m0 == mm.last_market_state.mid_ticks
     mm.on_event(OrderAccepted(0.6, bid.client_id, 1))
     venue.mid -= 20  # the mid moves between placement and fill
@@ -454,6 +455,7 @@ def test_fill_carries_mid_at_placement_into_markouts() -> None:
     mm.on_event(Fill(0.8, bid.client_id, 1, 1, bid.px_ticks, bid.size_lots, 0.01, 1, True))  # duplicate
     assert mm.position_lots == bid.size_lots and mm.markouts.position_lots == bid.size_lots
     pending = mm.markouts._pending[0]
+    assert mm.last_market_state is not None
     assert pending.m0 == m0 and pending.mf == mm.last_market_state.mid_ticks != m0
 
 
@@ -486,7 +488,7 @@ def test_operator_halt_and_fatal_error_fire_the_kill_switch() -> None:
     def broken(state, q):
         raise RuntimeError("defect")
 
-    mm.signal_bank.compute = broken
+    mm.signal_bank.compute = broken  # type: ignore[method-assign]  # deliberately break the bank
     cmds = mm.on_event(venue.book(0.5))
     assert mm.kill_switch_fired and mm.state is OverlayState.HALTED
     assert isinstance(cmds[0], CancelAll) and any(isinstance(c, QueryAccount) for c in cmds)

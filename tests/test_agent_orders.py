@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -33,7 +35,7 @@ def quotes(*orders: DesiredOrder) -> DesiredQuotes:
     return DesiredQuotes(OverlayState.ACTIVE, tuple(orders))
 
 
-def om(**kw: float) -> OrderManager:
+def om(**kw: Any) -> OrderManager:
     return OrderManager(OrderManagerConfig(**kw), HYPE)
 
 
@@ -41,8 +43,9 @@ def test_place_assigns_monotonic_ids_and_stores_mid_at_placement() -> None:
     m = om()
     cmds = m.sync(0.0, quotes(DesiredOrder(1, 30870, 50), DesiredOrder(-1, 30890, 50)), CAP, 30880.5)
     assert [type(c) for c in cmds] == [PlaceOrder, PlaceOrder]
-    assert [c.client_id for c in cmds] == [1, 2]
-    assert all(c.tif == Tif.ALO for c in cmds)
+    places = cast(list[PlaceOrder], cmds)  # the types are checked just above
+    assert [c.client_id for c in places] == [1, 2]
+    assert all(c.tif == Tif.ALO for c in places)
     assert m.orders[1].mid_at_placement_ticks == 30880.5
     assert m.inflight_lots(1) == 50 and m.resting_lots(1) == 0
     m.on_ack(OrderAccepted(0.1, 1, 101))
@@ -119,6 +122,7 @@ def test_gate_clips_to_cap_counting_resting_and_inflight() -> None:
     m = om()
     m.position_lots = 250
     cmds = m.sync(0.0, quotes(DesiredOrder(1, 30870, 100)), CAP, MID)
+    assert isinstance(cmds[0], PlaceOrder)
     assert cmds[0].size_lots == 74  # 324 - 250
     assert m.counters["cap_clipped"] == 1
     # a replace with no headroom left: the old order counts until its cancel is acked, so the
@@ -304,7 +308,8 @@ def test_a_small_reduce_only_order_stays_valid_when_a_fill_in_flight_grows_the_p
     assert m.orders[cmd.client_id].size_lots == 19
     # at or above the minimum the order is shrunk to the position, as before
     m.position_lots = 100
-    assert m.place(0.0, DesiredOrder(-1, px, 150, reduce_only=True), CAP, MID).size_lots == 100
+    shrunk = m.place(0.0, DesiredOrder(-1, px, 150, reduce_only=True), CAP, MID)
+    assert shrunk is not None and shrunk.size_lots == 100
 
 
 # ------------------------------------------------------------------ the address's request budget
@@ -392,6 +397,7 @@ def test_paced_orders_never_spend_the_reserve() -> None:
     more; the spending slows as the headroom shrinks."""
     m = budgeted(2_000, request_reserve=300, request_budget_horizon_s=3_600.0)
     lowest = m.requests_left
+    assert lowest is not None
     sent_by_hour = [0] * 24
     for i in range(24 * 7_200):
         t = i * 0.5
@@ -400,11 +406,13 @@ def test_paced_orders_never_spend_the_reserve() -> None:
             if isinstance(c, CancelOrder):
                 m.on_canceled(OrderCanceled(t, c.client_id, 0))
                 continue
+            assert isinstance(c, (PlaceOrder, ModifyOrder))
             new = c if isinstance(c, PlaceOrder) else c.order
             if isinstance(c, ModifyOrder):
                 m.on_canceled(OrderCanceled(t, c.client_id, 0))
             m.on_ack(OrderAccepted(t, new.client_id, new.client_id))
             sent_by_hour[int(t // 3600)] += 1
+        assert m.requests_left is not None
         lowest = min(lowest, m.requests_left)
     assert lowest >= 300 - 1
     assert sent_by_hour[0] > 2 * sent_by_hour[5] > 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -41,7 +43,7 @@ def signals(alarm: bool = False, toxicity: float = 0.0) -> SignalOutput:
     return SignalOutput(0.0, 0.0, 0.05, 1.0, 1.0, 0.9 if alarm else 0.0, alarm, toxicity)
 
 
-def overlay(log: SessionLog | None = None, **kw: float) -> RiskOverlay:
+def overlay(log: SessionLog | None = None, **kw: Any) -> RiskOverlay:
     return RiskOverlay(RiskConfig(**kw), HYPE, CAP, log)
 
 
@@ -214,6 +216,7 @@ def test_flattener_steps_until_the_venue_says_flat() -> None:
     )
     # the venue still reports a position: close it whole, reduce-only IOC, through the touch
     (close,) = fl.on_account(AccountSnapshot(0.2, 150, 30880.0, 100.0, 1.0, 10_000), om, market())
+    assert isinstance(close, PlaceOrder)
     assert close.tif == Tif.IOC and close.reduce_only and close.side == -1 and close.size_lots == 150
     assert close.px_ticks < 30870
     om.on_ack(OrderAccepted(0.3, close.client_id, 1, resting=False))
@@ -224,6 +227,7 @@ def test_flattener_steps_until_the_venue_says_flat() -> None:
     (q,) = fl.poll(1.3, om)
     assert isinstance(q, QueryAccount)
     (close2,) = fl.on_account(AccountSnapshot(1.5, 50, 30880.0, 100.0, 1.0, 10_000), om, market(1.5))
+    assert isinstance(close2, PlaceOrder)
     assert close2.size_lots == 50  # the $15 remainder, whole
     assert not fl.flat
     om.position_lots = 0

@@ -195,7 +195,9 @@ def test_vpin_widens_only_above_its_threshold_in_one_sided_flow() -> None:
     low, high = balanced.contribution(), one_sided.contribution()
     assert balanced.value() == pytest.approx(0.0, abs=0.05) and not low.active and low.spread_bps == 0.0
     assert one_sided.value() == pytest.approx(0.8, abs=0.05) and cfg.threshold < 0.8
-    excess = (one_sided.value() - cfg.threshold) / (1.0 - cfg.threshold)
+    vpin = one_sided.value()
+    assert vpin is not None
+    excess = (vpin - cfg.threshold) / (1.0 - cfg.threshold)
     assert high.active and high.spread_bps == pytest.approx(cfg.widen_bps * excess) and high.skew_bps == 0.0
     assert strict.value() == one_sided.value() and strict.contribution().spread_bps == 0.0  # 0.8 < 0.9
 

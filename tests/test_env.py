@@ -3,6 +3,8 @@ reward built only from markouts that resolved."""
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,7 @@ from sim.env import ENV_ID, EnvConfig, MarketMakingEnv, RandomizationSpec, rando
 from sim.scenario import load_scenario
 
 SCENARIO = "feb12_cascade"
-SHORT = {"scenarios": [SCENARIO], "episode_s": 40.0, "step_s": 1.0}
+SHORT: dict[str, Any] = {"scenarios": [SCENARIO], "episode_s": 40.0, "step_s": 1.0}
 
 
 def _rollout(env: MarketMakingEnv, seed: int, actions: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
@@ -74,6 +76,7 @@ def test_zero_action_is_exactly_pure_glft() -> None:
         if term or trunc:
             break
     scenario, sim_seed = env.scenario, info["sim_seed"]
+    assert scenario is not None
     log = SessionLog(None, {"scenario": scenario.name, "seed": sim_seed})
     mm = MarketMaker(env.agent_config, scenario.instrument.instrument(), scenario.fees.schedule(), log=log)
     venue = SimVenue(scenario, sim_seed, mm, log)
@@ -83,6 +86,7 @@ def test_zero_action_is_exactly_pure_glft() -> None:
     def quotes(records):
         return [r for r in records if r["type"] in ("cycle", "place", "cancel", "modify", "fill")]
 
+    assert env.log is not None
     got, want = quotes(env.log.records), quotes(log.records)
     assert len(want) > 10  # the agent did quote
     assert got == want
@@ -91,6 +95,7 @@ def test_zero_action_is_exactly_pure_glft() -> None:
     env2.reset(seed=3)
     for _ in range(10):
         env2.step(np.array([1.0, 0.0, 0.0, 0.0], np.float32))
+    assert env2.log is not None
     cycles = [r for r in env2.log.records if r["type"] == "cycle" and r["rx"] > 1.0]
     assert cycles and all(r["policy_half_spread_bps"] == pytest.approx(env2.bounds.half_spread_widen_bps) for r in cycles)
 
@@ -101,6 +106,7 @@ def test_reward_edge_comes_only_from_resolved_markouts() -> None:
     cfg = EnvConfig(scenarios=(SCENARIO,), episode_s=60.0, step_s=1.0, inventory_penalty_usd_per_s=0.01)
     env = MarketMakingEnv(cfg, record=True)
     env.reset(seed=2)
+    assert env.log is not None
     rng = np.random.default_rng(1)
     t, nonzero = 0.0, 0
     while True:
@@ -149,7 +155,7 @@ def test_pnl_reward_sums_to_the_episodes_pnl_and_changes_nothing_else() -> None:
     """With ``reward = "pnl"`` each step pays the change of the marked-to-market PnL, so the
     rewards plus the penalties add up to the session's PnL; the market and the agent's actions
     are the same as under the edge reward (the reward only reads the agent)."""
-    def rollout(reward: str) -> tuple[list[np.ndarray], list[float], float, float]:
+    def rollout(reward: Literal["edge", "pnl"]) -> tuple[list[np.ndarray], list[float], float, float]:
         env = MarketMakingEnv(EnvConfig(scenarios=(SCENARIO,), episode_s=60.0, step_s=1.0, reward=reward))
         obs, _ = env.reset(seed=2)
         rng = np.random.default_rng(1)
@@ -172,7 +178,7 @@ def test_pnl_reward_sums_to_the_episodes_pnl_and_changes_nothing_else() -> None:
 def test_maker_credit_pays_each_maker_fill_when_it_happens_and_changes_nothing_else() -> None:
     """The credit adds ``maker_credit_bps`` of every maker fill's notional to the reward of the
     step it happened in, under either reward; the market and the agent run as without it."""
-    def rollout(reward: str, credit_bps: float) -> tuple[list[np.ndarray], list[float], list[float], float]:
+    def rollout(reward: Literal["edge", "pnl"], credit_bps: float) -> tuple[list[np.ndarray], list[float], list[float], float]:
         """Observations, rewards and credits per step, and the maker fills' notional in USD."""
         env = MarketMakingEnv(EnvConfig(scenarios=(SCENARIO,), episode_s=60.0, step_s=1.0, reward=reward,
                                         maker_credit_bps=credit_bps), record=True)
@@ -223,7 +229,7 @@ def test_bad_config_is_refused_naming_the_field() -> None:
     with pytest.raises(ValueError, match="step_s"):
         EnvConfig(episode_s=1.0, step_s=2.0)
     with pytest.raises(ValueError, match="reward"):
-        EnvConfig(reward="sharpe")
+        EnvConfig(reward="sharpe")  # type: ignore[arg-type]  # the bad value under test
 
 
 def test_the_reward_label_says_which_reward() -> None:

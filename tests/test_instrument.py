@@ -22,6 +22,7 @@ def reference_price_ok(price: Decimal, sz_decimals: int) -> bool:
     if price == price.to_integral_value():
         return True
     digits = price.normalize().as_tuple()
+    assert isinstance(digits.exponent, int)  # a finite price: no NaN/infinity exponent code
     decimals = -digits.exponent if digits.exponent < 0 else 0
     sig = len(digits.digits)
     return sig <= 5 and decimals <= 6 - sz_decimals

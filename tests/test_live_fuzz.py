@@ -11,6 +11,7 @@ import math
 import random
 import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -38,7 +39,7 @@ TEMPLATES: dict[str, Any] = {
                                                "oraclePx": "30.881", "premium": "0"}},
 }
 FIELD_NAMED = re.compile(r"^[A-Za-z_][\w.\[\]]*[=:]")  # "levels[0].px='nan': ..." or "userFills.fills: missing"
-PARSERS = {
+PARSERS: dict[str, Callable[[Any], Any]] = {  # each parser its own result type
     "l2Book": lambda d: wire.parse_l2book(HYPE, d),
     "trades": lambda d: wire.parse_trades(HYPE, d),
     "userFills": lambda d: wire.parse_user_fills(HYPE, d),

@@ -3,6 +3,8 @@ and a policy is refused for an agent configuration it was not trained with."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -53,6 +55,7 @@ def test_numpy_forward_equals_sb3_deterministic_prediction(algo: str, tmp_path) 
     from stable_baselines3 import PPO, SAC
 
     env = _BoxEnv()
+    model: PPO | SAC
     if algo == "ppo":
         model = PPO("MlpPolicy", env, seed=3, n_steps=64, device="cpu")
     else:
@@ -73,12 +76,14 @@ def test_numpy_forward_equals_sb3_deterministic_prediction(algo: str, tmp_path) 
 
 def test_numpy_forward_applies_vecnormalize_stats(tmp_path) -> None:
     from stable_baselines3 import PPO
+    from stable_baselines3.common.running_mean_std import RunningMeanStd
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     venv = VecNormalize(DummyVecEnv([_BoxEnv]), norm_reward=False, clip_obs=5.0)
     rng = np.random.default_rng(0)
-    venv.obs_rms.mean = rng.normal(0, 1, OBS_DIM)
-    venv.obs_rms.var = rng.uniform(0.1, 4.0, OBS_DIM)
+    obs_rms = cast(RunningMeanStd, venv.obs_rms)  # a Box space has one; SB3 types the attribute as the dict case
+    obs_rms.mean = rng.normal(0, 1, OBS_DIM)
+    obs_rms.var = rng.uniform(0.1, 4.0, OBS_DIM)
     model = PPO("MlpPolicy", venv, seed=1, n_steps=64, device="cpu")
     _perturb(model, 2)
     export_policy(model, tmp_path / "p.npz", "cfg", obs_rms=venv.obs_rms, clip_obs=venv.clip_obs, epsilon=venv.epsilon)

@@ -95,6 +95,7 @@ def test_audit_judges_the_incident_against_the_configured_cap(tmp_path: Path, ca
     run_session(shortened("feb12_cascade", 600.0), agent="incident", log_path=log_path)
     records = list(read_session_log(log_path))
     stress_cap = configured_cap_lots("feb12_cascade", None)
+    assert stress_cap is not None
     assert records[0]["cap_lots"] == stress_cap
     assert min(r["cap_lots"] for r in records if r["type"] == "cycle") > 5 * stress_cap
 
@@ -102,6 +103,7 @@ def test_audit_judges_the_incident_against_the_configured_cap(tmp_path: Path, ca
     stressed = session_metrics(records, cap_lots=stress_cap)
     assert audited.cap_lots == stress_cap
     assert audited.max_position_lots == stressed.max_position_lots > stress_cap
+    assert stressed.max_position_ratio is not None
     assert audited.max_position_ratio == stressed.max_position_ratio > 1.0
 
     assert audit_cli(log_path, tmp_path / "audit") == 0

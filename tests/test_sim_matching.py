@@ -190,7 +190,7 @@ def _table_invariants(eng: MatchingEngine) -> None:
     assert eng._slot == active
     assert sorted(eng._free_slots) == [k for k in range(o.shape[0]) if k not in active.values()]
     assert eng._used.shape[0] > max(active.values(), default=-1)
-    levels: dict[int, int] = {}
+    levels: dict[int, dict[int, int]] = {}
     for side, depth in ((BUY, eng._depth_bid), (SELL, eng._depth_ask)):
         lots = {eng.base_ticks + int(i): int(depth[i]) for i in depth.nonzero()[0]}
         for oo in eng.open_orders():

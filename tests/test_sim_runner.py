@@ -74,11 +74,14 @@ def _uptime_from_orders(records: list[dict]) -> float:
         last = r["rx"]
         kind, cid = r["type"], r.get("client_id")
         if kind == "place":
+            assert cid is not None
             live[cid] = r["size_lots"]
         elif kind == "modify":  # the old order is being cancelled, the new one counts
+            assert cid is not None
             live.pop(cid, None)
             live[r["order"]["client_id"]] = r["order"]["size_lots"]
         elif kind in ("cancel", "canceled", "reject", "cancel_reject") or (kind == "ack" and not r["resting"]):
+            assert cid is not None
             live.pop(cid, None)
         elif kind == "fill" and cid in live:
             live[cid] -= r["size_lots"]

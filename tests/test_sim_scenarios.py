@@ -141,7 +141,7 @@ def _regime_flows(sc: Scenario, seed: int) -> tuple[float, list[tuple[str, int, 
     eng = MatchingEngine(sc, seed)
     m0 = eng.mid_ticks()
     ends = [r.start_s for r in sc.regimes[1:]] + [sc.scenario.duration_s]
-    flows = []
+    flows: list[tuple[str, int, int]] = []
     for seg, end in zip(sc.regimes, ends, strict=True):
         eng.advance(end)
         trades = eng.drain().trades
@@ -193,6 +193,7 @@ def test_every_scenario_the_validation_accepts_runs() -> None:
     import random
     import tomllib
 
+    from agent.market_maker import MarketMaker
     from sim.runner import make_agent
     from sim.scenario import parse_scenario, scenario_path
     from sim.venue import SimVenue
@@ -211,6 +212,7 @@ def test_every_scenario_the_validation_accepts_runs() -> None:
             continue
         accepted += 1
         agent, _ = make_agent("production", sc.instrument.instrument(), sc.fees.schedule(), None, sc)
+        assert isinstance(agent, MarketMaker)
         venue = SimVenue(sc, 7, agent)
         venue.start()
         venue.run_until(min(120.0, sc.scenario.duration_s))

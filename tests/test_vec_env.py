@@ -3,6 +3,9 @@ exactly what ``SubprocVecEnv`` trains, and behave as a ``VecEnv`` for everything
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -79,13 +82,14 @@ def test_training_inline_gives_bit_for_bit_the_model_subproc_gives(tmp_path) -> 
 
 @pytest.mark.parametrize("spin", [True, False])
 def test_steps_resets_and_infos_are_those_of_subproc(spin: bool) -> None:
-    fns = [lambda n=n: Counter(length=2 + n) for n in range(3)]
+    fns: list[Callable[[], gym.Env]] = [partial(Counter, length=2 + n) for n in range(3)]
     inline, sub = InlineFirstVecEnv(fns, spin=spin), SubprocVecEnv(fns, start_method="fork")
     try:
         for v in (inline, sub):
             v.seed(10)
             v.set_options({"x": 1})
         first = [v.reset() for v in (inline, sub)]
+        assert isinstance(first[0], np.ndarray) and isinstance(first[1], np.ndarray)
         assert np.array_equal(first[0], first[1]) and first[0][:, 0].tolist() == [10, 11, 12]
         assert inline.reset_infos == list(sub.reset_infos) == [{"reset_with": {"x": 1}}] * 3
         actions = np.array([[0.5], [-0.25], [1.0]], dtype=np.float32)
@@ -93,6 +97,7 @@ def test_steps_resets_and_infos_are_those_of_subproc(spin: bool) -> None:
             a, b = inline.step(actions), sub.step(actions)
             assert a[1].dtype == b[1].dtype == np.float64
             for x, y in zip(a[:3], b[:3], strict=True):
+                assert isinstance(x, np.ndarray) and isinstance(y, np.ndarray)
                 assert np.array_equal(x, y)
             assert [sorted(i) for i in a[3]] == [sorted(i) for i in b[3]]
             for x, y in zip(a[3], b[3], strict=True):
