@@ -113,5 +113,6 @@ class VolatilityEstimator:
 
 
 def check_mid(mid_ticks: float) -> None:
+    """Refuse a mid no estimator can use (not a positive number), naming it."""
     if not mid_ticks > 0:
         raise ValueError(f"mid_ticks={mid_ticks!r}: must be > 0")

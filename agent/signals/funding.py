@@ -45,7 +45,8 @@ class FundingProximity:
         self._predicted_rate: float | None = None
         self._paid_rate: float | None = None
         self._last_payment_t: float | None = None
-        self.state = np.array([math.nan, 0.0, HYPERLIQUID_FUNDING_INTERVAL_S])  # grid: a funding time
+        # no rate known yet; the grid starts at a funding at t = 0, one hour apart
+        self.state = np.array([math.nan, 0.0, HYPERLIQUID_FUNDING_INTERVAL_S])
         self.params = np.array([cfg.window_s, cfg.widen_bps, cfg.skew_per_rate_bps, cfg.max_skew_bps])
 
     @property
