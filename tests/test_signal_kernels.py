@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from agent import signal_kernels as kernels
 from agent.signals import SignalBank, SignalsConfig
 from agent.signals.flow_imbalance import FlowConfig
 from agent.signals.vpin import VpinConfig
@@ -169,3 +170,20 @@ def test_signal_kernels_match_the_plain_python_signals_bit_for_bit(
     seen = _drive(cfg, seed)
     missing = (EXERCISED | also_exercised) - seen
     assert not missing, f"the stream never reached {sorted(missing)}"
+
+
+def test_the_bank_compiles_its_kernels_when_built_with_the_types_of_the_real_calls() -> None:
+    """Compiling a kernel takes seconds: the bank does it in its constructor, so the first decision
+    of a live session does not stall. The warm-up must use the real calls' argument types, or the
+    first real call would compile a second specialization anyway."""
+    bank = SignalBank(SignalsConfig(), HYPE)
+    fused = (kernels.bank_on_trade, kernels.bank_on_book, kernels.bank_compute)
+    assert [len(k.signatures) for k in fused] == [1, 1, 1]
+    state = MarketState(t=1.0, best_bid_ticks=30879, best_ask_ticks=30881, mid_ticks=30880.0,
+                        microprice_ticks=30880.0, bid_depth_lots=500, ask_depth_lots=400, book_age_s=0.0)
+    bank.on_trade(Trade(t=0.5, px_ticks=30881, size_lots=10, aggressor=1, trade_id=1), None)
+    bank.on_book(state)
+    bank.on_trade(Trade(t=1.5, px_ticks=30879, size_lots=20, aggressor=-1, trade_id=2), state)
+    bank.set_adverse_move_bps(2.0)
+    bank.compute(state, -300)
+    assert [len(k.signatures) for k in fused] == [1, 1, 1]

@@ -19,6 +19,7 @@ Every contribution is returned every cycle (for the ``cycle`` log record), activ
 from __future__ import annotations
 
 import math
+from typing import TypeVar, cast
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -59,6 +60,15 @@ class SignalsConfig(BaseModel):
 
 
 SIGNAL_NAMES = ("flow", "ofi", "vpin", "regime_kappa", "changepoint", "informed_flow", "fill_imbalance", "funding")
+
+_Arrays = TypeVar("_Arrays", bound=tuple[np.ndarray, ...])
+
+
+def _copies(arrays: _Arrays) -> _Arrays:
+    """``arrays`` with each array copied."""
+    return cast(_Arrays, tuple(a.copy() for a in arrays))
+
+
 class SignalBank:
     """Owns the estimators and signals; fed venue events, read once per decision cycle.
 
@@ -93,6 +103,16 @@ class SignalBank:
             f.state, f.params, o.state, o.params, v.state, v.params, i.state, i.params, self.volatility.state,
             n.state, n.params, self.funding.state, self.funding.params, self._cp_params, self._disabled,
         )
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Compile the fused kernels (or load them from numba's cache) now, with the argument
+        types of the real calls: compiling takes seconds, and a live session must not spend them
+        between a book and the quotes it gives. On copies of the state, which stays as it is."""
+        kernels.bank_on_trade(*_copies(self._trade_args), 0.0, 1, 1, 1, 1.0)
+        kernels.bank_on_book(*_copies(self._book_args), 0.0, 1.0, 1, 2, 1, 1)
+        table = np.empty((len(self.names), 4))
+        kernels.bank_compute(*_copies(self._compute_args), 0.0, 1.0, 0, 0.0, False, 0.0, table, np.empty(kernels.N_OUT))
 
     # ---------------------------------------------------------------- events
     def on_trade(self, trade: Trade, state: MarketState | None) -> None:
