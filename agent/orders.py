@@ -477,17 +477,34 @@ class OrderManager:
         for order in desired.orders:
             if not order.ioc:
                 wanted[order.side] = order
-        # In client-id order, once for both sides: the loop below only adds orders (on the side
-        # at hand).
-        live = list(self._live.values()) if self._live_in_cid_order else sorted(self._live.values(), key=_client_id)
-        for side in (1, -1):
+        # The quoting (not IOC) orders of each side in client-id order, sorted out in one pass for
+        # both sides: the loop below only adds orders (on the side at hand).
+        bids: list[Order] = []
+        asks: list[Order] = []
+        for o in self._live.values() if self._live_in_cid_order else sorted(self._live.values(), key=_client_id):
+            if o.tif is not _IOC:
+                if o.side == 1:
+                    bids.append(o)
+                elif o.side == -1:
+                    asks.append(o)
+        tolerance_ticks, keep_fraction = self.config.price_tolerance_ticks, self.config.size_keep_fraction
+        for side, quotes in ((1, bids), (-1, asks)):
             want = wanted.get(side)
             keep: Order | None = None
             stale: list[Order] = []
-            for o in live:
-                if o.side != side or o.status is _PENDING_CANCEL or o.tif is _IOC:
+            for o in quotes:
+                # read here, not when sorting: a cancel-all on the bid side's turn cancels asks too
+                if o.status is _PENDING_CANCEL:
                     continue
-                if keep is None and want is not None and self._keeps(o, want):
+                # kept: the first order close enough to ``want`` (price within the tolerance,
+                # remaining size in [keep_fraction * desired, desired], reduce-only alike)
+                if (
+                    keep is None
+                    and want is not None
+                    and o.reduce_only == want.reduce_only
+                    and abs(o.px_ticks - want.px_ticks) <= tolerance_ticks
+                    and keep_fraction * want.size_lots <= o.size_lots - o.filled_lots <= want.size_lots
+                ):
                     keep = o
                 else:
                     stale.append(o)
@@ -564,13 +581,6 @@ class OrderManager:
         self._spend(t, 1, force=True)
         self.count_request()
         return [CancelAll()]
-
-    def _keeps(self, o: Order, d: DesiredOrder) -> bool:
-        return (
-            o.reduce_only == d.reduce_only
-            and abs(o.px_ticks - d.px_ticks) <= self.config.price_tolerance_ticks
-            and self.config.size_keep_fraction * d.size_lots <= o.remaining_lots <= d.size_lots
-        )
 
     def _cancel(self, o: Order) -> list[Command]:
         if o.adopted and o.client_id < 0:
@@ -698,7 +708,11 @@ class OrderManager:
     def _refill(self, t: float) -> None:
         if self._tokens_t is not None:
             refill = (t - self._tokens_t) * self.config.rate_budget_weight_per_min / 60.0
-            self._tokens = min(self.config.rate_burst_weight, self._tokens + max(0.0, refill))
+            # min(burst, tokens + max(0.0, refill)) without the two builtin calls (every order
+            # and cancel refills): the same operands are picked, ties and NaN alike.
+            tokens = self._tokens + (refill if refill > 0.0 else 0.0)
+            burst = self.config.rate_burst_weight
+            self._tokens = tokens if tokens < burst else burst
         self._tokens_t = t
 
     def _spend(self, t: float, weight: float, force: bool = False) -> bool:

@@ -187,7 +187,8 @@ class Instrument:
             return ERR_INVALID_SIZE
         if px_ticks <= 0:
             return ERR_INVALID_PRICE
-        if not self.is_valid_price_ticks(px_ticks):
+        # below the five-significant-figure limit every tick is valid (no step to look up)
+        if px_ticks >= _EVERY_TICK_VALID_BELOW_TICKS and not self.is_valid_price_ticks(px_ticks):
             return ERR_TICK
         closes_all = False
         if reduce_only:

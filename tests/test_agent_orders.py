@@ -13,6 +13,7 @@ from agent.types import DesiredOrder, DesiredQuotes, OverlayState
 from hlmm.instrument import Instrument
 from hlmm.venue import (
     AccountSnapshot,
+    CancelAll,
     CancelOrder,
     CancelRejected,
     Fill,
@@ -446,3 +447,19 @@ def test_after_an_adoption_the_diff_still_walks_orders_in_client_id_order() -> N
     # the bid side: 500 is the only live bid; the new bid replaces it by a modify
     assert m.orders[500].status is OrderStatus.PENDING_CANCEL
     assert list(m._live) == [500, 1, 2] and m._live_in_cid_order is False
+
+
+def test_a_cancel_all_on_the_bid_sides_turn_leaves_the_asks_to_the_new_quote() -> None:
+    m = om()
+    m.query(0.0)
+    # a bid found at the venue without a client id: only a cancel-all can remove it
+    m.on_account(AccountSnapshot(0.5, 0, 0.0, 100.0, 0.0, 10_000,
+                                 open_orders=(OpenOrder(client_id=None, oid=5, side=1, px_ticks=30850, size_lots=40),)))
+    m.sync(1.0, quotes(DesiredOrder(-1, 30890, 50)), CAP, MID)
+    m.on_ack(OrderAccepted(1.1, 1, 11))
+    m.orders[-5].status = OrderStatus.OPEN  # as if the cancel-all had not reached it
+    cmds = m.sync(2.0, quotes(DesiredOrder(1, 30700, 50), DesiredOrder(-1, 30990, 50)), CAP, MID)
+    # the bid side's cancel-all already cancels the ask: it is neither cancelled again nor modified
+    assert [type(c) for c in cmds] == [CancelAll, PlaceOrder, PlaceOrder]
+    assert m.orders[1].status is OrderStatus.PENDING_CANCEL
+    assert m.counters["cancel_all_for_foreign"] == 2
