@@ -95,7 +95,9 @@ class Bocpd:
         self._scratch = np.empty((3, cfg.max_run))
         self._dev = self._scratch[_DEV]
         self._log_pred = self._scratch[_PRED]
-        self._survive = 1.0 - cfg.hazard
+        # the configuration's scalars every update reads (a pydantic attribute read costs more)
+        self._clip_z, self._max_run = cfg.clip_z, cfg.max_run
+        self._grow_consts = (1.0 - cfg.hazard, cfg.hazard, cfg.prior_beta, cfg.window_obs)
         # Compile the kernels (or load them from numba's cache, ~0.1 s) now rather than in the
         # first decision cycle that samples a return.
         self.reset()
@@ -115,8 +117,10 @@ class Bocpd:
 
     def update(self, z: float) -> float:
         """Add one observation; returns cp_w = P(run length < window_obs)."""
-        c = self.cfg
-        x = max(-c.clip_z, min(c.clip_z, z))
+        clip = self._clip_z
+        # max(-clip, min(clip, z)) without the builtin calls; NaN maps to clip as there
+        x = z if z < clip else clip
+        x = x if x > -clip else -clip
         n = self._n  # run lengths 0..n-1
         if self._start == 0:
             self._relocate()
@@ -134,8 +138,8 @@ class Bocpd:
         np.log1p(dev, dev)
         _shifted_log_predictive(n, tables, scratch)
         np.exp(log_pred, log_pred)
-        n_new = min(n + 1, c.max_run)
-        cp_w = _grow(x, s, n, n_new, post, tables, scratch, self._survive, c.hazard, c.prior_beta, c.window_obs)
+        n_new = n + 1 if n < self._max_run else self._max_run
+        cp_w = _grow(x, s, n, n_new, post, tables, scratch, *self._grow_consts)
         self._start, self._n = s - 1, n_new
         return cp_w
 
