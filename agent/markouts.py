@@ -284,10 +284,11 @@ class MarkoutTracker:
         n/(n + ``as_prior_fills``). At a 60 s horizon one fill's AS carries σ·√60 ≈ 12 bps of
         noise, and ι enters the skew exponentially (e^(kι/4)): two unlucky fills would otherwise
         widen the quotes several-fold and starve the fills that would correct the estimate."""
-        n = len(self._recent_at(self.cfg.as_horizon_s))
+        h = self.cfg.as_horizon_s
+        n = len(self._recent[h])  # one of horizons_s (MarkoutConfig checks it); asked every cycle
         if n == 0:
             return 0.0
-        return self._recent_mean(self.cfg.as_horizon_s, "as_bps") * n / (n + self.cfg.as_prior_fills)
+        return self._recent_mean(h, "as_bps") * n / (n + self.cfg.as_prior_fills)
 
     def edge_stats(self, horizon_s: float) -> tuple[float, float, int]:
         """``(mean_edge_bps, standard_error_bps, n)`` of recent fills at ``horizon_s`` (SE is 0 for n < 2)."""
