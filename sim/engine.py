@@ -144,6 +144,9 @@ class MatchingEngine:
         # Whether _out holds anything: set where it is appended to, cleared by drain().
         self._pending = True
         self.funding_usd = 0.0
+        # Simulated seconds since start: the kernel's clock (sf[SF_T]) kept as a Python float
+        # where advance() moves it, since every command and book update reads it.
+        self.t = 0.0
         self._seed_book()
         self._warm_up()
 
@@ -208,10 +211,6 @@ class MatchingEngine:
         self._si[K.SI_NEXT_TID] = 1
 
     # ------------------------------------------------------------------ state
-    @property
-    def t(self) -> float:
-        return float(self._sf[K.SF_T])
-
     @property
     def events(self) -> int:
         return int(self._si[K.SI_EVENTS])
@@ -297,8 +296,10 @@ class MatchingEngine:
                             self._depth_ask, self._used, self._tr_i, self._tr_f, self._fl_i, self._fl_f, self._fin)
             self._collect()
             if rc == 0:
+                self.t = float(until_s)  # where the kernel stopped its clock
                 return
             if rc == 2:
+                self.t = float(self._sf[K.SF_T])
                 raise EngineError(
                     f"value {self.instrument.ticks_to_float(self.value_ticks()):.6g} left the engine's price window "
                     f"[{self.instrument.ticks_to_float(self.base_ticks):.6g}, "
