@@ -18,18 +18,15 @@ With ``exact_cap_units`` > 0 the inventory term comes from the exact finite-cap 
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 from pydantic import BaseModel, Field
 
-from agent.glft import glft_exact_depths, glft_half_spread_and_skew
-from agent.rules import PriceRules
+from agent import decision_kernels as kernels
+from agent.glft import glft_exact_depths
 from agent.types import MarketState, PolicyAdjustment, QuoteTarget, SignalOutput
 from hlmm.instrument import Instrument
 from hlmm.validation import SETTINGS
 from hlmm.venue import FeeSchedule
-
-BPS = 1e4
 
 
 class GlftConfig(BaseModel):
@@ -53,13 +50,34 @@ class GlftConfig(BaseModel):
 
 
 class QuoteEngine:
-    """Stateless apart from its configuration; one :meth:`quote` per decision cycle."""
+    """Stateless apart from its configuration; one :meth:`quote` per decision cycle.
+
+    The arithmetic is one kernel call (:func:`agent.decision_kernels.quote`); this class checks
+    the inputs and reads them out of the pipeline's objects.
+    """
 
     def __init__(self, cfg: GlftConfig, instrument: Instrument, fees: FeeSchedule) -> None:
         self.cfg = cfg
         self.instrument = instrument
-        self.rules = PriceRules(instrument)
         self.fees = fees
+        params = np.empty(kernels.N_QUOTE_PARAMS)
+        params[kernels.Q_GAMMA] = cfg.gamma_per_bps_unit
+        params[kernels.Q_FEE_BPS] = fees.maker_bps
+        params[kernels.Q_MIN_EDGE_BPS] = cfg.min_edge_bps
+        params[kernels.Q_MAX_HALF_SPREAD_BPS] = cfg.max_half_spread_bps
+        params[kernels.Q_MAX_SKEW_BPS] = cfg.max_skew_bps
+        self._params = params
+        self._rules = kernels.rules_params(instrument)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Compile the kernel (or load it from numba's cache) now, with the argument types of the
+        real calls: compiling takes seconds, and a live session must not spend them on its first
+        quote."""
+        kernels.quote(
+            self._params, self._rules, 1.0, 1.0, 1.0, 0.0, 0, 1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False, 0.0, 1e5, 99_999,
+            100_001,
+        )
 
     def quote(
         self,
@@ -77,80 +95,39 @@ class QuoteEngine:
         """
         if order_size_lots <= 0:
             raise ValueError(f"order_size_lots={order_size_lots!r}: must be > 0")
-        if not (signals.sigma_bps_per_sqrt_s > 0 and signals.kappa_effective_per_bps > 0 and signals.a_effective_per_s > 0):
+        sigma = signals.sigma_bps_per_sqrt_s
+        kappa = signals.kappa_effective_per_bps
+        a_per_s = signals.a_effective_per_s
+        if not (sigma > 0 and kappa > 0 and a_per_s > 0):
             raise ValueError(
-                f"signals: sigma_bps_per_sqrt_s={signals.sigma_bps_per_sqrt_s!r}, kappa_effective_per_bps="
-                f"{signals.kappa_effective_per_bps!r}, a_effective_per_s={signals.a_effective_per_s!r}: must be > 0"
+                f"signals: sigma_bps_per_sqrt_s={sigma!r}, kappa_effective_per_bps="
+                f"{kappa!r}, a_effective_per_s={a_per_s!r}: must be > 0"
             )
-        c = self.cfg
-        fee = self.fees.maker_bps
-        q = position_lots / order_size_lots
-        glft_half, skew_per_unit = glft_half_spread_and_skew(
-            c.gamma_per_bps_unit,
-            signals.sigma_bps_per_sqrt_s,
-            signals.a_effective_per_s,
-            signals.kappa_effective_per_bps,
-            maker_fee_bps=fee,
-            adverse_jump_bps=adverse_selection_bps,
-        )
-        inventory_skew = -q * skew_per_unit
-        if c.exact_cap_units > 0:
-            inventory_skew = self._exact_inventory_skew(q, signals, fee, inventory_skew)
-
-        half = glft_half + signals.spread_add_bps + adj.half_spread_bps
-        floor = fee + c.min_edge_bps
-        floor_bound = half < floor
-        half = min(max(half, floor), c.max_half_spread_bps)
-        skew = inventory_skew + signals.skew_bps + adj.skew_bps
-        skew = max(-c.max_skew_bps, min(c.max_skew_bps, skew))
-
+        exact_cap = self.cfg.exact_cap_units
+        use_exact = exact_cap > 0 and abs(round(position_lots / order_size_lots)) < exact_cap
+        exact_skew = self._exact_inventory_skew(position_lots / order_size_lots, signals) if use_exact else 0.0
         mid = state.mid_ticks
-        bid_raw = mid * (1.0 + (skew - half) / BPS)
-        ask_raw = mid * (1.0 + (skew + half) / BPS)
-        inst = self.rules
-        # Passive rounding onto the tick grid, then onto the venue's 5-significant-figure grid.
-        bid = inst.round_price_passive(math.floor(bid_raw), +1)
-        ask = inst.round_price_passive(math.ceil(ask_raw), -1)
-        # Post-only must not cross the ex-own touch: at most join the opposite side's inside.
-        if bid >= state.best_ask_ticks:
-            bid = inst.round_price_passive(state.best_ask_ticks - 1, +1)
-        if ask <= state.best_bid_ticks:
-            ask = inst.round_price_passive(state.best_bid_ticks + 1, -1)
-        bid_size = self._size(order_size_lots, adj.bid_size_log_mult, bid)
-        ask_size = self._size(order_size_lots, adj.ask_size_log_mult, ask)
+        bid, ask, bid_size, ask_size, half, skew, inventory_skew, floor_bound, glft_half = kernels.quote(
+            self._params, self._rules, sigma, a_per_s, kappa, adverse_selection_bps, position_lots, order_size_lots,
+            signals.spread_add_bps, signals.skew_bps, adj.half_spread_bps, adj.skew_bps, adj.bid_size_log_mult,
+            adj.ask_size_log_mult, use_exact, exact_skew, mid, state.best_bid_ticks, state.best_ask_ticks,
+        )
+        # positional, in the field order: keywords cost more per decision
         return QuoteTarget(
-            t=state.t,
-            mid_ticks=mid,
-            bid_px_ticks=bid,
-            ask_px_ticks=ask,
-            bid_size_lots=bid_size,
-            ask_size_lots=ask_size,
-            half_spread_bps=half,
-            skew_bps=skew,
-            inventory_skew_bps=inventory_skew,
-            floor_bound=floor_bound,
-            glft_half_spread_bps=glft_half,
+            state.t, mid, bid, ask, bid_size, ask_size, half, skew, inventory_skew, floor_bound, glft_half
         )
 
-    def _size(self, base_lots: int, log_mult: float, px_ticks: int) -> int:
-        lots = round(base_lots * math.exp(log_mult))
-        return max(1, lots, self.rules.min_lots_at(px_ticks))
-
-    def _exact_inventory_skew(
-        self, q: float, signals: SignalOutput, fee: float, closed_form_skew: float
-    ) -> float:
+    def _exact_inventory_skew(self, q: float, signals: SignalOutput) -> float:
         """Inventory skew from the exact finite-cap depths: the shift of the midpoint of the two depths.
 
-        Outside the cap (|q| >= cap, where one side has no exact quote) the closed form is kept;
-        the risk overlay pulls that side anyway.
+        Only inside the cap (|q| < cap): outside it one side has no exact quote, the closed form
+        is kept and the risk overlay pulls that side anyway.
         """
         cap = self.cfg.exact_cap_units
-        qi = round(q)
-        if abs(qi) >= cap:
-            return closed_form_skew
         bid, ask = glft_exact_depths(
             cap, self.cfg.gamma_per_bps_unit, signals.sigma_bps_per_sqrt_s, signals.a_effective_per_s,
-            signals.kappa_effective_per_bps, fee,
+            signals.kappa_effective_per_bps, self.fees.maker_bps,
         )
+        qi = round(q)
         db, da = float(bid[qi + cap]), float(ask[qi + cap])
         return 0.5 * (da - db)
