@@ -16,6 +16,9 @@ Three rules the incident broke are enforced here by construction:
   confirms flat with a venue query, retrying with backoff; it raises an ``alarm`` record if it
   cannot get flat, and never reports "flat" without the venue saying so.
 
+The overlay's per-cycle arithmetic (the state, the cap, the reducing side, the escalation) is one
+numba kernel call, :func:`agent.decision_kernels.overlay_decide`.
+
 Units: sizes lots, prices ticks, times venue seconds, thresholds as named.
 """
 
@@ -24,10 +27,11 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 
+import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
+from agent import decision_kernels as kernels
 from agent.orders import OrderManager
-from agent.rules import PriceRules
 from agent.types import DesiredOrder, DesiredQuotes, MarketState, OverlayState, QuoteTarget, SignalOutput
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import SessionLog
@@ -116,7 +120,12 @@ class KillSwitchConfig(BaseModel):
 
 
 class RiskOverlay:
-    """Turns a :class:`QuoteTarget` into :class:`DesiredQuotes` within the cap and state rules."""
+    """Turns a :class:`QuoteTarget` into :class:`DesiredQuotes` within the cap and state rules.
+
+    The state update and the orders (cap clipping, the reducing side, the escalation) are one
+    kernel call per decision (:func:`agent.decision_kernels.overlay_decide`); this class keeps
+    the fill-imbalance window, writes the log and builds the orders.
+    """
 
     def __init__(
         self, config: RiskConfig, instrument: Instrument, config_cap_lots: int, log: SessionLog | None = None
@@ -125,19 +134,42 @@ class RiskOverlay:
             raise ValueError(f"config_cap_lots={config_cap_lots!r}: must be a positive number of lots")
         self.config = config
         self.instrument = instrument
-        self.rules = PriceRules(instrument)
         self.config_cap_lots = config_cap_lots
         self.margin_cap_lots: int | None = None
         self.log = log
         self.state = _ACTIVE
         self.reasons: tuple[str, ...] = ()
         self.pulls: Counter[str] = Counter()
-        self._reducing_since: float | None = None
-        self._escalated_since: float | None = None
-        self._last_ioc_t = -math.inf
-        self._pulled: set[int] = set()
         self._fills: deque[tuple[float, int]] = deque()
         self._fill_buys = 0  # fills in ``_fills`` with a positive signed size
+        c = config
+        params = np.empty(kernels.N_OVERLAY_PARAMS)
+        params[kernels.O_TOXICITY] = c.toxicity_threshold
+        params[kernels.O_PRESSURE_ENTER] = c.cap_pressure_fraction
+        params[kernels.O_PRESSURE_EXIT] = c.cap_pressure_exit_fraction
+        params[kernels.O_STALE_S] = c.stale_after_s
+        params[kernels.O_MIN_DWELL_S] = c.reducing_min_dwell_s
+        params[kernels.O_WIDEN_BPS] = c.reducing_widen_bps
+        params[kernels.O_ESCALATE_S] = c.escalate_after_s
+        params[kernels.O_IOC_AFTER_S] = c.escalate_ioc_after_s
+        params[kernels.O_IOC_THROUGH_BPS] = c.ioc_through_bps
+        params[kernels.O_IOC_SLICE_USD] = c.ioc_slice_usd
+        params[kernels.O_IOC_INTERVAL_S] = c.ioc_interval_s
+        params[kernels.O_MIN_NOTIONAL_USD] = instrument.min_notional_usd
+        self._params = params
+        self._rules = kernels.rules_params(instrument)
+        # ACTIVE, no reasons, not REDUCING nor escalated, no IOC yet, both sides quoted
+        self._state = np.array([0.0, 0.0, math.nan, math.nan, -math.inf, 0.0])
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Compile the kernel (or load it from numba's cache) now, with the argument types of the
+        real calls, on a copy of the state: a live session must not spend seconds compiling
+        between a book and its quotes."""
+        kernels.overlay_decide(
+            self._params, self._rules, self._state.copy(), 0.0, 1, 0, 0, 0, False, 0.0, False, 0.0, 0.0, 99_999,
+            100_001, 1e5, 1e5, 99_999, 100_001, 1, 1,
+        )
 
     # ---------------------------------------------------------------- cap
     @property
@@ -186,62 +218,44 @@ class RiskOverlay:
         """
         if self.state is _HALTED:
             return DesiredQuotes(_HALTED, (), self.reasons)
-        cap = self.effective_cap_lots
-        self._update_state(t, market, signals, position_lots, cap)
-        notes: list[str] = list(self.reasons)
-        q = position_lots
-        if self.state is _ACTIVE or q == 0:
-            widen = (
-                0
-                if self.state is _ACTIVE
-                else self._bps_ticks(self.config.reducing_widen_bps, target)
-            )
-            bid = self._clip_open(1, target.bid_px_ticks - widen, target.bid_size_lots, q, cap, committed_lots.get(1, 0), notes)
-            ask = self._clip_open(-1, target.ask_px_ticks + widen, target.ask_size_lots, q, cap, committed_lots.get(-1, 0), notes)
-            if bid is not None and ask is not None:
-                if self._pulled:
-                    self._log_pulls(t, {1, -1})
-                # else both sides were and are quoted: no pull to log (most cycles)
-                return DesiredQuotes(self.state, (bid, ask), tuple(notes))
-            orders: tuple[DesiredOrder, ...] = (bid,) if bid is not None else (ask,) if ask is not None else ()
+        if signals is None:
+            alarm, toxicity = False, math.nan
         else:
-            increasing = 1 if q > 0 else -1
-            notes.append(f"pull:{'bid' if increasing > 0 else 'ask'}")
-            reducing = -increasing
-            orders = tuple(
-                self._reducing_orders(
-                    t, target, market, q, cap - reducing * q - committed_lots.get(reducing, 0)
-                )
-            )
-        self._log_pulls(t, {o.side for o in orders if not o.ioc})
-        return DesiredQuotes(self.state, orders, tuple(notes))
+            alarm, toxicity = signals.changepoint_alarm, signals.toxicity
+        flags, px0, size0, px1, size1 = kernels.overlay_decide(
+            self._params, self._rules, self._state, t, self.effective_cap_lots, position_lots,
+            committed_lots.get(1, 0), committed_lots.get(-1, 0), alarm, toxicity, self.fill_imbalance_alarm(t),
+            market.t, market.book_age_s, market.best_bid_ticks, market.best_ask_ticks, market.mid_ticks,
+            target.mid_ticks, target.bid_px_ticks, target.ask_px_ticks, target.bid_size_lots, target.ask_size_lots,
+        )
+        if flags == _BOTH_QUOTED:  # most cycles: nothing changed, both sides quoted in full
+            return DesiredQuotes(self.state, (DesiredOrder(1, px0, size0), DesiredOrder(-1, px1, size1)), self.reasons)
+        if flags & _CHANGES:
+            self._apply_changes(t, flags)
+        orders: tuple[DesiredOrder, ...]
+        if flags & kernels.F_REDUCE:
+            side = -1 if position_lots > 0 else 1
+            reduce = DesiredOrder(side, px0, size0, reduce_only=True)
+            orders = (reduce, DesiredOrder(side, px1, size1, True, True)) if flags & kernels.F_IOC else (reduce,)
+        else:
+            bid = (DesiredOrder(1, px0, size0),) if flags & kernels.F_BID else ()
+            orders = bid + ((DesiredOrder(-1, px1, size1),) if flags & kernels.F_ASK else ())
+        if flags & kernels.F_PULLS:
+            self._log_pulls(t, {o.side for o in orders if not o.ioc})
+        notes = self.reasons
+        if flags & kernels.ALL_NOTES:
+            notes += tuple(note for flag, note in kernels.NOTE_FLAGS if flags & flag)
+        return DesiredQuotes(self.state, orders, notes)
 
-    def _update_state(
-        self, t: float, market: MarketState, signals: SignalOutput | None, q: int, cap: int
-    ) -> None:
-        c = self.config
-        why: list[str] = []
-        if signals is not None and signals.changepoint_alarm:
-            why.append("changepoint")
-        if signals is not None and signals.toxicity >= c.toxicity_threshold:
-            why.append("toxicity")
-        pressure = abs(q) / cap if cap > 0 else (math.inf if q else 0.0)
-        was_pressed = "cap_pressure" in self.reasons
-        if pressure >= c.cap_pressure_fraction or (was_pressed and pressure > c.cap_pressure_exit_fraction):
-            why.append("cap_pressure")
-        if market.book_age_s > c.stale_after_s or t - market.t > c.stale_after_s:
-            why.append("stale_data")
-        if self.fill_imbalance_alarm(t):
-            why.append("fill_imbalance")
-        if why:
-            if self.state is _ACTIVE:
-                self._transition(t, _REDUCING, tuple(why))
-            self.reasons = tuple(why)
-        elif self.state is _REDUCING:
-            assert self._reducing_since is not None
-            if t - self._reducing_since >= c.reducing_min_dwell_s:
-                self._transition(t, _ACTIVE, ("clear",))
-                self.reasons = ()
+    def _apply_changes(self, t: float, flags: int) -> None:
+        """The kernel's state changes, logged in the order they happened."""
+        if flags & kernels.F_TO_REDUCING:
+            self._transition(t, _REDUCING, _REASONS[int(self._state[kernels.V_REASONS])])
+        elif flags & kernels.F_TO_ACTIVE:
+            self._transition(t, _ACTIVE, ("clear",))
+        self.reasons = _REASONS[int(self._state[kernels.V_REASONS])]
+        if flags & kernels.F_ESCALATED and self.log is not None:
+            self.log.write(t, "overlay", **{"from": "REDUCING", "to": "REDUCING", "reason": "escalate:touch"})
 
     def _transition(self, t: float, to: OverlayState, why: tuple[str, ...]) -> None:
         if self.log is not None:
@@ -250,108 +264,11 @@ class RiskOverlay:
             )
         self.state = to
         self.reasons = why
-        if to is _REDUCING:
-            self._reducing_since = t
-        else:
-            self._reducing_since = None
-        self._escalated_since = None
-
-    def _clip_open(
-        self, side: int, px: int, size: int, q: int, cap: int, committed: int, notes: list[str]
-    ) -> DesiredOrder | None:
-        """A regular (not reduce-only) quote clipped to the cap; ``None`` if nothing may go."""
-        name = "bid" if side > 0 else "ask"
-        px = self.rules.round_price_passive(px, side)
-        if px <= 0 or size <= 0:
-            notes.append(f"no_{name}")
-            return None
-        allowed = cap - side * q - committed
-        if allowed < size:
-            notes.append(f"clip:{name}")
-            size = max(0, allowed)
-        if size < self.rules.min_lots_at(px):
-            # Below the minimum notional and not a close: send nothing (theory.md section 5).
-            notes.append(f"cap:{name}")
-            return None
-        return DesiredOrder(side, px, size)
-
-    def _reducing_orders(
-        self, t: float, target: QuoteTarget, market: MarketState, q: int, headroom: int
-    ) -> list[DesiredOrder]:
-        """The reducing side: post-only reduce-only quote, then the escalation ladder.
-
-        :param headroom: lots the reducing side may add within the cap (``cap + |q| - committed``;
-            only orders being cancelled on that side can make it smaller than ``|q|``).
-        """
-        c = self.config
-        side = -1 if q > 0 else 1
-        absq = abs(q)
-        assert self._reducing_since is not None
-        cap = self.effective_cap_lots
-        if self._escalated_since is None and (t - self._reducing_since >= c.escalate_after_s or absq > cap):
-            self._escalated_since = t
-            if self.log is not None:
-                self.log.write(
-                    t, "overlay", **{"from": "REDUCING", "to": "REDUCING", "reason": "escalate:touch"}
-                )
-        px = target.ask_px_ticks if side < 0 else target.bid_px_ticks
-        if self._escalated_since is not None:
-            # To the touch: never behind the best opposite-side price (ex-own).
-            px = min(px, market.best_ask_ticks) if side < 0 else max(px, market.best_bid_ticks)
-        # Post-only must not cross: at least one valid step away from the other side's best.
-        if side < 0:
-            px = max(px, market.best_bid_ticks + self.instrument.price_step_ticks(market.best_bid_ticks))
-        else:
-            px = min(px, market.best_ask_ticks - self.instrument.price_step_ticks(market.best_ask_ticks))
-        px = self.rules.round_price_passive(px, side)
-        size = min(
-            absq,
-            max(target.ask_size_lots if side < 0 else target.bid_size_lots, self.rules.min_lots_at(px)),
-        )
-        size = min(self._close_size(size, absq, px), headroom)
-        if size <= 0:
-            return []
-        out = [DesiredOrder(side=side, px_ticks=px, size_lots=size, reduce_only=True)]
-        if (
-            self._escalated_since is not None
-            and t - self._escalated_since >= c.escalate_ioc_after_s
-            and t - self._last_ioc_t >= c.ioc_interval_s
-        ):
-            # At most ioc_through_bps through the mid: round the limit toward the mid.
-            limit = market.mid_ticks * (1.0 + side * c.ioc_through_bps * BPS)
-            ioc_px = self.rules.round_price_passive(
-                math.floor(limit) if side > 0 else math.ceil(limit), side
-            )
-            slice_lots = max(1, self.rules.min_lots_at(ioc_px), self._usd_lots(c.ioc_slice_usd, ioc_px))
-            out.append(
-                DesiredOrder(
-                    side=side,
-                    px_ticks=ioc_px,
-                    size_lots=self._close_size(slice_lots, absq, ioc_px),
-                    reduce_only=True,
-                    ioc=True,
-                )
-            )
-            self._last_ioc_t = t
-        return out
-
-    def _close_size(self, size: int, absq: int, px: int) -> int:
-        """``size`` capped at the position; a remainder worth under the minimum notional is
-        taken in the same order (one whole-position close is exempt from the minimum)."""
-        size = min(size, absq)
-        if self.instrument.notional_usd(px, absq - size) < self.instrument.min_notional_usd:
-            size = absq
-        return size
-
-    def _usd_lots(self, usd: float, px: int) -> int:
-        return int(usd / max(self.instrument.notional_usd(px, 1), 1e-12))
-
-    def _bps_ticks(self, bps: float, target: QuoteTarget) -> int:
-        return math.ceil(target.mid_ticks * bps * BPS)
 
     def _log_pulls(self, t: float, quoted: set[int]) -> None:
+        """Count (and log) the sides not in ``quoted`` that were quoted before; store the pulled sides."""
         pulled = {1, -1} - quoted
-        for side in pulled - self._pulled:
+        for side in pulled - _PULLED_SIDES[int(self._state[kernels.V_PULLED])]:
             reason = ",".join(self.reasons) or "cap"
             self.pulls[reason] += 1
             if self.log is not None:
@@ -365,7 +282,21 @@ class RiskOverlay:
                         "reason": reason,
                     },
                 )
-        self._pulled = pulled
+        self._state[kernels.V_PULLED] = (kernels.PULLED_BID if 1 in pulled else 0) | (
+            kernels.PULLED_ASK if -1 in pulled else 0
+        )
+
+
+# the reasons for REDUCING by their kernel mask (agent.decision_kernels.R_*)
+_REASON_NAMES = (
+    (kernels.R_CHANGEPOINT, "changepoint"), (kernels.R_TOXICITY, "toxicity"), (kernels.R_CAP_PRESSURE, "cap_pressure"),
+    (kernels.R_STALE_DATA, "stale_data"), (kernels.R_FILL_IMBALANCE, "fill_imbalance"),
+)
+_REASONS = tuple(tuple(name for bit, name in _REASON_NAMES if mask & bit) for mask in range(1 << len(_REASON_NAMES)))
+_BOTH_QUOTED = kernels.F_BID | kernels.F_ASK
+_CHANGES = kernels.F_TO_REDUCING | kernels.F_TO_ACTIVE | kernels.F_REASONS | kernels.F_ESCALATED
+# the pulled sides by their kernel mask (agent.decision_kernels.PULLED_*)
+_PULLED_SIDES: tuple[frozenset[int], ...] = (frozenset(), frozenset({1}), frozenset({-1}), frozenset({1, -1}))
 
 
 class Flattener:

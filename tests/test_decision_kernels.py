@@ -1,6 +1,6 @@
 """Differential tests of the decision kernels (agent/decision_kernels.py): the integer price rules
-against the instrument's exact ones, and the quote engine against the plain-Python engine it
-replaced (tests/decision_reference.py), on seeded random inputs, bit for bit."""
+against the instrument's exact ones, and the quote engine and the risk overlay against the
+plain-Python ones they replaced (tests/decision_reference.py), on seeded random inputs, bit for bit."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import pytest
 
 from agent import decision_kernels as kernels
 from agent.quote_engine import GlftConfig, QuoteEngine
-from agent.types import MarketState, PolicyAdjustment, QuoteTarget, SignalOutput
+from agent.risk import RiskConfig, RiskOverlay
+from agent.types import DesiredQuotes, MarketState, OverlayState, PolicyAdjustment, QuoteTarget, SignalOutput
 from hlmm.instrument import Instrument
+from hlmm.sessionlog import SessionLog
 from hlmm.venue import FeeSchedule
-from tests.decision_reference import ReferenceQuoteEngine
+from tests.decision_reference import ReferenceQuoteEngine, ReferenceRiskOverlay
 
 # (instrument, a typical mid in ticks): every tick valid, a step of 10 ticks, a step of 100 ticks
 INSTRUMENTS = (
@@ -119,3 +121,105 @@ def test_quote_refuses_what_python_refused(adj: PolicyAdjustment) -> None:
         ReferenceQuoteEngine(GlftConfig(), inst, 1.5).quote(state, sig, 0, 50, adj)
     with pytest.raises(ValueError):
         QuoteEngine(GlftConfig(), inst, FeeSchedule()).quote(state, sig, 0, 50, adj)
+
+
+def _decision(dq: DesiredQuotes, ov: RiskOverlay | ReferenceRiskOverlay) -> tuple[object, ...]:
+    orders = tuple((o.side, o.px_ticks, o.size_lots, o.reduce_only, o.ioc) for o in dq.orders)
+    return dq.state, orders, dq.reasons, ov.state, ov.reasons, dict(ov.pulls)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_overlay_matches_the_python_overlay(seed: int) -> None:
+    """One random stream of fills, margin caps and decisions (positions around and past the cap,
+    committed lots, stale books, alarms, toxic flow, tiny and empty targets) into the real and the
+    reference overlay; every decision, the state, the pull counts and the log must be the same."""
+    rng = np.random.default_rng(seed)
+    inst, mid0 = INSTRUMENTS[0] if seed == 1 else INSTRUMENTS[1]
+    cap = 300 if seed == 1 else 40_000
+    size0 = cap // 6
+    cfg = RiskConfig(escalate_after_s=60.0, escalate_ioc_after_s=20.0, ioc_interval_s=3.0, reducing_min_dwell_s=5.0,
+                     fill_imbalance_window_s=60.0)
+    real_log, ref_log = SessionLog(None, {}), SessionLog(None, {})
+    real, ref = RiskOverlay(cfg, inst, cap, real_log), ReferenceRiskOverlay(cfg, inst, cap, ref_log)
+    seen: set[str] = set()
+    t = 0.0
+    position = 0
+    for i in range(8000):
+        t += 0.5 * int(rng.integers(1, 5))  # on a grid: the time thresholds are met exactly too
+        if i == 7900:  # the kill switch: nothing more is quoted
+            real.halt(t, "daily_loss")
+            ref.halt(t, "daily_loss")
+        u = rng.random()
+        if u < 0.1:
+            # own fills, one-sided from 1000 s to 1500 s: the fill-imbalance alarm fires
+            side = 1 if rng.random() < (0.95 if 1000.0 <= t < 1500.0 else 0.5) else -1
+            lots = int(rng.integers(1, size0 + 1))
+            real.on_fill(t, side, lots)
+            ref.on_fill(t, side, lots)
+            position += side * lots
+            continue
+        if u < 0.12:
+            margin = int(rng.choice((cap // 2, cap, 10 * cap, 0)))
+            real.set_margin_cap(margin)
+            ref.set_margin_cap(margin)
+            continue
+        if rng.random() < 0.02:
+            position = int(rng.integers(-2 * cap, 2 * cap + 1))  # past the cap too
+        elif rng.random() < 0.02:  # exactly at a cap-pressure threshold of either cap
+            position = int(rng.choice((-1, 1)) * round(rng.choice((0.6, 0.8, 1.0)) * rng.choice((cap, cap // 2))))
+        elif rng.random() < 0.05:
+            position = 0
+        bid = int(mid0 * math.exp(rng.normal(0.0, 0.01)))
+        ask = bid + int(rng.integers(1, 30))
+        mid = 0.5 * (bid + ask)
+        book_t = t - (float(rng.exponential(5.0)) if rng.random() < 0.03 else 0.0)
+        market = MarketState(book_t, bid, ask, mid, mid, 100, 100, 4.0 if rng.random() < 0.01 else 0.0)
+        half = int(rng.integers(1, 80))
+        skew = int(rng.integers(-40, 41))
+        tbid, task = bid - half + skew, ask + half + skew
+        if rng.random() < 0.01:
+            tbid = -tbid  # nothing may go on the bid
+        bid_lots, ask_lots = (int(x) for x in rng.integers(0 if rng.random() < 0.02 else 1, size0 + 1, 2))
+        target = QuoteTarget(t, mid, tbid, task, bid_lots, ask_lots, 5.0, 0.0, 0.0, False, 5.0)
+        alarm = 300.0 <= t < 400.0 or 2500.0 <= t < 2520.0
+        signals = None if rng.random() < 0.05 else SignalOutput(
+            0.0, 0.0, 0.05, 1.0, 1.0, 0.9 if alarm else 0.0, alarm,
+            float(rng.uniform(0.85, 1.0)) if 1800.0 <= t < 1830.0 else float(rng.uniform(0.0, 0.5)),
+        )
+        committed = {} if rng.random() < 0.5 else {
+            s: int(rng.integers(0, cap // 3)) for s in (1, -1) if rng.random() < 0.5
+        }
+        got = real.decide(t, target, market, signals, position, committed)
+        want = ref.decide(t, target, market, signals, position, committed)
+        assert _decision(got, real) == _decision(want, ref), f"decision {i} at t={t!r}"
+        assert real_log.records == ref_log.records, f"decision {i} at t={t!r}"
+        notes = set(got.reasons)
+        seen.update(name for name, hit in (
+            ("both sides", got.state is OverlayState.ACTIVE and len(got.orders) == 2),
+            ("clipped", bool(notes & {"clip:bid", "clip:ask"})),
+            ("below the minimum", bool(notes & {"cap:bid", "cap:ask"})),
+            ("nothing on a side", bool(notes & {"no_bid", "no_ask"})),
+            ("reducing flat", got.state is OverlayState.REDUCING and position == 0 and len(got.orders) == 2),
+            ("reduce-only", any(o.reduce_only and not o.ioc for o in got.orders)),
+            ("reduce-only ask", any(o.reduce_only and o.side < 0 for o in got.orders)),
+            ("reduce-only bid", any(o.reduce_only and o.side > 0 for o in got.orders)),
+            ("pulled", bool(notes & {"pull:bid", "pull:ask"})),
+            ("ioc", any(o.ioc for o in got.orders)),
+            ("reducing, nothing", got.state is OverlayState.REDUCING and not got.orders),
+            ("halted", got.state is OverlayState.HALTED),
+            ("no signals", signals is None),
+            *((reason, reason in notes) for reason in
+              ("changepoint", "toxicity", "cap_pressure", "stale_data", "fill_imbalance")),
+        ) if hit)
+    assert real.pulls == ref.pulls and real.reasons == ref.reasons
+    types = {(r.get("to"), r.get("reason"), "pull" in r) for r in real_log.records}
+    seen.update(name for name, hit in (
+        ("back to ACTIVE", ("ACTIVE", "clear", False) in types),
+        ("escalated", ("REDUCING", "escalate:touch", False) in types),
+        ("pull logged", any(pull for _, _, pull in types)),
+    ) if hit)
+    assert seen >= {
+        "both sides", "clipped", "below the minimum", "nothing on a side", "reducing flat", "reduce-only",
+        "reduce-only ask", "reduce-only bid", "pulled", "ioc", "halted", "no signals", "changepoint", "toxicity",
+        "cap_pressure", "stale_data", "fill_imbalance", "back to ACTIVE", "escalated", "pull logged",
+    }, seen
