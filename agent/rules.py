@@ -1,13 +1,13 @@
-"""The instrument's per-price venue rules, memoized for the decision loop.
+"""The instrument's minimum order size per price, memoized for the order manager.
 
-:meth:`Instrument.round_price_passive` and :meth:`Instrument.min_lots_at` are exact (Decimal)
-and pure functions of the price, and every decision cycle asks for them several times at a
-handful of prices near the mid. :class:`PriceRules` answers from a per-price table and asks the
-instrument only for a price it has not seen, so the answers are the instrument's own.
+:meth:`Instrument.min_lots_at` is exact (Decimal) and a pure function of the price, and the order
+manager asks for it for every reduce-only order it sends, at a handful of prices near the mid.
+:class:`PriceRules` answers from a per-price table and asks the instrument only for a price it
+has not seen, so the answers are the instrument's own. (The quote engine and the risk overlay
+compute the venue's rules in integers inside their kernels, :mod:`agent.decision_kernels`.)
 
-The tables are shared by every :class:`PriceRules` of one instrument in the process: the quote
-engine, the risk overlay and the order manager ask about the same prices, and each env episode
-builds a new market maker that would otherwise start from empty tables.
+The table is shared by every :class:`PriceRules` of one instrument in the process: each env
+episode builds a new market maker that would otherwise start from an empty table.
 """
 
 from __future__ import annotations
@@ -18,29 +18,19 @@ from hlmm.instrument import Instrument
 # over drifting prices must not grow it without bound.
 MAX_TABLE_PRICES = 1 << 16
 
-# instrument -> (bid rounding, ask rounding, minimum lots), each keyed by price in ticks
-_TABLES: dict[Instrument, tuple[dict[int, int], dict[int, int], dict[int, int]]] = {}
+# instrument -> minimum lots keyed by price in ticks
+_TABLES: dict[Instrument, dict[int, int]] = {}
 
 
 class PriceRules:
-    """Memoized :meth:`Instrument.round_price_passive` and :meth:`Instrument.min_lots_at` (ticks, lots)."""
+    """Memoized :meth:`Instrument.min_lots_at` (ticks -> lots)."""
 
     def __init__(self, instrument: Instrument) -> None:
         self.instrument = instrument
-        tables = _TABLES.get(instrument)
-        if tables is None:
-            tables = _TABLES[instrument] = ({}, {}, {})
-        self._bid_px, self._ask_px, self._min_lots = tables
-
-    def round_price_passive(self, px_ticks: int, side: int) -> int:
-        """Nearest valid price no more aggressive than ``px_ticks`` (bids down, asks up), ticks."""
-        table = self._bid_px if side > 0 else self._ask_px
-        px = table.get(px_ticks)
-        if px is None:
-            if len(table) >= MAX_TABLE_PRICES:
-                table.clear()
-            px = table[px_ticks] = self.instrument.round_price_passive(px_ticks, side)
-        return px
+        table = _TABLES.get(instrument)
+        if table is None:
+            table = _TABLES[instrument] = {}
+        self._min_lots = table
 
     def min_lots_at(self, px_ticks: int) -> int:
         """Fewest lots whose notional reaches the venue's minimum at ``px_ticks``."""
