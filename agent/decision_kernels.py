@@ -123,6 +123,8 @@ def glft_half_spread_and_skew(
     engine's call): ``(half_spread_bps, skew_bps_per_unit)``."""
     iota = py_max(0.0, adverse_jump_bps)
     a_fee = a_per_s * math.exp(-kappa * maker_fee_bps)
+    if not a_fee > 0:  # underflowed (or a NaN fee): glft_coefficients refuses it
+        raise ValueError("glft_coefficients: the fee-adjusted intensity a_per_s*exp(-kappa*fee) must be > 0")
     # glft_coefficients with x = gamma, delta = 1.0 (a product with 1.0 is exact)
     ratio = gamma / kappa
     c1 = math.log1p(ratio) / gamma

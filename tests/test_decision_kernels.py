@@ -112,15 +112,20 @@ def test_quote_matches_the_python_engine(cfg: GlftConfig) -> None:
     assert expected <= seen
 
 
-@pytest.mark.parametrize("adj", [PolicyAdjustment(bid_size_log_mult=1000.0), PolicyAdjustment(half_spread_bps=math.nan)])
-def test_quote_refuses_what_python_refused(adj: PolicyAdjustment) -> None:
+@pytest.mark.parametrize(("adj", "kappa"), [
+    (PolicyAdjustment(bid_size_log_mult=1000.0), 0.05),  # a size that is not a number
+    (PolicyAdjustment(half_spread_bps=math.nan), 0.05),  # a price that is not a number
+    (PolicyAdjustment(), 1000.0),  # the maker fee's exp(-kappa * fee) underflows the intensity to 0
+])
+def test_quote_refuses_what_python_refused(adj: PolicyAdjustment, kappa: float) -> None:
+    """Inputs the Python engine raised on raise a ValueError (its messages are not reproduced)."""
     inst, mid = INSTRUMENTS[0]
-    sig = SignalOutput(0.0, 0.0, 0.05, 1.0, 1.6, 0.0, False, 0.0)
+    sig = SignalOutput(0.0, 0.0, kappa, 1.0, 1.6, 0.0, False, 0.0)
     state = MarketState(0.0, mid - 1, mid + 1, float(mid), float(mid), 100, 100, 0.0)
     with pytest.raises((ValueError, OverflowError)):
         ReferenceQuoteEngine(GlftConfig(), inst, 1.5).quote(state, sig, 0, 50, adj)
     with pytest.raises(ValueError):
-        QuoteEngine(GlftConfig(), inst, FeeSchedule()).quote(state, sig, 0, 50, adj)
+        QuoteEngine(GlftConfig(), inst, FeeSchedule(maker_bps=1.5)).quote(state, sig, 0, 50, adj)
 
 
 def _decision(dq: DesiredQuotes, ov: RiskOverlay | ReferenceRiskOverlay) -> tuple[object, ...]:
