@@ -40,15 +40,18 @@ from numba import njit
 
 from hlmm.instrument import MAX_SIG_FIGS, PERP_MAX_DECIMALS, Instrument
 
-BPS = 1e4
+BPS = 1e4  # bps per unit
+ONE_BPS = 1e-4  # one bps as a fraction (the risk overlay's factor)
 
 # rules_params: an instrument's grid for the kernels
 RULE_TICK_DECIMALS, RULE_MAX_PX_DECIMALS, RULE_MIN_LOTS_NUM, RULE_MIN_LOTS_DEN, RULE_NOTIONAL_SCALE = range(5)
 # Below this many ticks every tick is a valid price (hlmm.instrument)
 EVERY_TICK_VALID_BELOW_TICKS = 10**MAX_SIG_FIGS
-# Largest numerator of the minimum-lots ratio: far inside int64, and small enough that
-# Decimal's 28 significant digits cannot round a quotient onto a whole number of lots.
+# Largest numerator and denominator of the minimum-lots ratio: ``den * px`` stays inside int64
+# for any price below 10**12 ticks, and the quotient is far from Decimal's 28 significant digits
+# (which could otherwise round it onto a whole number of lots).
 MAX_MIN_LOTS_NUM = 10**15
+MAX_MIN_LOTS_DEN = 10**6
 
 # quote params: the engine's configuration and the maker fee
 Q_GAMMA, Q_FEE_BPS, Q_MIN_EDGE_BPS, Q_MAX_HALF_SPREAD_BPS, Q_MAX_SKEW_BPS = range(5)
@@ -64,7 +67,7 @@ def rules_params(instrument: Instrument) -> np.ndarray:
     """
     num, den = Decimal(repr(instrument.min_notional_usd)).as_integer_ratio()
     num *= 10 ** (instrument.tick_decimals + instrument.sz_decimals)
-    if not 0 < num <= MAX_MIN_LOTS_NUM or den > MAX_MIN_LOTS_NUM:
+    if not 0 < num <= MAX_MIN_LOTS_NUM or den > MAX_MIN_LOTS_DEN:
         raise ValueError(f"min_notional_usd={instrument.min_notional_usd!r}: too many digits for the integer rules")
     scale = 10 ** (instrument.tick_decimals + instrument.sz_decimals)  # ticks * lots -> USD
     return np.array(
@@ -344,7 +347,7 @@ def overlay_decide(
     px0 = size0 = px1 = size1 = 0
     quoted = 0  # PULLED_* mask of the sides quoted (not IOC)
     if not reducing or q == 0:
-        widen = math.ceil(target_mid_ticks * params[O_WIDEN_BPS] * 1e-4) if reducing else 0
+        widen = math.ceil(target_mid_ticks * params[O_WIDEN_BPS] * ONE_BPS) if reducing else 0
         px0, size0, notes = _clip_open(1, target_bid_ticks - widen, target_bid_lots, q, cap, committed_bid_lots, rules)
         flags |= notes
         if size0 > 0:
@@ -388,7 +391,7 @@ def overlay_decide(
                 and t - state[V_LAST_IOC_T] >= params[O_IOC_INTERVAL_S]
             ):
                 # At most ioc_through_bps through the mid: round the limit toward the mid.
-                limit = book_mid_ticks * (1.0 + side * params[O_IOC_THROUGH_BPS] * 1e-4)
+                limit = book_mid_ticks * (1.0 + side * params[O_IOC_THROUGH_BPS] * ONE_BPS)
                 ioc_px = round_price_passive(math.floor(limit) if side > 0 else math.ceil(limit), side, rules)
                 usd_lots = int(params[O_IOC_SLICE_USD] / py_max(notional_usd(ioc_px, 1, rules), 1e-12))
                 slice_lots = max(1, min_lots_at(ioc_px, rules), usd_lots)
