@@ -10,12 +10,16 @@ import numpy as np
 import pytest
 
 from agent import decision_kernels as kernels
+from agent.config import AgentConfig
+from agent.market_maker import MarketMaker
 from agent.quote_engine import GlftConfig, QuoteEngine
 from agent.risk import RiskConfig, RiskOverlay
 from agent.types import DesiredQuotes, MarketState, OverlayState, PolicyAdjustment, QuoteTarget, SignalOutput
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import SessionLog
 from hlmm.venue import FeeSchedule
+from sim.scenario import load_scenario
+from sim.venue import SimVenue
 from tests.decision_reference import ReferenceQuoteEngine, ReferenceRiskOverlay
 
 # (instrument, a typical mid in ticks): every tick valid, a step of 10 ticks, a step of 100 ticks
@@ -228,3 +232,20 @@ def test_overlay_matches_the_python_overlay(seed: int) -> None:
         "reduce-only ask", "reduce-only bid", "pulled", "ioc", "halted", "no signals", "changepoint", "toxicity",
         "cap_pressure", "stale_data", "fill_imbalance", "back to ACTIVE", "escalated", "pull logged",
     }, seen
+
+
+def test_the_kernels_compiled_when_built_are_the_ones_a_session_calls() -> None:
+    """Compiling a kernel takes about a second: the quote engine and the overlay do it when built,
+    so a live session's first decision does not stall. Their warm-up must use the argument types
+    of the real calls, or the first real call would compile a second specialization anyway."""
+    scenario = load_scenario("calm")
+    log = SessionLog(None, {})
+    mm = MarketMaker(AgentConfig(), scenario.instrument.instrument(), scenario.fees.schedule(), log)
+    compiled = (kernels.quote, kernels.overlay_decide)
+    assert [len(k.signatures) for k in compiled] == [1, 1]
+    venue = SimVenue(scenario, 5, mm, log)
+    venue.start()
+    venue.run_until(120.0)
+    cycles = [r for r in log.records if r["type"] == "cycle"]
+    assert len(cycles) > 100 and any(r["bid_px"] is not None for r in cycles)  # the session quoted
+    assert [len(k.signatures) for k in compiled] == [1, 1]
