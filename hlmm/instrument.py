@@ -24,6 +24,9 @@ PERP_MAX_DECIMALS = 6
 # Below this many ticks a price has at most five significant figures, and the grid never has
 # more decimals than the venue allows (``Instrument.__post_init__``): every tick is a valid price.
 _EVERY_TICK_VALID_BELOW_TICKS = 10**MAX_SIG_FIGS
+# ``10**k`` for every ``tick_decimals + sz_decimals`` an instrument may have (at most
+# PERP_MAX_DECIMALS): the notional's divisor without a power per order.
+_TEN_POW = tuple(10**k for k in range(PERP_MAX_DECIMALS + 1))
 
 # Error texts as the venue words them (per-order errors get an " asset=N" suffix on the wire).
 ERR_INVALID_SIZE = "Order has invalid size."
@@ -143,7 +146,7 @@ class Instrument:
         In integers, not Decimal: ``int / int`` is correctly rounded in Python, so this is the
         float of the exact decimal product, at a fraction of the cost (every order is checked).
         """
-        return int(px_ticks) * int(size_lots) / 10 ** (self.tick_decimals + self.sz_decimals)
+        return int(px_ticks) * int(size_lots) / _TEN_POW[self.tick_decimals + self.sz_decimals]
 
     # ----------------------------------------------------------------- rules
     def price_step_ticks(self, px_ticks: int) -> int:
@@ -190,12 +193,12 @@ class Instrument:
         # below the five-significant-figure limit every tick is valid (no step to look up)
         if px_ticks >= _EVERY_TICK_VALID_BELOW_TICKS and not self.is_valid_price_ticks(px_ticks):
             return ERR_TICK
-        closes_all = False
         if reduce_only:
             if position_lots == 0 or (position_lots > 0) == (side > 0):
                 return ERR_REDUCE_ONLY
-            closes_all = size_lots >= abs(position_lots)
-        if not closes_all and self.notional_usd(px_ticks, size_lots) < self.min_notional_usd:
+            if size_lots >= abs(position_lots):
+                return None  # closes the whole position: exempt from the minimum
+        if self.notional_usd(px_ticks, size_lots) < self.min_notional_usd:
             return ERR_MIN_NOTIONAL
         return None
 

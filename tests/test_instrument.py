@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hlmm.instrument import (
+    ERR_INVALID_PRICE,
     ERR_INVALID_SIZE,
     ERR_MIN_NOTIONAL,
     ERR_REDUCE_ONLY,
@@ -65,6 +66,53 @@ def test_check_order_hand_cases():
     # above $100 the 5-significant-figure rule makes 0.001 steps invalid
     assert HYPE.check_order(1, 123_456, 100) == ERR_TICK
     assert HYPE.check_order(1, 123_450, 100) is None
+
+
+def reference_verdict(
+    inst: Instrument, side: int, px_ticks: int, size_lots: int, reduce_only: bool, position_lots: int
+) -> str | None:
+    """The venue's rules in decimals, in the venue's order (size, price, tick, reduce-only, minimum)."""
+    if size_lots <= 0:
+        return ERR_INVALID_SIZE
+    if px_ticks <= 0:
+        return ERR_INVALID_PRICE
+    if not reference_price_ok(inst.ticks_to_price(px_ticks), inst.sz_decimals):
+        return ERR_TICK
+    if reduce_only and (position_lots == 0 or (position_lots > 0) == (side > 0)):
+        return ERR_REDUCE_ONLY
+    if reduce_only and size_lots >= abs(position_lots):
+        return None  # a whole-position close is exempt from the minimum
+    notional = float(inst.ticks_to_price(px_ticks) * inst.lots_to_size(size_lots))  # exact, rounded once
+    return ERR_MIN_NOTIONAL if notional < inst.min_notional_usd else None
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    sz=st.integers(min_value=0, max_value=6),
+    tick=st.integers(min_value=0, max_value=6),
+    side=st.sampled_from([1, -1]),
+    # around the 5-significant-figure limit (10**5 ticks) and the $10 minimum
+    px_ticks=st.one_of(st.integers(min_value=-2, max_value=10**9), st.integers(min_value=99_990, max_value=100_020)),
+    size_lots=st.integers(min_value=-2, max_value=10**7),
+    reduce_only=st.booleans(),
+    position_lots=st.integers(min_value=-10**7, max_value=10**7),
+)
+def test_check_order_matches_the_decimal_reference(sz, tick, side, px_ticks, size_lots, reduce_only, position_lots):
+    inst = Instrument(coin="T", sz_decimals=sz, tick_decimals=min(tick, 6 - sz))
+    assert inst.check_order(side, px_ticks, size_lots, reduce_only, position_lots) == reference_verdict(
+        inst, side, px_ticks, size_lots, reduce_only, position_lots
+    )
+
+
+def test_check_order_reference_stream_reaches_every_verdict():
+    """The stream above is not vacuous: each verdict, and a whole-position close under the minimum."""
+    inst = Instrument(coin="T", sz_decimals=2, tick_decimals=3)
+    cases = [(1, 30880, 33, False, 0), (1, 30880, 32, False, 0), (1, 30880, 0, False, 0), (1, 0, 5, False, 0),
+             (1, 123_456, 100, False, 0), (1, 30880, 20, True, 20), (-1, 30880, 20, True, 20), (-1, 30880, 10, True, 20)]
+    verdicts = {reference_verdict(inst, *c) for c in cases}
+    assert verdicts == {None, ERR_MIN_NOTIONAL, ERR_INVALID_SIZE, ERR_INVALID_PRICE, ERR_TICK, ERR_REDUCE_ONLY}
+    for c in cases:
+        assert inst.check_order(*c) == reference_verdict(inst, *c)
 
 
 @settings(max_examples=400, deadline=None)
