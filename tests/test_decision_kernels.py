@@ -4,22 +4,22 @@ plain-Python ones they replaced (tests/decision_reference.py), on seeded random 
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from agent import decision_kernels as kernels
-from agent.config import AgentConfig
-from agent.market_maker import MarketMaker
 from agent.quote_engine import GlftConfig, QuoteEngine
 from agent.risk import RiskConfig, RiskOverlay
 from agent.types import DesiredQuotes, MarketState, OverlayState, PolicyAdjustment, QuoteTarget, SignalOutput
 from hlmm.instrument import Instrument
 from hlmm.sessionlog import SessionLog
 from hlmm.venue import FeeSchedule
-from sim.scenario import load_scenario
-from sim.venue import SimVenue
 from tests.decision_reference import ReferenceQuoteEngine, ReferenceRiskOverlay
 
 # (instrument, a typical mid in ticks): every tick valid, a step of 10 ticks, a step of 100 ticks
@@ -234,18 +234,38 @@ def test_overlay_matches_the_python_overlay(seed: int) -> None:
     }, seen
 
 
+# Run in a fresh interpreter: in the test process other tests may already have compiled
+# specializations of their own (a test's int mid), which would hide or fake a second one.
+_SESSION_SIGNATURES = """
+import json
+
+from agent import decision_kernels as kernels
+from agent.config import AgentConfig
+from agent.market_maker import MarketMaker
+from hlmm.sessionlog import SessionLog
+from sim.scenario import load_scenario
+from sim.venue import SimVenue
+
+scenario = load_scenario("calm")
+log = SessionLog(None, {})
+mm = MarketMaker(AgentConfig(), scenario.instrument.instrument(), scenario.fees.schedule(), log)
+compiled = (kernels.quote, kernels.overlay_decide)
+built = [len(k.signatures) for k in compiled]
+venue = SimVenue(scenario, 5, mm, log)
+venue.start()
+venue.run_until(120.0)
+cycles = [r for r in log.records if r["type"] == "cycle"]
+quoted = sum(r["bid_px"] is not None for r in cycles)
+print(json.dumps({"built": built, "after": [len(k.signatures) for k in compiled], "cycles": len(cycles), "quoted": quoted}))
+"""
+
+
 def test_the_kernels_compiled_when_built_are_the_ones_a_session_calls() -> None:
     """Compiling a kernel takes about a second: the quote engine and the overlay do it when built,
     so a live session's first decision does not stall. Their warm-up must use the argument types
     of the real calls, or the first real call would compile a second specialization anyway."""
-    scenario = load_scenario("calm")
-    log = SessionLog(None, {})
-    mm = MarketMaker(AgentConfig(), scenario.instrument.instrument(), scenario.fees.schedule(), log)
-    compiled = (kernels.quote, kernels.overlay_decide)
-    assert [len(k.signatures) for k in compiled] == [1, 1]
-    venue = SimVenue(scenario, 5, mm, log)
-    venue.start()
-    venue.run_until(120.0)
-    cycles = [r for r in log.records if r["type"] == "cycle"]
-    assert len(cycles) > 100 and any(r["bid_px"] is not None for r in cycles)  # the session quoted
-    assert [len(k.signatures) for k in compiled] == [1, 1]
+    out = subprocess.run([sys.executable, "-c", _SESSION_SIGNATURES], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout
+    seen = json.loads(out)
+    assert seen["cycles"] > 100 and seen["quoted"] > 100  # the session decided and quoted
+    assert seen["built"] == seen["after"] == [1, 1], seen
