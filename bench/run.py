@@ -39,7 +39,7 @@ class Sizes:
     ppo_steps: int
     decisions: int
     policy_calls: int = 1_000
-    repeats: int = 1  # runs of the env and PPO figures, best kept
+    repeats: int = 1  # runs of the replay, env and PPO figures, the fastest kept
 
 
 SIZES = {
@@ -64,6 +64,12 @@ def _best_of(fn: Callable[[], dict], repeats: int, rate_keys: tuple[str, ...]) -
     return with_share(best) if "constant_steps_per_s" in best else best
 
 
+def _fastest_run(fn: Callable[[], dict], repeats: int) -> dict:
+    """The run with the most ``events_per_s`` of ``repeats`` runs of a deterministic backtest
+    (each gives the same trading figures; on a shared machine the fastest is the least slowed)."""
+    return {**max((fn() for _ in range(repeats)), key=lambda run: run["events_per_s"]), "repeats": repeats}
+
+
 def _try(fn: Callable[[], dict]) -> dict:
     try:
         return fn()
@@ -71,22 +77,31 @@ def _try(fn: Callable[[], dict]) -> dict:
         return {"na": f"{type(exc).__name__}: {exc}"}
 
 
-def _replay_figures(n_events: int, seed: int) -> dict:
+def _replay_figures(n_events: int, seed: int, repeats: int) -> dict:
     replay(hype_tape(2_000, seed), HYPE, GLFT, CADENCE_S)  # numba warm-up
     tape = hype_tape(n_events, seed)
-    s = time.perf_counter()
-    r = replay(tape, HYPE, GLFT, CADENCE_S, maker_fee_bps=1.5)
-    return figures(r, time.perf_counter() - s)
+
+    def once() -> dict:
+        s = time.perf_counter()
+        r = replay(tape, HYPE, GLFT, CADENCE_S, maker_fee_bps=1.5)
+        return figures(r, time.perf_counter() - s)
+
+    return _fastest_run(once, repeats)
 
 
-def _hftbacktest(n_events: int, seed: int) -> dict:
+def _hftbacktest(n_events: int, seed: int, repeats: int) -> dict:
     import hftbacktest  # noqa: F401  (optional `bench` extra)
 
     from bench.hftbacktest_peer import run_peer
 
-    out = run_peer(hype_tape(n_events, seed), HYPE, GLFT, CADENCE_S)
-    out["edge_bps"] = realized_edges(out.pop("samples"))
-    return out
+    tape = hype_tape(n_events, seed)
+
+    def once() -> dict:
+        out = run_peer(tape, HYPE, GLFT, CADENCE_S)
+        out["edge_bps"] = realized_edges(out.pop("samples"))
+        return out
+
+    return _fastest_run(once, repeats)
 
 
 def run_all(quick: bool, seed: int = 0) -> dict:
@@ -103,8 +118,8 @@ def run_all(quick: bool, seed: int = 0) -> dict:
     rollout = z.ppo_steps if quick else None  # quick: a rollout fits the few steps; full: training's own
     return {
         "machine": {"python": platform.python_version(), "cpu": _cpu_model()},
-        "replay": _try(lambda: _replay_figures(n, seed)),
-        "hftbacktest": _try(lambda: _hftbacktest(n, seed)),
+        "replay": _try(lambda: _replay_figures(n, seed, r)),
+        "hftbacktest": _try(lambda: _hftbacktest(n, seed, r)),
         "engine": _try(lambda: measure_engine(z.engine_s, seed)),
         "venue_floor": _try(lambda: measure_venue_floor(z.venue_s, seed)),
         "env": _try(lambda: _best_of(lambda: measure_env(z.env_steps, seed), r, ("steps_per_s", "steps_per_cpu_s"))),
