@@ -5,7 +5,7 @@ the env costs training)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +220,41 @@ class ReplayedMessagesEnv(ConstantEnv):
         return super().step(action)
 
 
+class StepClock(gym.Wrapper):
+    """Adds up the wall seconds its env spends in ``step``: inside ``PPO.learn`` with one env (in
+    this process) that splits a step's time between the env and the learner."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.step_s = 0.0
+        self.steps = 0
+
+    def step(self, action: Any) -> Any:
+        s = time.perf_counter()
+        out = self.env.step(action)
+        self.step_s += time.perf_counter() - s
+        self.steps += 1
+        return out
+
+
+def _alone_step_us(make: Callable[[], gym.Env], n_steps: int, seed: int) -> float:
+    """Mean wall µs of an env step run alone (random actions drawn beforehand, resets not timed):
+    the same env's step inside ``PPO.learn`` is the figure it is compared with."""
+    env = make()
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    actions = [env.action_space.sample() for _ in range(n_steps)]
+    total = 0.0
+    for action in actions:
+        s = time.perf_counter()
+        _, _, term, trunc, _ = env.step(action)
+        total += time.perf_counter() - s
+        if term or trunc:
+            env.reset()
+    env.close()
+    return 1e6 * total / n_steps
+
+
 def measure_env_vec(n_steps: int, seed: int, n_envs: int = 2, kind: str = "inline") -> dict:
     """Raw steps/s (summed over envs) of ``n_envs`` envs in the vectorized env ``kind`` names
     (:func:`hlmm.training.make_vec_env`: ``inline`` puts env 0 in this process and the others in
@@ -274,8 +309,22 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
     messages = [lambda fn=fn: ReplayedMessagesEnv(fn(), recorded, seed) for fn in real]
     out: dict[str, Any] = {"n_envs": n_envs, "vec_env": cfg.train.vec_env if n_envs > 1 else "dummy", "n_steps": ppo.get("n_steps", 2048),
                              "batch_size": ppo.get("batch_size", 64), "n_epochs": ppo.get("n_epochs", 10)}
+    clocks: list[StepClock] = []
+
+    def clocked(fn: Callable[[], Any]) -> Callable[[], gym.Env]:
+        def make() -> gym.Env:
+            clocks.append(StepClock(fn()))
+            return clocks[-1]
+        return make
+
+    if n_envs == 1:  # the same factory's env (the training mix) stepped alone
+        out["real_alone_step_us"] = _alone_step_us(real[0], min(n_steps, 2_000), seed)
     for name, fns in (("real", real), ("constant", constant), ("messages", messages)):
-        model, venv = training_setup(cfg, fns, seed)
+        run_fns: Sequence[Callable[[], Any]] = fns
+        if n_envs == 1:
+            clocks.clear()
+            run_fns = [clocked(fn) for fn in fns]
+        model, venv = training_setup(cfg, run_fns, seed)
         try:
             c = time.process_time()
             s = time.perf_counter()
@@ -283,6 +332,7 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
             out[f"{name}_steps_per_s"] = n_steps / (time.perf_counter() - s)
             if n_envs == 1:
                 out[f"{name}_steps_per_cpu_s"] = n_steps / max(time.process_time() - c, 1e-9)
+                out[f"{name}_step_us"] = 1e6 * clocks[0].step_s / max(clocks[0].steps, 1)
         finally:
             venv.close()
     return with_share(out)
@@ -300,4 +350,8 @@ def with_share(out: dict[str, float]) -> dict[str, float]:
             t_env = 1 / out[f"{env}_steps_per{suffix}_s"]
             t_const = 1 / out[f"constant_steps_per{suffix}_s"]
             out[f"{share}{suffix}"] = max(0.0, (t_env - t_const) / t_env)
+    # one env: a step's time less the env's own step is the learner's (policy, buffer, update)
+    for env in ("real", "constant", "messages"):
+        if f"{env}_step_us" in out:
+            out[f"{env}_learner_us"] = 1e6 / out[f"{env}_steps_per_s"] - out[f"{env}_step_us"]
     return out

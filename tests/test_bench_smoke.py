@@ -100,7 +100,11 @@ def test_bench_command_quick_on_tiny_sizes(tmp_path, monkeypatch, capsys) -> Non
     assert 0.0 <= ppo["env_share_of_training"] < 1.0
     # and on the constant env carrying the production agent's recorded messages through the venue
     assert ppo["messages_steps_per_s"] > 0 and 0.0 <= ppo["messages_share_of_training"] < 1.0
-    assert "replay events/s" in capsys.readouterr().out
+    # the env's step inside learn, the same env alone, and the learner's time per step around them
+    assert ppo["real_step_us"] > 0 and ppo["real_alone_step_us"] > 0 and ppo["constant_step_us"] > 0
+    assert ppo["real_learner_us"] > 0 and ppo["constant_learner_us"] > 0
+    printed = capsys.readouterr().out
+    assert "replay events/s" in printed and "env step us inside PPO vs alone" in printed
     try:
         import hftbacktest  # noqa: F401
     except ImportError:  # without the bench extra the peer's row says why, and the run still succeeds
