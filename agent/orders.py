@@ -167,6 +167,15 @@ class OrderManager:
         self, config: OrderManagerConfig, instrument: Instrument, log: SessionLog | None = None
     ) -> None:
         self.config = config
+        # The configuration's scalars read on every event or order, copied out of the (frozen)
+        # pydantic model: a read through its ``__getattr__`` hook costs about three plain ones.
+        self._reconcile_interval_s = config.reconcile_interval_s
+        self._ack_timeout_s = config.ack_timeout_s
+        self._rate_weight_per_min = config.rate_budget_weight_per_min
+        self._rate_burst_weight = config.rate_burst_weight
+        self._price_tolerance_ticks = config.price_tolerance_ticks
+        self._size_keep_fraction = config.size_keep_fraction
+        self._replace_with_modify = config.replace_with_modify
         self.instrument = instrument
         self.rules = PriceRules(instrument)  # memoized minimum sizes (every reduce-only order asks)
         self.log = log
@@ -421,9 +430,9 @@ class OrderManager:
             return False
         if self.needs_reconcile:
             return True
-        if self._last_reconcile_t is None or t - self._last_reconcile_t >= self.config.reconcile_interval_s:
+        if self._last_reconcile_t is None or t - self._last_reconcile_t >= self._reconcile_interval_s:
             return True
-        timeout = self.config.ack_timeout_s
+        timeout = self._ack_timeout_s
         since = self._unacked_since_t
         # This runs on every event: every un-acked order was sent at ``since`` or later, so none
         # is overdue while that much time has not passed (most events stop here).
@@ -487,7 +496,7 @@ class OrderManager:
                     bids.append(o)
                 elif o.side == -1:
                     asks.append(o)
-        tolerance_ticks, keep_fraction = self.config.price_tolerance_ticks, self.config.size_keep_fraction
+        tolerance_ticks, keep_fraction = self._price_tolerance_ticks, self._size_keep_fraction
         for side, quotes in ((1, bids), (-1, asks)):
             want = wanted.get(side)
             keep: Order | None = None
@@ -567,7 +576,7 @@ class OrderManager:
         cancelled) and knows its client id. An order still in flight is cancelled instead: a
         modify could overtake it and be refused."""
         return (
-            self.config.replace_with_modify
+            self._replace_with_modify
             and o.acked
             and o.client_id >= 0
             and (o.status is _OPEN or o.status is _PARTIALLY_FILLED)
@@ -696,8 +705,8 @@ class OrderManager:
         ``request_budget_horizon_s``, plus what each fill earns (one request per USD, added at
         the fill), so the spending slows as the headroom shrinks and settles at what trading
         earns, never running the address dry."""
-        cfg = self.config
         if self.requests_left is not None:
+            cfg = self.config
             above_reserve = max(0.0, self.requests_left - cfg.request_reserve)
             refill = above_reserve / cfg.request_budget_horizon_s * max(0.0, t - self._pace_t) if self._pace_t is not None else 0.0
             # never more than the headroom above the reserve: paced orders cannot eat into it
@@ -707,11 +716,11 @@ class OrderManager:
 
     def _refill(self, t: float) -> None:
         if self._tokens_t is not None:
-            refill = (t - self._tokens_t) * self.config.rate_budget_weight_per_min / 60.0
+            refill = (t - self._tokens_t) * self._rate_weight_per_min / 60.0
             # min(burst, tokens + max(0.0, refill)) without the two builtin calls (every order
             # and cancel refills): the same operands are picked, ties and NaN alike.
             tokens = self._tokens + (refill if refill > 0.0 else 0.0)
-            burst = self.config.rate_burst_weight
+            burst = self._rate_burst_weight
             self._tokens = tokens if tokens < burst else burst
         self._tokens_t = t
 
