@@ -715,6 +715,10 @@ class OrderManager:
         return self._pace_tokens
 
     def _refill(self, t: float) -> None:
+        # A second refill at the same ``t`` (an order's affordability check, then its spend)
+        # would add 0.0 to tokens already at most the burst: a no-op.
+        if t == self._tokens_t:
+            return
         if self._tokens_t is not None:
             refill = (t - self._tokens_t) * self._rate_weight_per_min / 60.0
             # min(burst, tokens + max(0.0, refill)) without the two builtin calls (every order
