@@ -482,10 +482,14 @@ class OrderManager:
         cancels: list[Command] = []
         modifies: list[Command] = []
         places: list[PlaceOrder] = []
-        wanted: dict[int, DesiredOrder] = {}
+        want_bid: DesiredOrder | None = None
+        want_ask: DesiredOrder | None = None
         for order in desired.orders:
             if not order.ioc:
-                wanted[order.side] = order
+                if order.side == 1:
+                    want_bid = order
+                elif order.side == -1:
+                    want_ask = order
         # The quoting (not IOC) orders of each side in client-id order, sorted out in one pass for
         # both sides: the loop below only adds orders (on the side at hand).
         bids: list[Order] = []
@@ -497,8 +501,7 @@ class OrderManager:
                 elif o.side == -1:
                     asks.append(o)
         tolerance_ticks, keep_fraction = self._price_tolerance_ticks, self._size_keep_fraction
-        for side, quotes in ((1, bids), (-1, asks)):
-            want = wanted.get(side)
+        for quotes, want in ((bids, want_bid), (asks, want_ask)):
             keep: Order | None = None
             stale: list[Order] = []
             for o in quotes:
@@ -534,8 +537,9 @@ class OrderManager:
             if to_place is None:
                 continue
             # Replacing an order that must go anyway costs the one request its cancel would:
-            # such a modify may overdraw the pacing (see ``place``).
-            cmd = self.place(t, to_place, cap_lots, mid_ticks, overdraw=replaced is not None)
+            # such a modify may overdraw the pacing (see ``place``). ``overdraw`` is passed
+            # positionally: Python 3.11 does not specialize a call with keywords.
+            cmd = self.place(t, to_place, cap_lots, mid_ticks, replaced is not None)
             if replaced is None:
                 if cmd is not None:
                     places.append(cmd)
@@ -647,8 +651,9 @@ class OrderManager:
             self.counters["request_paced"] += 1
             return None
         # The kill switch's close (cap_lots=None) spends even into debt, like cancels and
-        # queries: a budget drained by reconciliation must never keep a position open.
-        if not self._spend(t, 1, force=cap_lots is None):
+        # queries: a budget drained by reconciliation must never keep a position open
+        # (``force``, positional as ``overdraw`` in ``sync``).
+        if not self._spend(t, 1, cap_lots is None):
             self.counters["rate_limited"] += 1
             return None
         self.count_request()
