@@ -242,11 +242,13 @@ class OrderManager:
 
     def own_resting(self) -> list[tuple[int, int, int]]:
         """``(side, px_ticks, remaining_lots)`` of our acknowledged resting orders (for the ex-own book)."""
-        return [
-            (o.side, o.px_ticks, o.size_lots - o.filled_lots)
-            for o in self._live.values()
-            if o.acked and o.tif is not _IOC
-        ]
+        # a loop, not a list comprehension: on Python 3.11 that is a function call, a third of
+        # the cost for the two or three live orders (every book update asks)
+        out: list[tuple[int, int, int]] = []
+        for o in self._live.values():
+            if o.acked and o.tif is not _IOC:
+                out.append((o.side, o.px_ticks, o.size_lots - o.filled_lots))
+        return out
 
     def has_live(self, side: int, ioc: bool = False) -> bool:
         """Whether an order of ours (resting or in flight, not being canceled) is on ``side``."""

@@ -1,7 +1,7 @@
 """Differential checks of the order manager's speed shortcuts against the plain computations they
 replace, on seeded random streams of order events: the rate bucket's refill skipped at a
-repeated time, the configuration scalars copied out of the pydantic model. Every call's result
-and the bucket after it must be the same, bit for bit."""
+repeated time, the configuration scalars copied out of the pydantic model, ``own_resting`` as a
+loop. Every call's result and the bucket after it must be the same, bit for bit."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from hlmm.venue import (
     OrderRejected,
     PlaceOrder,
     QueryAccount,
+    Tif,
 )
 
 HYPE = Instrument(coin="HYPE", sz_decimals=2, tick_decimals=3)
@@ -44,6 +45,13 @@ class ReferenceManager(OrderManager):
             burst = self.config.rate_burst_weight
             self._tokens = tokens if tokens < burst else burst
         self._tokens_t = t
+
+    def own_resting(self) -> list[tuple[int, int, int]]:
+        return [
+            (o.side, o.px_ticks, o.size_lots - o.filled_lots)
+            for o in self._live.values()
+            if o.acked and o.tif is not Tif.IOC
+        ]
 
 
 class CountingManager(OrderManager):
