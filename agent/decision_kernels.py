@@ -19,6 +19,9 @@ instrument out for them.
 
 All of it lives in one module on purpose: numba's on-disk cache keys a kernel on its own file
 only, so a kernel calling a kernel of another module could keep running stale code.
+The helpers are ``inline="always"`` (numba IR inlining): a call between kernels that passes an
+array increments and decrements its reference count with a locked instruction, and inlined
+these pairs go (the overlay ~7% cheaper, same arithmetic).
 
 The float operations are those of the Python formulas, in the same order (no fastmath, so no
 reassociation or fused multiply-add), and ``math.exp``/``math.log1p``/``math.sqrt`` are the C
@@ -75,19 +78,19 @@ def rules_params(instrument: Instrument) -> np.ndarray:
     )
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def py_min(a: float, b: float) -> float:
     """Python's ``min(a, b)``: ``a`` unless ``b < a``."""
     return b if b < a else a
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def py_max(a: float, b: float) -> float:
     """Python's ``max(a, b)``: ``a`` unless ``b > a``."""
     return b if b > a else a
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def price_step_ticks(px_ticks: int, rules: np.ndarray) -> int:
     """:meth:`Instrument.price_step_ticks`: the smallest valid price increment at ``px_ticks``."""
     if px_ticks < EVERY_TICK_VALID_BELOW_TICKS:
@@ -102,7 +105,7 @@ def price_step_ticks(px_ticks: int, rules: np.ndarray) -> int:
     return 10 ** max(0, rules[RULE_TICK_DECIMALS] - decimals_allowed)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def round_price_passive(px_ticks: int, side: int, rules: np.ndarray) -> int:
     """:meth:`Instrument.round_price_passive`: the nearest valid price no more aggressive
     (bids down, asks up), ticks."""
@@ -112,13 +115,13 @@ def round_price_passive(px_ticks: int, side: int, rules: np.ndarray) -> int:
     return -((-px_ticks) // step) * step
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def min_lots_at(px_ticks: int, rules: np.ndarray) -> int:
     """:meth:`Instrument.min_lots_at`: the fewest lots whose notional reaches the minimum at ``px_ticks``."""
     return -((-rules[RULE_MIN_LOTS_NUM]) // (rules[RULE_MIN_LOTS_DEN] * px_ticks))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def glft_half_spread_and_skew(
     gamma: float, sigma: float, a_per_s: float, kappa: float, maker_fee_bps: float, adverse_jump_bps: float
 ) -> tuple[float, float]:
@@ -138,7 +141,7 @@ def glft_half_spread_and_skew(
     return half, skew
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _size(base_lots: int, log_mult: float, px_ticks: int, rules: np.ndarray) -> int:
     """``base_lots * exp(log_mult)`` rounded, at least one lot and the minimum at ``px_ticks``."""
     raw = base_lots * math.exp(log_mult)
@@ -242,13 +245,13 @@ NOTE_FLAGS = (
 ALL_NOTES = F_NO_BID | F_CLIP_BID | F_CAP_BID | F_NO_ASK | F_CLIP_ASK | F_CAP_ASK | F_PULL_BID | F_PULL_ASK
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def notional_usd(px_ticks: int, size_lots: int, rules: np.ndarray) -> float:
     """:meth:`Instrument.notional_usd`: price * size in USD (exact integers, one rounding)."""
     return (px_ticks * size_lots) / rules[RULE_NOTIONAL_SCALE]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _close_size(size_lots: int, abs_position_lots: int, px_ticks: int, params: np.ndarray, rules: np.ndarray) -> int:
     """``size_lots`` capped at the position; a remainder worth under the minimum notional is
     taken in the same order (one whole-position close is exempt from the minimum)."""
@@ -258,7 +261,7 @@ def _close_size(size_lots: int, abs_position_lots: int, px_ticks: int, params: n
     return size
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _clip_open(side: int, px_ticks: int, size_lots: int, q: int, cap: int, committed: int,
                rules: np.ndarray) -> tuple[int, int, int]:
     """A regular (not reduce-only) quote clipped to the cap: ``(px, size, notes)``, size 0 if
