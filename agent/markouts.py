@@ -22,6 +22,7 @@ import math
 import operator
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -124,6 +125,31 @@ class _Pending:
     due_t: float = -math.inf  # when the next unresolved horizon ends (s)
 
 
+class RecentRecords(deque[MarkoutRecord]):
+    """The last ``maxlen`` records resolved at one horizon, oldest first, with their ``edge_bps``
+    and ``as_bps`` in float deques of their own, in the same order: the recent means, asked every
+    decision, sum those floats in C (~0.3 µs for 50) instead of reading a field of each record
+    (~2 µs), with the same additions in the same order. Records are only ever appended (the
+    tracker, and subclasses that resolve fills themselves); every other change is refused, so the
+    float deques cannot fall out of step."""
+
+    def __init__(self, maxlen: int) -> None:
+        super().__init__(maxlen=maxlen)
+        self.edge_bps: deque[float] = deque(maxlen=maxlen)
+        self.as_bps: deque[float] = deque(maxlen=maxlen)
+
+    def append(self, rec: MarkoutRecord) -> None:
+        super().append(rec)
+        self.edge_bps.append(rec.edge_bps)
+        self.as_bps.append(rec.as_bps)
+
+    def _append_only(self, *_args: object, **_kwargs: object) -> NoReturn:
+        raise TypeError("RecentRecords: records are only appended")
+
+    appendleft = extend = extendleft = insert = pop = popleft = remove = clear = rotate = reverse = _append_only
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _append_only
+
+
 class MarkoutTracker:
     """Tracks every own fill until all its horizons resolve; keeps the exact PnL attribution.
 
@@ -144,10 +170,7 @@ class MarkoutTracker:
         self._next_due_t = math.inf
         self._n_registered = 0
         self._seen_trade_ids: set[int] = set()
-        self._recent: dict[float, deque[MarkoutRecord]] = {h: deque(maxlen=cfg.recent_fills) for h in cfg.horizons_s}
-        # (horizon, field) -> (newest record, count, mean) of the recent-fill means asked every
-        # cycle; a record appended anywhere (subclasses append too) changes the newest one.
-        self._means: dict[tuple[float, str], tuple[MarkoutRecord, int, float]] = {}
+        self._recent = {h: RecentRecords(cfg.recent_fills) for h in cfg.horizons_s}
         # Attribution accumulators in USD (v·price differences), see PnlAttribution.
         self._usd_per_tick_lot = instrument.tick * instrument.lot
         self._cash_usd = 0.0
@@ -272,23 +295,25 @@ class MarkoutTracker:
 
     def recent_edge_bps(self, horizon_s: float) -> float:
         """Mean realized edge (bps) of the last ``recent_fills`` fills resolved at ``horizon_s``; 0 if none."""
-        return self._recent_mean(horizon_s, "edge_bps")
+        recs = self._recent_at(horizon_s)
+        return sum(recs.edge_bps) / len(recs) if recs else 0.0
 
     def mean_as_bps(self, horizon_s: float) -> float:
         """Mean adverse selection (bps, positive = adverse) of recent fills at ``horizon_s``; 0 if none."""
         recs = self._recent_at(horizon_s)
-        return sum(r.as_bps for r in recs) / len(recs) if recs else 0.0
+        return sum(recs.as_bps) / len(recs) if recs else 0.0
 
     def adverse_selection_estimate_bps(self) -> float:
         """GLFT's ι (bps): the mean AS of recent fills at ``as_horizon_s`` shrunk toward 0 by
         n/(n + ``as_prior_fills``). At a 60 s horizon one fill's AS carries σ·√60 ≈ 12 bps of
         noise, and ι enters the skew exponentially (e^(kι/4)): two unlucky fills would otherwise
         widen the quotes several-fold and starve the fills that would correct the estimate."""
-        h = self.cfg.as_horizon_s
-        n = len(self._recent[h])  # one of horizons_s (MarkoutConfig checks it); asked every cycle
+        recs = self._recent[self.cfg.as_horizon_s]  # one of horizons_s (MarkoutConfig checks it)
+        n = len(recs)
         if n == 0:
             return 0.0
-        return self._recent_mean(h, "as_bps") * n / (n + self.cfg.as_prior_fills)
+        mean_bps = sum(recs.as_bps) / n  # the mean, then scaled: Σ/(n + prior) would round differently
+        return mean_bps * n / (n + self.cfg.as_prior_fills)
 
     def edge_stats(self, horizon_s: float) -> tuple[float, float, int]:
         """``(mean_edge_bps, standard_error_bps, n)`` of recent fills at ``horizon_s`` (SE is 0 for n < 2)."""
@@ -312,24 +337,11 @@ class MarkoutTracker:
         return len(self._pending)
 
     # --------------------------------------------------------------- helpers
-    def _recent_at(self, horizon_s: float) -> deque[MarkoutRecord]:
-        if horizon_s not in self._recent:
+    def _recent_at(self, horizon_s: float) -> RecentRecords:
+        recs = self._recent.get(horizon_s)
+        if recs is None:
             raise ValueError(f"horizon_s={horizon_s!r}: not one of horizons_s={self.cfg.horizons_s!r}")
-        return self._recent[horizon_s]
-
-    def _recent_mean(self, horizon_s: float, name: str) -> float:
-        """Mean of field ``name`` over the recent records at ``horizon_s`` (0 if none), cached
-        until a record is added."""
-        recs = self._recent_at(horizon_s)
-        if not recs:
-            return 0.0
-        newest, n = recs[-1], len(recs)
-        hit = self._means.get((horizon_s, name))
-        if hit is not None and hit[0] is newest and hit[1] == n:
-            return hit[2]
-        mean = sum(map(operator.attrgetter(name), recs)) / n
-        self._means[(horizon_s, name)] = (newest, n, mean)
-        return mean
+        return recs
 
     def _resolve(self, p: _Pending, h: float, t: float, mh: float) -> MarkoutRecord:
         f, m0, mf = p.fill, p.m0, p.mf
