@@ -314,7 +314,7 @@ class MarketMakingEnv(gym.Env[np.ndarray, np.ndarray]):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.mm is None:
             raise RuntimeError("step() before reset()")
-        self._adjustment = self.bounds.adjustment(np.asarray(action, dtype=np.float64))
+        self._adjustment = self.bounds.adjustment(action)  # it converts to float64 itself
         self._edge_usd = 0.0
         self._maker_credit_usd = 0.0
         self._t = min(self._t + self.config.step_s, self.config.episode_s)

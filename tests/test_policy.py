@@ -136,3 +136,29 @@ def test_action_infinities_clip_to_the_bounds_and_nan_or_wrong_shape_is_refused(
     for bad in (np.array([np.nan, 0.0, 0.0, 0.0]), np.zeros(ACTION_DIM + 1), np.zeros((2, 2, 2))):
         with pytest.raises(ValueError, match="finite numbers"):
             bounds.adjustment(bad)
+
+
+def test_action_clip_matches_min_max_bit_for_bit() -> None:
+    """The clip by comparisons gives the floats ``max(-1, min(1, v))`` gave, for float32 and
+    float64 actions, infinities, ±0 and the bounds included."""
+    bounds = ActionBounds(half_spread_tighten_bps=2.0, half_spread_widen_bps=10.0, skew_bps=5.0, size_log_mult=0.5)
+    rng = np.random.default_rng(3)
+    specials = [0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, 1.0000001, -0.9999999, 5e-324]
+    actions = [rng.uniform(-1.5, 1.5, 4) for _ in range(500)] + [rng.choice(specials, 4) for _ in range(200)]
+    for action in actions:
+        for dtype in (np.float64, np.float32):
+            a = action.astype(dtype)
+            clipped = [max(-1.0, min(1.0, v)) for v in a.astype(np.float64).tolist()]
+            expected = PolicyAdjustment(
+                half_spread_bps=clipped[0] * (10.0 if clipped[0] >= 0.0 else 2.0),
+                skew_bps=clipped[1] * 5.0,
+                bid_size_log_mult=clipped[2] * 0.5,
+                ask_size_log_mult=clipped[3] * 0.5,
+            )
+            got = bounds.adjustment(a)
+            assert np.array([*_fields(got)]).tobytes() == np.array([*_fields(expected)]).tobytes()
+
+
+def _fields(adj: PolicyAdjustment) -> tuple[float, float, float, float]:
+    """The adjustment's four floats, in field order."""
+    return adj.half_spread_bps, adj.skew_bps, adj.bid_size_log_mult, adj.ask_size_log_mult
