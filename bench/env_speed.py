@@ -190,6 +190,22 @@ def measure_venue_floor(seconds_simulated: float, seed: int) -> dict:
             "agent_compute_share": max(0.0, (production_us - messages_us) / production_us)}
 
 
+class BusyEnv(ConstantEnv):
+    """:class:`ConstantEnv` whose every step first spins ``step_us`` µs in a loop on the clock:
+    an env as slow as the real one that touches next to no memory, so the learner beside it
+    shows what the real env's footprint costs it, apart from the step's duration."""
+
+    def __init__(self, like: gym.Env, step_us: float) -> None:
+        super().__init__(like)
+        self._step_s = step_us * 1e-6
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        until = time.perf_counter() + self._step_s
+        while time.perf_counter() < until:
+            pass
+        return super().step(action)
+
+
 class ReplayedMessagesEnv(ConstantEnv):
     """:class:`ConstantEnv` whose every step also runs one simulated second of the venue carrying
     a recorded production agent's messages (:class:`ReplayedMessagesAgent`, from the recording's
@@ -289,6 +305,10 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
     (:class:`ReplayedMessagesEnv`: the floor under a zero-cost agent), ``n_envs`` of each (1:
     ``DummyVecEnv`` in this process; more: the config's ``vec_env``, as training runs them).
 
+    With one env it also times each env step inside ``learn`` (``*_step_us``, the learner's time
+    per step being the rest: ``*_learner_us``) and runs the constant env behind a spin as long as
+    the real env's step alone (:class:`BusyEnv`, ``busy_*``).
+
     ``rollout_steps`` (samples over all envs) shrinks the rollout for quick runs. With one env
     everything runs in this process, so the rates per CPU second (``*_cpu``) are given too:
     preemption by other work on a shared machine does not enter them."""
@@ -317,9 +337,15 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
             return clocks[-1]
         return make
 
-    if n_envs == 1:  # the same factory's env (the training mix) stepped alone
-        out["real_alone_step_us"] = _alone_step_us(real[0], min(n_steps, 2_000), seed)
-    for name, fns in (("real", real), ("constant", constant), ("messages", messages)):
+    kinds: list[tuple[str, Sequence[Callable[[], Any]]]] = [("real", real), ("constant", constant), ("messages", messages)]
+    if n_envs == 1:  # the same factory's env (the training mix) stepped alone, and an env as slow
+        alone_us = out["real_alone_step_us"] = _alone_step_us(real[0], min(n_steps, 2_000), seed)
+
+        def busy(make: Callable[[], Any]) -> Callable[[], gym.Env]:
+            return lambda: BusyEnv(make(), alone_us)
+
+        kinds.append(("busy", [busy(fn) for fn in real]))
+    for name, fns in kinds:
         run_fns: Sequence[Callable[[], Any]] = fns
         if n_envs == 1:
             clocks.clear()
@@ -343,7 +369,8 @@ def with_share(out: dict[str, float]) -> dict[str, float]:
     (and ``env_share_of_training_cpu`` from the per-CPU-second rates when present), and
     ``messages_share_of_training`` the same for the replayed-messages env when it was run."""
     # time per step = env + learner; the constant env's time is the learner's alone
-    for env, share in (("real", "env_share_of_training"), ("messages", "messages_share_of_training")):
+    for env, share in (("real", "env_share_of_training"), ("messages", "messages_share_of_training"),
+                       ("busy", "busy_share_of_training")):
         for suffix in ("", "_cpu"):
             if f"{env}_steps_per{suffix}_s" not in out:
                 continue
@@ -351,7 +378,7 @@ def with_share(out: dict[str, float]) -> dict[str, float]:
             t_const = 1 / out[f"constant_steps_per{suffix}_s"]
             out[f"{share}{suffix}"] = max(0.0, (t_env - t_const) / t_env)
     # one env: a step's time less the env's own step is the learner's (policy, buffer, update)
-    for env in ("real", "constant", "messages"):
+    for env in ("real", "constant", "messages", "busy"):
         if f"{env}_step_us" in out:
             out[f"{env}_learner_us"] = 1e6 / out[f"{env}_steps_per_s"] - out[f"{env}_step_us"]
     return out

@@ -24,8 +24,8 @@ CADENCE_S = 0.1
 # sqrt(s), A 2 per s, kappa 0.5 per bps, 100-lot quotes, 2 000-lot cap)
 GLFT = GlftReplay()
 
-PPO_RATES = ("real_steps_per_s", "constant_steps_per_s", "messages_steps_per_s")
-PPO_CPU_RATES = ("real_steps_per_cpu_s", "constant_steps_per_cpu_s", "messages_steps_per_cpu_s")
+PPO_RATES = ("real_steps_per_s", "constant_steps_per_s", "messages_steps_per_s", "busy_steps_per_s")
+PPO_CPU_RATES = tuple(rate.replace("_per_s", "_per_cpu_s") for rate in PPO_RATES)
 VEC_ENVS = 2  # envs in the vectorized figures (hlmm train's default n_envs)
 # run sizes; replay events are the tape length (>= 5 M in full mode, as issue 7 asks)
 @dataclass(frozen=True)
@@ -169,7 +169,9 @@ def _split_rows(d: dict) -> list[tuple[str, str, str, str]]:
     return [("env step us inside PPO vs alone (1 env)", f"{d['real_step_us']:,.0f}", f"{d['real_alone_step_us']:,.0f}",
              f"x{d['real_step_us'] / d['real_alone_step_us']:.2f}"),
             ("learner us per step, real env vs constant", f"{d['real_learner_us']:,.0f}",
-             f"{d['constant_learner_us']:,.0f}", f"x{d['real_learner_us'] / d['constant_learner_us']:.2f}")]
+             f"{d['constant_learner_us']:,.0f}", f"x{d['real_learner_us'] / d['constant_learner_us']:.2f}"),
+            ("learner us per step, busy-loop env vs constant", f"{d['busy_learner_us']:,.0f}",
+             f"{d['constant_learner_us']:,.0f}", f"x{d['busy_learner_us'] / d['constant_learner_us']:.2f}")]
 
 
 def _venue_rows(d: dict) -> list[tuple[str, str, str, str]]:

@@ -103,6 +103,8 @@ def test_bench_command_quick_on_tiny_sizes(tmp_path, monkeypatch, capsys) -> Non
     # the env's step inside learn, the same env alone, and the learner's time per step around them
     assert ppo["real_step_us"] > 0 and ppo["real_alone_step_us"] > 0 and ppo["constant_step_us"] > 0
     assert ppo["real_learner_us"] > 0 and ppo["constant_learner_us"] > 0
+    # an env spinning as long as the real one's step alone, for the learner beside it
+    assert ppo["busy_step_us"] >= ppo["real_alone_step_us"] and ppo["busy_learner_us"] > 0
     printed = capsys.readouterr().out
     assert "replay events/s" in printed and "env step us inside PPO vs alone" in printed
     try:
