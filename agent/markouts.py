@@ -21,8 +21,9 @@ import heapq
 import math
 import operator
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -131,7 +132,8 @@ class RecentRecords(deque[MarkoutRecord]):
     decision, is one sum of those floats in C (~0.3 µs for 50) instead of a read of a field of
     each record (~2 µs), with the same additions in the same order, and it is kept until the next
     record. Records are only ever appended (by the tracker, and by subclasses that resolve fills
-    themselves); every other change is refused, so the floats and the means cannot go stale."""
+    themselves; ``extend`` appends each); every other change is refused, so the floats and the
+    means cannot go stale. A copy or an unpickled one is rebuilt by appending."""
 
     __slots__ = ("_mean_as_bps", "_mean_edge_bps", "as_bps", "edge_bps")
 
@@ -148,6 +150,26 @@ class RecentRecords(deque[MarkoutRecord]):
         self.as_bps.append(rec.as_bps)
         self._mean_edge_bps = self._mean_as_bps = None
 
+    def extend(self, recs: Iterable[MarkoutRecord]) -> None:
+        """Append each of ``recs`` in order (unpickling a deque extends it)."""
+        for rec in recs:
+            self.append(rec)
+
+    # deque's own copy and pickling pass the records to __init__: rebuilt by appending, a copy or
+    # an unpickled tracker keeps its float deques and means
+    def __copy__(self) -> RecentRecords:
+        twin = type(self)(self._maxlen())
+        twin.extend(self)
+        return twin
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self._maxlen(),), None, iter(list(self))
+
+    def _maxlen(self) -> int:
+        maxlen = self.maxlen
+        assert maxlen is not None, "RecentRecords is always bounded"
+        return maxlen
+
     def mean_edge_bps(self) -> float:
         """Mean ``edge_bps`` of the records, bps; 0 if none."""
         if self._mean_edge_bps is None:
@@ -163,7 +185,7 @@ class RecentRecords(deque[MarkoutRecord]):
     def _append_only(self, *_args: object, **_kwargs: object) -> NoReturn:
         raise TypeError("RecentRecords: records are only appended")
 
-    appendleft = extend = extendleft = insert = pop = popleft = remove = clear = rotate = reverse = _append_only
+    appendleft = extendleft = insert = pop = popleft = remove = clear = rotate = reverse = _append_only
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _append_only
 
 

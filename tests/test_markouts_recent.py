@@ -4,7 +4,9 @@ records appended directly as the incident's tracker does."""
 
 from __future__ import annotations
 
+import copy
 import operator
+import pickle
 
 import numpy as np
 import pytest
@@ -70,10 +72,23 @@ def test_recent_records_refuse_every_change_but_append() -> None:
     for _ in range(5):
         recs.append(rec)
     assert len(recs) == len(recs.edge_bps) == len(recs.as_bps) == 3
-    for change in (lambda: recs.appendleft(rec), lambda: recs.extend([rec]), lambda: recs.pop(), lambda: recs.popleft(),
+    for change in (lambda: recs.appendleft(rec), lambda: recs.pop(), lambda: recs.popleft(),
                    lambda: recs.clear(), lambda: recs.remove(rec), lambda: recs.rotate(1), lambda: recs.insert(0, rec),
                    lambda: recs.reverse(), lambda: recs.extendleft([rec]), lambda: recs.__setitem__(0, rec),
                    lambda: recs.__delitem__(0)):
         with pytest.raises(TypeError, match="only appended"):
             change()
     assert list(recs) == [rec] * 3 and list(recs.edge_bps) == [0.9] * 3
+
+
+def test_recent_records_survive_copy_and_pickle() -> None:
+    recs = RecentRecords(3)
+    for k in range(5):
+        recs.append(MarkoutRecord(0.0, 1, 1, 100, 1, 5.0, 5.0, 100.0, 100.0, 101.0, 0.0, 0.0, -1.0, 1.0, 0.1 * k, 0.9 * k))
+    mean_edge, mean_as = recs.mean_edge_bps(), recs.mean_as_bps()
+    for twin in (copy.copy(recs), copy.deepcopy(recs), pickle.loads(pickle.dumps(recs))):
+        assert type(twin) is RecentRecords and twin.maxlen == 3 and list(twin) == list(recs)
+        assert list(twin.edge_bps) == list(recs.edge_bps) and list(twin.as_bps) == list(recs.as_bps)
+        assert (twin.mean_edge_bps(), twin.mean_as_bps()) == (mean_edge, mean_as)
+        twin.extend([recs[0]])  # extending appends, and the copy is its own
+        assert list(twin)[-1] == recs[0] and list(recs.edge_bps) != list(twin.edge_bps)
