@@ -19,6 +19,7 @@ Every contribution is returned every cycle (for the ``cycle`` log record), activ
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -83,19 +84,30 @@ class SignalBank:
             *self.flow.names, "ofi", "vpin", "regime_kappa", "changepoint", *InformedFlow.names, "funding"
         )
         self._index = {name: i for i, name in enumerate(self.names)}
-        # every signal's state and params in one array (kernels.pack_bank), each signal keeping
-        # a view of its own: one array to hand each kernel call instead of up to seventeen
+        self._disabled = np.array([1.0 if name in cfg.disabled else 0.0 for name in self.names])
+        self._cp_params = np.array([cfg.changepoint.widen_bps, cfg.changepoint.alarm_widen_bps])
+        self._out = np.empty(kernels.N_OUT)
+        self._pack()
+        self._warm_up()
+
+    def _pack(self) -> None:
+        """Every signal's state and params, and the bank's own inputs and outputs, into one array
+        (:func:`kernels.pack_bank`), each owner keeping a view of its part: one array to hand
+        each kernel call instead of up to seventeen."""
         f, o, v, i, n, u = self.flow, self.ofi, self.vpin, self.intensity, self.informed, self.funding
         vol = self.volatility
-        disabled = np.array([1.0 if name in cfg.disabled else 0.0 for name in self.names])
-        cp_params = np.array([cfg.changepoint.widen_bps, cfg.changepoint.alarm_widen_bps])
         self._bank, views = kernels.pack_bank((
             f.state, f.params, v.state, v.params, n.state, n.params, i.state, i.params, vol.state, vol.params,
-            o.state, o.params, u.state, u.params, cp_params, disabled, np.empty(kernels.N_OUT),
+            o.state, o.params, u.state, u.params, self._cp_params, self._disabled, self._out,
         ))
         (f.state, f.params, v.state, v.params, n.state, n.params, i.state, i.params, vol.state, vol.params,
-         o.state, o.params, u.state, u.params, _, _, self._out) = views
-        self._warm_up()
+         o.state, o.params, u.state, u.params, self._cp_params, self._disabled, self._out) = views
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A copy or an unpickled bank: its signals' arrays came as arrays of their own, apart
+        # from the bank's (same values); pack them again so the kernels and the signals share them.
+        self.__dict__.update(state)
+        self._pack()
 
     def _warm_up(self) -> None:
         """Compile the fused kernels (or load them from numba's cache) now, with the argument
