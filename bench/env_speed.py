@@ -271,6 +271,56 @@ def _alone_step_us(make: Callable[[], gym.Env], n_steps: int, seed: int) -> floa
     return 1e6 * total / n_steps
 
 
+SWEEP_BYTES = 4 << 20  # the data sweep: four times a core's L2 (1 MiB here), so it evicts L1 and L2
+
+
+def measure_env_interference(n_steps: int, seed: int, block: int = 50) -> dict:
+    """Mean wall µs of the training-mix env's step (``n_steps`` per mode, resets not timed) run
+    alone, after a sweep over :data:`SWEEP_BYTES` of memory, and after one forward pass of the
+    training run's policy on the last observation (what ``PPO.learn`` runs between two steps while
+    it collects). The modes alternate in blocks of ``block`` steps, so a busy moment of the host
+    falls on all three alike.
+
+    A slowdown after the sweep is what the env loses to evicted data; one after the forward pass
+    is what it loses to any other code running between its steps: the sweep runs one small loop
+    over much data, the forward pass much code (torch's dispatch) over little data."""
+    import torch
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    from hlmm.training import env_factories, load_train_config, policy_kwargs
+
+    torch.set_num_threads(1)
+    cfg = load_train_config(TRAINING_CONFIG)
+    env = env_factories(cfg.model_copy(update={"train": cfg.train.model_copy(update={"n_envs": 1})}), seed)[0]()
+    policy = ActorCriticPolicy(env.observation_space, env.action_space, lambda _: 3e-4, **policy_kwargs(cfg.train))
+    policy.set_training_mode(False)
+    sweep = np.ones(SWEEP_BYTES // 8)
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    modes = ("alone", "after_sweep", "after_forward")
+    actions = [env.action_space.sample() for _ in range(len(modes) * n_steps)]
+    total = dict.fromkeys(modes, 0.0)
+    steps = dict.fromkeys(modes, 0)
+    k = 0
+    while min(steps.values()) < n_steps:
+        for mode in modes:
+            for _ in range(min(block, n_steps - steps[mode])):
+                if mode == "after_sweep":
+                    sweep.sum()
+                elif mode == "after_forward":
+                    with torch.no_grad():
+                        policy(torch.as_tensor(obs[None]))
+                s = time.perf_counter()
+                obs, _, term, trunc, _ = env.step(actions[k])
+                total[mode] += time.perf_counter() - s
+                steps[mode] += 1
+                k += 1
+                if term or trunc:
+                    obs, _ = env.reset()
+    env.close()
+    return {"steps_per_mode": n_steps, **{f"{mode}_step_us": 1e6 * total[mode] / n_steps for mode in modes}}
+
+
 def measure_env_vec(n_steps: int, seed: int, n_envs: int = 2, kind: str = "inline") -> dict:
     """Raw steps/s (summed over envs) of ``n_envs`` envs in the vectorized env ``kind`` names
     (:func:`hlmm.training.make_vec_env`: ``inline`` puts env 0 in this process and the others in

@@ -110,7 +110,13 @@ def _hftbacktest(n_events: int, seed: int, repeats: int) -> dict:
 def run_all(quick: bool, seed: int = 0) -> dict:
     """All figures; ``quick`` uses small sizes (seconds)."""
     from bench.engine import measure_engine
-    from bench.env_speed import measure_env, measure_env_vec, measure_training, measure_venue_floor
+    from bench.env_speed import (
+        measure_env,
+        measure_env_interference,
+        measure_env_vec,
+        measure_training,
+        measure_venue_floor,
+    )
     from bench.latency import measure_decision, measure_policy
 
     z = SIZES["quick" if quick else "full"]
@@ -126,6 +132,8 @@ def run_all(quick: bool, seed: int = 0) -> dict:
         "engine": _try(lambda: measure_engine(z.engine_s, seed)),
         "venue_floor": _try(lambda: measure_venue_floor(z.venue_s, seed)),
         "env": _try(lambda: _best_of(lambda: measure_env(z.env_steps, seed), r, ("steps_per_s", "steps_per_cpu_s"))),
+        # twice the single env's steps per mode: its three modes share one run
+        "interference": _try(lambda: measure_env_interference(2 * z.env_steps, seed)),
         "env_vec": vec_na or _try(lambda: _best_of(lambda: measure_env_vec(z.env_steps, seed, VEC_ENVS, "inline"), r,
                                                    ("steps_per_s",))),
         "env_subproc": vec_na or _try(lambda: _best_of(lambda: measure_env_vec(z.env_steps, seed, VEC_ENVS, "subproc"),
@@ -172,6 +180,16 @@ def _split_rows(d: dict) -> list[tuple[str, str, str, str]]:
              f"{d['constant_learner_us']:,.0f}", f"x{d['real_learner_us'] / d['constant_learner_us']:.2f}"),
             ("learner us per step, busy-loop env vs constant", f"{d['busy_learner_us']:,.0f}",
              f"{d['constant_learner_us']:,.0f}", f"x{d['busy_learner_us'] / d['constant_learner_us']:.2f}")]
+
+
+def _interference_rows(d: dict) -> list[tuple[str, str, str, str]]:
+    """The env's step alone against the same step right after other work: a policy forward pass
+    (little data, much code) and a sweep over memory (much data, little code)."""
+    if "na" in d:
+        return []
+    return [(label, f"{d[key]:,.0f}", f"{d['alone_step_us']:,.0f}", f"x{d[key] / d['alone_step_us']:.2f}")
+            for label, key in (("env step us after a policy forward vs alone", "after_forward_step_us"),
+                               ("env step us after a 4 MiB memory sweep vs alone", "after_sweep_step_us"))]
 
 
 def _venue_rows(d: dict) -> list[tuple[str, str, str, str]]:
@@ -221,6 +239,7 @@ def table(res: dict) -> str:
         *_ppo_rows("PPO steps per CPU s (same runs)", res["ppo"], "_cpu"),
         *_ppo_rows("PPO steps/s agent's messages only vs constant", res["ppo"], env="messages"),
         *_split_rows(res["ppo"]),
+        *_interference_rows(res.get("interference", {"na": "not run"})),
         *_ppo_rows(f"PPO steps/s, {VEC_ENVS} envs as trained ({res.get('ppo_vec', {}).get('vec_env', 'n/a')})",
                    res.get("ppo_vec", {"na": "not run"})),
         *_ppo_rows(f"PPO steps/s, {VEC_ENVS} envs, agent's messages only", res.get("ppo_vec", {"na": "not run"}),

@@ -105,8 +105,13 @@ def test_bench_command_quick_on_tiny_sizes(tmp_path, monkeypatch, capsys) -> Non
     assert ppo["real_learner_us"] > 0 and ppo["constant_learner_us"] > 0
     # an env spinning as long as the real one's step alone, for the learner beside it
     assert ppo["busy_step_us"] >= ppo["real_alone_step_us"] and ppo["busy_learner_us"] > 0
+    # the same env's step alone and right after a policy forward pass or a memory sweep, 6 steps each
+    inter = res["interference"]
+    assert inter["steps_per_mode"] == 6, inter
+    assert min(inter[f"{m}_step_us"] for m in ("alone", "after_sweep", "after_forward")) > 0
     printed = capsys.readouterr().out
     assert "replay events/s" in printed and "env step us inside PPO vs alone" in printed
+    assert "env step us after a policy forward vs alone" in printed
     try:
         import hftbacktest  # noqa: F401
     except ImportError:  # without the bench extra the peer's row says why, and the run still succeeds
