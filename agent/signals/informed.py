@@ -85,7 +85,8 @@ class InformedFlow:
         self._fills_key = key
         buys, sells = key
         n = buys + sells
-        significant = n >= self.cfg.fill_min and _binomial_two_sided(buys, n) < self.cfg.fill_alpha
+        # binomial_two_sided_p(buys, n) < fill_alpha, as a comparison of counts (_critical_majority)
+        significant = n >= self.cfg.fill_min and max(buys, sells) >= _critical_majority(n, self.cfg.fill_alpha)
         signed = (buys - sells) / n if n else 0.0
         st = self.state
         st[kernels.INF_PI_HIT] = abs(signed) if significant else 0.0  # 2b − 1 with b the majority share
@@ -112,3 +113,24 @@ class InformedFlow:
 
 # Cached: it is asked every decision cycle, mostly with the same few (k, n).
 _binomial_two_sided = functools.lru_cache(maxsize=4096)(binomial_two_sided_p)
+
+
+@functools.lru_cache(maxsize=4096)
+def _critical_majority(n: int, alpha: float) -> int:
+    """The smallest majority ``m`` of ``n`` fills (``m = max(buys, sells)``) whose two-sided
+    binomial p-value, :func:`binomial_two_sided_p`, is below ``alpha``; ``n + 1`` when none is.
+
+    That p-value only falls as the majority grows (an exact tail of fewer terms, correctly
+    rounded), so ``binomial_two_sided_p(k, n) < alpha`` is ``max(k, n - k) >= m``: one value per
+    ``n`` instead of an exact O(n) tail for each new ``(k, n)`` (a busy fill window meets
+    thousands of them). The tails and their rounding are binomial_two_sided_p's, from the most
+    extreme majority down."""
+    tail, term = 0, 1  # term = C(n, m)
+    m = n
+    while 2 * m > n:  # a tie (2m = n) has p = 1
+        tail += term
+        if min(1.0, 2 * tail / (1 << n)) >= alpha:
+            break
+        term = term * m // (n - m + 1)  # C(n, m - 1), exactly
+        m -= 1
+    return m + 1
