@@ -175,9 +175,11 @@ class RiskOverlay:
     @property
     def effective_cap_lots(self) -> int:
         """``min(config cap, margin cap)``: the margin can only ever lower the cap."""
-        if self.margin_cap_lots is None:
-            return self.config_cap_lots
-        return max(0, min(self.config_cap_lots, self.margin_cap_lots))
+        # comparisons rather than max(0, min(...)): read several times per decision and per env step
+        cap, margin = self.config_cap_lots, self.margin_cap_lots
+        if margin is None or margin >= cap:
+            return cap
+        return margin if margin > 0 else 0
 
     def set_margin_cap(self, lots: int) -> None:
         self.margin_cap_lots = int(lots)

@@ -92,3 +92,25 @@ def test_observation_matches_the_plain_computation_bit_for_bit() -> None:
     mm.last_signals = dataclasses.replace(sig, skew_bps=math.inf)
     with pytest.raises(ValueError, match="signal_skew_bps"):
         build_observation(mm)
+
+
+def test_finite_components_whose_sum_overflows_are_clipped_not_refused() -> None:
+    # build_observation checks finiteness with one sum: finite components whose sum is infinite
+    # must still give the clipped vector, as the plain computation does
+    env = MarketMakingEnv(EnvConfig(scenarios=("feb12_cascade",), episode_s=400.0))
+    env.reset(seed=5)
+    for _ in range(50):
+        env.step(np.zeros(4, np.float32))
+    mm = env.mm
+    assert mm.last_market_state is not None and mm.last_signals is not None
+    mm.last_market_state = dataclasses.replace(
+        mm.last_market_state, best_bid_ticks=0, best_ask_ticks=17 * 10**305, mid_ticks=100.0, microprice_ticks=1.7e306
+    )
+    mm.last_signals = dataclasses.replace(
+        mm.last_signals, sigma_bps_per_sqrt_s=1.75e308, skew_bps=1.75e308, spread_add_bps=1.75e308
+    )
+    parts = [1.7e307, 8.5e307, 1.75e308 / 5, 1.75e308 / 5, 1.75e308 / 10]  # about those components
+    assert sum(parts) == math.inf and all(map(math.isfinite, parts))
+    got = build_observation(mm)
+    assert _same_bits(got, _reference_observation(mm))
+    assert got[0] == got[1] == got[3] == got[16] == got[17] == CLIP
