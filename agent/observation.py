@@ -152,7 +152,7 @@ def build_observation(mm: MarketMaker) -> np.ndarray:
     if min(obs) < -CLIP or max(obs) > CLIP:
         obs = [v if -CLIP <= v <= CLIP else (CLIP if v > 0 else -CLIP) for v in obs]
     out = np.empty(OBS_DIM, np.float32)
-    _PACK_FLOAT32_INTO(out, 0, *obs)
+    _PACK_FLOAT32_INTO(out, 0, *obs)  # type: ignore[arg-type]  # an ndarray is a buffer (numpy types it so on 3.12+)
     return out
 
 
