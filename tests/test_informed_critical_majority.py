@@ -23,3 +23,10 @@ def test_critical_majority_at_alpha_equal_to_a_p_value() -> None:
     p = binomial_two_sided_p(24, 29)
     assert _critical_majority(29, p) == 25
     assert _critical_majority(29, p * (1 + 1e-12)) == 24
+
+
+@pytest.mark.parametrize("n", [1023, 1024, 1500])
+def test_critical_majority_beyond_float_range_of_two_to_the_n(n: int) -> None:
+    # 2.0**n overflows past 1023: the count sits exactly where the integer p-value crosses alpha
+    m = _critical_majority(n, 0.05)
+    assert binomial_two_sided_p(m, n) < 0.05 <= binomial_two_sided_p(m - 1, n)
