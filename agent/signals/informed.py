@@ -111,7 +111,7 @@ class InformedFlow:
         return self._fill_buys, len(fills) - self._fill_buys
 
 
-# Cached: it is asked every decision cycle, mostly with the same few (k, n).
+# The p-value itself, for ``fill_imbalance`` (a diagnostic: the decision cycle compares counts instead).
 _binomial_two_sided = functools.lru_cache(maxsize=4096)(binomial_two_sided_p)
 
 
