@@ -485,9 +485,11 @@ class MatchingEngine:
         if out.shape[1] != n_levels:
             out = self._book_out = np.zeros((2, n_levels, 2), dtype=np.int64)
         nb, na = K.book_levels(self._si, self._used, self._depth_bid, self._depth_ask, self.base_ticks, out)
-        bids, asks = out.tolist()
-        # each level is a [px, size] pair: map(tuple) makes it the (px, size) tuple it is typed as
-        return tuple(map(tuple, bids[:nb])), tuple(map(tuple, asks[:na]))  # type: ignore[arg-type]
+        # One flat list of px, size, px, size, ...; zip over one iterator pairs it up into the
+        # (px, size) tuples, which is cheaper than a nested tolist() and a tuple() per level.
+        flat = iter(out.ravel().tolist())
+        levels = tuple(zip(flat, flat, strict=False))
+        return levels[:nb], levels[n_levels:n_levels + na]
 
     # ------------------------------------------------------------------ scripted interventions
     def set_background(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
