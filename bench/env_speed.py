@@ -355,9 +355,12 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
     (:class:`ReplayedMessagesEnv`: the floor under a zero-cost agent), ``n_envs`` of each (1:
     ``DummyVecEnv`` in this process; more: the config's ``vec_env``, as training runs them).
 
-    With one env it also times each env step inside ``learn`` (``*_step_us``, the learner's time
-    per step being the rest: ``*_learner_us``) and runs the constant env behind a spin as long as
-    the real env's step alone (:class:`BusyEnv`, ``busy_*``).
+    With one env, and with env 0 in this process (``vec_env = "inline"``), it also times env 0's
+    step inside ``learn`` (``*_step_us``, against the same env stepped alone:
+    ``real_alone_step_us``); the rest of a vectorized step is ``*_learner_us``: the learner's
+    (policy, buffer, update) and, with workers, the pipe to them and the wait for them. With one
+    env it runs the constant env behind a spin as long as the real env's step alone too
+    (:class:`BusyEnv`, ``busy_*``).
 
     ``rollout_steps`` (samples over all envs) shrinks the rollout for quick runs. With one env
     everything runs in this process, so the rates per CPU second (``*_cpu``) are given too:
@@ -388,8 +391,10 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
         return make
 
     kinds: list[tuple[str, Sequence[Callable[[], Any]]]] = [("real", real), ("constant", constant), ("messages", messages)]
-    if n_envs == 1:  # the same factory's env (the training mix) stepped alone, and an env as slow
+    env0_here = n_envs == 1 or cfg.train.vec_env == "inline"  # env 0 steps in this process
+    if env0_here:  # the same factory's env (the training mix) stepped alone
         alone_us = out["real_alone_step_us"] = _alone_step_us(real[0], min(n_steps, 2_000), seed)
+    if n_envs == 1:  # and an env as slow that touches next to no memory
 
         def busy(make: Callable[[], Any]) -> Callable[[], gym.Env]:
             return lambda: BusyEnv(make(), alone_us)
@@ -397,17 +402,18 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
         kinds.append(("busy", [busy(fn) for fn in real]))
     for name, fns in kinds:
         run_fns: Sequence[Callable[[], Any]] = fns
-        if n_envs == 1:
+        if env0_here:
             clocks.clear()
-            run_fns = [clocked(fn) for fn in fns]
+            run_fns = [clocked(fns[0]), *fns[1:]]
         model, venv = training_setup(cfg, run_fns, seed)
         try:
             c = time.process_time()
             s = time.perf_counter()
             model.learn(total_timesteps=n_steps)
             out[f"{name}_steps_per_s"] = n_steps / (time.perf_counter() - s)
-            if n_envs == 1:
+            if n_envs == 1:  # everything ran in this process
                 out[f"{name}_steps_per_cpu_s"] = n_steps / max(time.process_time() - c, 1e-9)
+            if env0_here:
                 out[f"{name}_step_us"] = 1e6 * clocks[0].step_s / max(clocks[0].steps, 1)
         finally:
             venv.close()
@@ -427,8 +433,9 @@ def with_share(out: dict[str, float]) -> dict[str, float]:
             t_env = 1 / out[f"{env}_steps_per{suffix}_s"]
             t_const = 1 / out[f"constant_steps_per{suffix}_s"]
             out[f"{share}{suffix}"] = max(0.0, (t_env - t_const) / t_env)
-    # one env: a step's time less the env's own step is the learner's (policy, buffer, update)
+    # a vectorized step's time less env 0's step: the learner's (policy, buffer, update), and with
+    # workers the pipe to them and the wait for them
     for env in ("real", "constant", "messages", "busy"):
         if f"{env}_step_us" in out:
-            out[f"{env}_learner_us"] = 1e6 / out[f"{env}_steps_per_s"] - out[f"{env}_step_us"]
+            out[f"{env}_learner_us"] = 1e6 * out.get("n_envs", 1) / out[f"{env}_steps_per_s"] - out[f"{env}_step_us"]
     return out

@@ -168,18 +168,23 @@ def _ppo_rows(name: str, d: dict, suffix: str = "", env: str = "real") -> list[t
              _fmt(d, f"{share}{suffix}", "env {:.0%}"))]
 
 
-def _split_rows(d: dict) -> list[tuple[str, str, str, str]]:
-    """Where the real env's cost in PPO (one env) goes: its step inside ``learn`` against the
-    same env stepped alone, and the learner's time per step with the real env against the
-    constant env (the learner runs slower after each real step: the two share the caches)."""
+def _split_rows(d: dict, vec: bool = False) -> list[tuple[str, str, str, str]]:
+    """Where the real env's cost in PPO goes: env 0's step inside ``learn`` against the same env
+    stepped alone, and the rest of a step with the real env against the constant env: the
+    learner's time (it runs slower after each real step: the two share the caches) and, as
+    trained (``vec``), the pipe to the worker and the wait for it too."""
     if "na" in d or "real_step_us" not in d:
         return []
-    return [("env step us inside PPO vs alone (1 env)", f"{d['real_step_us']:,.0f}", f"{d['real_alone_step_us']:,.0f}",
+    where, rest = ("env 0 step us inside PPO as trained", "rest of a vec step us (learner, pipe, worker)") if vec \
+        else ("env step us inside PPO", "learner us per step")
+    rows = [(f"{where} vs alone{'' if vec else ' (1 env)'}", f"{d['real_step_us']:,.0f}", f"{d['real_alone_step_us']:,.0f}",
              f"x{d['real_step_us'] / d['real_alone_step_us']:.2f}"),
-            ("learner us per step, real env vs constant", f"{d['real_learner_us']:,.0f}",
-             f"{d['constant_learner_us']:,.0f}", f"x{d['real_learner_us'] / d['constant_learner_us']:.2f}"),
-            ("learner us per step, busy-loop env vs constant", f"{d['busy_learner_us']:,.0f}",
-             f"{d['constant_learner_us']:,.0f}", f"x{d['busy_learner_us'] / d['constant_learner_us']:.2f}")]
+            (f"{rest}, real env vs constant", f"{d['real_learner_us']:,.0f}",
+             f"{d['constant_learner_us']:,.0f}", f"x{d['real_learner_us'] / d['constant_learner_us']:.2f}")]
+    if "busy_learner_us" in d:
+        rows.append(("learner us per step, busy-loop env vs constant", f"{d['busy_learner_us']:,.0f}",
+                     f"{d['constant_learner_us']:,.0f}", f"x{d['busy_learner_us'] / d['constant_learner_us']:.2f}"))
+    return rows
 
 
 def _interference_rows(d: dict) -> list[tuple[str, str, str, str]]:
@@ -244,6 +249,7 @@ def table(res: dict) -> str:
                    res.get("ppo_vec", {"na": "not run"})),
         *_ppo_rows(f"PPO steps/s, {VEC_ENVS} envs, agent's messages only", res.get("ppo_vec", {"na": "not run"}),
                    env="messages"),
+        *_split_rows(res.get("ppo_vec", {"na": "not run"}), vec=True),
         ("decision p50 / p99 us (wall)", "n/a" if "na" in res["decision"] else
          f"{res['decision']['p50_us']:.1f} / {res['decision']['p99_us']:.1f}", "", ""),
         ("decision p50 / p99 us (thread CPU)", "n/a" if "na" in res["decision"] else

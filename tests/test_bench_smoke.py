@@ -160,3 +160,19 @@ def test_replayed_messages_carry_the_recorded_agents_traffic() -> None:
     elsewhere.start()
     with pytest.raises(RuntimeError, match="replay diverged at event"):
         elsewhere.run_until(60.0)
+
+
+def test_training_split_as_trained_times_env_0_in_the_learner() -> None:
+    from bench.env_speed import measure_training
+
+    # two envs as the training config runs them: env 0 in this process, env 1 in a worker
+    d = measure_training(32, 0, 2, rollout_steps=16)
+    assert (d["n_envs"], d["vec_env"], d["n_steps"]) == (2, "inline", 8)
+    assert d["real_step_us"] > 0 and d["real_alone_step_us"] > 0 and d["constant_step_us"] > 0
+    # the rest of a vectorized step: its time (two samples) less env 0's step
+    for env in ("real", "constant", "messages"):
+        assert d[f"{env}_learner_us"] == pytest.approx(2e6 / d[f"{env}_steps_per_s"] - d[f"{env}_step_us"])
+    rows = run._split_rows(d, vec=True)
+    assert [r[0] for r in rows] == ["env 0 step us inside PPO as trained vs alone",
+                                    "rest of a vec step us (learner, pipe, worker), real env vs constant"]
+    assert rows[0][1:3] == (f"{d['real_step_us']:,.0f}", f"{d['real_alone_step_us']:,.0f}")
