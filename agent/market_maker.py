@@ -250,7 +250,7 @@ class MarketMaker:
 
     def _on_connection(self, ev: ConnectionStatus) -> list[Command]:
         self._counters["disconnect" if not ev.connected else "reconnect"] += 1
-        self.orders.needs_reconcile = True
+        self.orders.on_connection(ev.connected)
         return []
 
     def _on_book(self, ev: BookUpdate) -> list[Command]:

@@ -15,7 +15,8 @@ dropped)::
 A fill always moves the position, whatever the order's state (the venue is the truth), and a
 ``trade_id`` seen before is ignored. A timeout never finalizes an order: an order waiting too
 long for its ack triggers a venue query, and only the venue's answer (an ``AccountSnapshot``)
-may drop it.
+may drop it. Each query carries an id the answer echoes, so an answer is never taken for
+another query's, nor a snapshot the venue sent of its own accord for an answer.
 
 Sizes are lots, prices ticks, ``side`` +1 bid / -1 ask, times are venue seconds.
 """
@@ -190,7 +191,9 @@ class OrderManager:
         self._next_client_id = 1
         self._seq = 0
         self._seen_trade_ids: set[int] = set()
-        self._pending_queries: deque[int] = deque()  # send_seq of each QueryAccount in flight
+        # (send_seq, sent_t) of each QueryAccount awaiting its answer, oldest first; the send_seq
+        # is the query's id
+        self._pending_queries: deque[tuple[int, float]] = deque()
         self._tokens = config.rate_burst_weight
         self._tokens_t: float | None = None
         # The address's request headroom (venue's word in each snapshot, counted down per action
@@ -361,10 +364,21 @@ class OrderManager:
     def on_account(self, snap: AccountSnapshot) -> None:
         """Adopt the venue's truth: position, and the set of open orders.
 
-        An order of ours missing from the snapshot is dropped only if it was sent before the
-        query this snapshot answers (else the venue may simply not have seen it yet).
+        An order of ours missing from an answer to one of our queries (``snap.query_id``) is
+        dropped only if it was sent before that query (else the venue may simply not have seen it
+        yet). A snapshot the venue sent of its own accord (at start-up, on reconnection) says
+        nothing of the orders still on their way: it drops only acknowledged ones (replies come
+        in order, so the venue had each of them before it took the snapshot, and their cancel was
+        lost). Taking such a snapshot for the answer to a query in flight would drop the orders
+        sent after that query, which are resting at the venue: exposure the cap would no longer
+        count.
         """
-        query_seq = self._pending_queries.popleft() if self._pending_queries else self._seq
+        query_seq = snap.query_id
+        if query_seq is not None:
+            # the venue answers in order: a query sent before this one and still unanswered is lost
+            pending = self._pending_queries
+            while pending and pending[0][0] <= query_seq:
+                pending.popleft()
         if self.position_lots != snap.position_lots:
             self._reconcile_fix(snap.t, "position_fixed", f"position {self.position_lots} -> {snap.position_lots} lots")
         self.position_lots = snap.position_lots
@@ -374,7 +388,7 @@ class OrderManager:
         for cid, o in list(self._live.items()):
             oo = at_venue.pop(cid, None)
             if oo is None:
-                if o.send_seq < query_seq:
+                if o.acked if query_seq is None else o.send_seq < query_seq:
                     self._finish(o, _CANCELED)
                     self._reconcile_fix(snap.t, "reconcile_dropped", f"client_id={cid} not open at the venue")
                 continue
@@ -427,9 +441,15 @@ class OrderManager:
             self.log.write(t, "alarm", name=name, detail=f"{kind}: {detail}")
 
     def reconcile_due(self, t: float) -> bool:
-        """A query is needed: after a fault, on the timer, or when an ack is overdue."""
+        """A query is needed: after a fault, on the timer, when an ack is overdue, or when a
+        query's answer is (the query was refused or lost: asked again; should its answer come
+        after all, its id still says what it covers)."""
         if self._pending_queries:
-            return False
+            if t - self._pending_queries[0][1] <= self._ack_timeout_s:
+                return False
+            self.counters["query_timeout"] += 1
+            self._pending_queries.clear()
+            return True
         if self.needs_reconcile:
             return True
         if self._last_reconcile_t is None or t - self._last_reconcile_t >= self._reconcile_interval_s:
@@ -451,11 +471,20 @@ class OrderManager:
         return False
 
     def query(self, t: float) -> QueryAccount:
-        """Record that a venue query is being sent (the caller sends it)."""
+        """Record that a venue query is being sent (the caller sends it); its id is its place in
+        the command stream."""
         self._seq += 1
-        self._pending_queries.append(self._seq)
+        self._pending_queries.append((self._seq, t))
         self._spend(t, _QUERY_WEIGHT, force=True)
-        return QueryAccount()
+        return QueryAccount(self._seq)
+
+    def on_connection(self, connected: bool) -> None:
+        """The connection to the venue dropped or came back: reconcile. On reconnection an answer
+        the venue produced while we were away is lost, so no query still waits for one (should
+        it come after all, its id still says what it covers)."""
+        self.needs_reconcile = True
+        if connected:
+            self._pending_queries.clear()
 
     # ------------------------------------------------------------ commands
     def sync(

@@ -179,7 +179,11 @@ class OpenOrder:
 @_slot_init
 @dataclass(frozen=True, slots=True)
 class AccountSnapshot:
-    """The venue's truth, answered to :class:`QueryAccount` (and sent at start-up)."""
+    """The venue's truth, answered to :class:`QueryAccount` (and sent at start-up).
+
+    ``query_id`` is the :attr:`QueryAccount.query_id` this snapshot answers, ``None`` for one the
+    venue sent of its own accord (at start-up, on reconnection). Only an answer tells the agent
+    which of its commands the venue had seen: the ones sent before that query."""
 
     kind: ClassVar[str] = "account"
     t: float
@@ -193,6 +197,7 @@ class AccountSnapshot:
     # ``userRateLimit``: nRequestsCap - nRequestsUsed, where the cap is 10 000 plus one per USD
     # the address has traded); None when the venue does not say.
     requests_left: int | None = None
+    query_id: int | None = None
 
 
 @_slot_init
@@ -312,7 +317,12 @@ class ScheduleCancel:
 @_slot_init
 @dataclass(frozen=True, slots=True)
 class QueryAccount:
+    """Ask for an :class:`AccountSnapshot`. The venue answers queries in the order they came,
+    each answer carrying its query's ``query_id`` (the sender's to choose; ``None`` asks
+    anonymously, as the start-up query of ``hlmm live`` does)."""
+
     kind: ClassVar[str] = "query"
+    query_id: int | None = None
 
 
 Command = PlaceOrder | CancelOrder | ModifyOrder | CancelAll | ScheduleCancel | QueryAccount

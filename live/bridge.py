@@ -229,7 +229,7 @@ class LiveVenue:
         self._cancel_intents: dict[int, float] = {}  # client id of an unconfirmed cancel -> look up until
         self._last_lookup_t = -1e18
         self._trouble_t: float | None = None  # venue time of the last sign of trouble, until settled
-        self._pending_queries = 0
+        self._pending_queries: deque[int | None] = deque()  # the query_id of each query to answer, in order
         self._last_book_ms = -1
         self._last_funding_rate: float | None = None  # the predicted rate last passed on
         self._connected = False
@@ -532,8 +532,9 @@ class LiveVenue:
                 self._schedule(c)
         if places:
             self._place(places)
-        if any(isinstance(c, QueryAccount) for c in commands):
-            self._pending_queries += sum(isinstance(c, QueryAccount) for c in commands)
+        queries = [c.query_id for c in commands if isinstance(c, QueryAccount)]
+        if queries:
+            self._pending_queries.extend(queries)
             self._answer_queries()
 
     def _request(self, p: PlaceOrder) -> dict[str, Any]:
@@ -798,7 +799,7 @@ class LiveVenue:
     def _answer_queries(self) -> None:
         """Answer the agent's queries with the venue's truth; missed fills first, then the snapshot.
         Not while an ambiguous order may still land (see the module docstring)."""
-        while self._pending_queries > 0 and not self._unresolved:
+        while self._pending_queries and not self._unresolved:
             try:
                 state = wire.parse_user_state(self.instrument, self._info_call(lambda i: i.user_state(self.address)))
                 opens = wire.parse_open_orders(self.instrument, self._info_call(lambda i: i.frontend_open_orders(self.address)))
@@ -821,9 +822,9 @@ class LiveVenue:
             for o in opens:
                 cid = o.client_id if o.client_id is not None else -o.oid
                 self._oid_to_cid[o.oid] = cid
-            self._pending_queries -= 1
             self._push(AccountSnapshot(t, state.position_lots, state.entry_px_ticks, state.account_value_usd,
-                                       state.margin_used_usd, max_lots, opens, requests_left))
+                                       state.margin_used_usd, max_lots, opens, requests_left,
+                                       self._pending_queries.popleft()))
 
     def _requests_left(self) -> int | None:
         """The address's request headroom (``userRateLimit``), ``None`` when the venue does not say

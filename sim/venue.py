@@ -510,7 +510,7 @@ class SimVenue:
             if cmd.at_t is not None:
                 self._process(self._dead_mans_switch(cmd.at_t, self._dms_token))
         elif isinstance(cmd, QueryAccount):
-            self._reply(now, self._snapshot())
+            self._reply(now, self._snapshot(cmd.query_id))
         else:
             raise TypeError(f"command {cmd!r}: not a hlmm.venue command")
         self._dispatch()
@@ -559,12 +559,14 @@ class SimVenue:
     def _funding_rate(self, t: float) -> FundingRate:
         return FundingRate(t, self.engine.predicted_funding_rate())
 
-    def _snapshot(self) -> AccountSnapshot:
+    def _snapshot(self, query_id: int | None = None) -> AccountSnapshot:
+        """The account now: the answer to the query ``query_id``, or (``None``) one sent unasked,
+        at start-up and on reconnection."""
         eng = self.engine
         left = None if self._address_requests is None else self._request_cap() - self._requests_used
         return AccountSnapshot(self.env.now, int(eng.position_lots), float(eng.entry_px_ticks), eng.account_value_usd(),
                                float(eng.margin_used_usd), int(eng.max_position_lots_margin()),
-                               tuple(eng.open_orders()), requests_left=left)
+                               tuple(eng.open_orders()), left, query_id)
 
     def _sync(self, t_s: float) -> None:
         """Advance the engine to ``t_s`` and route what happened (lazy sync)."""

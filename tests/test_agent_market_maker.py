@@ -106,9 +106,10 @@ class FakeVenue:
             tuple(sorted(asks.items())),
         )
 
-    def snapshot(self, t: float) -> AccountSnapshot:
+    def snapshot(self, t: float, query_id: int | None = None) -> AccountSnapshot:
+        """The account at ``t``: the answer to query ``query_id``, or (``None``) sent unasked."""
         oo = tuple(OpenOrder(cid, r[4], r[0], r[1], r[2], r[3]) for cid, r in self.resting.items())
-        return AccountSnapshot(t, self.position, self.entry, 100.0, 0.0, 100_000, oo)
+        return AccountSnapshot(t, self.position, self.entry, 100.0, 0.0, 100_000, oo, query_id=query_id)
 
     # -- plumbing
     def deliver(self, t: float, ev: Event) -> None:
@@ -154,7 +155,7 @@ class FakeVenue:
         elif isinstance(c, ScheduleCancel):
             self.dms_at = c.at_t
         elif isinstance(c, QueryAccount):
-            self.deliver(t, self.snapshot(t))
+            self.deliver(t, self.snapshot(t, c.query_id))
         elif isinstance(c, ModifyOrder):  # Hyperliquid's batchModify: cancel, then place
             r = self.resting.pop(c.client_id, None)
             if r is None:
@@ -427,8 +428,8 @@ def test_no_quote_before_startup_reconciliation_and_cycle_records() -> None:
     book = venue.book(0.0)
     cmds = mm.on_event(book)
     assert not any(isinstance(c, PlaceOrder) for c in cmds)
-    assert any(isinstance(c, QueryAccount) for c in cmds)
-    mm.on_event(venue.snapshot(0.1))
+    (query,) = [c for c in cmds if isinstance(c, QueryAccount)]
+    mm.on_event(venue.snapshot(0.1, query.query_id))
     cmds = mm.on_event(replace(book, t=1.0))
     assert sorted(c.side for c in cmds if isinstance(c, PlaceOrder)) == [-1, 1]
     (cyc,) = [r for r in log.records if r["type"] == "cycle"]

@@ -188,10 +188,74 @@ def test_timeout_never_finalizes_only_the_venue_does() -> None:
     assert not m.reconcile_due(1.0)
     assert m.reconcile_due(3.0)  # overdue ack -> ask the venue
     assert m.orders[1].status is OrderStatus.PENDING_NEW
-    assert isinstance(m.query(3.0), QueryAccount)
-    m.on_account(AccountSnapshot(3.5, 0, 0.0, 100.0, 0.0, 10_000))  # venue never saw it
+    query = m.query(3.0)
+    assert isinstance(query, QueryAccount) and query.query_id is not None
+    m.on_account(AccountSnapshot(3.5, 0, 0.0, 100.0, 0.0, 10_000, query_id=query.query_id))  # venue never saw it
     assert m.orders[1].status is OrderStatus.CANCELED
     assert m.counters["reconcile_dropped"] == 1
+
+
+def snapshot(t: float, *open_cids: int, query_id: int | None = None) -> AccountSnapshot:
+    """The venue's account at ``t`` with our orders ``open_cids`` resting (bids of 50 lots)."""
+    opens = tuple(OpenOrder(cid, 100 + cid, 1, 30870, 50, False) for cid in open_cids)
+    return AccountSnapshot(t, 0, 0.0, 100.0, 0.0, 10_000, opens, query_id=query_id)
+
+
+def test_an_answer_is_paired_with_its_query_not_with_a_snapshot_the_venue_sent_unasked() -> None:
+    """Feb 12's latency storm: the venue's start-up snapshot arrived after our first query was
+    sent, was taken for its answer, and the real answer, which predates the orders sent since,
+    then dropped them while they rested at the venue (exposure the cap no longer counted)."""
+    m = om()
+    query = m.query(1.0)
+    m.on_account(snapshot(0.0))  # the venue's start-up snapshot: it answers nothing
+    assert m.reconciled_once and m.needs_reconcile  # our own query is still to be answered
+    assert not m.reconcile_due(1.5)
+    m.sync(1.6, quotes(DesiredOrder(1, 30870, 50), DesiredOrder(-1, 30890, 50)), CAP, MID)
+    m.on_account(snapshot(2.0, query_id=query.query_id))  # taken before those two orders arrived
+    assert [o.status for o in m.live_orders()] == [OrderStatus.PENDING_NEW] * 2
+    assert m.counters["reconcile_dropped"] == 0 and not m.needs_reconcile
+    later = m.query(3.0)
+    m.on_account(snapshot(3.5, 1, query_id=later.query_id))  # order 2 was sent before it: gone
+    assert m.orders[1].status is OrderStatus.OPEN and m.orders[2].status is OrderStatus.CANCELED
+    assert m.counters["reconcile_dropped"] == 1
+
+
+def test_a_snapshot_sent_unasked_drops_only_orders_the_venue_had_acknowledged() -> None:
+    """On reconnection the venue sends the account unasked: an acknowledged order missing from it
+    was cancelled while we were away; one not yet acknowledged may still be on its way."""
+    m = om()
+    m.on_account(snapshot(0.0))
+    m.sync(1.0, quotes(DesiredOrder(1, 30870, 50), DesiredOrder(-1, 30890, 50)), CAP, MID)
+    m.on_ack(OrderAccepted(1.2, 1, 101))
+    m.on_account(snapshot(5.0))
+    assert m.orders[1].status is OrderStatus.CANCELED and m.orders[2].status is OrderStatus.PENDING_NEW
+    assert m.counters["reconcile_dropped"] == 1
+
+
+def test_an_unanswered_query_is_asked_again_and_its_late_answer_still_applies() -> None:
+    m = om(ack_timeout_s=2.0)
+    m.on_account(snapshot(0.0))
+    m.sync(0.5, quotes(DesiredOrder(1, 30870, 50)), CAP, MID)
+    lost = m.query(1.0)  # refused by the venue's rate limit, say: no answer comes
+    assert not m.reconcile_due(3.0)
+    assert m.reconcile_due(3.1) and m.counters["query_timeout"] == 1
+    again = m.query(3.1)
+    m.sync(3.2, quotes(DesiredOrder(-1, 30890, 50)), CAP, MID)
+    m.on_account(snapshot(3.3, query_id=lost.query_id))  # it came after all: it covers order 1 only
+    assert m.orders[1].status is OrderStatus.CANCELED and m.orders[2].status is OrderStatus.PENDING_NEW
+    assert not m.reconcile_due(3.4)  # the query asked again still waits for its answer
+    m.on_account(snapshot(3.5, 2, query_id=again.query_id))
+    assert m.orders[2].status is OrderStatus.OPEN and m.counters["reconcile_dropped"] == 1
+
+
+def test_a_reconnection_asks_again_instead_of_waiting_for_an_answer_lost_while_away() -> None:
+    m = om()
+    m.on_account(snapshot(0.0))
+    m.query(1.0)
+    m.on_connection(False)
+    assert not m.reconcile_due(2.0)  # the query may still be answered
+    m.on_connection(True)
+    assert m.reconcile_due(2.1)
 
 
 def test_reconcile_adopts_unknown_orders_and_fixes_position() -> None:

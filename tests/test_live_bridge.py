@@ -393,11 +393,20 @@ def test_a_spent_budget_refuses_places_modifies_and_cancels_definitely(bridged):
     assert [c for c, _px, _sz in resting(srv, lv)] == sorted(wire.cloid_hex(c) for c in (7, 9, 20, 21))
 
 
-def query(srv, lv, until_s):
-    lv.send([QueryAccount()])
+def query(srv, lv, until_s, query_id=None):
+    lv.send([QueryAccount(query_id)])
     snaps = [e for e in lv.poll() + step(srv, lv, until_s) if isinstance(e, AccountSnapshot)]
     assert len(snaps) == 1
+    assert snaps[0].query_id == query_id
     return snaps[0]
+
+
+def test_each_answer_carries_its_querys_id_in_order(bridged):
+    srv, lv = bridged
+    step(srv, lv, 0.2)
+    lv.send([QueryAccount(4), QueryAccount(None), QueryAccount(9)])
+    assert [e.query_id for e in lv.poll() if isinstance(e, AccountSnapshot)] == [4, None, 9]
+    assert query(srv, lv, 0.3, query_id=12).position_lots == 0
 
 
 def test_account_snapshots_carry_the_requests_left_counting_down(bridged):

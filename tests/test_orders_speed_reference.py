@@ -197,7 +197,7 @@ class Driver:
                 if o.acked:
                     self.call("on_canceled", OrderCanceled(t, o.client_id, o.oid or 0))
         elif isinstance(cmd, QueryAccount):
-            self.snapshot()
+            self.snapshot(cmd.query_id)
 
     def answer_place(self, cmd: PlaceOrder) -> None:
         r, t = self.rng.random(), self.t
@@ -210,8 +210,8 @@ class Driver:
             self.call("on_reject", OrderRejected(t, cmd.client_id, "Insufficient margin"))
             self.seen.add("reject")
 
-    def snapshot(self) -> None:
-        """The venue's answer: our acked orders (one maybe missing or resized), maybe a foreign
+    def snapshot(self, query_id: int | None) -> None:
+        """The venue's answer to query ``query_id``: our acked orders (one maybe missing or resized), maybe a foreign
         order to adopt, the position (maybe off by a few lots), maybe a request headroom."""
         rng = self.rng
         open_orders = []
@@ -229,7 +229,7 @@ class Driver:
         requests_left = rng.choice([None, None, 400, 5_000])
         if requests_left is not None:
             self.seen.add("paced")
-        snap = AccountSnapshot(self.t, position, 0.0, 100.0, 0.0, 10_000, tuple(open_orders), requests_left)
+        snap = AccountSnapshot(self.t, position, 0.0, 100.0, 0.0, 10_000, tuple(open_orders), requests_left, query_id)
         self.call("on_account", snap)
 
 
@@ -243,8 +243,8 @@ def test_the_shortcuts_match_the_plain_computations(seed: int) -> None:
         else OrderManagerConfig()
     )
     d = Driver(seed, config)
-    d.call("query", 0.0)
-    d.call("on_account", AccountSnapshot(0.0, 0, 0.0, 100.0, 0.0, 10_000))
+    query = d.call("query", 0.0)
+    d.call("on_account", AccountSnapshot(0.0, 0, 0.0, 100.0, 0.0, 10_000, query_id=query.query_id))
     for _ in range(3_000):
         d.step()
     # the stream reached the cases each shortcut could get wrong

@@ -269,6 +269,21 @@ def test_disconnect_stops_feed_loses_commands_and_resyncs() -> None:
     assert len(snaps) == 2 and snaps[1].t == 9.0 and snaps[1].open_orders == ()
 
 
+def test_an_answer_carries_its_querys_id_and_a_snapshot_sent_unasked_none() -> None:
+    """Queries are answered in order, each with its id; the start-up and reconnection snapshots
+    answer nothing."""
+    def react(agent: Scripted, ev: Event) -> list[Command]:
+        if isinstance(ev, Timer) and ev.t in (1.0, 7.0):
+            return [QueryAccount(int(ev.t)), QueryAccount(None), QueryAccount(int(ev.t) + 1)]
+        return []
+
+    agent = Scripted(react)
+    run(scenario(12.0, faults={"disconnects": [{"start_s": 4.0, "duration_s": 1.0}]}), agent)
+    snaps = agent.of(AccountSnapshot)
+    assert [(s.t, s.query_id) for s in snaps] == [
+        (0.0, None), (1.04, 1), (1.04, None), (1.04, 2), (5.0, None), (7.04, 7), (7.04, None), (7.04, 8)]
+
+
 def test_dead_mans_switch_cancels_unless_rearmed() -> None:
     def react(agent: Scripted, ev: Event) -> list[Command]:
         if isinstance(ev, OrderAccepted):
