@@ -7,6 +7,7 @@ dropped)::
 
     PENDING_NEW --ack--> OPEN --fill--> PARTIALLY_FILLED --fill--> FILLED
     PENDING_NEW --reject--> REJECTED          PENDING_NEW --fill--> PARTIALLY_FILLED | FILLED
+    PENDING_CANCEL (never acked) --reject--> REJECTED     (the cancel chased an order the venue refused)
     OPEN | PARTIALLY_FILLED | PENDING_NEW --cancel sent--> PENDING_CANCEL --canceled--> CANCELED
     PENDING_CANCEL --fill--> PENDING_CANCEL | FILLED     (a cancel racing a fill)
     PENDING_CANCEL --cancel rejected--> PENDING_NEW | OPEN | PARTIALLY_FILLED (by acks and fills)
@@ -274,7 +275,9 @@ class OrderManager:
     def on_reject(self, ev: OrderRejected) -> None:
         self.rejects_by_reason[ev.reason] += 1
         o = self.orders.get(ev.client_id)
-        if o is None or o.status is not _PENDING_NEW:
+        # a reject is the venue's only answer to an order it refused, so it may come while our
+        # cancel of that order is on its way; an acknowledged order can no longer be rejected
+        if o is None or o.acked or not (o.status is _PENDING_NEW or o.status is _PENDING_CANCEL):
             self._invalid("reject")
             return
         self._finish(o, _REJECTED)

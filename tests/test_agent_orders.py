@@ -258,6 +258,25 @@ def test_a_reconnection_asks_again_instead_of_waiting_for_an_answer_lost_while_a
     assert m.reconcile_due(2.1)
 
 
+def test_a_reject_finishes_an_order_whose_cancel_was_on_its_way() -> None:
+    """The venue refused the order (a fault) while our cancel of it travelled: the order never
+    rested, so it ends REJECTED; the cancel's refusal that follows is a late event."""
+    m = om()
+    m.sync(0.0, quotes(DesiredOrder(1, 30870, 50)), CAP, MID)
+    assert m.sync(0.5, quotes(), CAP, MID) == [CancelOrder(client_id=1)]
+    m.on_reject(OrderRejected(0.6, 1, "Order rejected by the venue (simulated fault)."))
+    assert m.orders[1].status is OrderStatus.REJECTED and m.live_orders() == []
+    assert m.counters["invalid_transition"] == 0 and m.worst_case_lots(1) == 0
+    m.on_cancel_rejected(CancelRejected(0.9, 1, "Order was never placed, already canceled, or filled."))
+    assert m.orders[1].status is OrderStatus.REJECTED and m.counters["invalid_transition"] == 1
+    # once acknowledged, an order cannot be rejected any more
+    m.sync(1.0, quotes(DesiredOrder(1, 30870, 50)), CAP, MID)
+    m.on_ack(OrderAccepted(1.1, 2, 102))
+    m.sync(1.2, quotes(), CAP, MID)
+    m.on_reject(OrderRejected(1.3, 2, "late"))
+    assert m.orders[2].status is OrderStatus.PENDING_CANCEL and m.counters["invalid_transition:reject"] == 1
+
+
 def test_reconcile_adopts_unknown_orders_and_fixes_position() -> None:
     m = om()
     m.query(0.0)
