@@ -498,7 +498,9 @@ class OrderManager:
         Cancels are always sent (they are never starved). New orders pass, in order, the cap
         check (clipped), :meth:`Instrument.check_order`, the request pacing and the rate budget;
         one that fails is not sent, and counted. ``allow_new=False`` (while reconciling) sends
-        cancels only.
+        cancels and reduce-only orders only: our view of the position may be stale then, and a
+        reduce-only order is safe whatever the position is (the venue never lets it add to one),
+        so the reducing side keeps quoting.
 
         A quote that moved replaces its acknowledged order with one :class:`ModifyOrder` when
         ``replace_with_modify`` is on: the same cancel and place in one action (half the
@@ -554,7 +556,8 @@ class OrderManager:
                     keep = o
                 else:
                     stale.append(o)
-            to_place = want if keep is None and allow_new else None  # the order this side needs, if any
+            # the order this side needs, if any
+            to_place = want if keep is None and want is not None and (allow_new or want.reduce_only) else None
             if to_place is not None and stale and not self._affordable(t, to_place):
                 left = next((o for o in stale if self._safe_to_leave(o, to_place, mid_ticks)), None)
                 if left is not None:
@@ -581,12 +584,11 @@ class OrderManager:
                 modifies.append(ModifyOrder(replaced.client_id, cmd))
             else:
                 cancels.extend(self._cancel(replaced))
-        if allow_new:
-            for d in desired.orders:
-                if d.ioc and not self.has_live(d.side, ioc=True):
-                    cmd = self.place(t, d, cap_lots, mid_ticks)
-                    if cmd is not None:
-                        places.append(cmd)
+        for d in desired.orders:
+            if d.ioc and (allow_new or d.reduce_only) and not self.has_live(d.side, ioc=True):
+                cmd = self.place(t, d, cap_lots, mid_ticks)
+                if cmd is not None:
+                    places.append(cmd)
         if cancels:
             self._spend(t, 1 + len(cancels) // _BATCH_PER_WEIGHT, force=True)
         return cancels + modifies + places

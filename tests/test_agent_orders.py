@@ -277,6 +277,22 @@ def test_a_reject_finishes_an_order_whose_cancel_was_on_its_way() -> None:
     assert m.orders[2].status is OrderStatus.PENDING_CANCEL and m.counters["invalid_transition:reject"] == 1
 
 
+def test_while_reconciling_only_reduce_only_orders_go_out() -> None:
+    """A fault makes our view of the position doubtful until the venue answers: nothing that
+    could add to it is placed, but the reducing side keeps quoting (the venue never lets a
+    reduce-only order add to a position), IOC escalation included."""
+    m = om()
+    m.position_lots = 120
+    want = quotes(DesiredOrder(1, 30870, 50), DesiredOrder(-1, 30890, 50, reduce_only=True),
+                  DesiredOrder(-1, 30880, 60, reduce_only=True, ioc=True))
+    cmds = m.sync(0.0, want, CAP, MID, allow_new=False)
+    assert [(c.side, c.px_ticks, c.tif, c.reduce_only) for c in cmds if isinstance(c, PlaceOrder)] == [
+        (-1, 30890, Tif.ALO, True), (-1, 30880, Tif.IOC, True)]
+    # once reconciled, the bid goes out too
+    (bid,) = m.sync(1.0, want, CAP, MID)
+    assert isinstance(bid, PlaceOrder) and bid.side == 1 and not bid.reduce_only
+
+
 def test_reconcile_adopts_unknown_orders_and_fixes_position() -> None:
     m = om()
     m.query(0.0)
