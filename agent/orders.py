@@ -83,7 +83,7 @@ class OrderManagerConfig(BaseModel):
     )
     rate_burst_weight: float = Field(default=60.0, gt=0, description="token-bucket capacity, weight")
     ack_timeout_s: float = Field(
-        default=5.0, gt=0, description="an un-acked order older than this asks the venue"
+        default=5.0, gt=0, description="an un-acked order older than this, or a query unanswered this long, asks the venue (again)"
     )
     reconcile_interval_s: float = Field(default=30.0, gt=0, description="periodic reconciliation, seconds")
     replace_with_modify: bool = Field(
