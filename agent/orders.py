@@ -603,10 +603,12 @@ class OrderManager:
 
     @staticmethod
     def _safe_to_leave(o: Order, d: DesiredOrder, mid_ticks: float) -> bool:
-        """Whether ``o`` may rest instead of ``d``: no larger, reduce-only alike, and at least half
-        as far from the mid as ``d`` (so at most twice as tight as wanted; it may be wider)."""
+        """Whether ``o`` may rest instead of ``d``: no larger, reduce-only if ``d`` is (a reduce-only
+        order may stand in for one that is not: it can only take the position toward flat), and at
+        least half as far from the mid as ``d`` (so at most twice as tight as wanted; it may be
+        wider)."""
         return (
-            o.reduce_only == d.reduce_only
+            (o.reduce_only or not d.reduce_only)
             and o.remaining_lots <= d.size_lots
             and o.side * (mid_ticks - o.px_ticks) >= 0.5 * o.side * (mid_ticks - d.px_ticks)
         )

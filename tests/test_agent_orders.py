@@ -490,6 +490,27 @@ def test_an_unaffordable_requote_leaves_a_safe_quote_and_replaces_or_cancels_a_r
     assert m.counters["request_paced"] == 2
 
 
+def test_an_unaffordable_quote_leaves_the_reduce_only_order_that_stands_in_for_it() -> None:
+    """flash_crash on the local venue: the overlay left REDUCING, so the bid it wanted was no
+    longer reduce-only, and the pacing could not pay for it. The resting reduce-only bid was
+    cancelled all the same, and a short position went 94 s without a bid. A reduce-only order can
+    only take the position toward flat, so it may stand in for a quote that is not reduce-only;
+    the reverse may not."""
+    m = budgeted(1_000, request_reserve=1_000, request_burst=1.0)
+    m.position_lots = -37
+    reducing = _open_order(99, side=1, px=30865, size=37)
+    reducing.reduce_only = True
+    m.orders[99] = m._live[99] = reducing
+    assert m.sync(1.0, quotes(DesiredOrder(1, 30874, 50)), CAP, MID) == []
+    assert m.orders[99].status is OrderStatus.OPEN and m.counters["requote_deferred"] == 1
+    # long now, with the rate bucket empty: a plain ask may not stand in for a reduce-only one
+    long = budgeted(1_000, request_reserve=1_000, request_burst=1.0)
+    long.position_lots = 37
+    long.orders[98] = long._live[98] = _open_order(98, side=-1, px=30895, size=37)
+    long._tokens, long._tokens_t = 0.0, 2.0
+    assert long.sync(2.0, quotes(DesiredOrder(-1, 30890, 37, reduce_only=True)), CAP, MID) == [CancelOrder(client_id=98)]
+
+
 def test_paced_orders_never_spend_the_reserve() -> None:
     """A bid that must move every half second for a day (too aggressive every other time, so
     it is cancelled whatever the budget), against a headroom of 2 000 with 300 reserved and a
