@@ -207,6 +207,7 @@ class OrderManager:
         # :meth:`reconcile_due` scans for an overdue ack only once one may be overdue.
         self._unacked_since_t: float | None = None
         self.needs_reconcile = True  # nothing is known until the venue has answered once
+        self._connected = True  # the venue's word (ConnectionStatus); a query is re-asked only while connected
         self.reconciled_once = False
 
     # ------------------------------------------------------------ exposure
@@ -446,9 +447,10 @@ class OrderManager:
     def reconcile_due(self, t: float) -> bool:
         """A query is needed: after a fault, on the timer, when an ack is overdue, or when a
         query's answer is (the query was refused or lost: asked again; should its answer come
-        after all, its id still says what it covers)."""
+        after all, its id still says what it covers). Not while disconnected: every query would
+        be lost, or pile up at a venue that answers each once back (the reconnection asks)."""
         if self._pending_queries:
-            if t - self._pending_queries[0][1] <= self._ack_timeout_s:
+            if not self._connected or t - self._pending_queries[0][1] <= self._ack_timeout_s:
                 return False
             self.counters["query_timeout"] += 1
             self._pending_queries.clear()
@@ -486,6 +488,7 @@ class OrderManager:
         the venue produced while we were away is lost, so no query still waits for one (should
         it come after all, its id still says what it covers)."""
         self.needs_reconcile = True
+        self._connected = connected
         if connected:
             self._pending_queries.clear()
 
