@@ -514,9 +514,12 @@ class OrderManager:
 
         When the budgets cannot pay for a new order on a side, an old order there that is at
         most twice as tight as the desired one (at least half its distance from the mid; no
-        larger; same reduce-only flag) is left resting rather than cancelled: a quote a little
-        off beats no quote. A riskier one is replaced by a modify if the pacing's overdraft
-        allows (it costs what its cancel would), else cancelled (cancels are never starved).
+        larger; reduce-only if the desired one is) is left resting rather than cancelled: a quote
+        a little off beats no quote. A riskier one is replaced by a modify if the pacing's
+        overdraft allows (it costs what its cancel would), else cancelled (cancels are never
+        starved). The side that takes the position toward flat is never left unquoted by the
+        pacing: when the pacing cannot pay for its quote, the quote goes reduce-only, which is
+        never paced (counted as ``reducing_side_reduce_only``).
         """
         cancels: list[Command] = []
         modifies: list[Command] = []
@@ -576,6 +579,16 @@ class OrderManager:
                     cancels.extend(self._cancel(o))
             if to_place is None:
                 continue
+            if (
+                not to_place.reduce_only
+                and to_place.side * self.position_lots < 0
+                and not self._pacing_allows(t, replaced is not None)
+            ):
+                # The quote that takes the position toward flat goes reduce-only when the pacing
+                # cannot pay for it: reduce-only orders are never paced (the reserve is kept for
+                # them), so the reducing side keeps quoting while the pacing is in debt.
+                self.counters["reducing_side_reduce_only"] += 1
+                to_place = DesiredOrder(to_place.side, to_place.px_ticks, to_place.size_lots, True)
             # Replacing an order that must go anyway costs the one request its cancel would:
             # such a modify may overdraw the pacing (see ``place``). ``overdraw`` is passed
             # positionally: Python 3.11 does not specialize a call with keywords.
@@ -603,6 +616,14 @@ class OrderManager:
         if self._tokens < 1:
             return False
         return d.reduce_only or self._pace_tokens_at(t) >= 1
+
+    def _pacing_allows(self, t: float, overdraw: bool) -> bool:
+        """Whether the request pacing lets an order that is not reduce-only go now: always when
+        the venue reports no headroom (nothing is paced); ``overdraw`` (the new half of a
+        modify) may take the bucket down to ``1 - request_burst``."""
+        if self.requests_left is None:
+            return True
+        return self._pace_tokens_at(t) >= (1 - self.config.request_burst if overdraw else 1)
 
     @staticmethod
     def _safe_to_leave(o: Order, d: DesiredOrder, mid_ticks: float) -> bool:
@@ -687,8 +708,7 @@ class OrderManager:
             return None
         # Reduce-only orders (the reducing side, the kill switch's close) are never paced: the
         # reserve is kept for them.
-        paced = not d.reduce_only and self.requests_left is not None
-        if paced and self._pace_tokens_at(t) < (1 - self.config.request_burst if overdraw else 1):
+        if not d.reduce_only and not self._pacing_allows(t, overdraw):
             self.counters["request_paced"] += 1
             return None
         # The kill switch's close (cap_lots=None) spends even into debt, like cancels and

@@ -512,6 +512,35 @@ def test_an_unaffordable_quote_leaves_the_reduce_only_order_that_stands_in_for_i
     assert long.sync(2.0, quotes(DesiredOrder(-1, 30890, 37, reduce_only=True)), CAP, MID) == [CancelOrder(client_id=98)]
 
 
+def test_the_pacing_never_leaves_the_side_that_reduces_the_position_unquoted() -> None:
+    """flash_crash seed 108 on the local venue: REDUCING's reduce-only requotes left the pacing
+    in debt, the overlay went ACTIVE, and a short position went 94 s with neither a bid nor an
+    ask. The quote that takes the position toward flat now goes reduce-only when the pacing
+    cannot pay for it; the one that adds to it waits for the pacing."""
+    m = budgeted(1_000, request_reserve=1_000, request_burst=1.0)
+    m.position_lots = -36
+    assert m._pace_tokens_at(1.0) < 1
+    want = quotes(DesiredOrder(1, 30860, 50), DesiredOrder(-1, 30900, 50))
+    (bid,) = m.sync(1.0, want, CAP, MID)
+    assert isinstance(bid, PlaceOrder) and bid.side == 1 and bid.reduce_only
+    assert (bid.px_ticks, bid.size_lots) == (30860, 36)  # at most the position
+    assert m.counters["reducing_side_reduce_only"] == 1 and m.counters["request_paced"] == 1  # the ask
+    m.on_ack(OrderAccepted(1.1, bid.client_id, 500))
+    # the market falls onto the bid (5 ticks under the mid, 50 wanted): it must move, and it is
+    # replaced reduce-only again (a modify)
+    (mod,) = m.sync(2.0, quotes(DesiredOrder(1, 30815, 50), DesiredOrder(-1, 30915, 50)), CAP, 30865)
+    assert isinstance(mod, ModifyOrder) and mod.client_id == bid.client_id and mod.order.reduce_only
+    # flat: nothing reduces, so nothing is sent past the pacing
+    flat = budgeted(1_000, request_reserve=1_000, request_burst=1.0)
+    assert flat.sync(1.0, want, CAP, MID) == []
+    assert flat.counters["request_paced"] == 2 and flat.counters["reducing_side_reduce_only"] == 0
+    # with the pacing able to pay, the reducing quote is an ordinary one
+    rich = budgeted(100_000, request_reserve=0)
+    rich.position_lots = -36
+    cmds = rich.sync(1.0, want, CAP, MID)
+    assert [(c.side, c.reduce_only) for c in cmds if isinstance(c, PlaceOrder)] == [(1, False), (-1, False)]
+
+
 def test_paced_orders_never_spend_the_reserve() -> None:
     """A bid that must move every half second for a day (too aggressive every other time, so
     it is cancelled whatever the budget), against a headroom of 2 000 with 300 reserved and a
