@@ -402,7 +402,12 @@ class OrderManager:
                 self._reconcile_fix(
                     snap.t, "reconcile_resized", f"client_id={cid} remaining {o.remaining_lots} -> {oo.size_lots} lots"
                 )
-                o.filled_lots = max(0, o.size_lots - oo.size_lots)
+                if oo.size_lots > o.remaining_lots:
+                    # the venue holds more than we track (a reduce-only order the bridge sent for
+                    # the whole position, say): its size is the exposure
+                    o.size_lots = o.filled_lots + oo.size_lots
+                else:
+                    o.filled_lots = o.size_lots - oo.size_lots
             if o.status is _PENDING_NEW:
                 o.status = _OPEN
         for key, oo in at_venue.items():
@@ -682,8 +687,15 @@ class OrderManager:
         """
         size = d.size_lots
         if d.reduce_only and self.position_lots != 0:
-            # A reduce-only order larger than the position is shrunk to it (as the venue does).
-            size = min(size, abs(self.position_lots))
+            # A reduce-only order larger than the position is shrunk to it (as the venue does);
+            # one that would leave a remainder under the minimum notional takes it too (that
+            # remainder could never be closed on its own: the overlay's reducing quote is sized so
+            # and the live bridge would send the whole position, so the order tracked here is the
+            # order the venue holds).
+            whole = abs(self.position_lots)
+            size = min(size, whole)
+            if size < whole and self.instrument.notional_usd(d.px_ticks, whole - size) < self.instrument.min_notional_usd:
+                size = whole
         if cap_lots is None:
             if not d.reduce_only:
                 raise ValueError(f"cap_lots=None: only a reduce-only order may skip the cap check, got {d!r}")

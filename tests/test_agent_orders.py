@@ -308,6 +308,28 @@ def test_reconcile_adopts_unknown_orders_and_fixes_position() -> None:
     assert m.sync(1.0, quotes(), CAP, MID) == [CancelOrder(client_id=99)]
 
 
+def test_reconcile_takes_the_venues_size_larger_or_smaller() -> None:
+    """hlmm chaos seed 880: the live bridge sent a 50-lot reduce-only ask as a close of the whole
+    61-lot position, and the order manager, which could only shrink an order to the venue's
+    size, kept counting 50 lots resting. The venue's size is the exposure, either way."""
+    m = om()
+    m.query(0.0)
+    m.on_account(AccountSnapshot(0.0, 100, 30800.0, 100.0, 5.0, 10_000))
+    (ask,) = m.sync(1.0, quotes(DesiredOrder(-1, 30890, 50, reduce_only=True)), CAP, MID)
+    assert isinstance(ask, PlaceOrder) and ask.size_lots == 50
+    m.on_ack(OrderAccepted(1.1, ask.client_id, 7))
+
+    def venue_holds(t: float, lots: int) -> None:
+        q = m.query(t)
+        opens = (OpenOrder(client_id=ask.client_id, oid=7, side=-1, px_ticks=30890, size_lots=lots, reduce_only=True),)
+        m.on_account(AccountSnapshot(t, 100, 30800.0, 100.0, 5.0, 10_000, opens, query_id=q.query_id))
+
+    venue_holds(2.0, 80)
+    assert m.resting_lots(-1) == 80 and m.counters["reconcile_resized"] == 1
+    venue_holds(3.0, 30)  # partly filled, the fill still on its way
+    assert m.resting_lots(-1) == 30 and m.counters["reconcile_resized"] == 2
+
+
 def test_rate_budget_blocks_new_orders_but_never_cancels() -> None:
     m = om(rate_budget_weight_per_min=60.0, rate_burst_weight=2.0)
     placed = cancelled = 0
@@ -530,6 +552,13 @@ def test_the_pacing_never_leaves_the_side_that_reduces_the_position_unquoted() -
     # replaced reduce-only again (a modify)
     (mod,) = m.sync(2.0, quotes(DesiredOrder(1, 30815, 50), DesiredOrder(-1, 30915, 50)), CAP, 30865)
     assert isinstance(mod, ModifyOrder) and mod.client_id == bid.client_id and mod.order.reduce_only
+    # 61 short, a 50-lot bid would leave 11 lots ($3.40, under the $10 minimum) that no order
+    # could close on its own: the bid takes the whole position, as the live bridge would send it
+    deep = budgeted(1_000, request_reserve=1_000, request_burst=1.0)
+    deep.position_lots = -61
+    whole = [c for c in deep.sync(1.0, want, CAP, MID) if isinstance(c, PlaceOrder)]
+    assert [(c.side, c.size_lots, c.reduce_only) for c in whole] == [(1, 61, True)]
+    assert deep.orders[whole[0].client_id].size_lots == 61  # tracked as sent
     # flat: nothing reduces, so nothing is sent past the pacing
     flat = budgeted(1_000, request_reserve=1_000, request_burst=1.0)
     assert flat.sync(1.0, want, CAP, MID) == []
