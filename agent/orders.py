@@ -96,7 +96,10 @@ class OrderManagerConfig(BaseModel):
         description="spend the address's request headroom above the reserve no faster than evenly over this long, seconds",
     )
     request_reserve: int = Field(
-        default=300, ge=0, description="requests kept for reduce-only orders and the kill switch's close, which are never paced"
+        default=300,
+        ge=0,
+        description="requests kept for reduce-only orders and the kill switch's close, which are never paced;"
+        " at or below it a resting reduce-only order is not replaced",
     )
     request_burst: float = Field(default=30.0, ge=1, description="requests the pacing lets out at once")
 
@@ -524,7 +527,9 @@ class OrderManager:
         overdraft allows (it costs what its cancel would), else cancelled (cancels are never
         starved). The side that takes the position toward flat is never left unquoted by the
         pacing: when the pacing cannot pay for its quote, the quote goes reduce-only, which is
-        never paced (counted as ``reducing_side_reduce_only``).
+        never paced (counted as ``reducing_side_reduce_only``). At or below the request reserve,
+        a resting reduce-only order is left on the reducing side whatever its price: the reserve
+        is for the kill switch's close, not for chasing the market with reduce-only requotes.
         """
         cancels: list[Command] = []
         modifies: list[Command] = []
@@ -570,7 +575,13 @@ class OrderManager:
             # the order this side needs, if any
             to_place = want if keep is None and want is not None and (allow_new or want.reduce_only) else None
             if to_place is not None and stale and not self._affordable(t, to_place):
-                left = next((o for o in stale if self._safe_to_leave(o, to_place, mid_ticks)), None)
+                # At or below the reserve, any resting reduce-only order stands in for the reducing
+                # side's quote: replacing it would spend a request the kill switch's close may need.
+                rationed = self._in_reserve() and (to_place.reduce_only or to_place.side * self.position_lots < 0)
+                left = next(
+                    (o for o in stale if (rationed and o.reduce_only) or self._safe_to_leave(o, to_place, mid_ticks)),
+                    None,
+                )
                 if left is not None:
                     stale.remove(left)
                     self.counters["requote_deferred"] += 1
@@ -616,11 +627,19 @@ class OrderManager:
 
     def _affordable(self, t: float, d: DesiredOrder) -> bool:
         """Whether the rate budget, and for an order that is not reduce-only the request pacing,
-        can pay for ``d`` now (nothing is spent)."""
+        can pay for ``d`` now (nothing is spent). A reduce-only order is never paced, but at or
+        below the reserve a requote of one is not affordable: the reserve is rationed."""
         self._refill(t)
         if self._tokens < 1:
             return False
-        return d.reduce_only or self._pace_tokens_at(t) >= 1
+        if d.reduce_only:
+            return not self._in_reserve()
+        return self._pace_tokens_at(t) >= 1
+
+    def _in_reserve(self) -> bool:
+        """Whether the address's headroom is down to the reserve (kept for reduce-only orders and
+        the kill switch's close)."""
+        return self.requests_left is not None and self.requests_left <= self.config.request_reserve
 
     def _pacing_allows(self, t: float, overdraw: bool) -> bool:
         """Whether the request pacing lets an order that is not reduce-only go now: always when

@@ -534,12 +534,20 @@ def test_an_unaffordable_quote_leaves_the_reduce_only_order_that_stands_in_for_i
     assert long.sync(2.0, quotes(DesiredOrder(-1, 30890, 37, reduce_only=True)), CAP, MID) == [CancelOrder(client_id=98)]
 
 
+def in_debt() -> OrderManager:
+    """Headroom well above the reserve, and the pacing 45 requests in debt (REDUCING's unpaced
+    requotes, flash_crash seed 108 on the local venue): no paced order can go for minutes."""
+    m = budgeted(5_000, request_reserve=300, request_burst=1.0)
+    m._pace_tokens = -45.0
+    return m
+
+
 def test_the_pacing_never_leaves_the_side_that_reduces_the_position_unquoted() -> None:
     """flash_crash seed 108 on the local venue: REDUCING's reduce-only requotes left the pacing
     in debt, the overlay went ACTIVE, and a short position went 94 s with neither a bid nor an
     ask. The quote that takes the position toward flat now goes reduce-only when the pacing
     cannot pay for it; the one that adds to it waits for the pacing."""
-    m = budgeted(1_000, request_reserve=1_000, request_burst=1.0)
+    m = in_debt()
     m.position_lots = -36
     assert m._pace_tokens_at(1.0) < 1
     want = quotes(DesiredOrder(1, 30860, 50), DesiredOrder(-1, 30900, 50))
@@ -554,13 +562,13 @@ def test_the_pacing_never_leaves_the_side_that_reduces_the_position_unquoted() -
     assert isinstance(mod, ModifyOrder) and mod.client_id == bid.client_id and mod.order.reduce_only
     # 61 short, a 50-lot bid would leave 11 lots ($3.40, under the $10 minimum) that no order
     # could close on its own: the bid takes the whole position, as the live bridge would send it
-    deep = budgeted(1_000, request_reserve=1_000, request_burst=1.0)
+    deep = in_debt()
     deep.position_lots = -61
     whole = [c for c in deep.sync(1.0, want, CAP, MID) if isinstance(c, PlaceOrder)]
     assert [(c.side, c.size_lots, c.reduce_only) for c in whole] == [(1, 61, True)]
     assert deep.orders[whole[0].client_id].size_lots == 61  # tracked as sent
     # flat: nothing reduces, so nothing is sent past the pacing
-    flat = budgeted(1_000, request_reserve=1_000, request_burst=1.0)
+    flat = in_debt()
     assert flat.sync(1.0, want, CAP, MID) == []
     assert flat.counters["request_paced"] == 2 and flat.counters["reducing_side_reduce_only"] == 0
     # with the pacing able to pay, the reducing quote is an ordinary one
@@ -596,6 +604,33 @@ def test_paced_orders_never_spend_the_reserve() -> None:
         lowest = min(lowest, m.requests_left)
     assert lowest >= 300 - 1
     assert sent_by_hour[0] > 2 * sent_by_hour[5] > 0
+
+
+def test_reduce_only_requotes_stop_at_the_reserve() -> None:
+    """Reduce-only orders are never paced, so a reducing quote that moves every half second (at
+    the touch, 8 times closer to the mid every other time) was requoted 14 400 times in two
+    hours, far past the reserve kept for the kill switch's close. At the reserve, the resting
+    reduce-only order stays; the side stays quoted."""
+    m = budgeted(1_000, request_reserve=300)
+    m.position_lots = -60
+    lowest = m.requests_left
+    assert lowest is not None
+    for i in range(2 * 7_200):
+        t = i * 0.5
+        px = 30800 if i % 2 else 30870
+        for c in m.sync(t, quotes(DesiredOrder(1, px, 50, reduce_only=True)), CAP, MID):
+            assert isinstance(c, (PlaceOrder, ModifyOrder))
+            new = c if isinstance(c, PlaceOrder) else c.order
+            if isinstance(c, ModifyOrder):
+                m.on_canceled(OrderCanceled(t, c.client_id, 0))
+            m.on_ack(OrderAccepted(t, new.client_id, new.client_id))
+        assert m.has_live(1)
+        assert m.requests_left is not None
+        lowest = min(lowest, m.requests_left)
+    assert lowest == 300  # 700 requotes, then none
+    assert m.counters["requote_deferred"] > 10_000
+    # the kill switch's close still goes, into the reserve
+    assert m.place(7_200.0, DesiredOrder(1, 30890, 60, reduce_only=True), None, MID) is not None
 
 
 def test_an_overdue_ack_is_found_after_the_older_orders_were_acked() -> None:
