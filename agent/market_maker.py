@@ -98,6 +98,7 @@ class MarketMaker:
         self._last_decision_t = -math.inf
         self._last_alarm_t: float | None = None
         self._armed_t = -math.inf
+        self._armed = False  # whether the venue holds a schedule-cancel of ours
         self._start_position_lots = 0
         self._start_mark_ticks: float | None = None
         self._pending_operator_halt = False
@@ -323,9 +324,20 @@ class MarketMaker:
             cmds.append(self.orders.query(t))
         # the configured re-arm is the shortest (the pacing only lengthens it): most events stop here
         if t - self._armed_t >= self.config.dead_mans_rearm_s:
+            if not self.orders.any_live and self.orders.in_reserve():
+                # The headroom is down to the reserve, and nothing of ours is at the venue: nothing
+                # for the switch to protect, and each re-arm would spend a request the kill switch's
+                # close may need. Letting it expire would use one of the venue's 10 triggers a
+                # day: clear it once instead. The next order arms it again (overdue by then).
+                if self._armed:
+                    self._armed = False
+                    self.orders.count_request()
+                    cmds.append(ScheduleCancel(at_t=None))
+                return
             rearm_s, switch_s = self._dead_mans_timing()
             if t - self._armed_t >= rearm_s:
                 self._armed_t = t
+                self._armed = True
                 self.orders.count_request()
                 cmds.append(ScheduleCancel(at_t=t + switch_s))
 

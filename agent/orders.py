@@ -258,6 +258,11 @@ class OrderManager:
                 out.append((o.side, o.px_ticks, o.size_lots - o.filled_lots))
         return out
 
+    @property
+    def any_live(self) -> bool:
+        """Whether any order of ours may be at the venue (resting, in flight or being cancelled)."""
+        return bool(self._live)
+
     def has_live(self, side: int, ioc: bool = False) -> bool:
         """Whether an order of ours (resting or in flight, not being canceled) is on ``side``."""
         return any(
@@ -577,7 +582,7 @@ class OrderManager:
             if to_place is not None and stale and not self._affordable(t, to_place):
                 # At or below the reserve, any resting reduce-only order stands in for the reducing
                 # side's quote: replacing it would spend a request the kill switch's close may need.
-                rationed = self._in_reserve() and (to_place.reduce_only or to_place.side * self.position_lots < 0)
+                rationed = self.in_reserve() and (to_place.reduce_only or to_place.side * self.position_lots < 0)
                 left = next(
                     (o for o in stale if (rationed and o.reduce_only) or self._safe_to_leave(o, to_place, mid_ticks)),
                     None,
@@ -633,10 +638,10 @@ class OrderManager:
         if self._tokens < 1:
             return False
         if d.reduce_only:
-            return not self._in_reserve()
+            return not self.in_reserve()
         return self._pace_tokens_at(t) >= 1
 
-    def _in_reserve(self) -> bool:
+    def in_reserve(self) -> bool:
         """Whether the address's headroom is down to the reserve (kept for reduce-only orders and
         the kill switch's close)."""
         return self.requests_left is not None and self.requests_left <= self.config.request_reserve

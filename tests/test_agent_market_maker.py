@@ -22,7 +22,7 @@ from agent.config import AgentConfig
 from agent.market_maker import MarketMaker
 from agent.orders import OrderManager, OrderManagerConfig
 from agent.risk import RiskConfig, RiskOverlay
-from agent.types import MarketState, OverlayState, QuoteTarget, SignalOutput
+from agent.types import DesiredOrder, MarketState, OverlayState, QuoteTarget, SignalOutput
 from hlmm.instrument import ERR_INVALID_PRICE, ERR_INVALID_SIZE, ERR_MIN_NOTIONAL, ERR_TICK, Instrument
 from hlmm.sessionlog import SessionLog
 from hlmm.venue import (
@@ -560,3 +560,29 @@ def test_the_dead_mans_switch_takes_at_most_a_quarter_of_the_request_pacing() ->
     assert mm._dead_mans_timing() == (60.0, 70.0)
     mm.orders.requests_left = 1_000_000.0  # plenty: the configured timing
     assert mm._dead_mans_timing() == (5.0, 15.0)
+
+
+def test_the_dead_mans_switch_is_cleared_not_re_armed_when_idle_at_the_reserve() -> None:
+    """An eight-hour request_budget session: the headroom reached the reserve, the pacing stopped,
+    no order was left, and the dead man's switch kept re-arming once a minute with nothing to
+    protect (305 -> 155 requests in 2.5 h, the reserve kept for the kill switch's close). At the
+    reserve, with nothing of ours at the venue, the switch is cleared once; an order arms it
+    again."""
+    mm = MarketMaker(AgentConfig(), HYPE, FEES)
+    query = mm.on_event(Timer(0.0))
+    assert isinstance(query[0], QueryAccount) and isinstance(query[-1], ScheduleCancel)  # armed at start
+    mm.on_event(AccountSnapshot(0.1, 0, 0.0, 100.0, 0.0, 10_000, requests_left=1_000, query_id=query[0].query_id))
+
+    def sent(t: float) -> list[Command]:
+        return [c for c in mm.on_event(Timer(t)) if isinstance(c, ScheduleCancel)]
+
+    # above the reserve, with nothing resting: re-armed on the pacing's timing
+    assert [c.at_t is not None for c in sent(70.0)] == [True]
+    mm.orders.requests_left = 250.0  # at the reserve (300): the pacing has stopped
+    assert [c.at_t for c in sent(140.0)] == [None]  # cleared once
+    assert sent(210.0) == [] and sent(280.0) == []
+    assert mm.orders.requests_left == 249.0  # the clearing was the only request
+    # an order (a reduce-only one: the pacing has stopped) arms it again
+    mm.orders.position_lots = -60
+    assert mm.orders.place(300.0, DesiredOrder(1, 30860, 50, reduce_only=True), mm.cap_lots, 30880.0) is not None
+    assert [c.at_t is not None for c in sent(300.5)] == [True]
