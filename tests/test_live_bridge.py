@@ -23,6 +23,7 @@ from hlmm.venue import (
     OrderRejected,
     PlaceOrder,
     QueryAccount,
+    ScheduleCancel,
     Tif,
 )
 from live import wire
@@ -244,6 +245,18 @@ def rest(srv, lv, *orders):
     lv.send([PlaceOrder(cid, side, px, 100, Tif.ALO) for cid, side, px in orders])
     events = step(srv, lv, 0.6)
     assert order_news(events) == [("OrderAccepted", cid) for cid, _side, _px in orders]
+
+
+def test_the_dead_mans_switch_is_armed_and_cleared_through_the_sdk(bridged):
+    """A schedule-cancel with a time arms the venue's switch; one without clears it (the agent
+    clears it when idle at its request reserve rather than let it expire: an expiry uses one of
+    the venue's 10 triggers a day)."""
+    srv, lv = bridged
+    lv.send([ScheduleCancel(at_t=srv.exchange.now_s + 15.0)])
+    assert srv.exchange.schedule_ms == round((srv.exchange.now_s + 15.0) * 1000)
+    lv.send([ScheduleCancel(at_t=None)])
+    assert srv.exchange.schedule_ms is None
+    assert not any(k.startswith("schedule_cancel") for k in lv.counters)
 
 
 def test_a_modify_cancels_the_old_order_and_places_the_new_one(bridged):
