@@ -573,7 +573,7 @@ def test_the_dead_mans_switch_is_cleared_not_re_armed_when_idle_at_the_reserve()
     assert isinstance(query[0], QueryAccount) and isinstance(query[-1], ScheduleCancel)  # armed at start
     mm.on_event(AccountSnapshot(0.1, 0, 0.0, 100.0, 0.0, 10_000, requests_left=1_000, query_id=query[0].query_id))
 
-    def sent(t: float) -> list[Command]:
+    def sent(t: float) -> list[ScheduleCancel]:
         return [c for c in mm.on_event(Timer(t)) if isinstance(c, ScheduleCancel)]
 
     # above the reserve, with nothing resting: re-armed on the pacing's timing
