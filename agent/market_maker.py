@@ -99,6 +99,7 @@ class MarketMaker:
         self._last_alarm_t: float | None = None
         self._armed_t = -math.inf
         self._armed = False  # whether the venue holds a schedule-cancel of ours
+        self._in_reserve = False  # whether the request headroom was at the reserve at the last decision
         self._start_position_lots = 0
         self._start_mark_ticks: float | None = None
         self._pending_operator_halt = False
@@ -371,6 +372,8 @@ class MarketMaker:
         if self.flattener.active or not self.orders.reconciled_once:
             return []
         self._last_decision_t = t
+        if self.orders.in_reserve() is not self._in_reserve:
+            self._note_reserve(t)
         q = self.orders.position_lots
         # Measured adverse selection (resolved markouts only) feeds GLFT's AS term and the
         # informed-flow widening.
@@ -393,6 +396,21 @@ class MarketMaker:
         if self.log is not None:
             self._log_cycle(t, state, sig, target, desired, adj, q, cap)
         return cmds
+
+    def _note_reserve(self, t: float) -> None:
+        """The address's request headroom reached the reserve, or left it: say so once in the
+        log. At the reserve the pacing pays for no ordinary quote (only reduce-only orders and the
+        kill switch's close go), so the agent stops making markets until fills earn requests or
+        the venue reports more headroom; without this record an operator sees only silence."""
+        self._in_reserve = not self._in_reserve
+        self._counters["request_reserve_reached" if self._in_reserve else "request_reserve_left"] += 1
+        if self.log is not None:
+            left = self.orders.requests_left
+            what = "reached: ordinary quotes stop" if self._in_reserve else "left: ordinary quotes resume"
+            self.log.write(
+                t, "alarm", name="request_reserve",
+                detail=f"{what} ({left:.0f} requests of headroom, reserve {self.config.orders.request_reserve})",
+            )
 
     def _log_cycle(
         self,

@@ -586,3 +586,27 @@ def test_the_dead_mans_switch_is_cleared_not_re_armed_when_idle_at_the_reserve()
     mm.orders.position_lots = -60
     assert mm.orders.place(300.0, DesiredOrder(1, 30860, 50, reduce_only=True), mm.cap_lots, 30880.0) is not None
     assert [c.at_t is not None for c in sent(300.5)] == [True]
+
+
+def test_reaching_the_request_reserve_is_logged_once_and_leaving_it_too() -> None:
+    """At the reserve the pacing pays for no ordinary quote, and a flat agent then sends nothing
+    (request_budget run for 8 h): the session log says so, once, instead of falling silent."""
+    log = SessionLog(None, {}, keep_in_memory=True)
+    mm = MarketMaker(AgentConfig(), HYPE, FEES, log=log)
+    query = mm.on_event(Timer(0.0))[0]
+    assert isinstance(query, QueryAccount)
+    mm.on_event(AccountSnapshot(0.1, 0, 0.0, 100.0, 0.0, 10_000, requests_left=250, query_id=query.query_id))
+
+    def book(t: float) -> list[Command]:
+        return mm.on_event(BookUpdate(t, ((30870, 500), (30869, 500)), ((30890, 500), (30891, 500))))
+
+    assert book(0.5) == []  # nothing affordable: flat, so nothing reduces either
+    assert book(1.0) == []
+    mm.orders.requests_left = 1_000.0  # fills earned requests back
+    book(1.5)
+    alarms = [r["detail"] for r in log.records if r["type"] == "alarm" and r.get("name") == "request_reserve"]
+    assert alarms == [
+        "reached: ordinary quotes stop (250 requests of headroom, reserve 300)",
+        "left: ordinary quotes resume (1000 requests of headroom, reserve 300)",
+    ]
+    assert mm.counters["request_reserve_reached"] == 1 and mm.counters["request_reserve_left"] == 1
