@@ -654,15 +654,29 @@ class OrderManager:
             return True
         return self._pace_tokens_at(t) >= (1 - self.config.request_burst if overdraw else 1)
 
-    @staticmethod
-    def _safe_to_leave(o: Order, d: DesiredOrder, mid_ticks: float) -> bool:
-        """Whether ``o`` may rest instead of ``d``: no larger, reduce-only if ``d`` is (a reduce-only
-        order may stand in for one that is not: it can only take the position toward flat), and at
-        least half as far from the mid as ``d`` (so at most twice as tight as wanted; it may be
-        wider)."""
+    def _reduce_only_lots(self, px_ticks: int, size_lots: int) -> int:
+        """The size a reduce-only order of ``size_lots`` at ``px_ticks`` goes out with: at most the
+        position (the venue shrinks it so), and the whole position when what it would leave is
+        worth under the minimum notional (that remainder could never be closed on its own; the
+        overlay's reducing quote is sized so and the live bridge would send the whole position, so
+        the order tracked is the order the venue holds). Flat: ``size_lots``."""
+        whole = abs(self.position_lots)
+        if whole == 0:
+            return size_lots
+        size = min(size_lots, whole)
+        if size < whole and self.instrument.notional_usd(px_ticks, whole - size) < self.instrument.min_notional_usd:
+            size = whole
+        return size
+
+    def _safe_to_leave(self, o: Order, d: DesiredOrder, mid_ticks: float) -> bool:
+        """Whether ``o`` may rest instead of ``d``: no larger (than ``d`` would go out as, were it
+        reduce-only like ``o``), reduce-only if ``d`` is (a reduce-only order may stand in for one
+        that is not: it can only take the position toward flat), and at least half as far from the
+        mid as ``d`` (so at most twice as tight as wanted; it may be wider)."""
+        size_lots = self._reduce_only_lots(d.px_ticks, d.size_lots) if o.reduce_only else d.size_lots
         return (
             (o.reduce_only or not d.reduce_only)
-            and o.remaining_lots <= d.size_lots
+            and o.remaining_lots <= size_lots
             and o.side * (mid_ticks - o.px_ticks) >= 0.5 * o.side * (mid_ticks - d.px_ticks)
         )
 
@@ -710,16 +724,8 @@ class OrderManager:
         orders go; without it a market moving onto the quotes pulls them for good).
         """
         size = d.size_lots
-        if d.reduce_only and self.position_lots != 0:
-            # A reduce-only order larger than the position is shrunk to it (as the venue does);
-            # one that would leave a remainder under the minimum notional takes it too (that
-            # remainder could never be closed on its own: the overlay's reducing quote is sized so
-            # and the live bridge would send the whole position, so the order tracked here is the
-            # order the venue holds).
-            whole = abs(self.position_lots)
-            size = min(size, whole)
-            if size < whole and self.instrument.notional_usd(d.px_ticks, whole - size) < self.instrument.min_notional_usd:
-                size = whole
+        if d.reduce_only:
+            size = self._reduce_only_lots(d.px_ticks, size)
         if cap_lots is None:
             if not d.reduce_only:
                 raise ValueError(f"cap_lots=None: only a reduce-only order may skip the cap check, got {d!r}")
