@@ -580,13 +580,7 @@ class OrderManager:
             # the order this side needs, if any
             to_place = want if keep is None and want is not None and (allow_new or want.reduce_only) else None
             if to_place is not None and stale and not self._affordable(t, to_place):
-                # At or below the reserve, any resting reduce-only order stands in for the reducing
-                # side's quote: replacing it would spend a request the kill switch's close may need.
-                rationed = self.in_reserve() and (to_place.reduce_only or to_place.side * self.position_lots < 0)
-                left = next(
-                    (o for o in stale if (rationed and o.reduce_only) or self._safe_to_leave(o, to_place, mid_ticks)),
-                    None,
-                )
+                left = next((o for o in stale if self._safe_to_leave(o, to_place, mid_ticks)), None)
                 if left is not None:
                     stale.remove(left)
                     self.counters["requote_deferred"] += 1
@@ -672,7 +666,13 @@ class OrderManager:
         """Whether ``o`` may rest instead of ``d``: no larger (than ``d`` would go out as, were it
         reduce-only like ``o``), reduce-only if ``d`` is (a reduce-only order may stand in for one
         that is not: it can only take the position toward flat), and at least half as far from the
-        mid as ``d`` (so at most twice as tight as wanted; it may be wider)."""
+        mid as ``d`` (so at most twice as tight as wanted; it may be wider).
+
+        At or below the request reserve any reduce-only order stands in for the reducing side's
+        quote, whatever its price: replacing it would spend a request the kill switch's close may
+        need."""
+        if o.reduce_only and self.in_reserve() and (d.reduce_only or d.side * self.position_lots < 0):
+            return True
         size_lots = self._reduce_only_lots(d.px_ticks, d.size_lots) if o.reduce_only else d.size_lots
         return (
             (o.reduce_only or not d.reduce_only)
