@@ -406,10 +406,11 @@ class MarketMaker:
         self._counters["request_reserve_reached" if self._in_reserve else "request_reserve_left"] += 1
         if self.log is not None:
             left = self.orders.requests_left
+            headroom = "an unknown number of" if left is None else f"{left:.0f}"
             what = "reached: ordinary quotes stop" if self._in_reserve else "left: ordinary quotes resume"
             self.log.write(
                 t, "alarm", name="request_reserve",
-                detail=f"{what} ({left:.0f} requests of headroom, reserve {self.config.orders.request_reserve})",
+                detail=f"{what} ({headroom} requests of headroom, reserve {self.config.orders.request_reserve})",
             )
 
     def _log_cycle(
