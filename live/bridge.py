@@ -167,6 +167,10 @@ class NoncedExchange(Exchange):
             action["time"] = at_ms
         return self.signed(action)
 
+    def reserve_requests(self, weight: int) -> Any:
+        """``reserveRequestWeight``: buy ``weight`` requests for the address (the SDK has no call for it)."""
+        return self.signed({"type": "reserveRequestWeight", "weight": weight})
+
 
 _MAINNET = "https://api.hyperliquid.xyz"
 

@@ -12,7 +12,8 @@ log it and never turn it into an order.
 Whole-action refusals (``{"status": "err", "response": TEXT}``) are passed on as every entry's
 error; :func:`budget_refusal` tells the one for a spent request budget (the venue did nothing,
 definitely) from the others. ``userRateLimit`` (:func:`parse_user_rate_limit`) gives the
-address's budget: ``cumVlm`` a decimal string, ``nRequestsUsed`` and ``nRequestsCap`` ints.
+address's budget: ``cumVlm`` a decimal string, ``nRequestsUsed``, ``nRequestsCap`` and
+``nRequestsSurplus`` (requests bought and not used yet; 0 when absent) ints.
 
 Units: ``t`` is seconds (the venue's millisecond timestamps divided by 1000), prices integer
 ticks, sizes integer lots, ``side`` +1 buy / -1 sell.
@@ -543,15 +544,17 @@ class WireRateLimit:
     cum_volume_usd: float
     used: int
     cap: int
+    surplus: int = 0  # bought with reserveRequestWeight, not used yet; used before the cap's
 
     @property
     def requests_left(self) -> int:
         """Requests the address may still send before it is throttled (negative when over)."""
-        return self.cap - self.used
+        return self.cap - self.used + self.surplus
 
 
 def parse_user_rate_limit(data: Any) -> WireRateLimit:
-    """A ``userRateLimit`` reply: ``{"cumVlm": "123.45", "nRequestsUsed": 67, "nRequestsCap": 10123}``."""
+    """A ``userRateLimit`` reply: ``{"cumVlm": "123.45", "nRequestsUsed": 67, "nRequestsCap": 10123,
+    "nRequestsSurplus": 0}`` (an address that never bought requests may leave the last out)."""
     d = obj("userRateLimit", data)
     raw_vlm = need(d, "cumVlm", "userRateLimit")
     if not isinstance(raw_vlm, str):
@@ -561,7 +564,8 @@ def parse_user_rate_limit(data: Any) -> WireRateLimit:
         raise WireError(f"userRateLimit.cumVlm={_short(raw_vlm)}: volume must be non-negative")
     used = integer("userRateLimit.nRequestsUsed", need(d, "nRequestsUsed", "userRateLimit"), 0, MAX_REQUESTS)
     cap = integer("userRateLimit.nRequestsCap", need(d, "nRequestsCap", "userRateLimit"), 0, MAX_REQUESTS)
-    return WireRateLimit(vlm, used, cap)
+    surplus = integer("userRateLimit.nRequestsSurplus", d.get("nRequestsSurplus", 0), 0, MAX_REQUESTS)
+    return WireRateLimit(vlm, used, cap, surplus)
 
 
 def parse_default_reply(resp: Any, kind: str) -> str | None:

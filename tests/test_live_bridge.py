@@ -436,6 +436,21 @@ def test_account_snapshots_carry_the_requests_left_counting_down(bridged):
     assert "rate_limit_query_failed" not in lv.counters
 
 
+def test_requests_the_operator_bought_reach_the_agents_snapshot(bridged):
+    """`hlmm reserve-requests` buys while a session runs: the next snapshot counts the surplus
+    (Hyperliquid's nRequestsSurplus), so the agent's pacing sees the headroom and may spend it."""
+    srv, lv = bridged
+    rest(srv, lv, (7, 1, 30_870))
+    srv.exchange.initial_requests = 0  # 1 used of 0
+    assert query(srv, lv, 0.7).requests_left == -1
+    assert lv.exchange is not None
+    assert lv.exchange.reserve_requests(6) == {"status": "ok", "response": {"type": "default"}}
+    assert query(srv, lv, 0.8).requests_left == 4  # 6 bought, one of them spent on the purchase
+    lv.send([PlaceOrder(11, 1, 30_860, 100)])
+    snap = query(srv, lv, 0.9)
+    assert snap.requests_left == 3 and sorted(o.client_id for o in snap.open_orders) == [7, 11]
+
+
 def test_a_bad_user_rate_limit_reply_gives_a_snapshot_without_requests_left_and_an_alarm(bridged):
     """The snapshot's position and orders never depend on it: a malformed or failed userRateLimit
     is alarmed (naming the field and the value), the snapshot goes out with None, no resync."""
@@ -476,6 +491,10 @@ def test_a_bad_user_rate_limit_reply_gives_a_snapshot_without_requests_left_and_
     ({"cumVlm": "1", "nRequestsUsed": 1, "nRequestsCap": True},
      "userRateLimit.nRequestsCap=True: expected an int in [0, 1000000000000000)"),
     ({"cumVlm": "1", "nRequestsUsed": 1}, "userRateLimit.nRequestsCap: missing"),
+    ({"cumVlm": "1", "nRequestsUsed": 1, "nRequestsCap": 2, "nRequestsSurplus": -5},
+     "userRateLimit.nRequestsSurplus=-5: expected an int in [0, 1000000000000000)"),
+    ({"cumVlm": "1", "nRequestsUsed": 1, "nRequestsCap": 2, "nRequestsSurplus": None},
+     "userRateLimit.nRequestsSurplus=None: expected an int in [0, 1000000000000000)"),
 ])
 def test_malformed_user_rate_limit_replies_name_the_field_and_the_value(reply, error):
     with pytest.raises(wire.WireError) as err:
@@ -487,6 +506,9 @@ def test_user_rate_limit_and_budget_refusals_are_read_from_hyperliquids_shapes()
     rl = wire.parse_user_rate_limit({"cumVlm": "2854574.593578", "nRequestsUsed": 2890, "nRequestsCap": 2864574})
     assert (rl.cum_volume_usd, rl.used, rl.cap, rl.requests_left) == (2854574.593578, 2890, 2864574, 2861684)
     assert wire.parse_user_rate_limit({"cumVlm": "0.0", "nRequestsUsed": 10_003, "nRequestsCap": 10_000}).requests_left == -3
+    # bought requests (reserveRequestWeight) are used first: what is left counts them
+    bought = wire.parse_user_rate_limit({"cumVlm": "0.0", "nRequestsUsed": 10_003, "nRequestsCap": 10_000, "nRequestsSurplus": 500})
+    assert (bought.surplus, bought.requests_left) == (500, 497)
     text = ("Too many cumulative requests sent (97460 > 97456) for cumulative volume traded $87457.46. "
             "Place taker orders to free up 1 request per USDC traded.")
     assert wire.budget_refusal({"status": "err", "response": text}) == text

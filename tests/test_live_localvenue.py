@@ -14,6 +14,8 @@ from hyperliquid.utils.types import Cloid
 
 from hlmm.request_budget import refusal_text
 from hlmm.venue import FeeSchedule
+from live import wire
+from live.bridge import NoncedExchange, NonceSource
 from live.localvenue.auth import AuthError, NonceBook
 from live.localvenue.faults import FaultConfig, FaultPlan
 from live.localvenue.server import check_loopback
@@ -312,7 +314,7 @@ def spent(srv, url, acct, initial: int):
     srv.exchange.initial_requests = initial
     ex, info = Exchange(acct, base_url=url), Info(url, skip_ws=True)
     assert ex.bulk_orders([bid(c, 30.87 - c / 1000) for c in range(1, initial + 1)])["status"] == "ok"
-    assert info.user_rate_limit(acct.address) == {"cumVlm": "0", "nRequestsUsed": initial, "nRequestsCap": initial}
+    assert info.user_rate_limit(acct.address) == {"cumVlm": "0", "nRequestsUsed": initial, "nRequestsCap": initial, "nRequestsSurplus": 0}
     r = ex.bulk_orders([bid(100, 30.8)])  # the first action over the cap goes through (one per 10 s)
     assert "resting" in r["response"]["data"]["statuses"][0]
     assert info.user_rate_limit(acct.address)["nRequestsUsed"] == initial + 1
@@ -325,15 +327,15 @@ def test_user_rate_limit_answers_with_hyperliquids_shape(venue):
     srv, url, acct = venue
     srv.exchange.initial_requests = 5
     ex, info = Exchange(acct, base_url=url), Info(url, skip_ws=True)
-    assert info.user_rate_limit(acct.address) == {"cumVlm": "0", "nRequestsUsed": 0, "nRequestsCap": 5}
+    assert info.user_rate_limit(acct.address) == {"cumVlm": "0", "nRequestsUsed": 0, "nRequestsCap": 5, "nRequestsSurplus": 0}
     assert ex.order("HYPE", True, 1.0, 30.9, GTC)["response"]["data"]["statuses"][0]["filled"]["avgPx"] == "30.882"
     ex.order("HYPE", False, 1.0, 30.882, ALO)  # joins the ask: the public buy at t=1 s takes 0.1 of it
     srv.step(1.5)
     assert [(f["crossed"], f["sz"]) for f in info.user_fills(acct.address)] == [(False, "0.1"), (True, "1")]
     rl = info.user_rate_limit(acct.address)
-    assert rl == {"cumVlm": "33.9702", "nRequestsUsed": 2, "nRequestsCap": 5 + 33}  # 30.882 + 3.0882
-    assert [type(rl[k]) for k in ("cumVlm", "nRequestsUsed", "nRequestsCap")] == [str, int, int]
-    assert info.user_rate_limit(throwaway().address) == {"cumVlm": "0", "nRequestsUsed": 0, "nRequestsCap": 5}
+    assert rl == {"cumVlm": "33.9702", "nRequestsUsed": 2, "nRequestsCap": 5 + 33, "nRequestsSurplus": 0}  # 30.882 + 3.0882
+    assert [type(rl[k]) for k in ("cumVlm", "nRequestsUsed", "nRequestsCap", "nRequestsSurplus")] == [str, int, int, int]
+    assert info.user_rate_limit(throwaway().address) == {"cumVlm": "0", "nRequestsUsed": 0, "nRequestsCap": 5, "nRequestsSurplus": 0}
 
 
 def test_a_fresh_address_has_10000_requests_and_a_batch_of_n_counts_n(venue):
@@ -346,7 +348,7 @@ def test_a_fresh_address_has_10000_requests_and_a_batch_of_n_counts_n(venue):
     assert ex.schedule_cancel(1_000)["status"] == "err"  # too early: refused whole
     assert ex.bulk_orders([bid(20 + i, 30.0) for i in range(201)]) == {
         "status": "err", "response": "Signed action over weight limit of 200."}
-    assert info.user_rate_limit(acct.address) == {"cumVlm": "0", "nRequestsUsed": 3 + 3 + 1, "nRequestsCap": 10_000}
+    assert info.user_rate_limit(acct.address) == {"cumVlm": "0", "nRequestsUsed": 3 + 3 + 1, "nRequestsCap": 10_000, "nRequestsSurplus": 0}
 
 
 def test_beyond_the_cap_actions_are_refused_whole_with_hyperliquids_text(venue):
@@ -376,7 +378,7 @@ def test_beyond_the_cap_one_action_goes_through_every_10_s_of_venue_time(venue):
     assert ex.bulk_orders([bid(103, 30.77)])["status"] == "err"
     srv.step(20.0)
     assert ex.bulk_orders([bid(103, 30.77)])["status"] == "ok"
-    assert info.user_rate_limit(acct.address) == {"cumVlm": "0", "nRequestsUsed": 6, "nRequestsCap": 2}
+    assert info.user_rate_limit(acct.address) == {"cumVlm": "0", "nRequestsUsed": 6, "nRequestsCap": 2, "nRequestsSurplus": 0}
 
 
 def test_cancels_go_through_past_the_cap_up_to_twice_it(venue):
@@ -393,6 +395,43 @@ def test_cancels_go_through_past_the_cap_up_to_twice_it(venue):
         "status": "err", "response": budget_text(8, 6, "0.00")}
     assert info.user_rate_limit(acct.address)["nRequestsUsed"] == 6
     assert sorted(int(o["cloid"], 16) for o in info.frontend_open_orders(acct.address)) == [2, 3, 100]
+
+
+def test_bought_requests_are_used_first_and_paid_from_the_balance(venue):
+    """reserveRequestWeight (sent as the bridge sends it: the SDK has no call for it) lets a
+    throttled address act again: the surplus is used before the cap, even past it, and costs
+    0.0005 USD a request from the account's value."""
+    srv, url, acct = venue
+    ex, info = spent(srv, url, acct, 3)  # 4 used of 3: throttled
+    buyer = NoncedExchange(acct, url, nonces=NonceSource())
+    assert buyer.reserve_requests(5)["response"] == budget_text(5, 3, "0.00"), "the one per 10 s was used"
+    srv.step(10.0)
+    value = float(info.user_state(acct.address)["marginSummary"]["accountValue"])
+    assert buyer.reserve_requests(5) == {"status": "ok", "response": {"type": "default"}}
+    # the purchase's own request came out of what it bought
+    assert info.user_rate_limit(acct.address) == {"cumVlm": "0", "nRequestsUsed": 4, "nRequestsCap": 3, "nRequestsSurplus": 4}
+    assert float(info.user_state(acct.address)["marginSummary"]["accountValue"]) == pytest.approx(value - 5 * 0.0005)
+    assert wire.parse_user_rate_limit(info.user_rate_limit(acct.address)).requests_left == 3
+    assert ex.bulk_orders([bid(101 + i, 30.79 - i / 1000) for i in range(4)])["status"] == "ok"
+    assert info.user_rate_limit(acct.address) == {"cumVlm": "0", "nRequestsUsed": 4, "nRequestsCap": 3, "nRequestsSurplus": 0}
+    assert ex.bulk_orders([bid(110, 30.7)])["response"] == budget_text(5, 3, "0.00"), "throttled again"
+
+
+@pytest.mark.parametrize(("weight", "error"), [
+    (0, "Invalid weight 0: expected an int in [1, 1000000]"),
+    (1_000_001, "Invalid weight 1000001: expected an int in [1, 1000000]"),
+    ("5", "Invalid weight '5': expected an int in [1, 1000000]"),
+    (True, "Invalid weight True: expected an int in [1, 1000000]"),
+    (1_000, "Insufficient balance to reserve request weight."),  # 0.50 USD of a 0.40 USD balance
+])
+def test_a_purchase_the_venue_cannot_make_is_refused_whole_and_costs_nothing(venue, weight, error):
+    srv, url, acct = venue
+    info = Info(url, skip_ws=True)
+    srv.exchange.collateral_usd = 0.40
+    used = info.user_rate_limit(acct.address)["nRequestsUsed"]
+    value = info.user_state(acct.address)["marginSummary"]["accountValue"]
+    assert NoncedExchange(acct, url, nonces=NonceSource()).reserve_requests(weight) == {"status": "err", "response": error}
+    assert info.user_rate_limit(acct.address)["nRequestsUsed"] == used and info.user_state(acct.address)["marginSummary"]["accountValue"] == value
 
 
 def test_the_refusal_text_and_the_cancel_cap_are_hyperliquids():
@@ -415,7 +454,7 @@ def test_traded_volume_raises_the_cap(venue):
     assert ex.bulk_orders([bid(101, 30.79)])["status"] == "err"
     srv.step(10.0)  # the next over-cap action: a taker buy of 1 HYPE (30.882 USD traded)
     assert "filled" in ex.order("HYPE", True, 1.0, 30.9, GTC)["response"]["data"]["statuses"][0]
-    assert info.user_rate_limit(acct.address) == {"cumVlm": "30.882", "nRequestsUsed": 5, "nRequestsCap": 33}
+    assert info.user_rate_limit(acct.address) == {"cumVlm": "30.882", "nRequestsUsed": 5, "nRequestsCap": 33, "nRequestsSurplus": 0}
     r = ex.bulk_orders([bid(101 + i, 30.79 - i / 1000) for i in range(28)])  # 33 used: at the cap, not over
     assert r["status"] == "ok"
     assert ex.bulk_orders([bid(200, 30.7)])["response"] == budget_text(34, 33, "30.88")

@@ -19,7 +19,10 @@ parsed JSON and broadcasts what it queues), so it is tested directly and determi
   refused whole with Hyperliquid's text (:func:`hlmm.request_budget.refusal_text`), except one action per 10 s
   of venue time while over (it is counted, so the count may pass the cap); cancels
   (``cancel``, ``cancelByCloid``) are refused only beyond min(cap + 100 000, 2 * cap). The
-  ``userRateLimit`` info request reports it (``{cumVlm, nRequestsUsed, nRequestsCap}``).
+  ``userRateLimit`` info request reports it (``{cumVlm, nRequestsUsed, nRequestsCap,
+  nRequestsSurplus}``). ``reserveRequestWeight`` buys requests outright, paid from the account's
+  withdrawable balance (:data:`hlmm.request_budget.RESERVED_REQUEST_USD` each); bought requests
+  are used first (the surplus), so ``nRequestsUsed`` counts only the requests beyond them.
 
 Units: the engine's clock is simulated seconds ``t``; on the wire it is milliseconds
 ``epoch_ms + round(t * 1000)``. Inside, prices are ticks and sizes lots; on the wire,
@@ -35,7 +38,14 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from hlmm.instrument import ERR_INVALID_PRICE, ERR_INVALID_SIZE, ERR_TICK, Instrument
-from hlmm.request_budget import NEW_ADDRESS_REQUESTS, OVER_CAP_INTERVAL_S, cancel_cap, refusal_text
+from hlmm.request_budget import (
+    MAX_RESERVED_PER_ACTION,
+    NEW_ADDRESS_REQUESTS,
+    OVER_CAP_INTERVAL_S,
+    RESERVED_REQUEST_USD,
+    cancel_cap,
+    refusal_text,
+)
 from hlmm.venue import FeeSchedule, Tif
 from live.localvenue.auth import AuthError, NonceBook, recover_signer
 from live.localvenue.faults import REJECT_TEXT, FaultPlan
@@ -45,6 +55,8 @@ ERR_MODIFY_GONE = "Cannot modify canceled or filled order"
 ERR_SCHEDULE_EARLY = "Scheduled cancel time too early, must be at least 5 seconds from now."
 ERR_SCHEDULE_TRIGGERS = "Too many scheduled cancel triggers today."
 ERR_BATCH = "Signed action over weight limit of 200."
+# the local venue's own wording (Hyperliquid's is not documented)
+ERR_RESERVE_BALANCE = "Insufficient balance to reserve request weight."
 SCHEDULE_MIN_AHEAD_MS = 5_000
 SCHEDULE_MAX_TRIGGERS_PER_DAY = 10
 MAX_BATCH = 200
@@ -118,7 +130,8 @@ def action_weight(action: dict[str, Any]) -> int:
 class RequestBudget:
     """One address's use of its request budget."""
 
-    used: int = 0  # requests of the actions accepted (nRequestsUsed)
+    used: int = 0  # requests of the actions accepted beyond the surplus (nRequestsUsed)
+    surplus: int = 0  # requests bought with reserveRequestWeight and not used yet (nRequestsSurplus)
     last_over_ms: int | None = None  # venue time of the last action let through beyond the cap
 
 
@@ -187,6 +200,7 @@ class LocalExchange:
         self.realized_usd = 0.0
         self.fees_usd = 0.0
         self.funding_usd = 0.0
+        self.reserved_usd = 0.0  # paid for requests bought with reserveRequestWeight
         self.outbox: list[tuple[tuple[str, str], str, Any]] = []
         self.schedule_ms: int | None = None
         self.schedule_triggers: dict[int, int] = {}  # UTC day -> triggers
@@ -468,7 +482,7 @@ class LocalExchange:
         if self.position_lots:
             mark = Decimal(repr(self.mark_ticks())).scaleb(-inst.tick_decimals)
             upnl = float((mark - self.entry_px) * inst.lots_to_size(self.position_lots))
-        return self.collateral_usd + self.realized_usd - self.fees_usd + self.funding_usd + upnl
+        return self.collateral_usd + self.realized_usd - self.fees_usd - self.reserved_usd + self.funding_usd + upnl
 
     def _user_state(self) -> dict[str, Any]:
         inst = self.instrument
@@ -519,9 +533,9 @@ class LocalExchange:
 
     def user_rate_limit(self, user: str) -> dict[str, Any]:
         """The ``userRateLimit`` reply: ``cumVlm`` a decimal string, the counts JSON ints."""
-        budget = self.budgets.get(user.lower())
-        return {"cumVlm": usd_str(self.traded_volume_usd(user)), "nRequestsUsed": budget.used if budget else 0,
-                "nRequestsCap": self.requests_cap(user)}
+        budget = self.budgets.get(user.lower()) or RequestBudget()
+        return {"cumVlm": usd_str(self.traded_volume_usd(user)), "nRequestsUsed": budget.used,
+                "nRequestsCap": self.requests_cap(user), "nRequestsSurplus": budget.surplus}
 
     def _admit(self, user: str, kind: Any, weight: int) -> tuple[bool, str | None]:
         """``(over, refusal)`` for an action of ``weight`` requests: ``refusal`` is the text refusing
@@ -529,11 +543,13 @@ class LocalExchange:
         budget = self.budgets.setdefault(user, RequestBudget())
         cap = self.requests_cap(user)
         limit = cancel_cap(cap) if kind in CANCEL_ACTIONS else cap
-        if budget.used + weight <= limit:
+        beyond = weight - budget.surplus  # bought requests go first, even past the cap
+        sent = budget.used + beyond
+        if beyond <= 0 or sent <= limit:
             return False, None
         if budget.last_over_ms is None or self.now_ms - budget.last_over_ms >= OVER_CAP_INTERVAL_S * 1000:
             return True, None
-        return True, refusal_text(budget.used + weight, limit, self.traded_volume_usd(user))
+        return True, refusal_text(sent, limit, self.traded_volume_usd(user))
 
     # ------------------------------------------------------------------ /exchange
     def authenticate(self, body: Any) -> str:
@@ -572,6 +588,7 @@ class LocalExchange:
             "batchModify": self._act_modify,
             "scheduleCancel": self._act_schedule,
             "updateLeverage": self._act_leverage,
+            "reserveRequestWeight": self._act_reserve,
         }.get(kind)
         if handler is None:
             return {"status": "err", "response": f"Unsupported action type {str(kind)[:40]!r} on the local venue."}
@@ -585,7 +602,9 @@ class LocalExchange:
             return {"status": "err", "response": f"Failed to deserialize the action: {type(exc).__name__} {exc}"[:200]}
         if reply.get("status") == "ok":  # a refused action costs nothing
             budget = self.budgets[self.account]
-            budget.used += weight
+            from_surplus = min(weight, budget.surplus)
+            budget.surplus -= from_surplus
+            budget.used += weight - from_surplus
             if over:
                 budget.last_over_ms = self.now_ms
         return reply
@@ -749,6 +768,18 @@ class LocalExchange:
         if not isinstance(lev, int) or isinstance(lev, bool) or not 1 <= lev <= self.rules.max_leverage:
             return {"status": "err", "response": f"Invalid leverage value {lev!r}"}
         self.leverage = lev
+        return {"status": "ok", "response": {"type": "default"}}
+
+    def _act_reserve(self, action: dict[str, Any]) -> dict[str, Any]:
+        """``reserveRequestWeight``: buy ``weight`` requests, paid from the withdrawable balance."""
+        weight = action["weight"]
+        if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= MAX_RESERVED_PER_ACTION:
+            return {"status": "err", "response": f"Invalid weight {weight!r}: expected an int in [1, {MAX_RESERVED_PER_ACTION}]"}
+        cost = weight * RESERVED_REQUEST_USD
+        if float(self._user_state()["withdrawable"]) < cost:
+            return {"status": "err", "response": ERR_RESERVE_BALANCE}
+        self.reserved_usd += cost
+        self.budgets.setdefault(self.account, RequestBudget()).surplus += weight
         return {"status": "ok", "response": {"type": "default"}}
 
     def max_position_lots_margin(self) -> int:
