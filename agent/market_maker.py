@@ -407,7 +407,9 @@ class MarketMaker:
         if self.log is not None:
             left = self.orders.requests_left
             headroom = "an unknown number of" if left is None else f"{left:.0f}"
-            what = "reached: ordinary quotes stop" if self._in_reserve else "left: ordinary quotes resume"
+            # the operator's way out is to buy requests (live: `hlmm reserve-requests`)
+            what = ("reached: ordinary quotes stop until fills earn requests or some are bought"
+                    if self._in_reserve else "left: ordinary quotes resume")
             self.log.write(
                 t, "alarm", name="request_reserve",
                 detail=f"{what} ({headroom} requests of headroom, reserve {self.config.orders.request_reserve})",

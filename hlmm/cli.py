@@ -191,6 +191,19 @@ def flatten(
     _exit(flatten_cli(venue=venue, keystore=keystore, confirm_mainnet=i_understand_mainnet))
 
 
+@app.command("reserve-requests")
+def reserve_requests(
+    weight: Annotated[int, typer.Option(help="requests to buy (0.0005 USD each, from the perps balance)")],
+    venue: Annotated[str, typer.Option(help="local, testnet or mainnet")] = "local",
+    keystore: Annotated[Path | None, typer.Option()] = None,
+    i_understand_mainnet: Annotated[bool, typer.Option("--i-understand-this-trades-real-money")] = False,
+) -> None:
+    """Buy requests for the address (Hyperliquid's reserveRequestWeight) when its budget runs out."""
+    from live.runner import reserve_requests_cli
+
+    _exit(reserve_requests_cli(weight, venue=venue, keystore=keystore, confirm_mainnet=i_understand_mainnet))
+
+
 @app.command()
 def chaos(
     runs: Annotated[int, typer.Option(min=1)] = 200,

@@ -39,6 +39,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from hlmm.instrument import Instrument
+from hlmm.request_budget import MAX_RESERVED_PER_ACTION, RESERVED_REQUEST_USD
 from hlmm.sessionlog import SessionLog, instrument_header
 from hlmm.validation import command_error
 from hlmm.venue import (
@@ -521,35 +522,41 @@ def _close_all(ex: NoncedExchange, info: Any, positions: list[tuple[str, str]]) 
         ex.orders(reqs)
 
 
-def flatten_cli(venue: str = "local", keystore: Path | None = None, confirm_mainnet: bool = False) -> int:
-    """``hlmm flatten``: 0 flat (confirmed by the venue), 1 not flat after the retries, 2 refused/bad input.
+def _operator_wallet(command: str, venue: str, keystore: Path | None, confirm_mainnet: bool) -> tuple[LocalAccount, str] | int:
+    """The wallet and venue URL an operator command (``hlmm flatten``, ``hlmm reserve-requests``)
+    acts with, or its exit code 2 after saying why (unknown venue, mainnet unconfirmed, no key).
 
-    ``--venue local`` flattens the paper account of a running ``hlmm venue serve`` (URL from
-    ``HLMM_LOCAL_VENUE_URL``, default ``http://127.0.0.1:18081``; key from its paper key file).
-    """
+    ``--venue local`` acts on the paper account of a running ``hlmm venue serve`` (URL from
+    ``HLMM_LOCAL_VENUE_URL``, default ``http://127.0.0.1:18081``; key from its paper key file)."""
     if venue not in VENUES:
-        return command_error("flatten", f"--venue {venue!r}: expected one of {', '.join(VENUES)}")
+        return command_error(command, f"--venue {venue!r}: expected one of {', '.join(VENUES)}")
     if venue == "mainnet" and not confirm_mainnet:
-        return command_error("flatten", MAINNET_REFUSAL)
+        return command_error(command, MAINNET_REFUSAL)
     if venue == "local":
         from live.localvenue.server import paper_key_path
 
         path = paper_key_path()
         if not path.is_file():
-            return command_error("flatten", f"paper key file {path}: missing (start `hlmm venue serve` first)")
+            return command_error(command, f"paper key file {path}: missing (start `hlmm venue serve` first)")
         try:
             wallet = Account.from_key(path.read_text().strip())
         except (OSError, ValueError, TypeError) as exc:  # the message may quote the key: name the file only
-            return command_error("flatten", f"paper key file {path}: not a private key ({type(exc).__name__})")
-        url = os.environ.get(LOCAL_URL_ENV, DEFAULT_LOCAL_URL).rstrip("/")
-    else:
-        from live.secrets import SecretError, load_wallet
+            return command_error(command, f"paper key file {path}: not a private key ({type(exc).__name__})")
+        return wallet, os.environ.get(LOCAL_URL_ENV, DEFAULT_LOCAL_URL).rstrip("/")
+    from live.secrets import SecretError, load_wallet
 
-        try:
-            wallet = load_wallet(str(keystore) if keystore is not None else None)
-        except SecretError as exc:
-            return command_error("flatten", str(exc))
-        url = remote_url(venue)
+    try:
+        return load_wallet(str(keystore) if keystore is not None else None), remote_url(venue)
+    except SecretError as exc:
+        return command_error(command, str(exc))
+
+
+def flatten_cli(venue: str = "local", keystore: Path | None = None, confirm_mainnet: bool = False) -> int:
+    """``hlmm flatten``: 0 flat (confirmed by the venue), 1 not flat after the retries, 2 refused/bad input."""
+    resolved = _operator_wallet("flatten", venue, keystore, confirm_mainnet)
+    if isinstance(resolved, int):
+        return resolved
+    wallet, url = resolved
 
     def say(msg: str) -> None:
         print(f"hlmm flatten: {msg}", file=sys.stderr, flush=True)
@@ -560,3 +567,41 @@ def flatten_cli(venue: str = "local", keystore: Path | None = None, confirm_main
         say(f"error: {type(exc).__name__}: {str(exc)[:200]}")
         return 1
     return 0 if flat else 1
+
+
+def reserve_requests_cli(weight: int, venue: str = "local", keystore: Path | None = None,
+                         confirm_mainnet: bool = False) -> int:
+    """``hlmm reserve-requests``: buy ``weight`` requests for the address (Hyperliquid's
+    ``reserveRequestWeight``, RESERVED_REQUEST_USD each from the perps balance) and print the
+    headroom the venue reports after it. 0 bought, 1 refused or unreachable, 2 bad input.
+
+    The way out of the request reserve: there the agent's ordinary quotes stop until fills earn
+    requests back (agent/README, "request budget"); the agent's next account query sees the
+    bought requests, so a running session resumes without a restart."""
+    if not 1 <= weight <= MAX_RESERVED_PER_ACTION:
+        return command_error("reserve-requests", f"--weight {weight}: expected 1 .. {MAX_RESERVED_PER_ACTION}")
+    resolved = _operator_wallet("reserve-requests", venue, keystore, confirm_mainnet)
+    if isinstance(resolved, int):
+        return resolved
+    wallet, url = resolved
+
+    def say(msg: str) -> None:
+        print(f"hlmm reserve-requests: {msg}", file=sys.stderr, flush=True)
+
+    from hyperliquid.info import Info
+
+    try:
+        info = Info(url, skip_ws=True, timeout=5.0)
+        ex = NoncedExchange(wallet, url, meta=info.meta(), spot_meta={"universe": [], "tokens": []},
+                            timeout=5.0, nonces=NonceSource())
+        refused = wire.parse_default_reply(ex.reserve_requests(weight), "reserveRequestWeight")
+        if refused is not None:
+            say(f"refused by the venue: {refused}")
+            return 1
+        budget = wire.parse_user_rate_limit(info.user_rate_limit(wallet.address.lower()))
+    except Exception as exc:  # unreachable, or a reply that does not parse: nothing is assumed bought
+        say(f"error: {type(exc).__name__}: {str(exc)[:200]}")
+        return 1
+    say(f"bought {weight} requests for {weight * RESERVED_REQUEST_USD:.4f} USD; the venue reports "
+        f"{budget.requests_left} left ({budget.surplus} bought and unused)")
+    return 0

@@ -606,7 +606,7 @@ def test_reaching_the_request_reserve_is_logged_once_and_leaving_it_too() -> Non
     book(1.5)
     alarms = [r["detail"] for r in log.records if r["type"] == "alarm" and r.get("name") == "request_reserve"]
     assert alarms == [
-        "reached: ordinary quotes stop (250 requests of headroom, reserve 300)",
+        "reached: ordinary quotes stop until fills earn requests or some are bought (250 requests of headroom, reserve 300)",
         "left: ordinary quotes resume (1000 requests of headroom, reserve 300)",
     ]
     assert mm.counters["request_reserve_reached"] == 1 and mm.counters["request_reserve_left"] == 1

@@ -227,6 +227,43 @@ def test_flatten_without_a_running_venue_fails_cleanly(monkeypatch, tmp_path):
     assert result.exit_code == 2 and "not a private key" in result.output and "zz" * 32 not in result.output
 
 
+def test_reserve_requests_buys_from_the_running_venue_and_says_what_is_left(monkeypatch, tmp_path):
+    """The way out of the request reserve: the operator buys requests for the paper account of
+    a running local venue; the command prints the headroom the venue then reports."""
+    acct = Account.create()
+    key_file = tmp_path / "paper.key"
+    key_file.write_text(acct.key.hex())
+    server = LocalVenueServer(build_exchange(load_scenario("calm"), 3, acct.address), lockstep=True)
+    url = server.start()
+    try:
+        monkeypatch.setenv("HLMM_PAPER_KEY_FILE", str(key_file))
+        monkeypatch.setenv(live.runner.LOCAL_URL_ENV, url)
+        info = Info(url, skip_ws=True)
+        value = float(info.user_state(acct.address)["marginSummary"]["accountValue"])
+        result = CliRunner().invoke(app, ["reserve-requests", "--weight", "2000", "--venue", "local"])
+        assert result.exit_code == 0, result.output
+        assert "bought 2000 requests for 1.0000 USD; the venue reports 11999 left (1999 bought and unused)" in result.output
+        assert float(info.user_state(acct.address)["marginSummary"]["accountValue"]) == pytest.approx(value - 1.0)
+        assert acct.key.hex().removeprefix("0x") not in result.output
+        server.exchange.collateral_usd = 0.0  # nothing left to pay with: refused, exit 1, nothing bought
+        result = CliRunner().invoke(app, ["reserve-requests", "--weight", "2000", "--venue", "local"])
+        assert result.exit_code == 1 and "refused by the venue: Insufficient balance" in result.output
+        assert info.user_rate_limit(acct.address)["nRequestsSurplus"] == 1999, "a refused purchase costs nothing"
+    finally:
+        server.stop()
+
+
+def test_reserve_requests_refuses_bad_input_before_touching_a_venue(monkeypatch):
+    monkeypatch.delenv("HLMM_PRIVATE_KEY", raising=False)
+    for args, said in ((["--weight", "0"], "--weight 0: expected 1 .. 1000000"),
+                       (["--weight", "1000001"], "--weight 1000001: expected 1 .. 1000000"),
+                       (["--weight", "10", "--venue", "mainnet"], "refusing --venue mainnet"),
+                       (["--weight", "10", "--venue", "testnet"], "HLMM_PRIVATE_KEY"),
+                       (["--weight", "10", "--venue", "moon"], "--venue 'moon'")):
+        result = CliRunner().invoke(app, ["reserve-requests", *args])
+        assert result.exit_code == 2 and said in result.output, (args, result.output)
+
+
 def test_live_local_exits_1_when_the_stop_did_not_end_flat(monkeypatch, tmp_path):
     monkeypatch.setattr(live.runner, "run_local_session", lambda *a, **kw: {"stopped": False, "final_position_lots": 7})
     result = CliRunner().invoke(app, ["live", "--venue", "local", "--scenario", "calm", "--out", str(tmp_path)])
