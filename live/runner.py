@@ -245,6 +245,9 @@ class LocalSession:
             rate_limited=0,  # the local venue does not rate-limit
             disconnects=disconnects,
         )
+        # requests the operator bought during the session (hlmm reserve-requests) were paid from
+        # the account, which the engine's figures do not know of
+        figures["pnl_usd"] -= self.exchange.reserved_usd
         return {**figures, "agent": self.agent_kind, "config_hash": self.config_hash}
 
 

@@ -253,6 +253,25 @@ def test_reserve_requests_buys_from_the_running_venue_and_says_what_is_left(monk
         server.stop()
 
 
+def test_requests_bought_during_a_local_session_are_paid_out_of_its_pnl():
+    """The agent at its reserve resumes quoting once the operator buys requests (the bridge's next
+    query counts them), and the summary's PnL pays for them: the engine's figures know nothing of it."""
+    base = load_scenario("request_budget")
+    # 10 above the reserve: reached within seconds
+    sc = base.model_copy(update={"rate_limit": base.rate_limit.model_copy(update={"address_requests": 310})})
+    seen: list = []
+
+    def buy(session) -> None:
+        if not seen and session.agent.orders.in_reserve() and session.now >= 20.0:
+            assert session.venue.exchange.reserve_requests(2_000)["status"] == "ok"
+            seen.append(session)
+
+    summary = live.runner.run_local_session(sc, seed=800, duration_s=90.0, on_step=buy)
+    (session,) = seen
+    assert session.agent.counters["request_reserve_left"] == 1 and session.agent.orders.requests_left > 1_500
+    assert summary["pnl_usd"] == pytest.approx(session.engine.account_value_usd() - sc.account.collateral_usd - 1.0)
+
+
 def test_reserve_requests_refuses_bad_input_before_touching_a_venue(monkeypatch):
     monkeypatch.delenv("HLMM_PRIVATE_KEY", raising=False)
     for args, said in ((["--weight", "0"], "--weight 0: expected 1 .. 1000000"),
