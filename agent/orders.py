@@ -11,6 +11,8 @@ dropped)::
     OPEN | PARTIALLY_FILLED | PENDING_NEW --cancel sent--> PENDING_CANCEL --canceled--> CANCELED
     PENDING_CANCEL --fill--> PENDING_CANCEL | FILLED     (a cancel racing a fill)
     PENDING_CANCEL --cancel rejected--> PENDING_NEW | OPEN | PARTIALLY_FILLED (by acks and fills)
+    FILLED | CANCELED --cancel rejected--> unchanged   (the race the reject reports: the fill or
+                                                        cancel came first; ``late_cancel_reject``)
     OPEN | PARTIALLY_FILLED | PENDING_NEW --canceled by the venue--> CANCELED
 
 A fill always moves the position, whatever the order's state (the venue is the truth), and a
@@ -360,6 +362,11 @@ class OrderManager:
 
     def on_cancel_rejected(self, ev: CancelRejected) -> None:
         o = self.orders.get(ev.client_id)
+        if o is not None and (o.status is _FILLED or o.status is _CANCELED):
+            # "already filled or canceled", and its fill or cancel reached us first: nothing to do,
+            # and nothing wrong (an invalid transition would read as a defect in the counters)
+            self.counters["late_cancel_reject"] += 1
+            return
         if o is None or o.status is not _PENDING_CANCEL:
             self._invalid("cancel_reject")
             return

@@ -116,7 +116,10 @@ def test_a_refused_modify_leaves_the_fill_that_beat_it() -> None:
     m.on_reject(OrderRejected(1.1, 2, "Cannot modify canceled or filled order"))
     assert m.position_lots == 50
     assert m.orders[1].status is OrderStatus.FILLED and m.orders[2].status is OrderStatus.REJECTED
-    assert m.live_orders() == [] and m.counters["invalid_transition"] == 1  # the late cancel reject
+    # the cancel reject came after the fill it reports: the race, not a defect
+    assert m.live_orders() == [] and m.counters["late_cancel_reject"] == 1 and m.counters["invalid_transition"] == 0
+    m.on_cancel_rejected(CancelRejected(1.2, 7, "Order was never placed, already canceled, or filled."))
+    assert m.counters["invalid_transition:cancel_reject"] == 1, "one for an order we never sent is"
 
 
 def test_gate_clips_to_cap_counting_resting_and_inflight() -> None:
