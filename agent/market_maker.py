@@ -59,6 +59,8 @@ Adjustment = Callable[["MarketMaker"], PolicyAdjustment]
 DEAD_MANS_SHARE = 0.25
 DEAD_MANS_MAX_REARM_S = 60.0
 
+SECONDS_PER_DAY = 86_400.0  # the daily loss limit renews at each UTC midnight (venue time)
+
 
 class MarketMaker:
     """Implements :class:`hlmm.venue.Agent`.
@@ -106,6 +108,11 @@ class MarketMaker:
         # Whether an input of the daily-loss check (the mark, a fill, funding, the start
         # position) changed since it last ran; most events (trades, acks, timers) change none.
         self._pnl_moved = True
+        # The daily loss counts from the PnL at the first event of each UTC day (venue time:
+        # epoch seconds live, seconds from the start in the simulator), so a session that runs
+        # for days gets the configured budget each day, and a good day does not widen the next.
+        self._day_end_t = -math.inf
+        self._day_start_pnl_usd = 0.0
         # Event type -> handler: one dict lookup per event instead of an isinstance chain (the
         # event classes are final dataclasses). A type not listed is ignored.
         self._handlers: dict[type, Callable[[Any], list[Command]]] = {
@@ -310,13 +317,16 @@ class MarketMaker:
         if self._pending_operator_halt:
             self._pending_operator_halt = False
             cmds.extend(self._kill(t, "operator"))
+        if t >= self._day_end_t:
+            self._day_end_t = (math.floor(t / SECONDS_PER_DAY) + 1) * SECONDS_PER_DAY
+            self._day_start_pnl_usd = self.pnl_usd()
         if self._pnl_moved:
             # The PnL is the same as at the last check when none of its inputs moved, so an
             # event that moved none cannot newly breach the limit.
             self._pnl_moved = False
             mark = self._mark()
             if not self.flattener.active and mark is not None:
-                if self.pnl_usd(mark) < -self.config.kill.daily_loss_limit_usd:
+                if self.pnl_usd(mark) - self._day_start_pnl_usd < -self.config.kill.daily_loss_limit_usd:
                     cmds.extend(self._kill(t, "daily_loss"))
         if self.flattener.active:
             cmds.extend(self.flattener.poll(t, self.orders))

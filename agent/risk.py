@@ -97,7 +97,7 @@ class KillSwitchConfig(BaseModel):
     model_config = SETTINGS
 
     daily_loss_limit_usd: float = Field(
-        default=5.0, gt=0, description="PnL incl. unrealized below -this halts"
+        default=5.0, gt=0, description="the UTC day's PnL incl. unrealized (from its first event) below -this halts"
     )
     close_through_bps: float = Field(
         default=50.0, gt=0, le=500, description="close IOC limit, bps through the touch"

@@ -194,8 +194,9 @@ class AccountSnapshot:
     max_position_lots_margin: int
     open_orders: tuple[OpenOrder, ...] = ()
     # Actions the address may still send before the venue throttles it (Hyperliquid's
-    # ``userRateLimit``: nRequestsCap - nRequestsUsed, where the cap is 10 000 plus one per USD
-    # the address has traded); None when the venue does not say.
+    # ``userRateLimit``: nRequestsCap - nRequestsUsed + nRequestsSurplus, where the cap is 10 000
+    # plus one per USD the address has traded and the surplus what it bought); None when the
+    # venue does not say.
     requests_left: int | None = None
     query_id: int | None = None
 

@@ -374,6 +374,30 @@ def test_kill_switch_from_daily_loss_with_a_position() -> None:
     assert closes and all(c.reduce_only for c in closes)
 
 
+def test_the_daily_loss_limit_renews_at_utc_midnight() -> None:
+    """A live session runs for days: each UTC day gets the configured loss budget (5 USD), counted
+    from the PnL at its first event, so yesterday's loss does not shrink today's budget, nor
+    yesterday's gain widen it. Venue time is epoch seconds live (here 23:20 UTC on day 20 000)."""
+    midnight = 20_000 * 86_400.0
+    log = SessionLog(None, {})
+    mm = MarketMaker(AgentConfig(max_position=20.0), HYPE, FEES, log)
+
+    def book(t: float, mid: int) -> None:
+        mm.on_event(BookUpdate(t, ((mid - 5, 5_000),), ((mid + 5, 5_000),)))
+
+    start = midnight - 2_400.0
+    mm.on_event(AccountSnapshot(start, 300, 30_880.0, 1_000.0, 0.0, 100_000, requests_left=None, query_id=None))
+    book(start + 0.5, 30_880)  # 3 HYPE long, marked from here
+    book(midnight - 60.0, 30_880 - 1_333)  # -4.00 USD: within the day's 5
+    assert not mm.kill_switch_fired and abs(mm.pnl_usd() + 4.0) < 0.01
+    book(midnight + 30.0, 30_880 - 1_333)  # the new day's first event: its budget counts from -4.00
+    book(midnight + 600.0, 30_880 - 2_000)  # -6.00 in the session, -2.00 today
+    assert not mm.kill_switch_fired and abs(mm.pnl_usd() + 6.0) < 0.01  # the session's budget is gone
+    book(midnight + 900.0, 30_880 - 3_000)  # -9.00 in the session, -5.00 today
+    assert mm.kill_switch_fired
+    assert next(r["reason"] for r in log.records if r["type"] == "kill") == "daily_loss"
+
+
 # ---------------------------------------------------------------- item 3 (end to end)
 class OneSidedFlowVenue(FakeVenue):
     """FakeVenue plus background market trades at the touch: balanced before ``turn_t``, then
