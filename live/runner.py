@@ -460,12 +460,8 @@ def flatten(base_url: str, wallet: LocalAccount, tries: int = FLATTEN_TRIES, tim
             say: Callable[[str], None] = lambda _m: None) -> bool:
     """Cancel every open order and close every perp position with reduce-only IOC orders, until a
     venue query shows no position and no order (at most ``tries`` rounds). True when flat."""
-    from hyperliquid.info import Info
-
-    info = Info(base_url, skip_ws=True, timeout=timeout_s)
+    info, ex = _operator_clients(base_url, wallet, timeout_s)
     address = wallet.address.lower()
-    ex = NoncedExchange(wallet, base_url, meta=info.meta(), spot_meta={"universe": [], "tokens": []},
-                        timeout=timeout_s, nonces=NonceSource())
     for attempt in range(1, tries + 1):
         try:
             opens = info.frontend_open_orders(address)
@@ -485,6 +481,22 @@ def flatten(base_url: str, wallet: LocalAccount, tries: int = FLATTEN_TRIES, tim
             say(f"flatten round {attempt}: {type(exc).__name__}: {str(exc)[:200]}")
         time.sleep(min(1.0, 0.1 * attempt))
     return False
+
+
+def _operator_clients(base_url: str, wallet: LocalAccount, timeout_s: float) -> tuple[Any, NoncedExchange]:
+    """The SDK's ``Info`` and an exchange with monotonic nonces, for one operator command (perps
+    only: the spot universe is not asked for)."""
+    from hyperliquid.info import Info
+
+    info = Info(base_url, skip_ws=True, timeout=timeout_s)
+    ex = NoncedExchange(wallet, base_url, meta=info.meta(), spot_meta={"universe": [], "tokens": []},
+                        timeout=timeout_s, nonces=NonceSource())
+    return info, ex
+
+
+def _say(command: str) -> Callable[[str], None]:
+    """How an operator command reports progress: one line on stderr, prefixed with its name."""
+    return lambda msg: print(f"hlmm {command}: {msg}", file=sys.stderr, flush=True)
 
 
 def _positions(state: Any) -> list[tuple[str, str]]:
@@ -560,10 +572,7 @@ def flatten_cli(venue: str = "local", keystore: Path | None = None, confirm_main
     if isinstance(resolved, int):
         return resolved
     wallet, url = resolved
-
-    def say(msg: str) -> None:
-        print(f"hlmm flatten: {msg}", file=sys.stderr, flush=True)
-
+    say = _say("flatten")
     try:
         flat = flatten(url, wallet, say=say)
     except Exception as exc:  # e.g. the venue is unreachable for meta: not flat, and say why
@@ -587,16 +596,9 @@ def reserve_requests_cli(weight: int, venue: str = "local", keystore: Path | Non
     if isinstance(resolved, int):
         return resolved
     wallet, url = resolved
-
-    def say(msg: str) -> None:
-        print(f"hlmm reserve-requests: {msg}", file=sys.stderr, flush=True)
-
-    from hyperliquid.info import Info
-
+    say = _say("reserve-requests")
     try:
-        info = Info(url, skip_ws=True, timeout=5.0)
-        ex = NoncedExchange(wallet, url, meta=info.meta(), spot_meta={"universe": [], "tokens": []},
-                            timeout=5.0, nonces=NonceSource())
+        info, ex = _operator_clients(url, wallet, 5.0)
         refused = wire.parse_default_reply(ex.reserve_requests(weight), "reserveRequestWeight")
         if refused is not None:
             say(f"refused by the venue: {refused}")
