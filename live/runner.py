@@ -245,10 +245,14 @@ class LocalSession:
             rate_limited=0,  # the local venue does not rate-limit
             disconnects=disconnects,
         )
-        # requests the operator bought during the session (hlmm reserve-requests) were paid from
-        # the account, which the engine's figures do not know of
-        figures["pnl_usd"] -= self.exchange.reserved_usd
+        figures["pnl_usd"] = self.pnl_usd()
         return {**figures, "agent": self.agent_kind, "config_hash": self.config_hash}
+
+    def pnl_usd(self) -> float:
+        """The account's PnL: the engine's (as the simulator's summary has it), less what requests
+        the operator bought during the session cost (``hlmm reserve-requests``: paid from the
+        venue's account, which the engine does not know of)."""
+        return self.engine.account_value_usd() - self.scenario.account.collateral_usd - self.exchange.reserved_usd
 
 
 def _next_multiple(t: float, step: float) -> float:
@@ -309,7 +313,7 @@ def _status_printer(every_s: float = STATUS_EVERY_S) -> Callable[[LocalSession],
         last[0] = s.now
         agent = s.agent
         state = getattr(getattr(agent, "state", None), "value", "-")
-        pnl = s.engine.account_value_usd() - s.scenario.account.collateral_usd
+        pnl = s.pnl_usd()
         print(f"[{s.now:7.0f} s] mid {s.instrument.ticks_to_float(s.exchange.engine.mid_ticks()):.4f}  "
               f"position {s.exchange.position_lots} lots  pnl {pnl:+.2f} USD  fills {s.counts['agent_fills']}  "
               f"state {state}{requests_text(agent)}", file=sys.stderr, flush=True)
@@ -320,7 +324,11 @@ def requests_text(agent: Any) -> str:
     """The status line's view of the address's request headroom, as the agent counts it (empty
     for an agent that does not, or before the venue has reported it)."""
     left = getattr(agent, "requests_left", None)
-    return f"  requests left {left:,.0f}" if left is not None else ""
+    if left is None:
+        return ""
+    orders = getattr(agent, "orders", None)
+    at_reserve = orders is not None and orders.in_reserve()
+    return f"  requests left {left:,.0f}" + (" (at the reserve: quotes stopped; hlmm reserve-requests)" if at_reserve else "")
 
 
 def live_cli(venue: str = "local", policy: Path | None = None, config: Path | None = None,

@@ -349,3 +349,14 @@ def test_the_status_line_shows_the_requests_left_when_the_agent_counts_them():
 
     assert live.runner.requests_text(Counting()) == "  requests left 9,801"
     assert live.runner.requests_text(object()) == ""  # an agent that does not count them
+
+    class AtReserve:
+        requests_left = 250.0
+
+        class orders:  # the agent's order manager, as MarketMaker.orders
+            @staticmethod
+            def in_reserve() -> bool:
+                return True
+
+    assert live.runner.requests_text(AtReserve()) == (
+        "  requests left 250 (at the reserve: quotes stopped; hlmm reserve-requests)")
