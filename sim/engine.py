@@ -134,8 +134,7 @@ class MatchingEngine:
         # order takes the lowest free slot; the kernel walks the slots in index order).
         self._slot: dict[int, int] = {}  # oid -> slot
         self._free_slots: list[int] = list(range(MAX_AGENT_ORDERS))
-        self._client: dict[int, int | None] = {}
-        self._tif: dict[int, Tif] = {}
+        self._client: dict[int, int | None] = {}  # oid -> client id, while the order is open
         self._out = EngineOutput(regimes=[self.regime_path[0]])
         self._funding_interval_s = scenario.funding.interval_s
         self._next_funding_s = self._funding_interval_s
@@ -380,8 +379,10 @@ class MatchingEngine:
         return self._slot.get(oid, -1)
 
     def _free(self, oid: int) -> None:
-        """Release the slot of an order that just finished."""
+        """Release the slot of an order that just finished (its fills are collected before it
+        finishes, so its client id is no longer needed either: a multi-day session kept them all)."""
         heapq.heappush(self._free_slots, self._slot.pop(oid))
+        del self._client[oid]
 
     def place(self, side: int, px_ticks: int, size_lots: int, tif: Tif, reduce_only: bool,
               client_id: int | None) -> PlaceResult:
@@ -418,7 +419,6 @@ class MatchingEngine:
             return PlaceResult("error", 0, ERR_NO_MATCH)
         self._next_oid = oid + 1
         self._client[oid] = client_id
-        self._tif[oid] = tif
         heapq.heappop(self._free_slots)
         self._slot[oid] = k
         if entered == K.ENTER_RESTS:

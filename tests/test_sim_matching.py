@@ -188,6 +188,7 @@ def _table_invariants(eng: MatchingEngine) -> None:
     o = eng._orders
     active = {int(o[k, K.O_OID]): k for k in range(o.shape[0]) if o[k, K.O_ACTIVE] == 1}
     assert eng._slot == active
+    assert eng._client.keys() == active.keys(), "client ids kept for open orders only (a long session would pile them up)"
     assert sorted(eng._free_slots) == [k for k in range(o.shape[0]) if k not in active.values()]
     assert eng._used.shape[0] > max(active.values(), default=-1)
     levels: dict[int, dict[int, int]] = {}
