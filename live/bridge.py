@@ -62,6 +62,7 @@ Bad venue data is counted in ``counters["wire_error"]`` with the message logged 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -104,6 +105,9 @@ from live import wire
 
 AMBIGUOUS = (requests.RequestException, ServerError, ConnectionError, TimeoutError)
 LOOKUP_WINDOW_S = 10.0  # how long an ambiguous order is looked up before reconciliation has the last word
+# Per-order bookkeeping kept (oid <-> client id, acked, finished), about a day of a busy maker's
+# orders: a live session runs for weeks, and only recent orders get events.
+IDS_KEPT = 100_000
 LOOKUP_INTERVAL_S = 0.5  # at most one round of orderStatus look-ups this often (clock seconds)
 SETTLE_AFTER_S = 3.0  # venue seconds after the last sign of trouble: one unsolicited account snapshot
 MODIFY_GONE = "cannot modify canceled or filled order"  # Hyperliquid's refusal (lower case; it may append text)
@@ -175,6 +179,16 @@ class NoncedExchange(Exchange):
 _MAINNET = "https://api.hyperliquid.xyz"
 
 
+def _remember(d: dict[int, Any], key: int, value: Any) -> None:
+    """``d[key] = value``, and past ``IDS_KEPT`` entries forget the oldest tenth. A late event
+    about a forgotten order is still safe: its fill moves the position under a client id the
+    agent does not know (it asks the venue), a repeated end is an invalid transition it drops."""
+    d[key] = value
+    if len(d) > IDS_KEPT:
+        for old in list(itertools.islice(d, len(d) - IDS_KEPT + IDS_KEPT // 10)):
+            del d[old]
+
+
 @dataclass
 class LockstepLink:
     """In-process hooks of a lockstep local venue: how many websocket messages it has written
@@ -226,9 +240,12 @@ class LiveVenue:
         self._seen_tids: set[int] = set()
         self._seen_trade_tids: deque[int] = deque(maxlen=10_000)
         self._seen_trade_set: set[int] = set()
+        # oid <-> client id both ways, and the client ids whose acceptance / end was reported; each
+        # keeps its IDS_KEPT latest entries (dicts for their insertion order; see _remember)
         self._oid_to_cid: dict[int, int] = {}
-        self._acked: set[int] = set()  # client ids whose acceptance was reported
-        self._finished: set[int] = set()  # client ids reported canceled/rejected
+        self._cid_to_oid: dict[int, int] = {}
+        self._acked: dict[int, None] = {}
+        self._finished: dict[int, None] = {}
         self._unresolved: dict[int, float] = {}  # client id of an ambiguous order -> look up until (clock s)
         self._cancel_intents: dict[int, float] = {}  # client id of an unconfirmed cancel -> look up until
         self._last_lookup_t = -1e18
@@ -468,8 +485,8 @@ class LiveVenue:
             cl = by_tid.get(f.tid, {}).get("cloid")
             if cl is not None:
                 cid = wire.cloid_client_id("fill.cloid", cl)
-                if cid is not None:
-                    self._oid_to_cid.setdefault(f.oid, cid)
+                if cid is not None and f.oid not in self._oid_to_cid:
+                    self._learn(f.oid, cid)
         return sorted(fills, key=lambda f: (f.t, f.tid))
 
     def _on_user_events(self, data: Any) -> None:
@@ -494,7 +511,7 @@ class LiveVenue:
     def _on_order_updates(self, data: Any) -> None:
         for u in wire.parse_order_updates(self.instrument, data):
             cid = u.client_id if u.client_id is not None else self._oid_to_cid.get(u.oid, -u.oid)
-            self._oid_to_cid[u.oid] = cid
+            self._learn(u.oid, cid)
             self._settle(cid, u.oid, u.status, u.t)
 
     def _settle(self, cid: int, oid: int, status: str, t: float) -> None:
@@ -502,17 +519,17 @@ class LiveVenue:
         self._unresolved.pop(cid, None)
         if status in wire.OPEN_STATUSES or status in wire.FILLED_STATUSES:
             if cid not in self._acked and cid not in self._finished:
-                self._acked.add(cid)
+                _remember(self._acked, cid, None)
                 self._push(OrderAccepted(t, cid, oid, status in wire.OPEN_STATUSES))
         elif status in wire.CANCELED_STATUSES:
             if cid not in self._finished:
-                self._finished.add(cid)
+                _remember(self._finished, cid, None)
                 if cid not in self._acked:
-                    self._acked.add(cid)
+                    _remember(self._acked, cid, None)
                     self._push(OrderAccepted(t, cid, oid, True))
                 self._push(OrderCanceled(t, cid, oid, status))
         elif status in wire.REJECTED_STATUSES and cid not in self._acked and cid not in self._finished:
-            self._finished.add(cid)
+            _remember(self._finished, cid, None)
             self._push(OrderRejected(t, cid, status))
 
     # ------------------------------------------------------------------ outbound
@@ -583,13 +600,13 @@ class LiveVenue:
     def _reject(self, cid: int, reason: str, t: float) -> None:
         """The venue refused the order ``cid`` (reported once, and never after it was accepted)."""
         if cid not in self._acked and cid not in self._finished:
-            self._finished.add(cid)
+            _remember(self._finished, cid, None)
             self._push(OrderRejected(t, cid, reason))
 
     def _placed(self, cid: int, st: wire.OrderStatusReply, t: float) -> None:
         """The venue took the order ``cid``: resting or filled on entry."""
         assert st.oid is not None
-        self._oid_to_cid[st.oid] = cid
+        self._learn(st.oid, cid)
         self._settle(cid, st.oid, "open" if st.kind == "resting" else "filled", t)
 
     def _ambiguous(self, cids: list[int], exc: BaseException) -> None:
@@ -615,7 +632,7 @@ class LiveVenue:
         status = o.get("status")
         if status not in wire.KNOWN_STATUSES:
             raise wire.WireError(f"orderStatus.status={status!r}: unknown order status")
-        self._oid_to_cid[oid] = cid
+        self._learn(oid, cid)
         return oid, status
 
     def _lookups(self, cids: list[int]) -> Iterator[tuple[int, tuple[int, str] | None, bool]]:
@@ -697,7 +714,15 @@ class LiveVenue:
 
     def _oid_of(self, cid: int) -> int:
         """The venue's oid of our order ``cid`` (``-cid`` for an adopted order without a cloid)."""
-        return next((o for o, c in self._oid_to_cid.items() if c == cid), -cid if cid < 0 else 0)
+        return self._cid_to_oid.get(cid, -cid if cid < 0 else 0)
+
+    def _learn(self, oid: int, cid: int) -> None:
+        """The venue's ``oid`` is our order ``cid``. Each word about an order makes it the newest,
+        so an order still resting is never the oldest to forget."""
+        self._oid_to_cid.pop(oid, None)
+        _remember(self._oid_to_cid, oid, cid)
+        # the first oid seen for ``cid`` (one per order; an adopted order's -oid maps back to it)
+        _remember(self._cid_to_oid, cid, self._cid_to_oid.pop(cid, oid))
 
     def _follow_up(self, cid: int, t: float) -> None:
         """The cancel of ``cid`` is not confirmed: ask the venue until its answer is final. By cloid
@@ -825,7 +850,7 @@ class LiveVenue:
                 max_lots = int(state.account_value_usd * self.leverage / self.instrument.ticks_to_float(mark) / self.instrument.lot)
             for o in opens:
                 cid = o.client_id if o.client_id is not None else -o.oid
-                self._oid_to_cid[o.oid] = cid
+                self._learn(o.oid, cid)
             self._push(AccountSnapshot(t, state.position_lots, state.entry_px_ticks, state.account_value_usd,
                                        state.margin_used_usd, max_lots, opens, requests_left,
                                        self._pending_queries.popleft()))

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+import live.bridge
 from hlmm.sessionlog import SessionLog
 from hlmm.venue import (
     AccountSnapshot,
@@ -245,6 +246,26 @@ def rest(srv, lv, *orders):
     lv.send([PlaceOrder(cid, side, px, 100, Tif.ALO) for cid, side, px in orders])
     events = step(srv, lv, 0.6)
     assert order_news(events) == [("OrderAccepted", cid) for cid, _side, _px in orders]
+
+
+def test_the_per_order_bookkeeping_keeps_only_recent_orders_and_still_names_their_oids(bridged, monkeypatch):
+    """A live session runs for weeks: oid <-> client id and the acked/finished marks keep their
+    IDS_KEPT latest entries (20 here), and a cancel still reports the order's own oid (looked up
+    in the reverse map: it was a scan over every order the session had seen)."""
+    srv, lv = bridged
+    monkeypatch.setattr(live.bridge, "IDS_KEPT", 20)
+    t = 0.5
+    for cid in range(100, 160):
+        lv.send([PlaceOrder(cid, 1, 30_800 - cid % 7, 100, Tif.ALO)])
+        t += 0.1
+        (ack,) = [e for e in step(srv, lv, t) if isinstance(e, OrderAccepted)]
+        lv.send([CancelOrder(cid)])
+        t += 0.1
+        canceled = [e for e in lv.poll() + step(srv, lv, t) if isinstance(e, OrderCanceled)]
+        assert [(e.client_id, e.oid) for e in canceled] == [(cid, ack.oid)]
+    for kept in (lv._oid_to_cid, lv._cid_to_oid, lv._acked, lv._finished):
+        assert 0 < len(kept) <= 20
+    assert lv._cid_to_oid[159] == ack.oid and lv._oid_to_cid[ack.oid] == 159
 
 
 def test_the_dead_mans_switch_is_armed_and_cleared_through_the_sdk(bridged):
