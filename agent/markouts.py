@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 from pydantic import BaseModel, Field, field_validator
 
 from hlmm.instrument import Instrument
+from hlmm.recent_ids import RecentIds
 from hlmm.sessionlog import SessionLog
 from hlmm.validation import SETTINGS
 from hlmm.venue import FeeSchedule, Fill
@@ -208,7 +209,7 @@ class MarkoutTracker:
         self._due: list[tuple[float, int, _Pending]] = []
         self._next_due_t = math.inf
         self._n_registered = 0
-        self._seen_trade_ids: set[int] = set()
+        self._seen_trade_ids = RecentIds()
         self._recent = {h: RecentRecords(cfg.recent_fills) for h in cfg.horizons_s}
         # Attribution accumulators in USD (v·price differences), see PnlAttribution.
         self._usd_per_tick_lot = instrument.tick * instrument.lot

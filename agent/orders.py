@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field
 from agent.rules import PriceRules
 from agent.types import DesiredOrder, DesiredQuotes
 from hlmm.instrument import Instrument
+from hlmm.recent_ids import RecentIds
 from hlmm.sessionlog import SessionLog
 from hlmm.validation import SETTINGS
 from hlmm.venue import (
@@ -196,7 +197,7 @@ class OrderManager:
         self.rejects_by_reason: Counter[str] = Counter()
         self._next_client_id = 1
         self._seq = 0
-        self._seen_trade_ids: set[int] = set()
+        self._seen_trade_ids = RecentIds()
         # (send_seq, sent_t) of each QueryAccount awaiting its answer, oldest first; the send_seq
         # is the query's id
         self._pending_queries: deque[tuple[int, float]] = deque()

@@ -79,6 +79,7 @@ from hyperliquid.utils.signing import order_request_to_order_wire, order_wires_t
 from hyperliquid.websocket_manager import WebsocketManager
 
 from hlmm.instrument import Instrument
+from hlmm.recent_ids import RecentIds
 from hlmm.sessionlog import SessionLog
 from hlmm.venue import (
     AccountSnapshot,
@@ -237,9 +238,8 @@ class LiveVenue:
         self._info: Info | None = None
         self._meta: Any = None
         self.exchange: NoncedExchange | None = None
-        self._seen_tids: set[int] = set()
-        self._seen_trade_tids: deque[int] = deque(maxlen=10_000)
-        self._seen_trade_set: set[int] = set()
+        self._seen_tids = RecentIds()  # fills'
+        self._seen_trade_tids = RecentIds(10_000)  # public trades'
         # oid <-> client id both ways, and the client ids whose acceptance / end was reported; each
         # keeps its IDS_KEPT latest entries (dicts for their insertion order; see _remember)
         self._oid_to_cid: dict[int, int] = {}
@@ -455,13 +455,10 @@ class LiveVenue:
 
     def _on_trades(self, data: Any) -> None:
         for tr in wire.parse_trades(self.instrument, data):
-            if tr.trade_id in self._seen_trade_set:
+            if tr.trade_id in self._seen_trade_tids:
                 self._count("dup_trade")
                 continue
-            if len(self._seen_trade_tids) == self._seen_trade_tids.maxlen:
-                self._seen_trade_set.discard(self._seen_trade_tids[0])
-            self._seen_trade_tids.append(tr.trade_id)
-            self._seen_trade_set.add(tr.trade_id)
+            self._seen_trade_tids.add(tr.trade_id)
             self._push(tr)
 
     def _fill_event(self, f: wire.WireFill) -> None:
