@@ -574,19 +574,27 @@ def _operator_wallet(command: str, venue: str, keystore: Path | None, confirm_ma
         return command_error(command, str(exc))
 
 
-def flatten_cli(venue: str = "local", keystore: Path | None = None, confirm_mainnet: bool = False) -> int:
-    """``hlmm flatten``: 0 flat (confirmed by the venue), 1 not flat after the retries, 2 refused/bad input."""
-    resolved = _operator_wallet("flatten", venue, keystore, confirm_mainnet)
+def _operator_command(command: str, venue: str, keystore: Path | None, confirm_mainnet: bool,
+                      act: Callable[[LocalAccount, str, Callable[[str], None]], int]) -> int:
+    """Run an operator command's ``act(wallet, url, say)`` with the wallet and URL it acts with,
+    reporting on stderr; an exception (the venue unreachable, a reply that does not parse) is
+    said and exits 1: nothing is assumed done."""
+    resolved = _operator_wallet(command, venue, keystore, confirm_mainnet)
     if isinstance(resolved, int):
         return resolved
     wallet, url = resolved
-    say = _say("flatten")
+    say = _say(command)
     try:
-        flat = flatten(url, wallet, say=say)
-    except Exception as exc:  # e.g. the venue is unreachable for meta: not flat, and say why
+        return act(wallet, url, say)
+    except Exception as exc:
         say(f"error: {type(exc).__name__}: {str(exc)[:200]}")
         return 1
-    return 0 if flat else 1
+
+
+def flatten_cli(venue: str = "local", keystore: Path | None = None, confirm_mainnet: bool = False) -> int:
+    """``hlmm flatten``: 0 flat (confirmed by the venue), 1 not flat after the retries, 2 refused/bad input."""
+    return _operator_command("flatten", venue, keystore, confirm_mainnet,
+                             lambda wallet, url, say: 0 if flatten(url, wallet, say=say) else 1)
 
 
 def reserve_requests_cli(weight: int, venue: str = "local", keystore: Path | None = None,
@@ -600,21 +608,16 @@ def reserve_requests_cli(weight: int, venue: str = "local", keystore: Path | Non
     bought requests, so a running session resumes without a restart."""
     if not 1 <= weight <= MAX_RESERVED_PER_ACTION:
         return command_error("reserve-requests", f"--weight {weight}: expected 1 .. {MAX_RESERVED_PER_ACTION}")
-    resolved = _operator_wallet("reserve-requests", venue, keystore, confirm_mainnet)
-    if isinstance(resolved, int):
-        return resolved
-    wallet, url = resolved
-    say = _say("reserve-requests")
-    try:
+
+    def buy(wallet: LocalAccount, url: str, say: Callable[[str], None]) -> int:
         info, ex = _operator_clients(url, wallet, 5.0)
         refused = wire.parse_default_reply(ex.reserve_requests(weight), "reserveRequestWeight")
         if refused is not None:
             say(f"refused by the venue: {refused}")
             return 1
         budget = wire.parse_user_rate_limit(info.user_rate_limit(wallet.address.lower()))
-    except Exception as exc:  # unreachable, or a reply that does not parse: nothing is assumed bought
-        say(f"error: {type(exc).__name__}: {str(exc)[:200]}")
-        return 1
-    say(f"bought {weight} requests for {weight * RESERVED_REQUEST_USD:.4f} USD; the venue reports "
-        f"{budget.requests_left} left ({budget.surplus} bought and unused)")
-    return 0
+        say(f"bought {weight} requests for {weight * RESERVED_REQUEST_USD:.4f} USD; the venue reports "
+            f"{budget.requests_left} left ({budget.surplus} bought and unused)")
+        return 0
+
+    return _operator_command("reserve-requests", venue, keystore, confirm_mainnet, buy)
