@@ -335,11 +335,13 @@ class MarketMaker:
             cmds.append(self.orders.query(t))
         # the configured re-arm is the shortest (the pacing only lengthens it): most events stop here
         if t - self._armed_t >= self.config.dead_mans_rearm_s:
-            if not self.orders.any_live and self.orders.in_reserve():
-                # The headroom is down to the reserve, and nothing of ours is at the venue: nothing
-                # for the switch to protect, and each re-arm would spend a request the kill switch's
-                # close may need. Letting it expire would use one of the venue's 10 triggers a
-                # day: clear it once instead. The next order arms it again (overdue by then).
+            if self.orders.in_reserve() and not self.orders.any_live_adding:
+                # The headroom is down to the reserve, and nothing of ours at the venue could add to
+                # the position (a reduce-only order left resting if we died only takes it toward
+                # flat): nothing for the switch to protect, and each re-arm would spend a request
+                # the kill switch's close may need. Letting it expire would use one of the venue's
+                # 10 triggers a day: clear it once instead. The next order that could add to the
+                # position arms it again (overdue by then).
                 if self._armed:
                     self._armed = False
                     self.orders.count_request()

@@ -266,6 +266,12 @@ class OrderManager:
         """Whether any order of ours may be at the venue (resting, in flight or being cancelled)."""
         return bool(self._live)
 
+    @property
+    def any_live_adding(self) -> bool:
+        """Whether any order of ours that may be at the venue could add to the position (one that
+        is not reduce-only)."""
+        return any(not o.reduce_only for o in self._live.values())
+
     def has_live(self, side: int, ioc: bool = False) -> bool:
         """Whether an order of ours (resting or in flight, not being canceled) is on ``side``."""
         return any(

@@ -590,8 +590,8 @@ def test_the_dead_mans_switch_is_cleared_not_re_armed_when_idle_at_the_reserve()
     """An eight-hour request_budget session: the headroom reached the reserve, the pacing stopped,
     no order was left, and the dead man's switch kept re-arming once a minute with nothing to
     protect (305 -> 155 requests in 2.5 h, the reserve kept for the kill switch's close). At the
-    reserve, with nothing of ours at the venue, the switch is cleared once; an order arms it
-    again."""
+    reserve, with nothing of ours at the venue that could add to the position, the switch is
+    cleared once; an order that could arms it again."""
     mm = MarketMaker(AgentConfig(), HYPE, FEES)
     query = mm.on_event(Timer(0.0))
     assert isinstance(query[0], QueryAccount) and isinstance(query[-1], ScheduleCancel)  # armed at start
@@ -606,10 +606,18 @@ def test_the_dead_mans_switch_is_cleared_not_re_armed_when_idle_at_the_reserve()
     assert [c.at_t for c in sent(140.0)] == [None]  # cleared once
     assert sent(210.0) == [] and sent(280.0) == []
     assert mm.orders.requests_left == 249.0  # the clearing was the only request
-    # an order (a reduce-only one: the pacing has stopped) arms it again
+    # a reduce-only order (the pacing has stopped) leaves it cleared: left resting if we died, it
+    # could only take the position toward flat, so re-arming once a minute (60 requests an hour)
+    # would only spend the reserve
     mm.orders.position_lots = -60
     assert mm.orders.place(300.0, DesiredOrder(1, 30860, 50, reduce_only=True), mm.cap_lots, 30880.0) is not None
-    assert [c.at_t is not None for c in sent(300.5)] == [True]
+    assert sent(300.5) == [] and sent(400.0) == []
+    # an order that could add to the position (placed before the headroom fell back to the
+    # reserve) arms it again
+    mm.orders.requests_left = 1_000.0
+    assert mm.orders.place(401.0, DesiredOrder(-1, 30900, 50), mm.cap_lots, 30880.0) is not None
+    mm.orders.requests_left = 250.0
+    assert [c.at_t is not None for c in sent(401.5)] == [True]
 
 
 def test_reaching_the_request_reserve_is_logged_once_and_leaving_it_too() -> None:
