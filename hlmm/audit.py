@@ -29,7 +29,7 @@ from hlmm.metrics import (
     true_changepoints,
 )
 from hlmm.request_budget import NEW_ADDRESS_REQUESTS
-from hlmm.sessionlog import read_session_log
+from hlmm.sessionlog import locate_record, read_session_log
 from hlmm.validation import command_error
 
 TIMELINE_MAX_ROWS = 80
@@ -443,18 +443,6 @@ def write_audit(s: SessionSeries, out: Path, source: str = "", cap_lots: int | N
     return m
 
 
-def _line_of_record(path: Path, record: int) -> int:
-    """The file line of the n-th non-blank line (the reader skips blank lines)."""
-    seen = 0
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                seen += 1
-                if seen == record:
-                    return lineno
-    return record
-
-
 def audit_cli(session_log: Path, out: Path, ablation: Path | None = None) -> int:
     """``hlmm audit``: 0 when the report was written, 2 on a missing or bad log (the error names
     the file and line) or ablation file."""
@@ -471,8 +459,8 @@ def audit_cli(session_log: Path, out: Path, ablation: Path | None = None) -> int
     except FileNotFoundError as exc:
         return command_error("audit", f"{exc.filename}: no such file")
     except SessionLogError as exc:
-        line = _line_of_record(session_log, exc.record) if exc.record else "?"
-        return command_error("audit", f"{session_log}:{line}: {str(exc).partition(': ')[2] or exc}")
+        where = locate_record(session_log, exc.record) if exc.record else f"{session_log}:?"
+        return command_error("audit", f"{where}: {str(exc).partition(': ')[2] or exc}")
     except ValueError as exc:
         return command_error("audit", str(exc))
     m = write_audit(series, out, source=str(session_log), ablation=ablation_result)

@@ -165,6 +165,8 @@ def live(
     seed: Annotated[int | None, typer.Option()] = None,
     duration: Annotated[float | None, typer.Option(help="stop after this many (venue) seconds")] = None,
     out: Annotated[Path, typer.Option(help="session log directory")] = Path("out/live"),
+    log_part_mb: Annotated[int | None, typer.Option(
+        help="start a new session log part, gzipping the one before, every this many MB [default: 64]")] = None,
     keystore: Annotated[Path | None, typer.Option(help="encrypted keystore file (password from HLMM_KEYSTORE_PASSWORD)")] = None,
     i_understand_mainnet: Annotated[bool, typer.Option("--i-understand-this-trades-real-money")] = False,
 ) -> None:
@@ -174,7 +176,7 @@ def live(
     _exit(
         live_cli(
             venue=venue, policy=policy, config=config, scenario=scenario, seed=seed, duration=duration,
-            out=out, keystore=keystore, confirm_mainnet=i_understand_mainnet,
+            out=out, keystore=keystore, confirm_mainnet=i_understand_mainnet, log_part_mb=log_part_mb,
         )
     )
 

@@ -50,13 +50,28 @@ Agent record fields (the contract between the agent, which writes them, and ``hl
 Prices are integer ticks and sizes integer lots, as everywhere inside hlmm; the header's
 instrument converts them. Floats are written with ``repr`` precision, so the same run gives
 byte-identical files.
+
+Parts
+-----
+A live session runs for days and writes ~15 MB an hour, so its log can be split into parts of
+about ``part_bytes`` each: ``X.jsonl`` is part 1, part k is ``X.part000k.jsonl``, and each part
+after the first opens with ``{"type": "session_part", "part": k}``. A finished part is gzipped
+(``X.jsonl.gz``, ~5x smaller) in the background while the session goes on; the last part stays
+as written. :func:`read_session_log` takes the first part's name, either form, and reads the
+parts in order as one log, so ``hlmm audit`` and ``hlmm replay`` see one session.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
+import gzip
 import hashlib
 import json
+import os
+import shutil
+import sys
+import threading
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
@@ -65,6 +80,9 @@ from typing import IO, Any
 from hlmm.instrument import Instrument
 
 FORMAT_VERSION = 1
+PART_HEADER = "session_part"
+# below this, a part would hold a few hundred lines: a typo, not a choice
+MIN_PART_BYTES = 4096
 # Exactly these types are written as they are (subclasses such as enums or numpy scalars are
 # not: they take the conversions below). Checked first because almost every value is one.
 _AS_IS = frozenset({int, float, str, bool, type(None)})
@@ -109,15 +127,23 @@ class SessionLog:
     """Append-only JSON-lines writer. Use as a context manager or call :meth:`close`.
 
     ``path=None`` keeps records in memory only (``records``), which tests and the RL
-    environment use to avoid disk I/O.
+    environment use to avoid disk I/O. ``part_bytes`` (with a ``path``) starts a new part once
+    the current one holds that many bytes (see the module's "Parts").
     """
 
-    def __init__(self, path: str | Path | None, header: dict[str, Any], keep_in_memory: bool = False) -> None:
+    def __init__(self, path: str | Path | None, header: dict[str, Any], keep_in_memory: bool = False,
+                 part_bytes: int | None = None) -> None:
+        if part_bytes is not None and (type(part_bytes) is not int or part_bytes < MIN_PART_BYTES):
+            raise ValueError(f"part_bytes={part_bytes!r}: expected an integer >= {MIN_PART_BYTES} (bytes) or None")
         self.path = Path(path) if path is not None else None
         self._fh: IO[str] | None = None
         self._hash = hashlib.sha256()
         self.keep_in_memory = keep_in_memory or path is None
         self.records: list[dict[str, Any]] = []
+        self.part = 1
+        self._part_bytes = part_bytes if self.path is not None else None
+        self._part_len = 0
+        self._compressing: list[threading.Thread] = []
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self.path.open("w", encoding="utf-8")
@@ -128,8 +154,27 @@ class SessionLog:
         self._hash.update(line.encode())
         if self._fh is not None:
             self._fh.write(line)
+            if self._part_bytes is not None:
+                self._part_len += len(line)  # the encoder writes ASCII: characters are bytes
+                if self._part_len >= self._part_bytes:
+                    self._next_part()
         if self.keep_in_memory:
             self.records.append(rec)
+
+    def _next_part(self) -> None:
+        """Close the full part, gzip it in the background and open the next with its header
+        (not part of the digest nor of ``records``: the split is not the session's)."""
+        assert self.path is not None and self._fh is not None
+        self._fh.close()
+        finished = part_path(self.path, self.part)
+        worker = threading.Thread(target=compress_part, args=(finished,), name=f"gzip {finished.name}")
+        worker.start()
+        self._compressing.append(worker)
+        self.part += 1
+        self._fh = part_path(self.path, self.part).open("w", encoding="utf-8")
+        header = _ENCODER.encode({"type": PART_HEADER, "part": self.part}) + "\n"
+        self._fh.write(header)
+        self._part_len = len(header)
 
     def write(self, rx: float, rec_type: str, **fields: Any) -> None:
         """An agent or simulator record."""
@@ -142,13 +187,18 @@ class SessionLog:
 
     @property
     def sha256(self) -> str:
-        """Digest of every line written so far (equals the file's sha256 once closed)."""
+        """Digest of every record written so far: the sha256 of the log as one file (once
+        closed), however it was split into parts."""
         return self._hash.hexdigest()
 
     def close(self) -> None:
+        """Close the file and wait for the finished parts' compression."""
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+        for worker in self._compressing:
+            worker.join()
+        self._compressing.clear()
 
     def __enter__(self) -> SessionLog:
         return self
@@ -157,25 +207,103 @@ class SessionLog:
         self.close()
 
 
+def part_path(first: Path, part: int) -> Path:
+    """The file of part ``part`` (1-based) of the log whose first part is ``first``, as written
+    (``.gz`` is added once it is compressed)."""
+    if part == 1:
+        return first
+    return first.with_name(f"{first.stem}.part{part:04d}{first.suffix}")
+
+
+def compress_part(path: Path) -> None:
+    """Gzip a finished part next to itself and remove it. Readers take the plain file while
+    it exists, so a crash at any point leaves one complete copy. A failure leaves the part as
+    written and says so on stderr: the log is complete either way."""
+    tmp = path.with_name(path.name + ".gz.tmp")
+    try:
+        with path.open("rb") as src, tmp.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(tmp, path.with_name(path.name + ".gz"))
+        path.unlink()
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        print(f"hlmm: session log part {path} left uncompressed: {exc}", file=sys.stderr)
+
+
+def session_log_parts(path: str | Path) -> list[Path]:
+    """The files of the log whose first part is ``path`` (named as written, or with ``.gz``), in
+    order; each as it is on disk now. ``FileNotFoundError`` without a first part,
+    ``ValueError`` when a part is missing before a later one."""
+    given = Path(path)
+    first = given.with_name(given.name.removesuffix(".gz"))
+    files: list[Path] = []
+    while True:
+        plain = part_path(first, len(files) + 1)
+        packed = plain.with_name(plain.name + ".gz")
+        found = plain if plain.is_file() else packed if packed.is_file() else None
+        if found is None:
+            break
+        files.append(found)
+    if not files:
+        raise FileNotFoundError(2, "No such file or directory", str(given))
+    prefix, suffix = f"{first.stem}.part", first.suffix
+    beyond = []
+    for later in first.parent.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}*"):
+        number = later.name[len(prefix):].partition(".")[0]
+        if number.isdigit() and int(number) > len(files) and not later.name.endswith(".tmp"):
+            beyond.append((int(number), later.name))
+    if beyond:
+        raise ValueError(f"{given}: part {len(files) + 1} of the session log is missing, but {min(beyond)[1]} is there")
+    return files
+
+
 def instrument_header(instrument: Instrument) -> dict[str, Any]:
     return dataclasses.asdict(instrument)
 
 
+def _open_part(path: Path) -> IO[str]:
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
 def read_session_log(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Records of a session log in order; raises ``ValueError`` naming the line on bad input."""
-    with Path(path).open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg})") from exc
-            if not isinstance(rec, dict) or "type" not in rec:
-                raise ValueError(f"{path}:{lineno}: record without 'type'")
-            if lineno == 1 and (rec["type"] != "session" or rec.get("version") != FORMAT_VERSION):
-                raise ValueError(
-                    f"{path}:1: expected a session header of version {FORMAT_VERSION}, got "
-                    f"type={rec.get('type')!r} version={rec.get('version')!r}"
-                )
-            yield rec
+    """Records of a session log in order, all its parts' (without their part headers); raises
+    ``ValueError`` naming the file and line on bad input."""
+    for part, file in enumerate(session_log_parts(path), 1):
+        with _open_part(file) as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{file}:{lineno}: not JSON ({exc.msg})") from exc
+                if not isinstance(rec, dict) or "type" not in rec:
+                    raise ValueError(f"{file}:{lineno}: record without 'type'")
+                if lineno == 1 and part == 1 and (rec["type"] != "session" or rec.get("version") != FORMAT_VERSION):
+                    hint = " (a later part of a log: read its first part)" if rec["type"] == PART_HEADER else ""
+                    raise ValueError(
+                        f"{file}:1: expected a session header of version {FORMAT_VERSION}, got "
+                        f"type={rec.get('type')!r} version={rec.get('version')!r}{hint}"
+                    )
+                if lineno == 1 and part > 1:
+                    if rec["type"] != PART_HEADER or rec.get("part") != part:
+                        raise ValueError(f"{file}:1: expected the header of part {part}, got "
+                                         f"type={rec.get('type')!r} part={rec.get('part')!r}")
+                    continue
+                yield rec
+
+
+def locate_record(path: str | Path, record: int) -> str:
+    """``file:line`` of the ``record``-th record :func:`read_session_log` yields (1-based)."""
+    seen = 0
+    for part, file in enumerate(session_log_parts(path), 1):
+        with _open_part(file) as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip() or (part > 1 and lineno == 1):
+                    continue
+                seen += 1
+                if seen == record:
+                    return f"{file}:{lineno}"
+    return f"{path}:?"

@@ -70,6 +70,8 @@ STATUS_EVERY_S = 60.0  # status line cadence, venue seconds
 MAINNET_REFUSAL = ("refusing --venue mainnet without --i-understand-this-trades-real-money "
                    "(this would place real orders with real money)")
 FLATTEN_TRIES = 10
+# a session log part: ~4 hours at feb12's pace, ~13 MB once gzipped
+LOG_PART_MB = 64
 FLATTEN_SLIPPAGE = 0.05  # IOC limit this far through the mid: a close must not rest
 _EPS = 1e-9
 
@@ -274,13 +276,15 @@ def run_local_session(scenario: Scenario | str | Path, seed: int | None = None, 
                       policy: str | Path | None = None, config: str | Path | None = None,
                       log_path: str | Path | None = None, duration_s: float | None = None,
                       faults: FaultPlan | None = None,
-                      on_step: Callable[[LocalSession], None] | None = None) -> dict[str, Any]:
+                      on_step: Callable[[LocalSession], None] | None = None,
+                      log_part_bytes: int | None = None) -> dict[str, Any]:
     """One session on the in-process local venue; writes the log to ``log_path``, returns the summary.
 
     ``duration_s`` (simulated seconds) defaults to the scenario's; ``seed`` to its ``default_seed``.
     The scenario's ``[faults]`` are injected by the venue (as ``hlmm venue serve`` does) unless
     ``faults`` gives a plan of its own. At the end the operator stops the agent, which closes its
-    position (:meth:`LocalSession.close_out`), as in ``hlmm live``.
+    position (:meth:`LocalSession.close_out`), as in ``hlmm live``. ``log_part_bytes`` splits the
+    log into parts (:class:`SessionLog`).
     """
     sc = _scenario_of(scenario)
     seed = sc.scenario.default_seed if seed is None else seed
@@ -290,7 +294,8 @@ def run_local_session(scenario: Scenario | str | Path, seed: int | None = None, 
     if faults is None:
         cfg = FaultConfig.from_scenario(sc.faults, sc.scenario.duration_s, seed)
         faults = FaultPlan(cfg, seed) if cfg.any else None
-    log = SessionLog(_opt_path(log_path), session_header(sc, seed, agent, config=_opt_path(config)), keep_in_memory=False)
+    log = SessionLog(_opt_path(log_path), session_header(sc, seed, agent, config=_opt_path(config)), keep_in_memory=False,
+                     part_bytes=log_part_bytes if log_path is not None else None)
     with log, LocalSession(sc, seed, agent, log, _opt_path(policy), _opt_path(config), faults) as session:
         session.start()
         session.run(until, on_step)
@@ -333,7 +338,8 @@ def requests_text(agent: Any) -> str:
 
 def live_cli(venue: str = "local", policy: Path | None = None, config: Path | None = None,
              scenario: str = "feb12_cascade", seed: int | None = None, duration: float | None = None,
-             out: Path = Path("out/live"), keystore: Path | None = None, confirm_mainnet: bool = False) -> int:
+             out: Path = Path("out/live"), keystore: Path | None = None, confirm_mainnet: bool = False,
+             log_part_mb: int | None = None) -> int:
     """``hlmm live``. 0 done, 1 the run failed or did not end flat, 2 bad input or a refusal."""
     if venue not in VENUES:
         return command_error("live", f"--venue {venue!r}: expected one of {', '.join(VENUES)}")
@@ -341,6 +347,10 @@ def live_cli(venue: str = "local", policy: Path | None = None, config: Path | No
         return command_error("live", MAINNET_REFUSAL)
     if duration is not None and not duration > 0:
         return command_error("live", f"--duration {duration!r}: must be > 0 seconds")
+    log_part_mb = LOG_PART_MB if log_part_mb is None else log_part_mb
+    if type(log_part_mb) is not int or log_part_mb < 1:
+        return command_error("live", f"--log-part-mb {log_part_mb!r}: must be a whole number of MB >= 1")
+    part_bytes = log_part_mb * 1_000_000
     for opt, p in (("--policy", policy), ("--config", config)):
         if p is not None and not Path(p).is_file():
             return command_error("live", f"{opt} {p}: no such file")
@@ -353,7 +363,7 @@ def live_cli(venue: str = "local", policy: Path | None = None, config: Path | No
         log_path = Path(out) / f"{sc.name}-local-seed{run_seed}.jsonl"
         try:
             summary = run_local_session(sc, run_seed, "production", policy, config, log_path, duration_s=duration,
-                                        on_step=_status_printer())
+                                        on_step=_status_printer(), log_part_bytes=part_bytes)
         except (ValueError, RuntimeError) as exc:
             print(f"hlmm live: error: {exc}", file=sys.stderr)
             return 1
@@ -368,7 +378,7 @@ def live_cli(venue: str = "local", policy: Path | None = None, config: Path | No
         wallet = load_wallet(str(keystore) if keystore is not None else None)
     except SecretError as exc:
         return command_error("live", str(exc))
-    return run_remote(venue, wallet, sc, policy, config, duration, Path(out))
+    return run_remote(venue, wallet, sc, policy, config, duration, Path(out), part_bytes)
 
 
 def remote_url(venue: str) -> str:
@@ -396,8 +406,9 @@ def snapshot_first(events: Sequence[Event]) -> list[Event]:
 
 
 def run_remote(venue: str, wallet: LocalAccount, sc: Scenario, policy: Path | None, config: Path | None,
-               duration_s: float | None, out: Path) -> int:
-    """Trade on testnet or mainnet in wall time until ``duration_s`` or Ctrl-C, then flatten."""
+               duration_s: float | None, out: Path, log_part_bytes: int | None = None) -> int:
+    """Trade on testnet or mainnet in wall time until ``duration_s`` or Ctrl-C, then flatten;
+    the session log is split into parts of ``log_part_bytes`` (:class:`SessionLog`)."""
     from hyperliquid.info import Info
 
     url = remote_url(venue)
@@ -405,7 +416,7 @@ def run_remote(venue: str, wallet: LocalAccount, sc: Scenario, policy: Path | No
     started = time.time()
     log_path = out / f"{sc.name}-{venue}-{int(started)}.jsonl"
     header = session_header(sc, 0, "production", venue=venue, config=config, instrument=inst)
-    with SessionLog(log_path, header) as log:
+    with SessionLog(log_path, header, part_bytes=log_part_bytes) as log:
         agent, _cfg = make_agent("production", inst, sc.fees.schedule(), log, sc, policy=policy, config=config)
         lv = LiveVenue(url, wallet, inst, sc.fees.schedule(), log=log)
         lv.connect()
@@ -414,7 +425,8 @@ def run_remote(venue: str, wallet: LocalAccount, sc: Scenario, policy: Path | No
         finally:
             lv.close()
             agent.end_session(time.time())
-    print(f"hlmm live: {'stopped flat' if ok else 'NOT confirmed flat: run hlmm flatten'}; log {log_path}",
+    parts = f" ({log.part} parts; hlmm audit reads them as one)" if log.part > 1 else ""
+    print(f"hlmm live: {'stopped flat' if ok else 'NOT confirmed flat: run hlmm flatten'}; log {log_path}{parts}",
           file=sys.stderr)
     return 0 if ok else 1
 

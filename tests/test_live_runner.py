@@ -21,7 +21,7 @@ import live.runner
 from agent.config import load_agent_config
 from hlmm.cli import app
 from hlmm.request_budget import NEW_ADDRESS_REQUESTS
-from hlmm.sessionlog import SessionLog, read_session_log
+from hlmm.sessionlog import SessionLog, read_session_log, session_log_parts
 from live.localvenue.server import LocalVenueServer, build_exchange
 from scenarios.stress import configured_cap_lots
 from sim.runner import make_agent
@@ -287,6 +287,38 @@ def test_live_local_exits_1_when_the_stop_did_not_end_flat(monkeypatch, tmp_path
     monkeypatch.setattr(live.runner, "run_local_session", lambda *a, **kw: {"stopped": False, "final_position_lots": 7})
     result = CliRunner().invoke(app, ["live", "--venue", "local", "--scenario", "calm", "--out", str(tmp_path)])
     assert result.exit_code == 1 and "NOT confirmed flat" in result.output
+
+
+def test_a_local_session_logged_in_parts_reads_back_as_the_same_session(tmp_path):
+    whole = live.runner.run_local_session("feb12_cascade", seed=3, duration_s=60.0, log_path=tmp_path / "whole.jsonl")
+    parted = live.runner.run_local_session("feb12_cascade", seed=3, duration_s=60.0, log_path=tmp_path / "p.jsonl",
+                                           log_part_bytes=40_000)
+    parts = session_log_parts(tmp_path / "p.jsonl")
+    assert len(parts) > 3 and all(p.name.endswith(".gz") for p in parts[:-1]) and parts[-1].suffix == ".jsonl"
+    assert parted == whole, "same figures, and the same digest: the log's as one file"
+    assert list(read_session_log(tmp_path / "p.jsonl")) == list(read_session_log(tmp_path / "whole.jsonl"))
+
+
+def test_hlmm_live_splits_its_log_every_64_mb_unless_told_and_refuses_a_bad_size(monkeypatch, tmp_path):
+    seen = []
+
+    def local(*_a, log_part_bytes, **_kw):
+        seen.append(log_part_bytes)
+        return {"stopped": True}
+
+    def remote(*args):
+        seen.append(args[-1])
+        return 0
+
+    monkeypatch.setattr(live.runner, "run_local_session", local)
+    monkeypatch.setattr(live.runner, "run_remote", remote)
+    monkeypatch.setenv("HLMM_PRIVATE_KEY", Account.create().key.hex())
+    base = ["live", "--scenario", "calm", "--out", str(tmp_path)]
+    for args in (["--venue", "local"], ["--venue", "local", "--log-part-mb", "5"], ["--venue", "testnet", "--log-part-mb", "2"]):
+        assert CliRunner().invoke(app, base + args).exit_code == 0
+    assert seen == [64_000_000, 5_000_000, 2_000_000]
+    result = CliRunner().invoke(app, [*base, "--log-part-mb", "0"])
+    assert result.exit_code == 2 and "--log-part-mb 0: must be a whole number of MB >= 1" in result.output
 
 
 def test_run_local_session_rejects_a_bad_duration():
