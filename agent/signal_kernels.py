@@ -66,6 +66,10 @@ INT_BIN_S, INT_LONG_TAU, INT_SHORT_TAU, INT_N0, INT_N0_OVER_K0, INT_PRIOR_WEIGHT
 # --- VolatilityEstimator
 VOL_VAR_LONG, VOL_VAR_SHORT, VOL_NEXT_SAMPLE_T, VOL_LAST_MID, VOL_LAST_T = range(5)
 VOL_SAMPLE_S, VOL_HALFLIFE, VOL_SHORT_HALFLIFE = range(3)
+# σ² never decays below this (bps² per s; σ = 1e-4 bps/√s, nothing to quote on). Without it a
+# mid that stays put for ~3.7 days underflows σ² to 0, which the quote engine refuses: the agent
+# would halt in a market that merely stopped moving. Any return lifts σ off it.
+VOL_VAR_FLOOR = 1e-8
 
 # --- OrderFlowImbalance: the previous book (touch and depth), the sums and their clock
 OFI_HAS_PREV, OFI_PREV_T, OFI_PREV_BID, OFI_PREV_ASK, OFI_PREV_BID_DEPTH, OFI_PREV_ASK_DEPTH = range(6)
@@ -424,9 +428,9 @@ def volatility_on_mid(st: np.ndarray, p: np.ndarray, t: float, mid_ticks: float)
     r_bps = math.log(mid_ticks / st[VOL_LAST_MID]) * BPS
     var_per_s = r_bps * r_bps / dt
     w = math.exp(-math.log(2.0) * dt / p[VOL_HALFLIFE])
-    st[VOL_VAR_LONG] = w * st[VOL_VAR_LONG] + (1.0 - w) * var_per_s
+    st[VOL_VAR_LONG] = py_max(w * st[VOL_VAR_LONG] + (1.0 - w) * var_per_s, VOL_VAR_FLOOR)
     w = math.exp(-math.log(2.0) * dt / p[VOL_SHORT_HALFLIFE])
-    st[VOL_VAR_SHORT] = w * st[VOL_VAR_SHORT] + (1.0 - w) * var_per_s
+    st[VOL_VAR_SHORT] = py_max(w * st[VOL_VAR_SHORT] + (1.0 - w) * var_per_s, VOL_VAR_FLOOR)
     st[VOL_LAST_MID], st[VOL_LAST_T] = mid_ticks, t
     st[VOL_NEXT_SAMPLE_T] = t + p[VOL_SAMPLE_S]
     return True, r_bps, dt

@@ -15,6 +15,7 @@ import math
 from collections import deque
 
 from agent.estimators import EstimatorConfig
+from agent.signal_kernels import VOL_VAR_FLOOR
 from agent.signals import SignalsConfig
 from agent.signals.changepoint import ChangepointDetector
 from agent.signals.flow_imbalance import FlowConfig
@@ -136,9 +137,9 @@ class VolatilityEstimator:
         r_bps = math.log(mid_ticks / self._last_sample_mid) * BPS
         var_per_s = r_bps * r_bps / dt
         w = math.exp(-math.log(2.0) * dt / self.cfg.sigma_halflife_s)
-        self._var_long = w * self._var_long + (1.0 - w) * var_per_s
+        self._var_long = max(w * self._var_long + (1.0 - w) * var_per_s, VOL_VAR_FLOOR)
         w = math.exp(-math.log(2.0) * dt / self.cfg.sigma_short_halflife_s)
-        self._var_short = w * self._var_short + (1.0 - w) * var_per_s
+        self._var_short = max(w * self._var_short + (1.0 - w) * var_per_s, VOL_VAR_FLOOR)
         self._new_returns.append((r_bps, dt))
         self._last_sample_mid, self._last_sample_t = mid_ticks, t
         self._next_sample_t = t + self.cfg.sigma_sample_s

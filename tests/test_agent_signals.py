@@ -435,3 +435,18 @@ def test_funding_schedule_is_learned_from_the_payments() -> None:
     shifted.on_funding_payment(1000.0, 0.0001)
     assert not shifted.compute(_state(3300.0, 61761), 100).contributions["funding"].active
     assert shifted.compute(_state(4300.0, 61761), 100).contributions["funding"].value == pytest.approx(0.5)
+
+
+def test_volatility_of_a_mid_that_stops_moving_for_days_floors_instead_of_reaching_zero() -> None:
+    """Without the floor, σ² halves every half-life and underflows to 0 after ~3.7 days, which the
+    quote engine refuses (the agent would halt in a market that merely went quiet)."""
+    from agent.signal_kernels import VOL_VAR_FLOOR
+
+    vol = VolatilityEstimator(EstimatorConfig())
+    for i in range(4 * 86_400):
+        vol.on_mid(float(i), 30880.0)
+    assert vol.sigma_bps_per_sqrt_s() == math.sqrt(VOL_VAR_FLOOR) > 0
+    vol.accept_regime()  # the short window (30 s half-life) reached the floor in hours
+    assert vol.sigma_bps_per_sqrt_s() == math.sqrt(VOL_VAR_FLOOR)
+    vol.on_mid(4 * 86_400.0, 30881.0)  # one tick: 3.2 bps in a second
+    assert vol.sigma_bps_per_sqrt_s() > 0.01
