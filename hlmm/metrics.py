@@ -92,8 +92,9 @@ class SessionSeries:
     instrument: Instrument
     start_s: float
     end_s: float
-    # cycles: (rx, record) for every cycle record
+    # cycles: (rx, the record's CYCLE_KEPT fields) for every cycle record
     cycles: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    signal_stats: dict[str, _SignalStats] = field(default_factory=dict)  # by signal name
     # fills after dedup: (rx, side, px_ticks, size_lots, fee_usd, trade_id)
     fills: list[tuple[float, int, int, int, float, int]] = field(default_factory=list)
     duplicate_fills: int = 0
@@ -206,6 +207,31 @@ def _book_mid(rec: dict[str, Any], n: int) -> float | None:
 
 # The cycle fields the metrics read as numbers (when present).
 CYCLE_NUMBERS = ("mid", "cap_lots", "signal_skew_bps", "half_spread_bps", "skew_bps")
+# The cycle fields a parsed session keeps (``signals`` is summed up as it is read).
+CYCLE_KEPT = ("mid", "position", "cap_lots", "state", "live_bid", "live_ask", "bid_px", "ask_px", "alarm",
+              "floor_bound", "signal_skew_bps")
+
+
+class _SignalStats:
+    """One signal's contributions over the cycles: count, active count, and the min, max and
+    sum of its spread and skew (bps), accumulated in log order."""
+
+    __slots__ = ("active", "n", "skew_max", "skew_min", "skew_sum", "spread_max", "spread_min", "spread_sum")
+
+    def __init__(self) -> None:
+        self.n = self.active = 0
+        self.spread_min = self.skew_min = math.inf
+        self.spread_max = self.skew_max = -math.inf
+        self.spread_sum = self.skew_sum = 0.0
+
+    def add(self, spread_bps: float | None, skew_bps: float | None, active: object) -> None:
+        spread, skew = float(spread_bps or 0.0), float(skew_bps or 0.0)
+        self.n += 1
+        self.active += bool(active)
+        self.spread_min, self.spread_max = min(self.spread_min, spread), max(self.spread_max, spread)
+        self.skew_min, self.skew_max = min(self.skew_min, skew), max(self.skew_max, skew)
+        self.spread_sum += spread
+        self.skew_sum += skew
 
 
 def parse_session(records: Iterable[dict[str, Any]]) -> SessionSeries:
@@ -247,7 +273,10 @@ def parse_session(records: Iterable[dict[str, Any]]) -> SessionSeries:
                 raise SessionLogError(
                     f"record {n} (type='cycle'): field 'signals' must map names to [value, spread_bps, skew_bps, active]"
                 )
-            s.cycles.append((rx, rec))
+            for name, (_value, spread_bps, skew_bps, active) in signals.items():
+                s.signal_stats.setdefault(name, _SignalStats()).add(spread_bps, skew_bps, active)
+            # only the fields the figures read: a day of cycles as whole records is gigabytes
+            s.cycles.append((rx, {key: rec[key] for key in CYCLE_KEPT if key in rec}))
         elif kind == "fill":
             side = _need(rec, "side", n, (int,))
             if side not in (1, -1):
@@ -557,27 +586,18 @@ def _may_quote_edges(s: SessionSeries) -> list[tuple[float, bool]]:
     return sorted(edges)
 
 
-def _signal_table(cycles: list[tuple[float, dict[str, Any]]]) -> dict[str, dict[str, float]]:
-    acc: dict[str, dict[str, Any]] = {}
-    for _rx, c in cycles:
-        for name, entry in (c.get("signals") or {}).items():
-            _value, spread_bps, skew_bps, active = entry
-            a = acc.setdefault(name, {"n": 0, "active": 0, "spread": [], "skew": []})
-            a["n"] += 1
-            a["active"] += bool(active)
-            a["spread"].append(float(spread_bps or 0.0))
-            a["skew"].append(float(skew_bps or 0.0))
+def _signal_table(stats: dict[str, _SignalStats]) -> dict[str, dict[str, float]]:
     return {
         name: {
-            "active_fraction": a["active"] / a["n"],
-            "spread_bps_min": min(a["spread"]),
-            "spread_bps_max": max(a["spread"]),
-            "spread_bps_mean": sum(a["spread"]) / a["n"],
-            "skew_bps_min": min(a["skew"]),
-            "skew_bps_max": max(a["skew"]),
-            "skew_bps_mean": sum(a["skew"]) / a["n"],
+            "active_fraction": a.active / a.n,
+            "spread_bps_min": a.spread_min,
+            "spread_bps_max": a.spread_max,
+            "spread_bps_mean": a.spread_sum / a.n,
+            "skew_bps_min": a.skew_min,
+            "skew_bps_max": a.skew_max,
+            "skew_bps_mean": a.skew_sum / a.n,
         }
-        for name, a in sorted(acc.items())
+        for name, a in sorted(stats.items())
     }
 
 
@@ -736,7 +756,7 @@ def metrics_from_series(s: SessionSeries, cap_lots: int | None = None) -> Sessio
         requests_left_min=min(s.requests_left) if s.requests_left else None,
         requests_left_last=s.requests_left[-1] if s.requests_left else None,
         alarms_by_name=dict(alarms.most_common()),
-        signals=_signal_table(s.cycles),
+        signals=_signal_table(s.signal_stats),
         changepoint_detection=_changepoint_scores(s, CHANGEPOINT_MATCH_WINDOW_S),
         start_mid_ticks=start_mid,
         end_mid_ticks=end_mid,
