@@ -264,15 +264,27 @@ def instrument_header(instrument: Instrument) -> dict[str, Any]:
 def _open_part(path: Path) -> IO[str]:
     if path.name.endswith(".gz"):
         return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
+    try:
+        return path.open(encoding="utf-8")
+    except FileNotFoundError:  # a running session gzipped it since the parts were listed
+        return gzip.open(path.with_name(path.name + ".gz"), "rt", encoding="utf-8")
 
 
 def read_session_log(path: str | Path) -> Iterator[dict[str, Any]]:
     """Records of a session log in order, all its parts' (without their part headers); raises
-    ``ValueError`` naming the file and line on bad input."""
-    for part, file in enumerate(session_log_parts(path), 1):
+    ``ValueError`` naming the file and line on bad input.
+
+    The last line of the last part may lack its newline: the session is still writing it (an
+    audit of a running session), or its writer stopped mid-line. It is left out, and stderr
+    says so; anywhere else a line without its end is a damaged log."""
+    files = session_log_parts(path)
+    for part, file in enumerate(files, 1):
         with _open_part(file) as fh:
             for lineno, line in enumerate(fh, 1):
+                if not line.endswith("\n") and part == len(files) and not file.name.endswith(".gz"):
+                    print(f"hlmm: {file}:{lineno}: an unfinished last line (still being written, or its writer "
+                          f"stopped mid-line) is left out", file=sys.stderr)
+                    return
                 if not line.strip():
                     continue
                 try:

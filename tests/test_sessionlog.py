@@ -111,3 +111,35 @@ def test_the_audit_reads_every_part_and_names_the_part_and_line_of_a_bad_record(
     assert audit_cli(parted, tmp_path / "c") == 2
     assert f"{last}:3: " in capsys.readouterr().err
 
+
+
+def test_a_running_sessions_unfinished_last_line_is_left_out_and_said(tmp_path, capsys):
+    """An audit of a session still writing: the file ends mid-record (its buffer flushed part of
+    a line). Everything before reads; the unfinished line is named on stderr, not an error."""
+    log = write_log(tmp_path / "s.jsonl")
+    last = session_log_parts(tmp_path / "s.jsonl")[-1]
+    whole = last.read_text()
+    lines = len(whole.splitlines())
+    last.write_text(whole + '{"type":"cycle","rx":400.0,"mid":308')
+    assert list(read_session_log(tmp_path / "s.jsonl")) == log.records
+    assert f"{last}:{lines + 1}: an unfinished last line" in capsys.readouterr().err
+
+
+def test_a_line_cut_short_inside_a_finished_part_is_an_error(tmp_path):
+    write_log(tmp_path / "s.jsonl")
+    first = session_log_parts(tmp_path / "s.jsonl")[0]
+    text = gzip.decompress(first.read_bytes())
+    first.write_bytes(gzip.compress(text[: text.rindex(b"\n", 0, len(text) - 1) + 20]))
+    with pytest.raises(ValueError, match=r"s\.jsonl\.gz:\d+: not JSON"):
+        list(read_session_log(tmp_path / "s.jsonl"))
+
+
+def test_a_part_gzipped_after_the_parts_were_listed_is_read_from_its_gzip(tmp_path, monkeypatch):
+    """A running session finishes and gzips a part while an audit reads the parts before it."""
+    import hlmm.sessionlog as sessionlog
+
+    log = write_log(tmp_path / "s.jsonl")
+    files = session_log_parts(tmp_path / "s.jsonl")
+    plain = [f.with_name(f.name.removesuffix(".gz")) for f in files]  # the list as a running session had it
+    monkeypatch.setattr(sessionlog, "session_log_parts", lambda _path: plain[:-1] + files[-1:])
+    assert list(read_session_log(tmp_path / "s.jsonl")) == log.records
