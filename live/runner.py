@@ -25,13 +25,16 @@ input or a refusal (mainnet without the flag, no key).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +121,7 @@ class LocalSession:
                        "delivered": 0}
         self._next_timer_s = TIMER_INTERVAL_S
         self._next_book_s = interval
+        self._stop_requested = False
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalSession:
@@ -221,9 +225,14 @@ class LocalSession:
         self.pump(heartbeat)
         return t
 
+    def request_stop(self) -> None:
+        """End :meth:`run` after the step under way (the operator's Ctrl-C): the close-out then
+        starts from a consistent state, never from the middle of an event."""
+        self._stop_requested = True
+
     def run(self, until_s: float, on_step: Callable[[LocalSession], None] | None = None) -> None:
-        """Step until the venue clock reaches ``until_s``."""
-        while min(self._next_book_s, self._next_timer_s) <= until_s + _EPS:
+        """Step until the venue clock reaches ``until_s`` or a stop is requested."""
+        while min(self._next_book_s, self._next_timer_s) <= until_s + _EPS and not self._stop_requested:
             self.step()
             if on_step is not None:
                 on_step(self)
@@ -277,14 +286,15 @@ def run_local_session(scenario: Scenario | str | Path, seed: int | None = None, 
                       log_path: str | Path | None = None, duration_s: float | None = None,
                       faults: FaultPlan | None = None,
                       on_step: Callable[[LocalSession], None] | None = None,
-                      log_part_bytes: int | None = None) -> dict[str, Any]:
+                      log_part_bytes: int | None = None, stop_on_ctrl_c: bool = False) -> dict[str, Any]:
     """One session on the in-process local venue; writes the log to ``log_path``, returns the summary.
 
     ``duration_s`` (simulated seconds) defaults to the scenario's; ``seed`` to its ``default_seed``.
     The scenario's ``[faults]`` are injected by the venue (as ``hlmm venue serve`` does) unless
     ``faults`` gives a plan of its own. At the end the operator stops the agent, which closes its
     position (:meth:`LocalSession.close_out`), as in ``hlmm live``. ``log_part_bytes`` splits the
-    log into parts (:class:`SessionLog`).
+    log into parts (:class:`SessionLog`). With ``stop_on_ctrl_c`` (``hlmm live``, from the main
+    thread) the first Ctrl-C is that stop, now; a second one abandons the close-out.
     """
     sc = _scenario_of(scenario)
     seed = sc.scenario.default_seed if seed is None else seed
@@ -296,7 +306,8 @@ def run_local_session(scenario: Scenario | str | Path, seed: int | None = None, 
         faults = FaultPlan(cfg, seed) if cfg.any else None
     log = SessionLog(_opt_path(log_path), session_header(sc, seed, agent, config=_opt_path(config)), keep_in_memory=False,
                      part_bytes=log_part_bytes if log_path is not None else None)
-    with log, LocalSession(sc, seed, agent, log, _opt_path(policy), _opt_path(config), faults) as session:
+    with log, LocalSession(sc, seed, agent, log, _opt_path(policy), _opt_path(config), faults) as session, \
+            (_ctrl_c_stops(session) if stop_on_ctrl_c else contextlib.nullcontext()):
         session.start()
         session.run(until, on_step)
         stopped = session.close_out()
@@ -306,6 +317,29 @@ def run_local_session(scenario: Scenario | str | Path, seed: int | None = None, 
         summary["session_log_sha256"] = log.sha256
         log.write(session.now, "summary", **summary)
     return summary
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops(session: LocalSession) -> Iterator[None]:
+    """While inside: the first Ctrl-C requests the session's stop (the operator's stop and the
+    close-out follow, as at the session's end); the next one raises ``KeyboardInterrupt`` as
+    usual. Outside the main thread, where Python cannot take signals, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGINT)
+
+    def stop(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGINT, before)
+        print("hlmm live: Ctrl-C: the operator's stop, then the close-out (Ctrl-C again abandons it)",
+              file=sys.stderr, flush=True)
+        session.request_stop()
+
+    signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 # ---------------------------------------------------------------------- CLI
@@ -363,7 +397,7 @@ def live_cli(venue: str = "local", policy: Path | None = None, config: Path | No
         log_path = Path(out) / f"{sc.name}-local-seed{run_seed}.jsonl"
         try:
             summary = run_local_session(sc, run_seed, "production", policy, config, log_path, duration_s=duration,
-                                        on_step=_status_printer(), log_part_bytes=part_bytes)
+                                        on_step=_status_printer(), log_part_bytes=part_bytes, stop_on_ctrl_c=True)
         except (ValueError, RuntimeError) as exc:
             print(f"hlmm live: error: {exc}", file=sys.stderr)
             return 1

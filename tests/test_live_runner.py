@@ -321,6 +321,39 @@ def test_hlmm_live_splits_its_log_every_64_mb_unless_told_and_refuses_a_bad_size
     assert result.exit_code == 2 and "--log-part-mb 0: must be a whole number of MB >= 1" in result.output
 
 
+def test_ctrl_c_on_a_local_session_is_the_operators_stop_and_it_ends_flat(tmp_path):
+    """``hlmm live --venue local``: the first Ctrl-C ends the run after the step under way and the
+    close-out follows, as at the session's end; the handler is put back afterwards."""
+    import os
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    sent = []
+
+    def ctrl_c_at_30s(session):
+        if session.now >= 30.0 and not sent:
+            sent.append(session.now)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    summary = live.runner.run_local_session("feb12_cascade", seed=3, log_path=tmp_path / "s.jsonl",
+                                            on_step=ctrl_c_at_30s, stop_on_ctrl_c=True)
+    assert signal.getsignal(signal.SIGINT) is before
+    records = list(read_session_log(tmp_path / "s.jsonl"))
+    (stop,) = [r for r in records if r["type"] == "stop"]
+    assert sent[0] <= stop["rx"] <= sent[0] + 0.5, "stopped at the next step, not at the scenario's end"
+    assert summary["stopped"] and summary["final_position_lots"] == 0
+    assert records[-1]["type"] == "summary" and summary["duration_s"] < 90.0
+
+    def ctrl_c_twice(session):
+        if session.now >= 5.0:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        live.runner.run_local_session("feb12_cascade", seed=3, on_step=ctrl_c_twice, stop_on_ctrl_c=True)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_run_local_session_rejects_a_bad_duration():
     with pytest.raises(ValueError, match="duration_s"):
         live.runner.run_local_session("calm", seed=1, duration_s=0.0)
