@@ -328,7 +328,7 @@ def test_ctrl_c_on_a_local_session_is_the_operators_stop_and_it_ends_flat(tmp_pa
     import signal
 
     before = signal.getsignal(signal.SIGINT)
-    sent = []
+    sent: list[float] = []
 
     def ctrl_c_at_30s(session):
         if session.now >= 30.0 and not sent:
