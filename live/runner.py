@@ -73,6 +73,7 @@ STATUS_EVERY_S = 60.0  # status line cadence, venue seconds
 MAINNET_REFUSAL = ("refusing --venue mainnet without --i-understand-this-trades-real-money "
                    "(this would place real orders with real money)")
 FLATTEN_TRIES = 10
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # the operator's stop: Ctrl-C, or a service manager's
 # a session log part: ~4 hours at feb12's pace, ~13 MB once gzipped
 LOG_PART_MB = 64
 FLATTEN_SLIPPAGE = 0.05  # IOC limit this far through the mid: a close must not rest
@@ -286,15 +287,15 @@ def run_local_session(scenario: Scenario | str | Path, seed: int | None = None, 
                       log_path: str | Path | None = None, duration_s: float | None = None,
                       faults: FaultPlan | None = None,
                       on_step: Callable[[LocalSession], None] | None = None,
-                      log_part_bytes: int | None = None, stop_on_ctrl_c: bool = False) -> dict[str, Any]:
+                      log_part_bytes: int | None = None, stop_on_signals: bool = False) -> dict[str, Any]:
     """One session on the in-process local venue; writes the log to ``log_path``, returns the summary.
 
     ``duration_s`` (simulated seconds) defaults to the scenario's; ``seed`` to its ``default_seed``.
     The scenario's ``[faults]`` are injected by the venue (as ``hlmm venue serve`` does) unless
     ``faults`` gives a plan of its own. At the end the operator stops the agent, which closes its
     position (:meth:`LocalSession.close_out`), as in ``hlmm live``. ``log_part_bytes`` splits the
-    log into parts (:class:`SessionLog`). With ``stop_on_ctrl_c`` (``hlmm live``, from the main
-    thread) the first Ctrl-C is that stop, now; a second one abandons the close-out.
+    log into parts (:class:`SessionLog`). With ``stop_on_signals`` (``hlmm live``) the first
+    Ctrl-C or SIGTERM is that stop, now (:func:`operator_signals`).
     """
     sc = _scenario_of(scenario)
     seed = sc.scenario.default_seed if seed is None else seed
@@ -307,7 +308,7 @@ def run_local_session(scenario: Scenario | str | Path, seed: int | None = None, 
     log = SessionLog(_opt_path(log_path), session_header(sc, seed, agent, config=_opt_path(config)), keep_in_memory=False,
                      part_bytes=log_part_bytes if log_path is not None else None)
     with log, LocalSession(sc, seed, agent, log, _opt_path(policy), _opt_path(config), faults) as session, \
-            (_ctrl_c_stops(session) if stop_on_ctrl_c else contextlib.nullcontext()):
+            (operator_signals(session.request_stop) if stop_on_signals else contextlib.nullcontext()):
         session.start()
         session.run(until, on_step)
         stopped = session.close_out()
@@ -320,26 +321,33 @@ def run_local_session(scenario: Scenario | str | Path, seed: int | None = None, 
 
 
 @contextlib.contextmanager
-def _ctrl_c_stops(session: LocalSession) -> Iterator[None]:
-    """While inside: the first Ctrl-C requests the session's stop (the operator's stop and the
-    close-out follow, as at the session's end); the next one raises ``KeyboardInterrupt`` as
-    usual. Outside the main thread, where Python cannot take signals, nothing changes."""
+def operator_signals(request_stop: Callable[[], None]) -> Iterator[None]:
+    """While inside, the first Ctrl-C or SIGTERM (a service manager's stop) calls
+    ``request_stop``: the operator's stop, after which the session closes out as at its end.
+    Both handlers are then put back, so a second signal acts as it would have (Ctrl-C raises
+    ``KeyboardInterrupt``: the close-out is abandoned). Outside the main thread, where Python
+    cannot take signals, nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = signal.getsignal(signal.SIGINT)
+    before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
 
-    def stop(_signum: int, _frame: object) -> None:
-        signal.signal(signal.SIGINT, before)
-        print("hlmm live: Ctrl-C: the operator's stop, then the close-out (Ctrl-C again abandons it)",
-              file=sys.stderr, flush=True)
-        session.request_stop()
+    def restore() -> None:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
-    signal.signal(signal.SIGINT, stop)
+    def stop(signum: int, _frame: object) -> None:
+        restore()
+        print(f"hlmm live: {signal.Signals(signum).name}: the operator's stop, then the close-out "
+              "(Ctrl-C again abandons it)", file=sys.stderr, flush=True)
+        request_stop()
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, before)
+        restore()
 
 
 # ---------------------------------------------------------------------- CLI
@@ -397,7 +405,7 @@ def live_cli(venue: str = "local", policy: Path | None = None, config: Path | No
         log_path = Path(out) / f"{sc.name}-local-seed{run_seed}.jsonl"
         try:
             summary = run_local_session(sc, run_seed, "production", policy, config, log_path, duration_s=duration,
-                                        on_step=_status_printer(), log_part_bytes=part_bytes, stop_on_ctrl_c=True)
+                                        on_step=_status_printer(), log_part_bytes=part_bytes, stop_on_signals=True)
         except (ValueError, RuntimeError) as exc:
             print(f"hlmm live: error: {exc}", file=sys.stderr)
             return 1
@@ -454,8 +462,10 @@ def run_remote(venue: str, wallet: LocalAccount, sc: Scenario, policy: Path | No
         agent, _cfg = make_agent("production", inst, sc.fees.schedule(), log, sc, policy=policy, config=config)
         lv = LiveVenue(url, wallet, inst, sc.fees.schedule(), log=log)
         lv.connect()
+        stop = threading.Event()
         try:
-            ok = _drive_wall_clock(lv, agent, log, started, duration_s)
+            with operator_signals(stop.set):
+                ok = _drive_wall_clock(lv, agent, log, started, duration_s, stop)
         finally:
             lv.close()
             agent.end_session(time.time())
@@ -465,9 +475,11 @@ def run_remote(venue: str, wallet: LocalAccount, sc: Scenario, policy: Path | No
     return 0 if ok else 1
 
 
-def _drive_wall_clock(lv: LiveVenue, agent: Any, log: SessionLog, started: float, duration_s: float | None) -> bool:
+def _drive_wall_clock(lv: LiveVenue, agent: Any, log: SessionLog, started: float, duration_s: float | None,
+                      stop: threading.Event | None = None) -> bool:
     """The real-time loop: events as they come, a heartbeat per second, the kill switch's
-    operator stop at the end (or on Ctrl-C); True when the agent confirmed flat."""
+    operator stop at the end, when ``stop`` is set (:func:`operator_signals`) or on Ctrl-C; True
+    when the agent confirmed flat."""
     next_timer = started + TIMER_INTERVAL_S
     last_status = started
     stop_at: float | None = None
@@ -494,7 +506,8 @@ def _drive_wall_clock(lv: LiveVenue, agent: Any, log: SessionLog, started: float
                 last_status = now
                 print(f"[{now - started:7.0f} s] position {agent.position_lots} lots  state {agent.state.value}"
                       f"{requests_text(agent)}", file=sys.stderr, flush=True)
-            if stop_at is None and duration_s is not None and now - started >= duration_s:
+            if stop_at is None and ((stop is not None and stop.is_set())
+                                    or (duration_s is not None and now - started >= duration_s)):
                 operator_stop(agent, log, now)
                 stop_at = now
             if agent.stopped:

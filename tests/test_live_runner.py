@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import time
 
 import pytest
 from eth_account import Account
@@ -321,36 +324,38 @@ def test_hlmm_live_splits_its_log_every_64_mb_unless_told_and_refuses_a_bad_size
     assert result.exit_code == 2 and "--log-part-mb 0: must be a whole number of MB >= 1" in result.output
 
 
-def test_ctrl_c_on_a_local_session_is_the_operators_stop_and_it_ends_flat(tmp_path):
-    """``hlmm live --venue local``: the first Ctrl-C ends the run after the step under way and the
-    close-out follows, as at the session's end; the handler is put back afterwards."""
-    import os
-    import signal
-
-    before = signal.getsignal(signal.SIGINT)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_a_stop_signal_on_a_local_session_is_the_operators_stop_and_it_ends_flat(tmp_path, sig):
+    """``hlmm live --venue local``: the first Ctrl-C (or a service manager's SIGTERM) ends the run
+    after the step under way and the close-out follows, as at the session's end; the handlers
+    are put back afterwards."""
+    before = {s: signal.getsignal(s) for s in live.runner.STOP_SIGNALS}
     sent: list[float] = []
 
-    def ctrl_c_at_30s(session):
+    def signal_at_30s(session):
         if session.now >= 30.0 and not sent:
             sent.append(session.now)
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), sig)
 
     summary = live.runner.run_local_session("feb12_cascade", seed=3, log_path=tmp_path / "s.jsonl",
-                                            on_step=ctrl_c_at_30s, stop_on_ctrl_c=True)
-    assert signal.getsignal(signal.SIGINT) is before
+                                            on_step=signal_at_30s, stop_on_signals=True)
+    assert {s: signal.getsignal(s) for s in live.runner.STOP_SIGNALS} == before
     records = list(read_session_log(tmp_path / "s.jsonl"))
     (stop,) = [r for r in records if r["type"] == "stop"]
     assert sent[0] <= stop["rx"] <= sent[0] + 0.5, "stopped at the next step, not at the scenario's end"
     assert summary["stopped"] and summary["final_position_lots"] == 0
     assert records[-1]["type"] == "summary" and summary["duration_s"] < 90.0
 
+
+def test_a_second_ctrl_c_abandons_the_close_out():
     def ctrl_c_twice(session):
         if session.now >= 5.0:
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGINT)
 
+    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
-        live.runner.run_local_session("feb12_cascade", seed=3, on_step=ctrl_c_twice, stop_on_ctrl_c=True)
+        live.runner.run_local_session("feb12_cascade", seed=3, on_step=ctrl_c_twice, stop_on_signals=True)
     assert signal.getsignal(signal.SIGINT) is before
 
 
@@ -373,8 +378,6 @@ def test_summary_keys_match_the_simulators():
 def test_the_wall_clock_loop_stops_the_agent_at_the_duration_and_waits_for_flat():
     """testnet/mainnet's loop (no network: a venue that sends nothing): the stop is logged once,
     the agent is halted, and the loop returns True once the agent reports stopped."""
-    import time
-
     from hlmm.venue import QueryAccount, Timer
 
     class Venue:
@@ -406,6 +409,48 @@ def test_the_wall_clock_loop_stops_the_agent_at_the_duration_and_waits_for_flat(
     assert live.runner._drive_wall_clock(venue, agent, log, started, duration_s=0.9)  # type: ignore[arg-type]  # a stand-in: poll and send
     assert isinstance(venue.sent[0], QueryAccount) and agent.halted
     assert [r["reason"] for r in log.records if r["type"] == "stop"] == ["operator"]
+
+
+def test_sigterm_stops_the_wall_clock_loop_as_the_operator_and_it_waits_for_flat():
+    """testnet/mainnet under a service manager: SIGTERM is the operator's stop (``hlmm live``
+    installs :func:`live.runner.operator_signals` around the loop), not a kill that leaves the
+    position open."""
+    import threading
+
+    from hlmm.venue import Timer
+
+    polls = []
+
+    class Venue:
+        def poll(self):
+            polls.append(1)
+            if len(polls) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return []
+
+        def send(self, cmds):
+            pass
+
+    class Agent:
+        position_lots = 0
+        state = None
+        halted = False
+        stopped = False
+
+        def on_event(self, ev):
+            if self.halted and isinstance(ev, Timer):
+                self.stopped = True
+            return []
+
+        def operator_halt(self):
+            self.halted = True
+
+    agent, log, stop = Agent(), SessionLog(None, {}), threading.Event()
+    before = signal.getsignal(signal.SIGTERM)
+    with live.runner.operator_signals(stop.set):
+        assert live.runner._drive_wall_clock(Venue(), agent, log, time.time(), None, stop)  # type: ignore[arg-type]  # a stand-in: poll and send
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert agent.halted and [r["reason"] for r in log.records if r["type"] == "stop"] == ["operator"]
 
 
 def test_the_status_line_shows_the_requests_left_when_the_agent_counts_them():
