@@ -300,6 +300,12 @@ def test_a_local_session_logged_in_parts_reads_back_as_the_same_session(tmp_path
     assert len(parts) > 3 and all(p.name.endswith(".gz") for p in parts[:-1]) and parts[-1].suffix == ".jsonl"
     assert parted == whole, "same figures, and the same digest: the log's as one file"
     assert list(read_session_log(tmp_path / "p.jsonl")) == list(read_session_log(tmp_path / "whole.jsonl"))
+    from sim.replay_run import GlftReplay, replay_log
+
+    replayed = [replay_log(tmp_path / name, GlftReplay(), 0.1) for name in ("whole.jsonl", "p.jsonl")]
+    for figures in replayed:
+        del figures["wall_s"], figures["events_per_s"]
+    assert replayed[0] == replayed[1] and replayed[0]["events"] > 1000, "hlmm replay reads the parts as one log"
 
 
 def test_hlmm_live_splits_its_log_every_64_mb_unless_told_and_refuses_a_bad_size(monkeypatch, tmp_path):
