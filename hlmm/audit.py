@@ -459,7 +459,7 @@ def audit_cli(session_log: Path, out: Path, ablation: Path | None = None) -> int
     except FileNotFoundError as exc:
         return command_error("audit", f"{exc.filename}: no such file")
     except SessionLogError as exc:
-        where = locate_record(session_log, exc.record) if exc.record else f"{session_log}:?"
+        where = locate_record(session_log, exc.record) if exc.record else str(session_log)
         return command_error("audit", f"{where}: {str(exc).partition(': ')[2] or exc}")
     except ValueError as exc:
         return command_error("audit", str(exc))

@@ -235,6 +235,8 @@ def session_log_parts(path: str | Path) -> list[Path]:
     order; each as it is on disk now. ``FileNotFoundError`` without a first part,
     ``ValueError`` when a part is missing before a later one."""
     given = Path(path)
+    if given.is_dir():
+        raise ValueError(f"{given}: a directory, not a session log")
     first = given.with_name(given.name.removesuffix(".gz"))
     files: list[Path] = []
     while True:
@@ -278,44 +280,53 @@ def read_session_log(path: str | Path) -> Iterator[dict[str, Any]]:
     audit of a running session), or its writer stopped mid-line. It is left out, and stderr
     says so; anywhere else a line without its end is a damaged log."""
     files = session_log_parts(path)
+    for part, file, lineno, line in _lines(files):
+        if not line.endswith("\n") and part == len(files) and not file.name.endswith(".gz"):
+            print(f"hlmm: {file}:{lineno}: an unfinished last line (still being written, or its writer "
+                  f"stopped mid-line) is left out", file=sys.stderr)
+            return
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{file}:{lineno}: not JSON ({exc.msg})") from exc
+        if not isinstance(rec, dict) or "type" not in rec:
+            raise ValueError(f"{file}:{lineno}: record without 'type'")
+        if lineno == 1 and part == 1 and (rec["type"] != "session" or rec.get("version") != FORMAT_VERSION):
+            hint = " (a later part of a log: read its first part)" if rec["type"] == PART_HEADER else ""
+            raise ValueError(
+                f"{file}:1: expected a session header of version {FORMAT_VERSION}, got "
+                f"type={rec.get('type')!r} version={rec.get('version')!r}{hint}"
+            )
+        if lineno == 1 and part > 1:
+            if rec["type"] != PART_HEADER or rec.get("part") != part:
+                raise ValueError(f"{file}:1: expected the header of part {part}, got "
+                                 f"type={rec.get('type')!r} part={rec.get('part')!r}")
+            continue
+        yield rec
+
+
+def _lines(files: list[Path]) -> Iterator[tuple[int, Path, int, str]]:
+    """``(part, file, line number, line)`` over the parts in order. A part that cannot be read as
+    text (not gzip, a gzip cut short, not UTF-8) is a ``ValueError`` naming it."""
     for part, file in enumerate(files, 1):
-        with _open_part(file) as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.endswith("\n") and part == len(files) and not file.name.endswith(".gz"):
-                    print(f"hlmm: {file}:{lineno}: an unfinished last line (still being written, or its writer "
-                          f"stopped mid-line) is left out", file=sys.stderr)
-                    return
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{file}:{lineno}: not JSON ({exc.msg})") from exc
-                if not isinstance(rec, dict) or "type" not in rec:
-                    raise ValueError(f"{file}:{lineno}: record without 'type'")
-                if lineno == 1 and part == 1 and (rec["type"] != "session" or rec.get("version") != FORMAT_VERSION):
-                    hint = " (a later part of a log: read its first part)" if rec["type"] == PART_HEADER else ""
-                    raise ValueError(
-                        f"{file}:1: expected a session header of version {FORMAT_VERSION}, got "
-                        f"type={rec.get('type')!r} version={rec.get('version')!r}{hint}"
-                    )
-                if lineno == 1 and part > 1:
-                    if rec["type"] != PART_HEADER or rec.get("part") != part:
-                        raise ValueError(f"{file}:1: expected the header of part {part}, got "
-                                         f"type={rec.get('type')!r} part={rec.get('part')!r}")
-                    continue
-                yield rec
+        try:
+            with _open_part(file) as fh:
+                for lineno, line in enumerate(fh, 1):
+                    yield part, file, lineno, line
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{file}: not readable as a session log ({exc})") from exc
 
 
 def locate_record(path: str | Path, record: int) -> str:
-    """``file:line`` of the ``record``-th record :func:`read_session_log` yields (1-based)."""
+    """``file:line`` of the ``record``-th record :func:`read_session_log` yields (1-based), or
+    the log's name when it has fewer records."""
     seen = 0
-    for part, file in enumerate(session_log_parts(path), 1):
-        with _open_part(file) as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip() or (part > 1 and lineno == 1):
-                    continue
-                seen += 1
-                if seen == record:
-                    return f"{file}:{lineno}"
-    return f"{path}:?"
+    for part, file, lineno, line in _lines(session_log_parts(path)):
+        if not line.strip() or (part > 1 and lineno == 1):
+            continue
+        seen += 1
+        if seen == record:
+            return f"{file}:{lineno}"
+    return str(path)

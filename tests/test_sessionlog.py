@@ -143,3 +143,29 @@ def test_a_part_gzipped_after_the_parts_were_listed_is_read_from_its_gzip(tmp_pa
     plain = [f.with_name(f.name.removesuffix(".gz")) for f in files]  # the list as a running session had it
     monkeypatch.setattr(sessionlog, "session_log_parts", lambda _path: plain[:-1] + files[-1:])
     assert list(read_session_log(tmp_path / "s.jsonl")) == log.records
+
+
+@pytest.mark.parametrize("damage, said", [
+    ("not_gzip", "not readable as a session log (Not a gzipped file"),
+    ("gzip_cut_short", "not readable as a session log (Compressed file ended before the end-of-stream marker"),
+    ("not_utf8", "not readable as a session log ('utf-8' codec can't decode"),
+    ("directory", "a directory, not a session log"),
+])
+def test_an_unreadable_log_is_refused_by_name_not_with_a_traceback(tmp_path, capsys, damage, said):
+    write_log(tmp_path / "s.jsonl")
+    first = session_log_parts(tmp_path / "s.jsonl")[0]
+    target = first
+    if damage == "not_gzip":
+        first.write_bytes(b"plain text, not gzip\n")
+    elif damage == "gzip_cut_short":
+        first.write_bytes(first.read_bytes()[:200])
+    elif damage == "not_utf8":
+        target = tmp_path / "raw.jsonl"
+        target.write_bytes(b"\xff\xfe{}\n")
+    else:
+        target = tmp_path
+    with pytest.raises(ValueError) as refused:
+        list(read_session_log(target))
+    assert str(refused.value).startswith(str(target)) and said in str(refused.value)
+    assert audit_cli(target, tmp_path / "audit") == 2
+    assert f"hlmm audit: error: {target}" in capsys.readouterr().err
