@@ -28,6 +28,8 @@ The action is four numbers in [-1, 1]; :class:`ActionBounds` maps them to a
 from __future__ import annotations
 
 import math
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -208,7 +210,7 @@ class FrozenPolicy:
         try:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise PolicyError(f"{path}: not a readable policy file ({exc})") from None
         missing = {"format", "algo", "n_layers", "squash", "bounds", "config_digest"} - data.keys()
         if missing:

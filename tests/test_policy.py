@@ -112,10 +112,15 @@ def test_policy_file_records_versions_and_rejects_garbage(tmp_path) -> None:
     export_policy(PPO("MlpPolicy", _BoxEnv(), seed=0, n_steps=64, device="cpu"), tmp_path / "p.npz", "c")
     loaded = FrozenPolicy.load(tmp_path / "p.npz", None)
     assert "sb3=" in loaded.versions and "torch=" in loaded.versions and "hlmm=" in loaded.versions
+    good = (tmp_path / "p.npz").read_bytes()
     bad = tmp_path / "bad.npz"
-    bad.write_bytes(b"not a zip")
-    with pytest.raises(PolicyError, match=r"bad\.npz"):
-        FrozenPolicy.load(bad, "c")
+    # not a zip; a zip's magic and then garbage; a zip cut short; a member's compressed bytes damaged
+    middle = len(good) // 2
+    for garbage in (b"not a zip", b"PK\x03\x04junk", good[:middle],
+                    good[:middle] + bytes(b ^ 0xFF for b in good[middle:middle + 64]) + good[middle + 64:]):
+        bad.write_bytes(garbage)
+        with pytest.raises(PolicyError, match=r"bad\.npz: not a readable policy file"):
+            FrozenPolicy.load(bad, "c")
 
 
 def test_zero_action_is_pure_glft_and_bounds_are_respected() -> None:
