@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -31,9 +33,61 @@ def _exit(code: int) -> None:
     raise typer.Exit(code)
 
 
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _output_dir(path: Path | None) -> Path | None:
+    """An output directory must be one, or be creatable: checked before the command runs, so
+    no run's figures are lost to a bad ``--out`` at the end."""
+    if path is None:
+        return path
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        raise typer.BadParameter(f"{path}: {base} is a file, not a directory")
+    if not os.access(base, os.W_OK):
+        raise typer.BadParameter(f"{path}: {base} is not writable")
+    return path
+
+
+def _output_file(path: Path | None) -> Path | None:
+    """A file the command writes (``--json``): not a directory, in a directory
+    that is one or can be made (see :func:`_output_dir`)."""
+    if path is None:
+        return path
+    if path.is_dir():
+        raise typer.BadParameter(f"{path}: a directory, not a file")
+    _output_dir(path.parent)
+    return path
+
+
+# A path named on the command line that cannot be used (an --out that is a file, a directory
+# without permission): bad input, exit 2. Any other OSError (a full disk, a refused connection)
+# is a failed run, exit 1. Either way one line naming the path, not a traceback.
+_BAD_PATH = (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError, FileNotFoundError)
+_GROUPS = ("sim", "venue")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``hlmm`` executable: :data:`app`, with file-system and network errors reported as
+    ``hlmm COMMAND: error: PATH: reason`` on stderr."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="hlmm")
+    except OSError as exc:
+        words = [a for a in args[:2] if not a.startswith("-")]
+        command = " ".join(words[:2] if words and words[0] in _GROUPS else words[:1])
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"hlmm {command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(2 if isinstance(exc, _BAD_PATH) else 1) from None
+
+
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="output directory for the report and plots")] = Path("out/demo"),
+    out: Annotated[Path, typer.Option(callback=_output_dir, help="output directory for the report and plots")] = Path("out/demo"),
     seeds: Annotated[int, typer.Option(min=1, help="seeds to run")] = 4,
 ) -> None:
     """The main job: the Feb 12 cascade stress scenario against the local venue, with a report and plots."""
@@ -45,9 +99,9 @@ def demo(
 @sim_app.command("run")
 def sim_run(
     scenario: Annotated[str, typer.Argument(help="scenario TOML file or built-in name")],
-    seed: Annotated[int | None, typer.Option(help="random seed (default: the scenario's)")] = None,
-    out: Annotated[Path, typer.Option(help="directory for the session log")] = Path("out/sim"),
-    json_path: Annotated[Path | None, typer.Option("--json", help="write the JSON summary here")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="random seed (default: the scenario's)")] = None,
+    out: Annotated[Path, typer.Option(callback=_output_dir, help="directory for the session log")] = Path("out/sim"),
+    json_path: Annotated[Path | None, typer.Option("--json", callback=_output_file, help="write the JSON summary here")] = None,
     agent: AgentKind = "production",
     policy: PolicyOpt = None,
     config: ConfigOpt = None,
@@ -62,8 +116,8 @@ def sim_run(
 def stress(
     scenarios: Annotated[list[str] | None, typer.Argument(help="scenario files or names (default: all built-ins)")] = None,
     seeds: Annotated[int, typer.Option(min=1)] = 8,
-    json_path: Annotated[Path | None, typer.Option("--json", help="write per-scenario, per-seed results here")] = None,
-    report: Annotated[Path | None, typer.Option(help="write a Markdown report with plots here")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", callback=_output_file, help="write per-scenario, per-seed results here")] = None,
+    report: Annotated[Path | None, typer.Option(callback=_output_dir, help="directory for a Markdown report with plots, and the logs")] = None,
     agent: AgentKind = "production",
     policy: PolicyOpt = None,
     config: ConfigOpt = None,
@@ -84,7 +138,7 @@ def stress(
 @app.command()
 def audit(
     session_log: Annotated[Path, typer.Argument(help="a session log (.jsonl) from the simulator or a live session")],
-    out: Annotated[Path, typer.Option(help="report directory")] = Path("out/audit"),
+    out: Annotated[Path, typer.Option(callback=_output_dir, help="report directory")] = Path("out/audit"),
     ablation: Annotated[Path | None, typer.Option(
         help="an hlmm ablate --json file: add the signals' ablation table")] = None,
 ) -> None:
@@ -98,8 +152,8 @@ def audit(
 def train(
     config: Annotated[Path, typer.Argument(help="training config TOML (see experiments/)")],
     timesteps: Annotated[int | None, typer.Option(min=1)] = None,
-    out: Annotated[Path | None, typer.Option(help="run directory")] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
+    out: Annotated[Path | None, typer.Option(callback=_output_dir, help="run directory")] = None,
+    seed: Annotated[int | None, typer.Option(min=0)] = None,
 ) -> None:
     """Train the policy's adjustment with stable-baselines3 (PPO or SAC)."""
     from hlmm.training import train_cli
@@ -112,8 +166,8 @@ def evaluate(
     policy: Annotated[Path, typer.Argument(help="frozen policy file")],
     scenarios: Annotated[list[str] | None, typer.Option("--scenarios", help="scenario names or files")] = None,
     seeds: Annotated[int, typer.Option(min=1)] = 8,
-    first_seed: Annotated[int, typer.Option(help="first held-out seed")] = 10_000,
-    json_path: Annotated[Path | None, typer.Option("--json")] = None,
+    first_seed: Annotated[int, typer.Option(min=0, help="first held-out seed")] = 10_000,
+    json_path: Annotated[Path | None, typer.Option("--json", callback=_output_file)] = None,
     config: Annotated[Path | None, typer.Option(
         help="agent configuration TOML the policy was trained with ([env] agent_config); both sides run it")] = None,
 ) -> None:
@@ -130,8 +184,8 @@ def ablate(
         "--scenarios", help="scenario names or files [default: feb12_cascade, flash_crash, funding_spike]")] = None,
     signals: Annotated[list[str] | None, typer.Option("--signals", help="signals to remove, one at a time [default: all]")] = None,
     seeds: Annotated[int, typer.Option(min=1)] = 4,
-    first_seed: Annotated[int, typer.Option(help="first seed")] = 20_000,
-    json_path: Annotated[Path | None, typer.Option("--json")] = None,
+    first_seed: Annotated[int, typer.Option(min=0, help="first seed")] = 20_000,
+    json_path: Annotated[Path | None, typer.Option("--json", callback=_output_file)] = None,
     config: Annotated[Path | None, typer.Option(help="agent configuration TOML (defaults when absent)")] = None,
     workers: Annotated[int, typer.Option(min=1)] = 2,
 ) -> None:
@@ -147,7 +201,7 @@ def venue_serve(
     scenario: Annotated[str, typer.Option(help="scenario TOML file or built-in name")] = "calm",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 18081,
     host: Annotated[str, typer.Option(help="loopback only")] = "127.0.0.1",
-    seed: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option(min=0)] = None,
     speed: Annotated[float, typer.Option(min=0.01, help="simulated seconds per wall second")] = 1.0,
 ) -> None:
     """Serve the simulated venue behind Hyperliquid's /info, /exchange and /ws on loopback."""
@@ -162,9 +216,9 @@ def live(
     policy: PolicyOpt = None,
     config: ConfigOpt = None,
     scenario: Annotated[str, typer.Option(help="scenario for --venue local")] = "feb12_cascade",
-    seed: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option(min=0)] = None,
     duration: Annotated[float | None, typer.Option(help="stop after this many (venue) seconds")] = None,
-    out: Annotated[Path, typer.Option(help="session log directory")] = Path("out/live"),
+    out: Annotated[Path, typer.Option(callback=_output_dir, help="session log directory")] = Path("out/live"),
     log_part_mb: Annotated[int | None, typer.Option(
         help="start a new session log part, gzipping the one before, every this many MB [default: 64]")] = None,
     keystore: Annotated[Path | None, typer.Option(help="encrypted keystore file (password from HLMM_KEYSTORE_PASSWORD)")] = None,
@@ -209,8 +263,8 @@ def reserve_requests(
 @app.command()
 def chaos(
     runs: Annotated[int, typer.Option(min=1)] = 200,
-    first_seed: Annotated[int, typer.Option()] = 0,
-    json_path: Annotated[Path | None, typer.Option("--json")] = None,
+    first_seed: Annotated[int, typer.Option(min=0)] = 0,
+    json_path: Annotated[Path | None, typer.Option("--json", callback=_output_file)] = None,
     workers: Annotated[int, typer.Option(min=1)] = 2,
 ) -> None:
     """Fault-injection campaign: seeded runs with dropped/duplicated messages, rejects, timeouts, disconnects."""
@@ -230,7 +284,7 @@ def replay_cmd(
     order_lots: Annotated[int, typer.Option(help="quote size, lots")] = 100,
     max_lots: Annotated[int, typer.Option(help="inventory cap, lots")] = 2_000,
     maker_fee_bps: Annotated[float | None, typer.Option(help="maker fee (default: the log's)")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="write the figures here too")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", callback=_output_file, help="write the figures here too")] = None,
 ) -> None:
     """Replay a session log's market data (books, trades) with GLFT quotes: PnL, fills, realized edge."""
     from sim.replay_run import replay_cli
@@ -243,7 +297,7 @@ def replay_cmd(
 @app.command()
 def bench(
     quick: Annotated[bool, typer.Option(help="small sizes, for a smoke run")] = False,
-    json_path: Annotated[Path | None, typer.Option("--json")] = Path("out/bench.json"),
+    json_path: Annotated[Path | None, typer.Option("--json", callback=_output_file)] = Path("out/bench.json"),
 ) -> None:
     """Benchmarks against the peers (hftbacktest, SB3 on a trivial env), measured in one run."""
     from bench.run import bench_cli
