@@ -458,6 +458,8 @@ def run_remote(venue: str, wallet: LocalAccount, sc: Scenario, policy: Path | No
     started = time.time()
     log_path = out / f"{sc.name}-{venue}-{int(started)}.jsonl"
     header = session_header(sc, 0, "production", venue=venue, config=config, instrument=inst)
+    print(f"hlmm live: {venue}, {inst.coin} (asset {inst.asset_id}), address {wallet.address}; log {log_path}",
+          file=sys.stderr, flush=True)
     with SessionLog(log_path, header, part_bytes=log_part_bytes) as log:
         agent, _cfg = make_agent("production", inst, sc.fees.schedule(), log, sc, policy=policy, config=config)
         lv = LiveVenue(url, wallet, inst, sc.fees.schedule(), log=log)
@@ -504,8 +506,10 @@ def _drive_wall_clock(lv: LiveVenue, agent: Any, log: SessionLog, started: float
                 deliver([Timer(now)])
             if now - last_status >= STATUS_EVERY_S:
                 last_status = now
-                print(f"[{now - started:7.0f} s] position {agent.position_lots} lots  state {agent.state.value}"
-                      f"{requests_text(agent)}", file=sys.stderr, flush=True)
+                pnl = getattr(agent, "pnl_usd", None)
+                pnl_text = f"  pnl {pnl():+.2f} USD (the agent's mark)" if pnl is not None else ""
+                print(f"[{now - started:7.0f} s] position {agent.position_lots} lots{pnl_text}  state "
+                      f"{agent.state.value}{requests_text(agent)}", file=sys.stderr, flush=True)
             if stop_at is None and ((stop is not None and stop.is_set())
                                     or (duration_s is not None and now - started >= duration_s)):
                 operator_stop(agent, log, now)

@@ -459,6 +459,35 @@ def test_sigterm_stops_the_wall_clock_loop_as_the_operator_and_it_waits_for_flat
     assert agent.halted and [r["reason"] for r in log.records if r["type"] == "stop"] == ["operator"]
 
 
+def test_the_wall_clock_status_line_shows_position_pnl_and_state(monkeypatch, capsys):
+    from agent.types import OverlayState
+
+    class Venue:
+        def poll(self):
+            return []
+
+        def send(self, cmds):
+            pass
+
+    class Agent:
+        position_lots = -12
+        state = OverlayState.REDUCING
+        stopped = False
+
+        def on_event(self, ev):
+            return []
+
+        def operator_halt(self):
+            self.stopped = True
+
+        def pnl_usd(self):
+            return -1.234
+
+    monkeypatch.setattr(live.runner, "STATUS_EVERY_S", 0.0)
+    live.runner._drive_wall_clock(Venue(), Agent(), SessionLog(None, {}), time.time() - 1.0, 0.5)  # type: ignore[arg-type]  # a stand-in: poll and send
+    assert "position -12 lots  pnl -1.23 USD (the agent's mark)  state REDUCING" in capsys.readouterr().err
+
+
 def test_the_status_line_shows_the_requests_left_when_the_agent_counts_them():
     class Counting:
         requests_left = 9_801.4
