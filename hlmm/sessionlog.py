@@ -63,6 +63,7 @@ parts in order as one log, so ``hlmm audit`` and ``hlmm replay`` see one session
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import gzip
@@ -129,10 +130,16 @@ class SessionLog:
     ``path=None`` keeps records in memory only (``records``), which tests and the RL
     environment use to avoid disk I/O. ``part_bytes`` (with a ``path``) starts a new part once
     the current one holds that many bytes (see the module's "Parts").
+
+    ``live=True`` is for a session trading real money: each line reaches the file as it is
+    written (a crash loses none, an audit of the running session sees all), and a write that
+    fails (a full disk) does not raise into the trading loop, whose kill switch must still be
+    able to close out. It is kept in :attr:`write_error`, said once on stderr, and the log stops
+    writing to the file; the runner then stops the session.
     """
 
     def __init__(self, path: str | Path | None, header: dict[str, Any], keep_in_memory: bool = False,
-                 part_bytes: int | None = None) -> None:
+                 part_bytes: int | None = None, live: bool = False) -> None:
         if part_bytes is not None and (type(part_bytes) is not int or part_bytes < MIN_PART_BYTES):
             raise ValueError(f"part_bytes={part_bytes!r}: expected an integer >= {MIN_PART_BYTES} (bytes) or None")
         self.path = Path(path) if path is not None else None
@@ -144,22 +151,46 @@ class SessionLog:
         self._part_bytes = part_bytes if self.path is not None else None
         self._part_len = 0
         self._compressing: list[threading.Thread] = []
+        self._live = live
+        self.write_error: OSError | None = None
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("w", encoding="utf-8")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = self._open(self.path)
+            except OSError as exc:
+                self._lost(exc)
         self._write({"type": "session", "version": FORMAT_VERSION, **_plain(header)})
+
+    def _open(self, path: Path) -> IO[str]:
+        return path.open("w", encoding="utf-8", buffering=1 if self._live else -1)
 
     def _write(self, rec: dict[str, Any]) -> None:
         line = _ENCODER.encode(rec) + "\n"
         self._hash.update(line.encode())
         if self._fh is not None:
-            self._fh.write(line)
-            if self._part_bytes is not None:
-                self._part_len += len(line)  # the encoder writes ASCII: characters are bytes
-                if self._part_len >= self._part_bytes:
-                    self._next_part()
+            try:
+                self._fh.write(line)
+                if self._part_bytes is not None:
+                    self._part_len += len(line)  # the encoder writes ASCII: characters are bytes
+                    if self._part_len >= self._part_bytes:
+                        self._next_part()
+            except OSError as exc:
+                self._lost(exc)
         if self.keep_in_memory:
             self.records.append(rec)
+
+    def _lost(self, exc: OSError) -> None:
+        """The file cannot be written: raise, or for a live session record it and stop writing."""
+        if not self._live:
+            raise exc
+        if self.write_error is None:
+            self.write_error = exc
+            print(f"hlmm: session log {self.path}: {exc}: no more lines are written; the session stops",
+                  file=sys.stderr, flush=True)
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.close()
+            self._fh = None
 
     def _next_part(self) -> None:
         """Close the full part, gzip it in the background and open the next with its header
@@ -171,7 +202,7 @@ class SessionLog:
         worker.start()
         self._compressing.append(worker)
         self.part += 1
-        self._fh = part_path(self.path, self.part).open("w", encoding="utf-8")
+        self._fh = self._open(part_path(self.path, self.part))
         header = _ENCODER.encode({"type": PART_HEADER, "part": self.part}) + "\n"
         self._fh.write(header)
         self._part_len = len(header)
@@ -194,7 +225,10 @@ class SessionLog:
     def close(self) -> None:
         """Close the file and wait for the finished parts' compression."""
         if self._fh is not None:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError as exc:
+                self._lost(exc)
             self._fh = None
         for worker in self._compressing:
             worker.join()

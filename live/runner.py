@@ -460,7 +460,7 @@ def run_remote(venue: str, wallet: LocalAccount, sc: Scenario, policy: Path | No
     header = session_header(sc, 0, "production", venue=venue, config=config, instrument=inst)
     print(f"hlmm live: {venue}, {inst.coin} (asset {inst.asset_id}), address {wallet.address}; log {log_path}",
           file=sys.stderr, flush=True)
-    with SessionLog(log_path, header, part_bytes=log_part_bytes) as log:
+    with SessionLog(log_path, header, part_bytes=log_part_bytes, live=True) as log:
         agent, _cfg = make_agent("production", inst, sc.fees.schedule(), log, sc, policy=policy, config=config)
         lv = LiveVenue(url, wallet, inst, sc.fees.schedule(), log=log)
         lv.connect()
@@ -474,14 +474,16 @@ def run_remote(venue: str, wallet: LocalAccount, sc: Scenario, policy: Path | No
     parts = f" ({log.part} parts; hlmm audit reads them as one)" if log.part > 1 else ""
     print(f"hlmm live: {'stopped flat' if ok else 'NOT confirmed flat: run hlmm flatten'}; log {log_path}{parts}",
           file=sys.stderr)
-    return 0 if ok else 1
+    if log.write_error is not None:
+        print(f"hlmm live: the session log failed ({log.write_error}); the session was stopped", file=sys.stderr)
+    return 0 if ok and log.write_error is None else 1
 
 
 def _drive_wall_clock(lv: LiveVenue, agent: Any, log: SessionLog, started: float, duration_s: float | None,
                       stop: threading.Event | None = None) -> bool:
     """The real-time loop: events as they come, a heartbeat per second, the kill switch's
-    operator stop at the end, when ``stop`` is set (:func:`operator_signals`) or on Ctrl-C; True
-    when the agent confirmed flat."""
+    operator stop at the end, when ``stop`` is set (:func:`operator_signals`), when the log can
+    no longer be written, or on Ctrl-C; True when the agent confirmed flat."""
     next_timer = started + TIMER_INTERVAL_S
     last_status = started
     stop_at: float | None = None
@@ -510,7 +512,9 @@ def _drive_wall_clock(lv: LiveVenue, agent: Any, log: SessionLog, started: float
                 pnl_text = f"  pnl {pnl():+.2f} USD (the agent's mark)" if pnl is not None else ""
                 print(f"[{now - started:7.0f} s] position {agent.position_lots} lots{pnl_text}  state "
                       f"{agent.state.value}{requests_text(agent)}", file=sys.stderr, flush=True)
-            if stop_at is None and ((stop is not None and stop.is_set())
+            # A session whose log cannot be written (a full disk) stops: trading on unrecorded
+            # is trading unaudited.
+            if stop_at is None and ((stop is not None and stop.is_set()) or log.write_error is not None
                                     or (duration_s is not None and now - started >= duration_s)):
                 operator_stop(agent, log, now)
                 stop_at = now

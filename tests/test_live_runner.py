@@ -459,6 +459,40 @@ def test_sigterm_stops_the_wall_clock_loop_as_the_operator_and_it_waits_for_flat
     assert agent.halted and [r["reason"] for r in log.records if r["type"] == "stop"] == ["operator"]
 
 
+def test_a_live_session_whose_log_cannot_be_written_stops_and_closes_out(tmp_path, monkeypatch):
+    """A full disk on testnet/mainnet: the log records the error instead of raising into the
+    loop, and the loop takes it as the operator's stop, so the position is closed, not left."""
+    from hlmm.venue import Timer
+    from tests.test_sessionlog import _FullDisk
+
+    class Venue:
+        def poll(self):
+            return []
+
+        def send(self, cmds):
+            pass
+
+    class Agent:
+        position_lots = 7
+        state = None
+        halted = False
+        stopped = False
+
+        def on_event(self, ev):
+            if self.halted and isinstance(ev, Timer):
+                self.stopped = True
+            return []
+
+        def operator_halt(self):
+            self.halted = True
+
+    monkeypatch.setattr(SessionLog, "_open", lambda self, path: _FullDisk(room=100))
+    agent, log = Agent(), SessionLog(tmp_path / "s.jsonl", {"source": "live", "pad": "x" * 200}, live=True)
+    assert log.write_error is not None
+    assert live.runner._drive_wall_clock(Venue(), agent, log, time.time(), None)  # type: ignore[arg-type]  # a stand-in: poll and send
+    assert agent.halted and agent.stopped
+
+
 def test_the_wall_clock_status_line_shows_position_pnl_and_state(monkeypatch, capsys):
     from agent.types import OverlayState
 

@@ -169,3 +169,45 @@ def test_an_unreadable_log_is_refused_by_name_not_with_a_traceback(tmp_path, cap
     assert str(refused.value).startswith(str(target)) and said in str(refused.value)
     assert audit_cli(target, tmp_path / "audit") == 2
     assert f"hlmm audit: error: {target}" in capsys.readouterr().err
+
+
+class _FullDisk:
+    """A file that takes ``room`` characters, then fails as a full disk does."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def write(self, text: str) -> int:
+        self.room -= len(text)
+        if self.room < 0:
+            raise OSError(28, "No space left on device")
+        return len(text)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_live_log_on_a_full_disk_records_the_error_instead_of_raising_into_the_trading_loop(tmp_path, monkeypatch,
+                                                                                                capsys):
+    monkeypatch.setattr(SessionLog, "_open", lambda self, path: _FullDisk(room=2000))
+    log = SessionLog(tmp_path / "s.jsonl", {"source": "live"}, live=True)
+    for t in range(100):
+        log.write(float(t), "timer")  # never raises
+    log.close()
+    assert log.write_error is not None and log.write_error.errno == 28
+    assert capsys.readouterr().err.count("No space left on device: no more lines are written; the session stops") == 1
+
+
+def test_a_simulator_log_on_a_full_disk_raises_as_before(tmp_path, monkeypatch):
+    monkeypatch.setattr(SessionLog, "_open", lambda self, path: _FullDisk(room=2000))
+    log = SessionLog(tmp_path / "s.jsonl", {"source": "sim"})
+    with pytest.raises(OSError, match="No space left"):
+        for t in range(100):
+            log.write(float(t), "timer")
+
+
+def test_a_live_log_is_written_line_by_line(tmp_path):
+    log = SessionLog(tmp_path / "s.jsonl", {"source": "live"}, live=True)
+    log.write(1.0, "timer")
+    assert (tmp_path / "s.jsonl").read_text().count("\n") == 2, "both lines are on disk before close"
+    log.close()
