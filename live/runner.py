@@ -33,6 +33,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -449,8 +450,13 @@ def snapshot_first(events: Sequence[Event]) -> list[Event]:
 
 def run_remote(venue: str, wallet: LocalAccount, sc: Scenario, policy: Path | None, config: Path | None,
                duration_s: float | None, out: Path, log_part_bytes: int | None = None) -> int:
-    """Trade on testnet or mainnet in wall time until ``duration_s`` or Ctrl-C, then flatten;
-    the session log is split into parts of ``log_part_bytes`` (:class:`SessionLog`)."""
+    """Trade on testnet or mainnet in wall time until ``duration_s``, Ctrl-C or SIGTERM, then
+    close out; the session log is split into parts of ``log_part_bytes`` (:class:`SessionLog`).
+
+    Should the agent not confirm flat (its close-out ran out of time, or the loop itself failed),
+    :func:`flatten` closes the position from the venue's word before the command returns, unless
+    the operator abandoned the close-out with a second Ctrl-C. 0 when flat and nothing failed.
+    """
     from hyperliquid.info import Info
 
     url = remote_url(venue)
@@ -465,18 +471,35 @@ def run_remote(venue: str, wallet: LocalAccount, sc: Scenario, policy: Path | No
         lv = LiveVenue(url, wallet, inst, sc.fees.schedule(), log=log)
         lv.connect()
         stop = threading.Event()
+        ok = abandoned = False
+        failure: Exception | None = None
         try:
             with operator_signals(stop.set):
                 ok = _drive_wall_clock(lv, agent, log, started, duration_s, stop)
+        except KeyboardInterrupt:  # a second Ctrl-C: the operator abandons the close-out
+            abandoned = True
+        except Exception as exc:  # a defect in the loop, or in the agent's own close-out
+            failure = exc
+            log.write(time.time(), "alarm", name="session_failed", detail=repr(exc))
         finally:
             lv.close()
+        try:
             agent.end_session(time.time())
+        except Exception as exc:
+            failure = failure or exc
+    say = _say("live")
+    if failure is not None:
+        traceback.print_exception(failure, file=sys.stderr)
+        say(f"the session failed ({failure!r})")
+    if not ok and not abandoned:
+        # The last resort, independent of the agent: the position is not left to the operator.
+        say("the agent did not confirm flat: closing out with hlmm flatten's procedure")
+        ok = flatten(url, wallet, say=say)
     parts = f" ({log.part} parts; hlmm audit reads them as one)" if log.part > 1 else ""
-    print(f"hlmm live: {'stopped flat' if ok else 'NOT confirmed flat: run hlmm flatten'}; log {log_path}{parts}",
-          file=sys.stderr)
+    say(f"{'stopped flat' if ok else 'NOT confirmed flat: run hlmm flatten'}; log {log_path}{parts}")
     if log.write_error is not None:
-        print(f"hlmm live: the session log failed ({log.write_error}); the session was stopped", file=sys.stderr)
-    return 0 if ok and log.write_error is None else 1
+        say(f"the session log failed ({log.write_error}); the session was stopped")
+    return 0 if ok and failure is None and log.write_error is None else 1
 
 
 def _drive_wall_clock(lv: LiveVenue, agent: Any, log: SessionLog, started: float, duration_s: float | None,
@@ -525,7 +548,7 @@ def _drive_wall_clock(lv: LiveVenue, agent: Any, log: SessionLog, started: float
             time.sleep(0.05)
         except KeyboardInterrupt:
             if stop_at is not None:
-                return False
+                raise  # a second Ctrl-C: the operator abandons the close-out
             stop_at = time.time()
             operator_stop(agent, log, stop_at)
 

@@ -215,6 +215,45 @@ def test_flatten_closes_the_position_and_cancels_orders(monkeypatch, tmp_path):
         server.stop()
 
 
+@pytest.mark.parametrize("ending", ["the loop fails", "the close-out runs out of time", "a second ctrl-c"])
+def test_a_remote_session_the_agent_could_not_close_is_flattened_before_hlmm_live_returns(monkeypatch, tmp_path,
+                                                                                          capsys, ending):
+    """testnet/mainnet (here the local venue at the remote URL): when the agent does not confirm
+    flat, because the loop raised or its close-out ran out of time, ``hlmm flatten``'s procedure
+    closes the position before the command returns. A second Ctrl-C is the operator's choice to
+    leave at once, and is respected."""
+    acct = Account.create()
+    server = LocalVenueServer(build_exchange(load_scenario("feb12_cascade"), 3, acct.address), lockstep=True)
+    url = server.start()
+    try:
+        bought = Exchange(acct, base_url=url).order("HYPE", True, 1.0, 31.5, {"limit": {"tif": "Ioc"}})
+        assert "filled" in bought["response"]["data"]["statuses"][0], bought
+
+        def loop(*_args):
+            if ending == "the loop fails":
+                raise RuntimeError("a defect in the loop")
+            if ending == "a second ctrl-c":
+                raise KeyboardInterrupt
+            return False
+
+        monkeypatch.setattr(live.runner, "remote_url", lambda _venue: url)
+        monkeypatch.setattr(live.runner, "_drive_wall_clock", loop)
+        rc = live.runner.run_remote("testnet", acct, load_scenario("feb12_cascade"), None, None, None, tmp_path)
+        positions = Info(url, skip_ws=True).user_state(acct.address)["assetPositions"]
+        err = capsys.readouterr().err
+    finally:
+        server.stop()
+    if ending == "a second ctrl-c":
+        assert rc == 1 and positions and "NOT confirmed flat: run hlmm flatten" in err
+        return
+    assert positions == [] and "closing out with hlmm flatten's procedure" in err and "stopped flat" in err
+    assert rc == (1 if ending == "the loop fails" else 0)
+    if ending == "the loop fails":
+        assert "RuntimeError: a defect in the loop" in err
+        (log,) = tmp_path.glob("*.jsonl")
+        assert [r["name"] for r in read_session_log(log) if r["type"] == "alarm"] == ["session_failed"]
+
+
 def test_flatten_without_a_running_venue_fails_cleanly(monkeypatch, tmp_path):
     key_file = tmp_path / "paper.key"
     key_file.write_text(Account.create().key.hex())
