@@ -22,9 +22,11 @@ from typer.testing import CliRunner
 
 import live.runner
 from agent.config import load_agent_config
+from agent.types import OverlayState
 from hlmm.cli import app
 from hlmm.request_budget import NEW_ADDRESS_REQUESTS
 from hlmm.sessionlog import SessionLog, read_session_log, session_log_parts
+from hlmm.venue import QueryAccount, Timer
 from live.localvenue.server import LocalVenueServer, build_exchange
 from scenarios.stress import configured_cap_lots
 from sim.runner import make_agent
@@ -420,36 +422,46 @@ def test_summary_keys_match_the_simulators():
     assert set(venue.summary()) | {"agent", "config_hash", "session_log_sha256", "stopped"} == set(local)
 
 
+class StandInVenue:
+    """testnet/mainnet's venue for the wall-clock loop, without a network: it sends nothing and
+    keeps what it is sent; ``on_poll(n)`` runs at the n-th poll."""
+
+    def __init__(self, on_poll=None):
+        self.sent = []
+        self.polls = 0
+        self.on_poll = on_poll
+
+    def poll(self):
+        self.polls += 1
+        if self.on_poll is not None:
+            self.on_poll(self.polls)
+        return []
+
+    def send(self, cmds):
+        self.sent.extend(cmds)
+
+
+class StandInAgent:
+    """Halts on the operator's stop and confirms flat at the first heartbeat after it."""
+
+    position_lots = 0
+    state: OverlayState | None = None
+    halted = False
+    stopped = False
+
+    def on_event(self, ev):
+        if self.halted and isinstance(ev, Timer):
+            self.stopped = True
+        return []
+
+    def operator_halt(self):
+        self.halted = True
+
+
 def test_the_wall_clock_loop_stops_the_agent_at_the_duration_and_waits_for_flat():
-    """testnet/mainnet's loop (no network: a venue that sends nothing): the stop is logged once,
-    the agent is halted, and the loop returns True once the agent reports stopped."""
-    from hlmm.venue import QueryAccount, Timer
-
-    class Venue:
-        def __init__(self):
-            self.sent = []
-
-        def poll(self):
-            return []
-
-        def send(self, cmds):
-            self.sent.extend(cmds)
-
-    class Agent:
-        position_lots = 0
-        state = None
-        halted = False
-        stopped = False
-
-        def on_event(self, ev):
-            if self.halted and isinstance(ev, Timer):
-                self.stopped = True  # flat confirmed by the first event after the halt
-            return []
-
-        def operator_halt(self):
-            self.halted = True
-
-    venue, agent, log = Venue(), Agent(), SessionLog(None, {})
+    """testnet/mainnet's loop: the stop is logged once, the agent is halted, and the loop returns
+    True once the agent reports stopped."""
+    venue, agent, log = StandInVenue(), StandInAgent(), SessionLog(None, {})
     started = time.time() - 0.95  # the duration is up at once and the next heartbeat is 0.05 s away
     assert live.runner._drive_wall_clock(venue, agent, log, started, duration_s=0.9)  # type: ignore[arg-type]  # a stand-in: poll and send
     assert isinstance(venue.sent[0], QueryAccount) and agent.halted
@@ -462,38 +474,14 @@ def test_sigterm_stops_the_wall_clock_loop_as_the_operator_and_it_waits_for_flat
     position open."""
     import threading
 
-    from hlmm.venue import Timer
+    def sigterm_at_the_third_poll(n):
+        if n == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
 
-    polls = []
-
-    class Venue:
-        def poll(self):
-            polls.append(1)
-            if len(polls) == 3:
-                os.kill(os.getpid(), signal.SIGTERM)
-            return []
-
-        def send(self, cmds):
-            pass
-
-    class Agent:
-        position_lots = 0
-        state = None
-        halted = False
-        stopped = False
-
-        def on_event(self, ev):
-            if self.halted and isinstance(ev, Timer):
-                self.stopped = True
-            return []
-
-        def operator_halt(self):
-            self.halted = True
-
-    agent, log, stop = Agent(), SessionLog(None, {}), threading.Event()
+    agent, log, stop = StandInAgent(), SessionLog(None, {}), threading.Event()
     before = signal.getsignal(signal.SIGTERM)
     with live.runner.operator_signals(stop.set):
-        assert live.runner._drive_wall_clock(Venue(), agent, log, time.time(), None, stop)  # type: ignore[arg-type]  # a stand-in: poll and send
+        assert live.runner._drive_wall_clock(StandInVenue(sigterm_at_the_third_poll), agent, log, time.time(), None, stop)  # type: ignore[arg-type]  # a stand-in: poll and send
     assert signal.getsignal(signal.SIGTERM) is before
     assert agent.halted and [r["reason"] for r in log.records if r["type"] == "stop"] == ["operator"]
 
@@ -501,63 +489,25 @@ def test_sigterm_stops_the_wall_clock_loop_as_the_operator_and_it_waits_for_flat
 def test_a_live_session_whose_log_cannot_be_written_stops_and_closes_out(tmp_path, monkeypatch):
     """A full disk on testnet/mainnet: the log records the error instead of raising into the
     loop, and the loop takes it as the operator's stop, so the position is closed, not left."""
-    from hlmm.venue import Timer
     from tests.test_sessionlog import _FullDisk
 
-    class Venue:
-        def poll(self):
-            return []
-
-        def send(self, cmds):
-            pass
-
-    class Agent:
-        position_lots = 7
-        state = None
-        halted = False
-        stopped = False
-
-        def on_event(self, ev):
-            if self.halted and isinstance(ev, Timer):
-                self.stopped = True
-            return []
-
-        def operator_halt(self):
-            self.halted = True
-
     monkeypatch.setattr(SessionLog, "_open", lambda self, path: _FullDisk(room=100))
-    agent, log = Agent(), SessionLog(tmp_path / "s.jsonl", {"source": "live", "pad": "x" * 200}, live=True)
+    agent, log = StandInAgent(), SessionLog(tmp_path / "s.jsonl", {"source": "live", "pad": "x" * 200}, live=True)
     assert log.write_error is not None
-    assert live.runner._drive_wall_clock(Venue(), agent, log, time.time(), None)  # type: ignore[arg-type]  # a stand-in: poll and send
+    assert live.runner._drive_wall_clock(StandInVenue(), agent, log, time.time(), None)  # type: ignore[arg-type]  # a stand-in: poll and send
     assert agent.halted and agent.stopped
 
 
 def test_the_wall_clock_status_line_shows_position_pnl_and_state(monkeypatch, capsys):
-    from agent.types import OverlayState
-
-    class Venue:
-        def poll(self):
-            return []
-
-        def send(self, cmds):
-            pass
-
-    class Agent:
+    class Reducing(StandInAgent):
         position_lots = -12
         state = OverlayState.REDUCING
-        stopped = False
-
-        def on_event(self, ev):
-            return []
-
-        def operator_halt(self):
-            self.stopped = True
 
         def pnl_usd(self):
             return -1.234
 
     monkeypatch.setattr(live.runner, "STATUS_EVERY_S", 0.0)
-    live.runner._drive_wall_clock(Venue(), Agent(), SessionLog(None, {}), time.time() - 1.0, 0.5)  # type: ignore[arg-type]  # a stand-in: poll and send
+    live.runner._drive_wall_clock(StandInVenue(), Reducing(), SessionLog(None, {}), time.time() - 1.0, 0.5)  # type: ignore[arg-type]  # a stand-in: poll and send
     assert "position -12 lots  pnl -1.23 USD (the agent's mark)  state REDUCING" in capsys.readouterr().err
 
 
