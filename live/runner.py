@@ -494,7 +494,10 @@ def run_remote(venue: str, wallet: LocalAccount, sc: Scenario, policy: Path | No
     if not ok and not abandoned:
         # The last resort, independent of the agent: the position is not left to the operator.
         say("the agent did not confirm flat: closing out with hlmm flatten's procedure")
-        ok = flatten(url, wallet, say=say)
+        try:
+            ok = flatten(url, wallet, say=say)
+        except Exception as exc:  # the venue unreachable, a reply that does not parse: not assumed flat
+            say(f"the close-out failed ({exc!r})")
     parts = f" ({log.part} parts; hlmm audit reads them as one)" if log.part > 1 else ""
     say(f"{'stopped flat' if ok else 'NOT confirmed flat: run hlmm flatten'}; log {log_path}{parts}")
     if log.write_error is not None:

@@ -217,7 +217,8 @@ def test_flatten_closes_the_position_and_cancels_orders(monkeypatch, tmp_path):
         server.stop()
 
 
-@pytest.mark.parametrize("ending", ["the loop fails", "the close-out runs out of time", "a second ctrl-c"])
+@pytest.mark.parametrize("ending", ["the loop fails", "the close-out runs out of time", "a second ctrl-c",
+                                    "the venue is gone too"])
 def test_a_remote_session_the_agent_could_not_close_is_flattened_before_hlmm_live_returns(monkeypatch, tmp_path,
                                                                                           capsys, ending):
     """testnet/mainnet (here the local venue at the remote URL): when the agent does not confirm
@@ -240,13 +241,16 @@ def test_a_remote_session_the_agent_could_not_close_is_flattened_before_hlmm_liv
 
         monkeypatch.setattr(live.runner, "remote_url", lambda _venue: url)
         monkeypatch.setattr(live.runner, "_drive_wall_clock", loop)
+        if ending == "the venue is gone too":
+            monkeypatch.setattr(live.runner, "flatten", lambda *_a, **_kw: Info("http://127.0.0.1:9", skip_ws=True).meta())
         rc = live.runner.run_remote("testnet", acct, load_scenario("feb12_cascade"), None, None, None, tmp_path)
         positions = Info(url, skip_ws=True).user_state(acct.address)["assetPositions"]
         err = capsys.readouterr().err
     finally:
         server.stop()
-    if ending == "a second ctrl-c":
+    if ending in ("a second ctrl-c", "the venue is gone too"):
         assert rc == 1 and positions and "NOT confirmed flat: run hlmm flatten" in err
+        assert ("the close-out failed (ConnectionError" in err) == (ending == "the venue is gone too")
         return
     assert positions == [] and "closing out with hlmm flatten's procedure" in err and "stopped flat" in err
     assert rc == (1 if ending == "the loop fails" else 0)
