@@ -16,6 +16,7 @@ quotes are live from the decision time on.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +65,17 @@ def tape_from_session_log(records: Iterable[dict[str, Any]]) -> Tape:
     are sorted by ``t``, stably. A malformed record raises ``ValueError`` naming its position and
     field; a log without book records has nothing to replay and raises too.
     """
-    rows: list[tuple[int, int, int, int, int]] = []
+    # one int64 column each, appended as the records stream by: a day of records never sits in
+    # memory as Python objects, only its rows do, at 8 bytes a value
+    t_col, kind_col, side_col, px_col, size_col = (array("q") for _ in range(5))
+
+    def row(t_ns: int, kind: int, side: int, px: int, size: int) -> None:
+        t_col.append(t_ns)
+        kind_col.append(kind)
+        side_col.append(side)
+        px_col.append(px)
+        size_col.append(size)
+
     shown: dict[int, set[int]] = {1: set(), -1: set()}
     books = 0
     for n, rec in enumerate(records):
@@ -81,8 +92,10 @@ def tape_from_session_log(records: Iterable[dict[str, Any]]) -> Tape:
                     now = {_whole(f"{key} price", px): _whole(f"{key} size", sz) for px, sz in rec[key]}
                     if any(px <= 0 or sz <= 0 for px, sz in now.items()):
                         raise ValueError(f"{key}={rec[key]!r}: prices and sizes must be positive")
-                    rows.extend((t_ns, KIND_DEPTH, side, px, 0) for px in shown[side] - now.keys())
-                    rows.extend((t_ns, KIND_DEPTH, side, px, sz) for px, sz in now.items())
+                    for px in shown[side] - now.keys():
+                        row(t_ns, KIND_DEPTH, side, px, 0)
+                    for px, sz in now.items():
+                        row(t_ns, KIND_DEPTH, side, px, sz)
                     shown[side] = set(now)
             else:
                 aggressor, px, size = (_whole(f, rec[f]) for f in ("aggressor", "px_ticks", "size_lots"))
@@ -90,16 +103,17 @@ def tape_from_session_log(records: Iterable[dict[str, Any]]) -> Tape:
                     raise ValueError(f"aggressor={aggressor!r}: must be +1 or -1")
                 if px <= 0 or size <= 0:
                     raise ValueError(f"px_ticks={px!r}, size_lots={size!r}: must be positive")
-                rows.append((t_ns, KIND_TRADE, aggressor, px, size))
+                row(t_ns, KIND_TRADE, aggressor, px, size)
         except KeyError as exc:
             raise ValueError(f"record {n} ({kind}): missing field {exc.args[0]!r}") from exc
         except (TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"record {n} ({kind}): {exc}") from exc
     if books == 0:
         raise ValueError("no book records: nothing to replay")
-    unsorted = np.array(rows, dtype=np.int64).reshape(-1, 5)
-    arr = unsorted[np.argsort(unsorted[:, 0], kind="stable")]
-    return Tape(arr[:, 0], arr[:, 1].astype(np.int8), arr[:, 2].astype(np.int8), arr[:, 3], arr[:, 4])
+    t = np.frombuffer(t_col, dtype=np.int64)
+    order = np.argsort(t, kind="stable")
+    cols = [np.frombuffer(c, dtype=np.int64)[order] for c in (t_col, kind_col, side_col, px_col, size_col)]
+    return Tape(cols[0], cols[1].astype(np.int8), cols[2].astype(np.int8), cols[3], cols[4])
 
 
 # The tape is int64: a time, price or size beyond these is refused by name, not by numpy's overflow.

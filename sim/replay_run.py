@@ -9,6 +9,7 @@ replay of them sees the market that agent traded in, not one without it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -76,14 +77,16 @@ def figures(result: ReplayResult, wall_s: float) -> dict[str, Any]:
 def replay_log(path: Path, glft: GlftReplay, cadence_s: float, maker_fee_bps: float | None = None) -> dict[str, Any]:
     """Replay the market data of the session log at ``path`` with ``glft`` deciding every
     ``cadence_s`` seconds; the maker fee defaults to the log's. ``ValueError`` on a bad log."""
-    records = list(read_session_log(path))
-    header = records[0]
+    records = read_session_log(path)  # streamed: a day of records never sits in memory at once
+    header = next(records, None)  # the reader checks it is the session header
+    if header is None:
+        raise ValueError(f"{path}: the log is empty (expected a session header)")
     try:
         instrument = Instrument(**header["instrument"])
         fee = float(header["fees"]["maker_bps"]) if maker_fee_bps is None else maker_fee_bps
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: session header: instrument or fees missing or invalid ({exc})") from exc
-    tape = tape_from_session_log(records)
+    tape = tape_from_session_log(itertools.chain([header], records))
     # numba loads (or compiles) the kernels on their first call: keep that out of the timing
     head = Tape(*(column[:WARM_UP_ROWS] for column in (tape.t_ns, tape.kind, tape.side, tape.px_ticks,
                                                         tape.size_lots)))
