@@ -164,7 +164,8 @@ def _simulate(job: Job) -> None:
     else:
         from sim.runner import run_session
 
-        run_session(job.scenario, job.seed, job.agent, policy=policy, config=config, log_path=log_path)
+        run_session(job.scenario, job.seed, job.agent, policy=policy, config=config, log_path=log_path,
+                    keep_records=False)
 
 
 def _path(p: str | Path | None) -> Path | None:

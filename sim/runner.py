@@ -95,8 +95,10 @@ def _scenario_of(scenario: Scenario | str | Path) -> Scenario:
 
 def run_session(scenario: Scenario | str | Path, seed: int | None = None, agent: str = "production",
                 log_path: Path | None = None, progress: bool = False, policy: Path | None = None,
-                config: Path | None = None) -> SessionRecords:
+                config: Path | None = None, keep_records: bool = True) -> SessionRecords:
     """One whole session. Returns the log records (summary last); writes them to ``log_path`` too.
+    With a ``log_path``, ``keep_records=False`` returns only the summary (``.summary``, the list
+    empty): the records are in the file, and a long session's would not fit in memory.
 
     The session ends as ``hlmm live`` ends one: at the scenario's end the operator stops the agent
     and the market runs on (up to ``hlmm.venue.STOP_GRACE_S`` simulated seconds) until the agent
@@ -115,7 +117,7 @@ def run_session(scenario: Scenario | str | Path, seed: int | None = None, agent:
                               "instrument": instrument_header(inst), "fees": {"maker_bps": fees.maker_bps,
                                                                               "taker_bps": fees.taker_bps},
                               **agent_header(agent, inst, sc, config)}
-    log = SessionLog(log_path, header, keep_in_memory=True)
+    log = SessionLog(log_path, header, keep_in_memory=keep_records)
     # the agent writes its own records into the same log
     ag, cfg_hash = make_agent(agent, inst, fees, log, sc, policy=policy, config=config)
     venue = SimVenue(sc, seed, ag, log)
@@ -157,7 +159,8 @@ def run_cli(scenario: str, seed: int | None, out: Path, json_path: Path | None, 
     seed = sc.scenario.default_seed if seed is None else seed
     log_path = Path(out) / f"{sc.name}-{seed}.jsonl"
     try:
-        records = run_session(sc, seed, agent=agent, log_path=log_path, progress=True, policy=policy, config=config)
+        records = run_session(sc, seed, agent=agent, log_path=log_path, progress=True, policy=policy, config=config,
+                              keep_records=False)
     except (ValueError, RuntimeError) as exc:
         return command_error("sim run", str(exc))
     summary = {**records.summary, "log": str(log_path)}

@@ -43,6 +43,11 @@ def test_run_session_summary_and_log_agree(tmp_path: Path) -> None:
     assert s["agent_fills"] == sum(1 for r in on_disk if r["type"] == "venue_fill")
     assert s["commands"] == sum(1 for r in on_disk if r["type"] in ("place", "cancel"))
 
+    # hlmm sim run and stress keep only the summary: the records are in the file, the same ones
+    summary_only = run_session(short(tmp_path), agent="baseline", log_path=tmp_path / "again.jsonl", keep_records=False)
+    assert list(summary_only) == [] and summary_only.summary == s
+    assert list(read_session_log(tmp_path / "again.jsonl")) == on_disk
+
 
 def test_run_cli_writes_json_and_rejects_bad_input(tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
