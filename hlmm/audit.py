@@ -314,7 +314,8 @@ def render_report(s: SessionSeries, m: SessionMetrics, plots: list[str], source:
         f"- **Quoting uptime**: {_pct(m.quoting_uptime)} ({m.quoting_uptime * m.duration_s / 60:.1f} of {m.duration_s / 60:.1f} min), "
         f"two-sided {_pct(m.two_sided_uptime)}; reducing side quoted {_pct(m.reducing_side_uptime_when_pulled)} of "
         f"{m.reducing_time_s / 60:.1f} min in REDUCING with a position",
-        f"- **Kill switch**: {kill}; {_stop_text(m)}; ended flat: {'yes' if m.ended_flat else '**no**'}",
+        f"- **Kill switch**: {kill}; {_stop_text(m)}; "
+        + ("the session goes on after the window" if s.window_cut else f"ended flat: {'yes' if m.ended_flat else '**no**'}"),
         f"- **Realized edge (5 s)**: {_num(m.realized_edge_bps_5s, '+.2f')} bps per fill; "
         f"signal skew active in {_pct(m.skew_active_fraction)} of {m.cycles} cycles "
         f"({_pct(m.skew_active_fraction_cascade)} inside directional regimes)",
@@ -443,9 +444,18 @@ def write_audit(s: SessionSeries, out: Path, source: str = "", cap_lots: int | N
     return m
 
 
-def audit_cli(session_log: Path, out: Path, ablation: Path | None = None) -> int:
+def audit_cli(session_log: Path, out: Path, ablation: Path | None = None, from_h: float | None = None,
+              to_h: float | None = None) -> int:
     """``hlmm audit``: 0 when the report was written, 2 on a missing or bad log (the error names
-    the file and line) or ablation file."""
+    the file and line), ablation file or window. ``from_h``/``to_h`` audit the hours
+    ``[from_h, to_h)`` of the session only (see :func:`hlmm.metrics.parse_session`)."""
+    window_s: tuple[float, float] | None = None
+    if from_h is not None or to_h is not None:
+        start, end = from_h or 0.0, math.inf if to_h is None else to_h
+        if not (0.0 <= start < end):
+            return command_error("audit", f"--from-h {from_h!r} --to-h {to_h!r}: expected 0 <= from < to (hours)")
+        window_s = (start * 3600.0, end * 3600.0)
+    source = str(session_log) if window_s is None else f"{session_log}, hours {start:g} to {end:g} of the session"
     ablation_result = None
     if ablation is not None:
         from hlmm.ablation import load_ablation
@@ -455,7 +465,7 @@ def audit_cli(session_log: Path, out: Path, ablation: Path | None = None) -> int
         except ValueError as exc:
             return command_error("audit", str(exc))
     try:
-        series = parse_session(read_session_log(session_log))
+        series = parse_session(read_session_log(session_log), window_s=window_s)
     except FileNotFoundError as exc:
         return command_error("audit", f"{exc.filename}: no such file")
     except SessionLogError as exc:
@@ -463,7 +473,7 @@ def audit_cli(session_log: Path, out: Path, ablation: Path | None = None) -> int
         return command_error("audit", f"{where}: {str(exc).partition(': ')[2] or exc}")
     except ValueError as exc:
         return command_error("audit", str(exc))
-    m = write_audit(series, out, source=str(session_log), ablation=ablation_result)
+    m = write_audit(series, out, source=source, ablation=ablation_result)
     ratio = "n/a (no cap known)" if m.max_position_ratio is None else f"{m.max_position_ratio:.2f}x cap"
     print(
         f"audit: {m.duration_s / 60:.1f} min, PnL {_usd(m.pnl_usd)}, fills {m.buy_fills} buys / {m.sell_fills} sells, "

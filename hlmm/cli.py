@@ -141,11 +141,13 @@ def audit(
     out: Annotated[Path, typer.Option(callback=_output_dir, help="report directory")] = Path("out/audit"),
     ablation: Annotated[Path | None, typer.Option(
         help="an hlmm ablate --json file: add the signals' ablation table")] = None,
+    from_h: Annotated[float | None, typer.Option(help="audit from this many hours into the session")] = None,
+    to_h: Annotated[float | None, typer.Option(help="audit up to this many hours into the session")] = None,
 ) -> None:
-    """Write a Markdown audit report with plots for one session log."""
+    """Write a Markdown audit report with plots for one session log (or a window of it)."""
     from hlmm.audit import audit_cli
 
-    _exit(audit_cli(session_log, out=out, ablation=ablation))
+    _exit(audit_cli(session_log, out=out, ablation=ablation, from_h=from_h, to_h=to_h))
 
 
 @app.command()

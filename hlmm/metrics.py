@@ -116,6 +116,7 @@ class SessionSeries:
     # venue snapshots after the first fill: (rx, fills delivered before it, position_lots)
     account_positions: list[tuple[float, int, int]] = field(default_factory=list)
     summary: dict[str, Any] | None = None
+    window_cut: bool = False  # read as a window that ends before the session did
 
     # ---- derived series
     def position_path(self) -> list[tuple[float, int]]:
@@ -234,10 +235,35 @@ class _SignalStats:
         self.skew_sum += skew
 
 
-def parse_session(records: Iterable[dict[str, Any]]) -> SessionSeries:
+class _Carried:
+    """The position and the regime the records before a window leave to it."""
+
+    def __init__(self) -> None:
+        self.position_lots = 0
+        self.regime: str | None = None
+
+    def take(self, rec: dict[str, Any], kind: str, n: int, seen_trade_ids: set[int]) -> None:
+        if kind == "account":
+            self.position_lots = int(_need(rec, "position_lots", n, (int,)))
+        elif kind == "fill":
+            tid = _need(rec, "trade_id", n, (int, str))
+            if tid not in seen_trade_ids:
+                seen_trade_ids.add(tid)
+                self.position_lots += _need(rec, "side", n, (int,)) * _need(rec, "size_lots", n, (int,))
+        elif kind == "regime" and isinstance(rec.get("name", rec.get("regime")), str):
+            self.regime = rec.get("name", rec.get("regime"))
+
+
+def parse_session(records: Iterable[dict[str, Any]], window_s: tuple[float, float] | None = None) -> SessionSeries:
     """Read a session's records (header first) into :class:`SessionSeries`.
 
     Raises :class:`SessionLogError` naming the record number and field of the first bad record.
+
+    ``window_s = (start, end)``, seconds from the session's first record, keeps only what
+    happened in ``[start, end)``: a window of a session that ran for days, read in the memory a
+    window takes. What came before only sets where the window starts from: the position (the
+    venue's last snapshot and the fills after it), the ground-truth regime in force and the
+    fills already seen (a later duplicate delivery stays a duplicate).
     """
     it = iter(records)
     header = next(it, None)
@@ -251,6 +277,8 @@ def parse_session(records: Iterable[dict[str, Any]]) -> SessionSeries:
     s = SessionSeries(header=header, instrument=_instrument_of(header), start_s=math.inf, end_s=-math.inf)
     seen_trade_ids: set[int] = set()
     position_seen = False
+    first_rx: float | None = None
+    before = _Carried()  # what the records before the window leave to it
     for n, rec in enumerate(it, start=2):
         if not isinstance(rec, dict) or not isinstance(rec.get("type"), str):
             raise SessionLogError(f"record {n}: not an object with a string 'type'")
@@ -258,6 +286,20 @@ def parse_session(records: Iterable[dict[str, Any]]) -> SessionSeries:
         rx = float(_need(rec, "rx", n))
         if not math.isfinite(rx):
             raise SessionLogError(f"record {n} (type={kind!r}): field 'rx' = {rx!r} is not finite")
+        if window_s is not None:
+            first_rx = rx if first_rx is None else first_rx
+            if rx - first_rx >= window_s[1]:
+                s.window_cut = True
+                break
+            if rx - first_rx < window_s[0]:
+                before.take(rec, kind, n, seen_trade_ids)
+                continue
+            if not math.isfinite(s.start_s):  # the window's first record
+                s.initial_position_lots = before.position_lots
+                if before.regime is not None:
+                    s.regimes.append((rx, before.regime))
+            if kind == "markout" and isinstance(rec.get("fill_t"), int | float) and rec["fill_t"] - first_rx < window_s[0]:
+                continue  # the markout of a fill before the window
         s.start_s = min(s.start_s, rx)
         s.end_s = max(s.end_s, rx)
         if kind == "cycle":

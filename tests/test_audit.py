@@ -1,6 +1,7 @@
 """``hlmm audit``: the report's figures against an independent reading of the raw log."""
 
 import json
+import math
 import random
 import re
 from pathlib import Path
@@ -220,3 +221,39 @@ def test_a_thousand_hostile_logs_are_read_or_refused_by_record(tmp_path):
             assert re.match(r"record \d+", str(exc)), f"log {i}: {exc}"
             refused += 1
     assert 100 < refused < 1_000
+
+
+def test_a_window_of_a_session_starts_from_the_position_before_it_and_stops_at_its_end(tmp_path, capsys):
+    """``hlmm audit --from-h/--to-h``: the records before the window only set where it starts
+    from (the position, fills already seen); those after it are not read."""
+    from hlmm.metrics import metrics_from_series, parse_session
+
+    log_path = tmp_path / "session.jsonl"
+    random_session(log_path, seed=7, duration_s=1800)
+    records = list(read_session_log(log_path))
+    whole = parse_session(records)
+    assert metrics_from_series(parse_session(records, window_s=(0.0, math.inf))) == metrics_from_series(whole)
+
+    start, end = 600.0, 1200.0
+    part = parse_session(records, window_s=(start, end))
+    t0 = whole.start_s
+    before = [f for f in whole.fills if f[0] - t0 < start]
+    inside = [f for f in whole.fills if start <= f[0] - t0 < end]
+    assert part.initial_position_lots == sum(f[1] * f[3] for f in before)
+    assert part.fills == inside, "a fill first delivered before the window and again inside it stays a duplicate"
+    assert start <= part.start_s - t0 and part.end_s - t0 < end and part.window_cut
+    assert all(c for _rx, c in part.cycles) and len(part.cycles) == sum(1 for rx, _c in whole.cycles if start <= rx - t0 < end)
+    # a markout written inside the window counts only when its fill was inside it too
+    i = next(k for k, r in enumerate(records) if k and r["rx"] - t0 >= start)
+    markout = {"type": "markout", "rx": records[i]["rx"], "side": 1, "px": 30880, "size": 50, "mid_at_placement": 30880.0}
+    late = [{**markout, "fill_t": t0 + start - 10.0, "trade_id": -1}, {**markout, "fill_t": t0 + start, "trade_id": -2}]
+    with_markouts = parse_session(records[: i + 1] + late + records[i + 1 :], window_s=(start, end))
+    assert [m["trade_id"] for m in with_markouts.markouts] == [-2]
+    # the window ends where the whole session stood at that time
+    assert part.position_path()[-1][1] == sum(f[1] * f[3] for f in whole.fills if f[0] - t0 < end)
+
+    assert audit_cli(log_path, tmp_path / "w", from_h=start / 3600, to_h=end / 3600) == 0
+    report = (tmp_path / "w" / "report.md").read_text()
+    assert "hours 0.166667 to 0.333333 of the session" in report and "the session goes on after the window" in report
+    assert audit_cli(log_path, tmp_path / "bad", from_h=1.0, to_h=0.5) == 2
+    assert "--from-h 1.0 --to-h 0.5: expected 0 <= from < to (hours)" in capsys.readouterr().err
