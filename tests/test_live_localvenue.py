@@ -494,3 +494,31 @@ def test_a_malformed_order_in_a_batch_is_refused_alone(field, value):
 def test_an_action_type_that_is_not_a_string_is_unsupported():
     reply = local_exchange().exchange_authenticated({"action": {"type": ["order"]}})
     assert reply == {"status": "err", "response": "Unsupported action type \"['order']\" on the local venue."}
+
+
+def test_the_asset_context_has_hyperliquids_fields_and_the_last_24_hours_volume():
+    """``metaAndAssetCtxs`` and ``activeAssetCtx`` carry every field of the SDK's PerpAssetCtx;
+    the day's volume sums the public trades of the last 24 hours, and the previous day's price
+    is the last trade before them (the opening mid while none has left the window)."""
+    from decimal import Decimal
+
+    from hyperliquid.utils.types import PerpAssetCtx
+
+    from live.localvenue.server import build_exchange
+    from sim.scenario import load_scenario
+
+    ex = build_exchange(load_scenario("calm"), 1, throwaway().address)
+    opening_mid = ex.info({"type": "allMids"})["HYPE"]
+    ex.advance(120.0)
+    trades = [t for _key, channel, data in ex.outbox if channel == "trades" for t in data]
+    assert len(trades) > 20
+    meta, (ctx,) = ex.info({"type": "metaAndAssetCtxs"})
+    assert meta == ex.info({"type": "meta"}) and set(ctx) == set(PerpAssetCtx.__annotations__)
+    assert Decimal(ctx["dayBaseVlm"]) == sum(Decimal(t["sz"]) for t in trades)
+    assert Decimal(ctx["dayNtlVlm"]) == sum(Decimal(t["px"]) * Decimal(t["sz"]) for t in trades)
+    assert ctx["prevDayPx"] == opening_mid and ctx["openInterest"] == "0" and ctx["impactPxs"] is None
+    assert ex.asset_ctx() == {"coin": "HYPE", "ctx": ctx}, "the subscription's payload is the same context"
+
+    ex.now_s += 86_400.0  # a day without trades: all of them leave the window
+    _meta, (later,) = ex.info({"type": "metaAndAssetCtxs"})
+    assert (later["dayNtlVlm"], later["dayBaseVlm"], later["prevDayPx"]) == ("0", "0", trades[-1]["px"])

@@ -211,6 +211,13 @@ class LocalExchange:
         self._last_bbo: Any = None
         self.engine_started = False
         self.n_trades = 0  # public trades the engine has printed
+        # The last 24 hours of public trades (ms, px_ticks, size_lots) and their sums, for the asset
+        # context's day volume and previous day's price (the last trade before the window; the
+        # opening mid until one has left it).
+        self._day_trades: deque[tuple[int, int, int]] = deque()
+        self._day_lots = 0
+        self._day_ticks_x_lots = 0
+        self._prev_day_px_ticks: float = self.engine.mid_ticks()
         # Ground truth for an in-process driver's session log (taken with take_ground_truth):
         # ("regime", RegimeChange) and ("venue_fill", Fill) in the order they happened.
         self.ground_truth: list[tuple[str, Any]] = []
@@ -271,6 +278,9 @@ class LocalExchange:
         self.n_trades += len(news.trades)
         trades = []
         for tr in news.trades:
+            self._day_trades.append((self.ms(tr.t), tr.px_ticks, tr.size_lots))
+            self._day_lots += tr.size_lots
+            self._day_ticks_x_lots += tr.px_ticks * tr.size_lots
             trades.append(
                 {
                     "coin": coin,
@@ -420,6 +430,11 @@ class LocalExchange:
             return {"universe": [*pads, {"name": inst.coin, "szDecimals": inst.sz_decimals, "maxLeverage": self.rules.max_leverage}]}
         if kind == "spotMeta":
             return {"universe": [], "tokens": []}
+        if kind == "metaAndAssetCtxs":
+            predicted = getattr(self.engine, "predicted_funding_rate", None)
+            ctx = self._asset_ctx(predicted() if predicted is not None else 0.0)["ctx"]
+            delisted = {**{k: "0" for k in ctx}, "midPx": None, "impactPxs": None}
+            return [self.info({"type": "meta"}), [*([delisted] * inst.asset_id), ctx]]
         if kind == "l2Book":
             if body.get("coin") != inst.coin:
                 return None
@@ -470,11 +485,31 @@ class LocalExchange:
         return None if predicted is None else self._asset_ctx(predicted())
 
     def _asset_ctx(self, rate: float) -> dict[str, Any]:
-        """The fields we model: the predicted funding rate and the prices (mark = oracle = mid
-        here, so the premium is zero). Open interest and the day's volume are not modelled."""
-        mid = dec_str(Decimal(repr(self.mark_ticks())).scaleb(-self.instrument.tick_decimals))
-        ctx = {"funding": dec_str(Decimal(repr(rate))), "markPx": mid, "midPx": mid, "oraclePx": mid, "premium": "0"}
-        return {"coin": self.instrument.coin, "ctx": ctx}
+        """Hyperliquid's perp asset context: the predicted funding rate, the prices (mark = oracle
+        = mid here, so the premium is zero), the last 24 hours' volume and the price before them.
+        The open interest is the paper account's (the simulated traders' positions are not
+        kept), and there are no impact prices."""
+        inst = self.instrument
+        cutoff = self.now_ms - 86_400_000
+        while self._day_trades and self._day_trades[0][0] <= cutoff:
+            _ms, px, lots = self._day_trades.popleft()
+            self._day_lots -= lots
+            self._day_ticks_x_lots -= px * lots
+            self._prev_day_px_ticks = px
+        mid = dec_str(Decimal(repr(self.mark_ticks())).scaleb(-inst.tick_decimals))
+        ctx = {
+            "funding": dec_str(Decimal(repr(rate))),
+            "openInterest": inst.size_wire(abs(self.position_lots)),
+            "prevDayPx": dec_str(Decimal(repr(self._prev_day_px_ticks)).scaleb(-inst.tick_decimals)),
+            "dayNtlVlm": dec_str(Decimal(self._day_ticks_x_lots).scaleb(-inst.tick_decimals - inst.sz_decimals)),
+            "premium": "0",
+            "oraclePx": mid,
+            "markPx": mid,
+            "midPx": mid,
+            "impactPxs": None,
+            "dayBaseVlm": inst.size_wire(self._day_lots),
+        }
+        return {"coin": inst.coin, "ctx": ctx}
 
     def account_value_usd(self) -> float:
         inst = self.instrument
