@@ -295,6 +295,7 @@ class LocalExchange:
             )
         if trades:
             self.outbox.append((("trades", coin), "trades", trades))
+            self._forget_old_trades()  # the window stays a day long whether or not anyone asks
         fills = [self._record_fill(f) for f in news.fills]
         if fills:
             self.outbox.append((("userFills", self.account), "userFills", {"user": self.account, "fills": fills}))
@@ -484,18 +485,22 @@ class LocalExchange:
         predicted = getattr(self.engine, "predicted_funding_rate", None)
         return None if predicted is None else self._asset_ctx(predicted())
 
-    def _asset_ctx(self, rate: float) -> dict[str, Any]:
-        """Hyperliquid's perp asset context: the predicted funding rate, the prices (mark = oracle
-        = mid here, so the premium is zero), the last 24 hours' volume and the price before them.
-        The open interest is the paper account's (the simulated traders' positions are not
-        kept), and there are no impact prices."""
-        inst = self.instrument
+    def _forget_old_trades(self) -> None:
+        """Drop the trades older than 24 hours from the day's window."""
         cutoff = self.now_ms - 86_400_000
         while self._day_trades and self._day_trades[0][0] <= cutoff:
             _ms, px, lots = self._day_trades.popleft()
             self._day_lots -= lots
             self._day_ticks_x_lots -= px * lots
             self._prev_day_px_ticks = px
+
+    def _asset_ctx(self, rate: float) -> dict[str, Any]:
+        """Hyperliquid's perp asset context: the predicted funding rate, the prices (mark = oracle
+        = mid here, so the premium is zero), the last 24 hours' volume and the price before them.
+        The open interest is the paper account's (the simulated traders' positions are not
+        kept), and there are no impact prices."""
+        inst = self.instrument
+        self._forget_old_trades()
         mid = dec_str(Decimal(repr(self.mark_ticks())).scaleb(-inst.tick_decimals))
         ctx = {
             "funding": dec_str(Decimal(repr(rate))),
