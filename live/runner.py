@@ -499,7 +499,9 @@ def run_remote(venue: str, wallet: LocalAccount, sc: Scenario, policy: Path | No
         except Exception as exc:  # the venue unreachable, a reply that does not parse: not assumed flat
             say(f"the close-out failed ({exc!r})")
     parts = f" ({log.part} parts; hlmm audit reads them as one)" if log.part > 1 else ""
-    say(f"{'stopped flat' if ok else 'NOT confirmed flat: run hlmm flatten'}; log {log_path}{parts}")
+    pnl_usd = getattr(agent, "pnl_usd", None) if failure is None else None  # a failed agent's figures are not trusted
+    pnl = f"PnL {pnl_usd():+.2f} USD (the agent's mark), " if pnl_usd is not None else ""
+    say(f"{pnl}{'stopped flat' if ok else 'NOT confirmed flat: run hlmm flatten'}; log {log_path}{parts}")
     if log.write_error is not None:
         say(f"the session log failed ({log.write_error}); the session was stopped")
     return 0 if ok and failure is None and log.write_error is None else 1

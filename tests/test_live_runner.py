@@ -254,6 +254,7 @@ def test_a_remote_session_the_agent_could_not_close_is_flattened_before_hlmm_liv
         return
     assert positions == [] and "closing out with hlmm flatten's procedure" in err and "stopped flat" in err
     assert rc == (1 if ending == "the loop fails" else 0)
+    assert ("PnL +0.00 USD (the agent's mark), stopped flat" in err) == (ending != "the loop fails")
     if ending == "the loop fails":
         assert "RuntimeError: a defect in the loop" in err
         (log,) = tmp_path.glob("*.jsonl")
