@@ -54,8 +54,8 @@ def _output_dir(path: Path | None) -> Path | None:
 
 
 def _output_file(path: Path | None) -> Path | None:
-    """A file the command writes (``--json``): not a directory, in a directory
-    that is one or can be made (see :func:`_output_dir`)."""
+    """A file the command writes (``--json``): not a directory, in a directory that is one or
+    can be made (see :func:`_output_dir`)."""
     if path is None:
         return path
     if path.is_dir():

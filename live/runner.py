@@ -74,10 +74,9 @@ STATUS_EVERY_S = 60.0  # status line cadence, venue seconds
 MAINNET_REFUSAL = ("refusing --venue mainnet without --i-understand-this-trades-real-money "
                    "(this would place real orders with real money)")
 FLATTEN_TRIES = 10
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # the operator's stop: Ctrl-C, or a service manager's
-# a session log part: ~4 hours at feb12's pace, ~13 MB once gzipped
-LOG_PART_MB = 64
 FLATTEN_SLIPPAGE = 0.05  # IOC limit this far through the mid: a close must not rest
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # the operator's stop: Ctrl-C, or a service manager's
+LOG_PART_MB = 64  # a session log part: ~4 hours at feb12's pace, ~13 MB once gzipped
 _EPS = 1e-9
 
 
