@@ -62,8 +62,10 @@ Bad venue data is counted in ``counters["wire_error"]`` with the message logged 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -382,6 +384,13 @@ class LiveVenue:
 
     def _stop_ws(self) -> None:
         if self._info is not None and self._info.ws_manager is not None:
+            # Shut the socket down before the SDK closes it: its reader thread sits in select()
+            # on that socket, and a socket closed under it never wakes it (epoll forgets a closed
+            # fd), so the join in close() waited out its 5 s. A shutdown wakes it with EOF.
+            raw = getattr(getattr(self._info.ws_manager.ws, "sock", None), "sock", None)
+            if raw is not None:
+                with contextlib.suppress(OSError):
+                    raw.shutdown(socket.SHUT_RDWR)
             try:
                 self._info.disconnect_websocket()
             except Exception as exc:  # the socket may already be gone; stopping must not fail
@@ -392,7 +401,9 @@ class LiveVenue:
         """Stop the websocket thread (the SDK's is not a daemon)."""
         self._stop_ws()
         if self._info is not None and self._info.ws_manager is not None:
-            self._info.ws_manager.join(5.0)
+            # It ends at once, or it is stuck in select() on a closed socket (rare since the
+            # shutdown above) and never will: a daemon thread, not worth waiting on longer.
+            self._info.ws_manager.join(1.0)
         self._connected = False
 
     def sync(self, timeout_s: float = 3.0) -> None:
