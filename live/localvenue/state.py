@@ -432,8 +432,7 @@ class LocalExchange:
         if kind == "spotMeta":
             return {"universe": [], "tokens": []}
         if kind == "metaAndAssetCtxs":
-            predicted = getattr(self.engine, "predicted_funding_rate", None)
-            ctx = self._asset_ctx(predicted() if predicted is not None else 0.0)["ctx"]
+            ctx = (self.asset_ctx() or self._asset_ctx(0.0))["ctx"]  # no funding modelled: a zero rate
             delisted = {**{k: "0" for k in ctx}, "midPx": None, "impactPxs": None}
             return [self.info({"type": "meta"}), [*([delisted] * inst.asset_id), ctx]]
         if kind == "l2Book":
