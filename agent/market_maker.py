@@ -210,7 +210,12 @@ class MarketMaker:
 
     # ------------------------------------------------------------- the loop
     def on_event(self, event: Event) -> list[Command]:
+        # The timers run on the latest venue time heard: events come on two channels with
+        # different delays, so a feed message can be older than the reply before it, and a
+        # timer started on one would count time that has not passed.
         t = event.t
+        if t < self._t:
+            t = self._t
         self._t = t
         try:
             handler = self._handlers.get(type(event))
@@ -398,7 +403,8 @@ class MarketMaker:
         target = self.engine.quote(state, sig, q, self.order_size_lots, adj, adverse_selection_bps=as_bps)
         desired = self.overlay.decide(t, target, state, sig, q, self.orders.committed_by_side())
         cap = self.overlay.effective_cap_lots
-        cmds = self.orders.sync(t, desired, cap, state.mid_ticks, allow_new=not self.orders.needs_reconcile)
+        # sent now: stamped with the latest venue time heard, not the book's (see ``on_event``)
+        cmds = self.orders.sync(self._t, desired, cap, state.mid_ticks, allow_new=not self.orders.needs_reconcile)
         self.last_signals, self.last_quote, self.last_desired, self.last_adjustment = (
             sig,
             target,

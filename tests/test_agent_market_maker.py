@@ -463,6 +463,26 @@ def test_no_quote_before_startup_reconciliation_and_cycle_records() -> None:
     assert cyc["cap_lots"] == 324 and cyc["live_bid"] and cyc["live_ask"]
 
 
+def test_timers_run_on_the_latest_venue_time_heard_not_a_late_feed_messages() -> None:
+    """Replies and the feed come on channels with different delays, so a book can arrive stamped
+    seconds before a reply the agent already has. A query sent on such a book left at the latest
+    time heard, so its answer is overdue only 5 s (``ack_timeout_s``) after that: timed from the
+    book's own stamp, it was asked again 2 s after it left (latency_storm: one spurious query
+    every ~90 s)."""
+    mm = MarketMaker(AgentConfig(), HYPE, FEES)
+    venue = FakeVenue(random.Random(0))
+    (query,) = [c for c in mm.on_event(venue.book(0.0)) if isinstance(c, QueryAccount)]
+    mm.on_event(venue.snapshot(0.1, query.query_id))
+    mm.on_event(venue.snapshot(10.0))  # the order channel: venue time 10 s
+    mm.orders.needs_reconcile = True  # say a fault asks for a query
+    assert any(isinstance(c, QueryAccount) for c in mm.on_event(venue.book(6.5)))  # the feed, 3.5 s behind
+    for t in (12.0, 14.9):
+        assert not any(isinstance(c, QueryAccount) for c in mm.on_event(Timer(t)))
+    assert mm.orders.counters["query_timeout"] == 0
+    assert any(isinstance(c, QueryAccount) for c in mm.on_event(Timer(15.1)))  # lost: 5.1 s since it left
+    assert mm.orders.counters["query_timeout"] == 1
+
+
 def test_fill_carries_mid_at_placement_into_markouts() -> None:
     mm = MarketMaker(AgentConfig(), HYPE, FEES)
     venue = FakeVenue(random.Random(0))
