@@ -23,6 +23,10 @@ parsed JSON and broadcasts what it queues), so it is tested directly and determi
   nRequestsSurplus}``). ``reserveRequestWeight`` buys requests outright, paid from the account's
   withdrawable balance (:data:`hlmm.request_budget.RESERVED_REQUEST_USD` each); bought requests
   are used first (the surplus), so ``nRequestsUsed`` counts only the requests beyond them.
+- History and market data for users' SDK scripts (``userFillsByTime``, ``historicalOrders``,
+  ``userFunding``, ``fundingHistory``, ``candleSnapshot``, ``userFees``) come from bounded records
+  (the ``*_KEPT`` constants below), capped per reply as Hyperliquid caps them (``*_PER_REPLY``).
+  Only finished orders are forgotten (beyond :data:`ORDERS_KEPT`); open ones always stay.
 
 Units: the engine's clock is simulated seconds ``t``; on the wire it is milliseconds
 ``epoch_ms + round(t * 1000)``. Inside, prices are ticks and sizes lots; on the wire,
@@ -34,6 +38,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -62,8 +67,29 @@ SCHEDULE_MAX_TRIGGERS_PER_DAY = 10
 MAX_BATCH = 200
 CANCEL_ACTIONS = frozenset({"cancel", "cancelByCloid"})
 BATCH_FIELDS = {"order": "orders", "cancel": "cancels", "cancelByCloid": "cancels", "batchModify": "modifies"}
-FILLS_KEPT = 2000
 ZERO_ADDRESS = "0x" + "0" * 40
+ZERO_HASH = "0x" + "0" * 64  # a funding payment's hash, as Hyperliquid writes it (no transaction)
+# What the venue remembers, and how much one /info reply carries (Hyperliquid's figures where it has
+# them). Module constants, read when used, so a test can shrink them.
+FILLS_KEPT = 2000  # userFills (and the userFills subscription's snapshot): the most recent fills
+FILLS_BY_TIME_KEPT = 10_000  # userFillsByTime searches the most recent 10 000 fills ...
+FILLS_BY_TIME_PER_REPLY = 2000  # ... and answers at most 2 000 of them, the oldest in the window first
+HISTORICAL_ORDERS_PER_REPLY = 2000  # historicalOrders: the most recent orders, newest first
+ORDERS_KEPT = 100_000  # finished orders remembered (every open order is); an older one is unknownOid
+FUNDING_KEPT = 10_000  # the account's funding payments and the coin's funding events remembered
+FUNDING_PER_REPLY = 500  # userFunding and fundingHistory: the oldest 500 in the window
+CANDLE_MINUTES_KEPT = 10_080  # 7 days of 1-minute candles (minutes with trades); larger ones are folded from them
+CANDLES_PER_REPLY = 5000  # candleSnapshot: the most recent 5 000 candles of the window
+FEE_DAYS = 15  # userFees' dailyUserVlm: the last 15 UTC days
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+# Candle widths; "1M" is the calendar month (UTC). Fixed widths are aligned on the Unix epoch, so a
+# "1w" candle opens on a Thursday 00:00 UTC and a "3d" one every third day from 1970-01-01.
+CANDLE_WIDTHS_MS = {"1m": MINUTE_MS, "3m": 3 * MINUTE_MS, "5m": 5 * MINUTE_MS, "15m": 15 * MINUTE_MS,
+                    "30m": 30 * MINUTE_MS, "1h": 60 * MINUTE_MS, "2h": 120 * MINUTE_MS, "4h": 240 * MINUTE_MS,
+                    "8h": 480 * MINUTE_MS, "12h": 720 * MINUTE_MS, "1d": DAY_MS, "3d": 3 * DAY_MS, "1w": 7 * DAY_MS}
+CANDLE_INTERVALS = (*CANDLE_WIDTHS_MS, "1M")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Engine(Protocol):
@@ -146,6 +172,53 @@ def usd_str(x: float) -> str:
     return dec_str(Decimal(repr(round(x, 6))))
 
 
+def _show(value: object) -> str:
+    """A request's value for an error message, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _user_param(body: dict[str, Any]) -> str:
+    """The request's ``user``, lower-cased (Hyperliquid's addresses are compared lower-case)."""
+    user = body.get("user")
+    if not isinstance(user, str):
+        raise ValueError(f"user={_show(user)}: expected an address string")
+    return user.lower()
+
+
+def _ms_param(body: dict[str, Any], key: str, default: int | None = None) -> int:
+    """A time field of a request, ms since the epoch: an int >= 0; ``default`` when it is absent or
+    null (then required when ``default`` is None)."""
+    value = body.get(key)
+    if value is None and default is not None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key}={_show(value)}: expected an int of milliseconds >= 0")
+    return value
+
+
+def _ms_of(d: datetime) -> int:
+    return (d - _EPOCH) // timedelta(milliseconds=1)
+
+
+def candle_span(ms: int, interval: str) -> tuple[int, int]:
+    """Open and close time (ms, both inclusive) of the candle of ``interval`` (one of
+    :data:`CANDLE_INTERVALS`) that holds ``ms``."""
+    width = CANDLE_WIDTHS_MS.get(interval)
+    if width is not None:
+        start = ms - ms % width
+        return start, start + width - 1
+    d = _EPOCH + timedelta(milliseconds=ms)  # "1M": the calendar month
+    first = datetime(d.year, d.month, 1, tzinfo=UTC)
+    after = datetime(d.year + d.month // 12, d.month % 12 + 1, 1, tzinfo=UTC)
+    return _ms_of(first), _ms_of(after) - 1
+
+
+def utc_date(day: int) -> str:
+    """``YYYY-MM-DD`` of a UTC day counted from the epoch."""
+    return (_EPOCH + timedelta(days=day)).date().isoformat()
+
+
 @dataclass(slots=True)
 class VenueOrder:
     """An order as the venue keeps it (for orderStatus, openOrders and orderUpdates)."""
@@ -195,6 +268,22 @@ class LocalExchange:
         self.orders: dict[int, VenueOrder] = {}
         self.by_cloid: dict[str, int] = {}
         self.fills: deque[dict[str, Any]] = deque(maxlen=FILLS_KEPT)
+        self.fills_by_time: deque[dict[str, Any]] = deque(maxlen=FILLS_BY_TIME_KEPT)  # the same fills, more of them
+        self._finished_oids: deque[int] = deque()  # the finished orders still in self.orders, oldest first
+        self.funding_payments: deque[dict[str, Any]] = deque(maxlen=FUNDING_KEPT)  # userFunding's entries
+        self.funding_events: deque[dict[str, Any]] = deque(maxlen=FUNDING_KEPT)  # fundingHistory's entries
+        # the rate of the next funding (the engine announces each next one after a funding)
+        predicted = getattr(self.engine, "predicted_funding_rate", None)
+        self._next_funding_rate: float | None = None if predicted is None else predicted()
+        # 1-minute candles of the public trades, [open ms, o, h, l, c (ticks), volume (lots), trades],
+        # minutes with trades only; a larger candle opening before _candles_from_ms lost minutes
+        # to the bound and is not served.
+        self._minutes: deque[list[int]] = deque(maxlen=CANDLE_MINUTES_KEPT)
+        self._candles_from_ms = -(1 << 62)
+        # Per UTC day (the last FEE_DAYS): the public trades' notional, and the account's as taker
+        # and maker, in ticks x lots.
+        self._day_exchange_ntl: dict[int, int] = {}
+        self._day_user_ntl: dict[int, list[int]] = {}
         self.position_lots = 0
         self.entry_px = Decimal(0)
         self.realized_usd = 0.0
@@ -281,6 +370,7 @@ class LocalExchange:
             self._day_trades.append((self.ms(tr.t), tr.px_ticks, tr.size_lots))
             self._day_lots += tr.size_lots
             self._day_ticks_x_lots += tr.px_ticks * tr.size_lots
+            self._count_trade(self.ms(tr.t), tr.px_ticks, tr.size_lots)
             trades.append(
                 {
                     "coin": coin,
@@ -296,6 +386,7 @@ class LocalExchange:
         if trades:
             self.outbox.append((("trades", coin), "trades", trades))
             self._forget_old_trades()  # the window stays a day long whether or not anyone asks
+        start_lots = self.position_lots  # before this news's fills
         fills = [self._record_fill(f) for f in news.fills]
         if fills:
             self.outbox.append((("userFills", self.account), "userFills", {"user": self.account, "fills": fills}))
@@ -304,25 +395,30 @@ class LocalExchange:
             o = self.orders.get(oid)
             if o is not None and o.status == "open":
                 self._finish(o, reason)
+        paid_rates: dict[float, float] = {}
         for fund in news.funding:
             self.funding_usd += fund.amount_usd
-            self.outbox.append(
-                (
-                    ("userEvents", self.account),
-                    "user",
-                    {
-                        "funding": {
-                            "time": self.ms(fund.t),
-                            "coin": coin,
-                            "usdc": usd_str(fund.amount_usd),
-                            "szi": self.instrument.size_wire(self.position_lots) if self.position_lots >= 0
-                            else "-" + self.instrument.size_wire(-self.position_lots),
-                            "fundingRate": dec_str(Decimal(repr(fund.rate))),
-                        }
-                    },
-                )
-            )
+            paid_rates[fund.t] = fund.rate
+            # the position the funding was paid on: this news's fills up to the funding count
+            lots = start_lots + sum(f.side * f.size_lots for f in news.fills if f.t <= fund.t)
+            payment = {
+                "time": self.ms(fund.t),
+                "coin": coin,
+                "usdc": usd_str(fund.amount_usd),  # > 0 received, < 0 paid
+                "szi": self.instrument.size_wire(lots) if lots >= 0 else "-" + self.instrument.size_wire(-lots),
+                "fundingRate": dec_str(Decimal(repr(fund.rate))),
+            }
+            self.outbox.append((("userEvents", self.account), "user", {"funding": payment}))
+            self.funding_payments.append({"time": payment["time"], "hash": ZERO_HASH, "delta": {
+                "type": "funding", "coin": coin, "usdc": payment["usdc"], "szi": payment["szi"],
+                "fundingRate": payment["fundingRate"], "nSamples": None}})
         for rate in getattr(news, "funding_rates", ()):
+            # a funding happened at rate.t (paid or not: the coin's event), announcing the next rate
+            paid = paid_rates.get(rate.t, self._next_funding_rate)
+            if paid is not None:
+                self.funding_events.append({"coin": coin, "fundingRate": dec_str(Decimal(repr(paid))), "premium": "0",
+                                            "time": self.ms(rate.t)})
+            self._next_funding_rate = rate.rate
             self.outbox.append((("activeAssetCtx", coin), "activeAssetCtx", self._asset_ctx(rate.rate)))
 
     def _record_fill(self, f: Any) -> dict[str, Any]:
@@ -372,15 +468,62 @@ class LocalExchange:
         if o is not None and o.cloid is not None:
             fill["cloid"] = o.cloid
         self.fills.append(fill)
+        self.fills_by_time.append(fill)
+        day = self._fee_day(self._day_user_ntl, fill["time"], [0, 0])
+        day[1 if f.is_maker else 0] += f.px_ticks * f.size_lots
         return fill
+
+    def _fee_day(self, days: dict[int, Any], ms: int, empty: Any) -> Any:
+        """The entry of ``ms``'s UTC day in a per-day table that keeps the last FEE_DAYS days."""
+        day = ms // DAY_MS
+        entry = days.get(day)
+        if entry is None:
+            entry = days[day] = empty
+            for old in [d for d in days if d <= day - FEE_DAYS]:
+                del days[old]
+        return entry
+
+    def _count_trade(self, ms: int, px: int, lots: int) -> None:
+        """A public trade into its 1-minute candle and its day's exchange volume."""
+        days = self._day_exchange_ntl
+        self._fee_day(days, ms, 0)
+        days[ms // DAY_MS] += px * lots
+        minute = ms - ms % MINUTE_MS
+        last = self._minutes[-1] if self._minutes else None
+        if last is not None and minute <= last[0]:
+            # the engine prints trades in time order, so this is the current minute (were a trade
+            # ever earlier, it would count in the latest candle rather than be lost)
+            last[2] = max(last[2], px)
+            last[3] = min(last[3], px)
+            last[4] = px
+            last[5] += lots
+            last[6] += 1
+            return
+        if len(self._minutes) == self._minutes.maxlen:
+            self._candles_from_ms = self._minutes[0][0] + MINUTE_MS  # the oldest minute goes
+        self._minutes.append([minute, px, px, px, px, lots, 1])
 
     def _finish(self, o: VenueOrder, status: str) -> None:
         o.status = status
         o.status_ms = self.now_ms
         self.outbox.append((("orderUpdates", self.account), "orderUpdates", [self._order_update(o)]))
+        # Only finished orders are forgotten (the oldest first, beyond ORDERS_KEPT): the engine
+        # reports nothing more for them, and every lookup of self.orders / by_cloid is a .get.
+        self._finished_oids.append(o.oid)
+        while len(self._finished_oids) > ORDERS_KEPT:
+            gone = self.orders.pop(self._finished_oids.popleft(), None)
+            if gone is not None and gone.cloid is not None and self.by_cloid.get(gone.cloid) == gone.oid:
+                del self.by_cloid[gone.cloid]
 
     def _order_update(self, o: VenueOrder) -> dict[str, Any]:
         return {"order": self._order_wire(o), "status": o.status, "statusTimestamp": o.status_ms}
+
+    def _frontend_order(self, o: VenueOrder) -> dict[str, Any]:
+        """An order as frontendOpenOrders and historicalOrders write it (limit orders only here)."""
+        w = self._order_wire(o)
+        w.update(reduceOnly=o.reduce_only, orderType="Limit", tif=o.tif.value, isTrigger=False,
+                 triggerPx="0.0", triggerCondition="N/A", isPositionTpsl=False, children=[])
+        return w
 
     def _order_wire(self, o: VenueOrder) -> dict[str, Any]:
         inst = self.instrument
@@ -447,16 +590,13 @@ class LocalExchange:
             if not mine:
                 return []
             out = []
-            for o in sorted(self.orders.values(), key=lambda o: -o.oid):
-                if o.status != "open":
-                    continue
-                w = self._order_wire(o)
+            for o in sorted((o for o in self.orders.values() if o.status == "open"), key=lambda o: -o.oid):
                 if kind == "openOrders":
+                    w = self._order_wire(o)
                     w.pop("origSz")
                     w.pop("cloid", None)
                 else:
-                    w.update(reduceOnly=o.reduce_only, orderType="Limit", tif=o.tif.value, isTrigger=False,
-                             triggerPx="0.0", triggerCondition="N/A", isPositionTpsl=False, children=[])
+                    w = self._frontend_order(o)
                 out.append(w)
             return out
         if kind == "userFills":
@@ -473,7 +613,129 @@ class LocalExchange:
                     "order": {"order": order, "status": known.status, "statusTimestamp": known.status_ms}}
         if kind == "userRateLimit":
             return self.user_rate_limit(user)
-        raise ValueError("Failed to deserialize the JSON body into the target type")
+        handler = {
+            "userFillsByTime": self._info_fills_by_time,
+            "historicalOrders": self._info_historical_orders,
+            "userFunding": self._info_user_funding,
+            "fundingHistory": self._info_funding_history,
+            "candleSnapshot": self._info_candles,
+            "userFees": self._info_user_fees,
+        }.get(kind)
+        if handler is None:
+            raise ValueError("Failed to deserialize the JSON body into the target type")
+        return handler(body)
+
+    def _info_fills_by_time(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """``userFillsByTime``: the account's fills with startTime <= time <= endTime (now when
+        absent), oldest first, at most FILLS_BY_TIME_PER_REPLY of the FILLS_BY_TIME_KEPT most recent."""
+        user = _user_param(body)
+        start = _ms_param(body, "startTime")
+        end = _ms_param(body, "endTime", self.now_ms)
+        aggregate = body.get("aggregateByTime")
+        if aggregate not in (None, False):
+            # merging a taker order's partial fills would need prices and ids Hyperliquid does not document
+            raise ValueError(f"aggregateByTime={_show(aggregate)}: the local venue serves false only")
+        if user != self.account:
+            return []
+        out = [f for f in self.fills_by_time if start <= f["time"] <= end]
+        return out[:FILLS_BY_TIME_PER_REPLY]
+
+    def _info_historical_orders(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """``historicalOrders``: the account's most recent orders (by placement), newest first, each
+        with its status now, at most HISTORICAL_ORDERS_PER_REPLY (open ones and the finished ones
+        still remembered)."""
+        if _user_param(body) != self.account:
+            return []
+        out: list[dict[str, Any]] = []
+        for o in reversed(self.orders.values()):  # placement order
+            if len(out) >= HISTORICAL_ORDERS_PER_REPLY:
+                break
+            out.append({"order": self._frontend_order(o), "status": o.status, "statusTimestamp": o.status_ms})
+        return out
+
+    def _window(self, body: dict[str, Any], entries: deque[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The entries with startTime <= time <= endTime (now when absent), oldest first, at most
+        FUNDING_PER_REPLY."""
+        start = _ms_param(body, "startTime")
+        end = _ms_param(body, "endTime", self.now_ms)
+        out: list[dict[str, Any]] = []
+        for e in entries:
+            if e["time"] > end or len(out) >= FUNDING_PER_REPLY:
+                break
+            if e["time"] >= start:
+                out.append(e)
+        return out
+
+    def _info_user_funding(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """``userFunding``: the account's funding payments in the window."""
+        mine = _user_param(body) == self.account
+        window = self._window(body, self.funding_payments)
+        return window if mine else []
+
+    def _info_funding_history(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """``fundingHistory``: the coin's fundings in the window (premium 0: mark = oracle = mid)."""
+        coin = body.get("coin")
+        if not isinstance(coin, str):
+            raise ValueError(f"coin={_show(coin)}: expected a coin name")
+        window = self._window(body, self.funding_events)
+        return window if coin == self.instrument.coin else []
+
+    def _info_candles(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """``candleSnapshot``: OHLCV candles of the public trades, the ones overlapping [startTime,
+        endTime] that had trades, oldest first, the most recent CANDLES_PER_REPLY of them."""
+        req = body.get("req")
+        if not isinstance(req, dict):
+            raise ValueError(f"req={_show(req)}: expected an object with coin, interval, startTime, endTime")
+        coin, interval = req.get("coin"), req.get("interval")
+        if not isinstance(coin, str):
+            raise ValueError(f"coin={_show(coin)}: expected a coin name")
+        if not isinstance(interval, str) or interval not in CANDLE_INTERVALS:
+            raise ValueError(f"interval={_show(interval)}: expected one of {', '.join(CANDLE_INTERVALS)}")
+        start = _ms_param(req, "startTime")
+        end = _ms_param(req, "endTime", self.now_ms)
+        if coin != self.instrument.coin:
+            return []
+        candles: dict[int, list[int]] = {}  # open ms -> [close ms, o, h, l, c, lots, n], in time order
+        for t, o, h, lo, c, lots, n in self._minutes:
+            t0, t1 = (t, t + MINUTE_MS - 1) if interval == "1m" else candle_span(t, interval)
+            if t1 < start or t0 > end or t0 < self._candles_from_ms:
+                continue
+            got = candles.get(t0)
+            if got is None:
+                candles[t0] = [t1, o, h, lo, c, lots, n]
+            else:
+                got[2], got[3], got[4] = max(got[2], h), min(got[3], lo), c
+                got[5] += lots
+                got[6] += n
+        inst = self.instrument
+        return [{"t": t0, "T": t1, "s": coin, "i": interval, "o": inst.price_wire(o), "c": inst.price_wire(c),
+                 "h": inst.price_wire(h), "l": inst.price_wire(lo), "v": inst.size_wire(lots), "n": n}
+                for t0, (t1, o, h, lo, c, lots, n) in list(candles.items())[-CANDLES_PER_REPLY:]]
+
+    def _info_user_fees(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``userFees``: the venue's flat fee schedule (no tiers, referral or staking discounts)
+        and, for each of the last FEE_DAYS UTC days the venue has run, the account's traded
+        notional as taker (userCross) and maker (userAdd) and the coin's public traded notional
+        (exchange)."""
+        mine = _user_param(body) == self.account
+        inst = self.instrument
+        scale = -inst.tick_decimals - inst.sz_decimals
+
+        def usd(ticks_x_lots: int) -> str:
+            return dec_str(Decimal(ticks_x_lots).scaleb(scale))
+
+        today = self.now_ms // DAY_MS
+        daily = []
+        for day in range(max(today - FEE_DAYS + 1, self.epoch_ms // DAY_MS), today + 1):
+            cross, add = self._day_user_ntl.get(day, [0, 0]) if mine else [0, 0]
+            daily.append({"date": utc_date(day), "userCross": usd(cross), "userAdd": usd(add),
+                          "exchange": usd(self._day_exchange_ntl.get(day, 0))})
+        cross_rate = dec_str(Decimal(repr(self.fees.taker_bps)).scaleb(-4))
+        add_rate = dec_str(Decimal(repr(self.fees.maker_bps)).scaleb(-4))
+        return {"dailyUserVlm": daily,
+                "feeSchedule": {"cross": cross_rate, "add": add_rate, "referralDiscount": "0",
+                                "tiers": {"vip": [], "mm": []}},
+                "userCrossRate": cross_rate, "userAddRate": add_rate, "activeReferralDiscount": "0"}
 
     def mark_ticks(self) -> float:
         return self.engine.mid_ticks()
@@ -686,7 +948,8 @@ class LocalExchange:
         side, px, lots, tif, reduce_only, cloid = parsed
         if self.faults is not None and self.faults.reject(self.now_s):
             return {"error": self._suffix(REJECT_TEXT)}
-        if cloid is not None and cloid in self.by_cloid and self.orders[self.by_cloid[cloid]].status == "open":
+        prior = self.orders.get(self.by_cloid.get(cloid, -1)) if cloid is not None else None
+        if prior is not None and prior.status == "open":
             return {"error": self._suffix("Cloid already used by an open order.")}
         err = self.instrument.check_order(side, px, lots, reduce_only, self.position_lots)
         if err is not None:
