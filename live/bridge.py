@@ -70,7 +70,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
@@ -114,6 +114,10 @@ IDS_KEPT = 100_000
 LOOKUP_INTERVAL_S = 0.5  # at most one round of orderStatus look-ups this often (clock seconds)
 SETTLE_AFTER_S = 3.0  # venue seconds after the last sign of trouble: one unsolicited account snapshot
 MODIFY_GONE = "cannot modify canceled or filled order"  # Hyperliquid's refusal (lower case; it may append text)
+# A venue timestamp further ahead of this machine's clock is corrupt (clock skew is seconds at
+# most). The agent's timers run on the latest venue time heard, so one such time would hold them
+# in the future; a book would also make every later book look stale.
+MAX_AHEAD_S = 300.0
 
 
 class _NormalCloseFilter(logging.Filter):
@@ -283,6 +287,11 @@ class LiveVenue:
             self.log.write(self.clock(), "alarm", name="budget_refused", detail=text[:300], client_ids=cids)
 
     def _push(self, ev: Event) -> None:
+        now = self.clock()
+        if ev.t > now + MAX_AHEAD_S:
+            # kept, not dropped (a fill or a cancel must reach the agent), at this machine's time
+            self._alarm("wire_error", f"{type(ev).__name__}.t={ev.t:.3f}: {ev.t - now:.0f} s ahead of this machine's clock; taken as now")
+            ev = replace(ev, t=now)
         self._events.append(ev)
 
     def _info_call(self, fn: Callable[[Info], Any]) -> Any:
@@ -455,6 +464,9 @@ class LiveVenue:
     def _on_book(self, data: Any) -> None:
         book = wire.parse_l2book(self.instrument, data)
         ms = data["time"]
+        ahead_s = book.t - self.clock()
+        if ahead_s > MAX_AHEAD_S:  # see MAX_AHEAD_S; the next book comes within a second
+            raise wire.WireError(f"l2Book.time={ms}: {ahead_s:.0f} s ahead of this machine's clock")
         if ms < self._last_book_ms:
             self._count("stale_book")  # a reordered or duplicated snapshot
             return

@@ -81,6 +81,35 @@ def test_the_predicted_funding_rate_is_passed_on_when_it_changes():
                        "activeAssetCtx.coin='BTC': expected 'HYPE'", "activeAssetCtx.ctx: missing"]
 
 
+def test_a_venue_time_far_ahead_of_this_machines_clock_is_an_alarm_and_never_reaches_the_agent():
+    """The agent's timers run on the latest venue time heard, so one corrupt far-future stamp
+    would hold them in the future, and a book so stamped made every later book look stale
+    (reordered) and dropped. Such a book is refused; a trade or a fill keeps its place in the
+    stream at this machine's time; both are alarms naming the field."""
+    log = SessionLog(None, {})
+    lv = LiveVenue("http://127.0.0.1:9", throwaway(), HYPE, FeeSchedule(), log=log, clock=lambda: 5.0)
+    day_ahead_ms = 5_000 + 86_400_000
+
+    def book(ms):
+        return {"coin": "HYPE", "time": ms,
+                "levels": [[{"px": "30.880", "sz": "1.00", "n": 1}], [{"px": "30.882", "sz": "1.00", "n": 1}]]}
+
+    def trade(ms, tid):
+        return [{"coin": "HYPE", "side": "B", "px": "30.882", "sz": "0.50", "time": ms, "tid": tid}]
+
+    lv.handle("l2Book", book(day_ahead_ms))
+    lv.handle("l2Book", book(4_900))
+    lv.handle("trades", trade(day_ahead_ms, 1))
+    lv.handle("trades", trade(4_950, 2))
+    lv.handle("l2Book", book(4_990 + int(live.bridge.MAX_AHEAD_S * 1000)))  # within the bound: kept
+    assert [(type(e).__name__, e.t) for e in lv._events] == [
+        ("BookUpdate", 4.9), ("Trade", 5.0), ("Trade", 4.95), ("BookUpdate", 4.99 + live.bridge.MAX_AHEAD_S)]
+    details = [r["detail"] for r in log.records if r["type"] == "alarm"]
+    assert details == [f"l2Book.time={day_ahead_ms}: 86400 s ahead of this machine's clock",
+                       "Trade.t=86405.000: 86400 s ahead of this machine's clock; taken as now"]
+    assert lv.counters["wire_error"] == 2
+
+
 def test_book_place_fill_and_cancel_through_the_sdk(bridged):
     srv, lv = bridged
     events = step(srv, lv, 0.5)
