@@ -113,11 +113,12 @@ LOOKUP_WINDOW_S = 10.0  # how long an ambiguous order is looked up before reconc
 IDS_KEPT = 100_000
 LOOKUP_INTERVAL_S = 0.5  # at most one round of orderStatus look-ups this often (clock seconds)
 SETTLE_AFTER_S = 3.0  # venue seconds after the last sign of trouble: one unsolicited account snapshot
+WS_STOP_WAIT_S = 1.0  # how long closing waits for the websocket reader to end
 MODIFY_GONE = "cannot modify canceled or filled order"  # Hyperliquid's refusal (lower case; it may append text)
-# A venue timestamp further ahead of this machine's clock is corrupt (clock skew is seconds at
-# most). The agent's timers run on the latest venue time heard, so one such time would hold them
-# in the future; a book would also make every later book look stale.
-MAX_AHEAD_S = 300.0
+# A venue timestamp further ahead of this machine's clock is corrupt (a clock skewed by an hour
+# is a misconfigured machine). The agent's timers run on the latest venue time heard, so one such
+# time would hold them in the future; a book would also make every later book look stale.
+MAX_AHEAD_S = 3600.0
 
 
 class _NormalCloseFilter(logging.Filter):
@@ -393,13 +394,18 @@ class LiveVenue:
 
     def _stop_ws(self) -> None:
         if self._info is not None and self._info.ws_manager is not None:
-            # Shut the socket down before the SDK closes it: its reader thread sits in select()
-            # on that socket, and a socket closed under it never wakes it (epoll forgets a closed
-            # fd), so the join in close() waited out its 5 s. A shutdown wakes it with EOF.
-            raw = getattr(getattr(self._info.ws_manager.ws, "sock", None), "sock", None)
+            # The reader thread sits in select() on the socket, and a socket closed under it
+            # never wakes it (epoll forgets a closed fd). So the reader is told to stop, then
+            # woken by a shutdown (EOF), and closes the socket itself; only then does the SDK
+            # close what is left. Closing first, or shutting down while the reader still ran on,
+            # could close the fd between its last check and its next select(): stuck for good.
+            manager = self._info.ws_manager
+            manager.ws.keep_running = False
+            raw = getattr(getattr(manager.ws, "sock", None), "sock", None)
             if raw is not None:
                 with contextlib.suppress(OSError):
                     raw.shutdown(socket.SHUT_RDWR)
+                manager.join(WS_STOP_WAIT_S)
             try:
                 self._info.disconnect_websocket()
             except Exception as exc:  # the socket may already be gone; stopping must not fail
@@ -410,9 +416,8 @@ class LiveVenue:
         """Stop the websocket thread (the SDK's is not a daemon)."""
         self._stop_ws()
         if self._info is not None and self._info.ws_manager is not None:
-            # It ends at once, or it is stuck in select() on a closed socket (rare since the
-            # shutdown above) and never will: a daemon thread, not worth waiting on longer.
-            self._info.ws_manager.join(1.0)
+            # it has ended (see _stop_ws); should it not, it is a daemon, not worth waiting on
+            self._info.ws_manager.join(WS_STOP_WAIT_S)
         self._connected = False
 
     def sync(self, timeout_s: float = 3.0) -> None:

@@ -174,6 +174,34 @@ def faults_now(srv, **cfg):
     return plan
 
 
+def test_closing_ends_the_websocket_reader_even_while_messages_stream_in():
+    """The SDK's reader sits in select() on the socket; closed under it, it never wakes (epoll
+    forgets a closed fd), and a close racing a reader busy with the venue's messages left it
+    stuck in one close of four (each then waited out 1 s). Stopped in order (told, woken by a
+    shutdown, closing its own socket), it always ends."""
+    from live.localvenue.server import LocalVenueServer
+    from live.localvenue.state import LocalExchange
+    from tests.test_live_localvenue import wait_for
+    from tests.test_live_support import FakeEngine
+
+    acct = throwaway()
+    ex = LocalExchange(engine=FakeEngine(), instrument=HYPE, fees=FeeSchedule(), account=acct.address,
+                       collateral_usd=1000.0, leverage=10)
+    srv = LocalVenueServer(ex, lockstep=False, speed=20.0)  # books and trades stream on the wall clock
+    url = srv.start()
+    try:
+        for _ in range(8):
+            lv = LiveVenue(url, acct, HYPE, FeeSchedule())
+            lv.connect()
+            assert lv._info is not None
+            manager = lv._info.ws_manager
+            assert wait_for(lambda lv=lv: lv._received > 20)  # mid-stream
+            lv.close()
+            assert not manager.is_alive()
+    finally:
+        srv.stop()
+
+
 def test_websocket_drop_reconnects_and_resubscribes(bridged):
     srv, lv = bridged
     faults_now(srv, disconnects=((1.0, 1.0),))
