@@ -137,7 +137,8 @@ class LocalVenueServer:
         await self._runner.cleanup()
 
     def stop(self) -> None:
-        if self._loop is None or self._stop is None or self._thread is None:
+        """Close every websocket from the venue's side and stop serving; a second call does nothing."""
+        if self._loop is None or self._stop is None or self._thread is None or not self._thread.is_alive():
             return
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10.0)
@@ -201,7 +202,7 @@ class LocalVenueServer:
 
     # ------------------------------------------------------------------ websocket
     async def _flush(self) -> None:
-        out, self.exchange.outbox = self.exchange.outbox, []
+        out = self.exchange.take_outbox()
         if not out:
             return
         t = self.exchange.now_s
@@ -254,36 +255,47 @@ class LocalVenueServer:
                 if method == "ping":
                     await ws.send_str(json.dumps({"channel": "pong"}))
                 elif method in ("subscribe", "unsubscribe"):
-                    key = subscription_key(req.get("subscription"))
+                    key = subscription_key(req.get("subscription"), self.exchange.instrument.coin)
                     if key is None:
                         await ws.send_str(json.dumps({"channel": "error", "data": f"Invalid subscription {req.get('subscription')!r}"[:200]}))
                         continue
                     if method == "subscribe":
-                        conn.subs.add(key)
+                        if key not in conn.subs:
+                            conn.subs.add(key)
+                            self.exchange.watch(key)
                         await ws.send_str(json.dumps({"channel": "subscriptionResponse", "data": req}))
                         await self._snapshot(conn, key)
                     else:
-                        conn.subs.discard(key)
+                        if key in conn.subs:
+                            conn.subs.discard(key)
+                            self.exchange.unwatch(key)
                         await ws.send_str(json.dumps({"channel": "subscriptionResponse", "data": req}))
                 else:
                     await ws.send_str(json.dumps({"channel": "error", "data": f"Unknown method {str(method)[:40]!r}"}))
         finally:
             self.conns.remove(conn)
+            for key in conn.subs:
+                self.exchange.unwatch(key)
         return ws
 
     async def _snapshot(self, conn: _Conn, key: tuple[str, str]) -> None:
         """The first message of a ``userFills`` subscription is the fill history (``isSnapshot``),
-        of an ``activeAssetCtx`` one the current context."""
+        of a ``userFundings`` one the recent payments (``isSnapshot``), of an ``activeAssetCtx`` one
+        the current context, of an ``activeAssetData`` one the current figures."""
         ex = self.exchange
+        data: Any = None
         if key[0] == "userFills":
             fills = list(ex.fills) if key[1] == ex.account else []
-            await conn.ws.send_str(json.dumps({"channel": "userFills", "data": {"isSnapshot": True, "user": key[1], "fills": fills}}))
-            self.sent_total += 1
+            data = {"isSnapshot": True, "user": key[1], "fills": fills}
+        elif key[0] == "userFundings":
+            data = ex.user_fundings(key[1])
         elif key[0] == "activeAssetCtx" and key[1] == ex.instrument.coin:
-            ctx = ex.asset_ctx()
-            if ctx is not None:
-                await conn.ws.send_str(json.dumps({"channel": "activeAssetCtx", "data": ctx}))
-                self.sent_total += 1
+            data = ex.asset_ctx()
+        elif key[0] == "activeAssetData":
+            data = ex.active_asset_data(key[1].rsplit(",", 1)[0])
+        if data is not None:
+            await conn.ws.send_str(json.dumps({"channel": key[0], "data": data}))
+            self.sent_total += 1
 
     # ------------------------------------------------------------------ HTTP
     async def _info(self, request: web.Request) -> web.StreamResponse:

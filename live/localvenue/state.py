@@ -27,6 +27,14 @@ parsed JSON and broadcasts what it queues), so it is tested directly and determi
   ``userFunding``, ``fundingHistory``, ``candleSnapshot``, ``userFees``) come from bounded records
   (the ``*_KEPT`` constants below), capped per reply as Hyperliquid caps them (``*_PER_REPLY``).
   Only finished orders are forgotten (beyond :data:`ORDERS_KEPT`); open ones always stay.
+- Subscriptions computed only while someone listens (the server registers each with
+  :meth:`LocalExchange.watch`, so a run nobody subscribes to pays nothing for them): ``candle``
+  sends, per news batch and subscribed interval, the last state of each candle the batch's trades
+  touched (the candleSnapshot candle); ``activeAssetData`` sends the account's leverage and what an
+  order on each side may take (see :meth:`LocalExchange.active_asset_data`) on subscribing, then
+  once per outbox drain (:meth:`LocalExchange.take_outbox`) after its position, open orders,
+  leverage or balance changed. ``userFundings`` starts with the most recent payments (at most
+  ``FUNDING_PER_REPLY``, ``isSnapshot``), then sends each payment.
 
 Units: the engine's clock is simulated seconds ``t``; on the wire it is milliseconds
 ``epoch_ms + round(t * 1000)``. Inside, prices are ticks and sizes lots; on the wire,
@@ -131,17 +139,28 @@ def _is_cloid(value: object) -> bool:
     return isinstance(value, str) and len(value) == 34 and value.startswith("0x") and set(value[2:]) <= _HEX_DIGITS
 
 
-def subscription_key(sub: Any) -> tuple[str, str] | None:
-    """The routing key of a websocket subscription, or ``None`` when it is not one we serve."""
+def subscription_key(sub: Any, coin: str | None = None) -> tuple[str, str] | None:
+    """The routing key of a websocket subscription, or ``None`` when it is not one we serve.
+
+    ``coin`` is the venue's: when given, a ``candle`` or ``activeAssetData`` subscription of another
+    coin is not served (nor, always, a candle interval outside :data:`CANDLE_INTERVALS`)."""
     if not isinstance(sub, dict):
         return None
     kind = sub.get("type")
-    if kind in ("l2Book", "trades", "bbo", "activeAssetCtx") and isinstance(sub.get("coin"), str):
-        return kind, sub["coin"]
-    if kind in ("userFills", "orderUpdates", "userEvents") and isinstance(sub.get("user"), str):
-        return kind, sub["user"].lower()
+    sub_coin, user = sub.get("coin"), sub.get("user")
+    if kind in ("l2Book", "trades", "bbo", "activeAssetCtx") and isinstance(sub_coin, str):
+        return kind, sub_coin
+    if kind in ("userFills", "orderUpdates", "userEvents", "userFundings") and isinstance(user, str):
+        return kind, user.lower()
     if kind == "allMids":
         return kind, ""
+    if not isinstance(sub_coin, str) or (coin is not None and sub_coin != coin):
+        return None
+    interval = sub.get("interval")
+    if kind == "candle" and isinstance(interval, str) and interval in CANDLE_INTERVALS:
+        return kind, f"{sub_coin},{interval}"
+    if kind == "activeAssetData" and isinstance(user, str):
+        return kind, f"{user.lower()},{sub_coin}"
     return None
 
 
@@ -280,6 +299,14 @@ class LocalExchange:
         # to the bound and is not served.
         self._minutes: deque[list[int]] = deque(maxlen=CANDLE_MINUTES_KEPT)
         self._candles_from_ms = -(1 << 62)
+        # Subscriptions with listeners (the server's count of connections per key), and what only
+        # they cost: per subscribed candle interval of our coin, the candle of the latest trade
+        # [open ms, close ms, o, h, l, c (ticks), volume (lots), trades] (None until a trade after the
+        # subscription); whether the account changed since the last activeAssetData was queued.
+        self.watchers: dict[tuple[str, str], int] = {}
+        self._live_candles: dict[str, list[int] | None] = {}
+        self._account_changed = False
+        self._initial_leverage = self.leverage  # another address's (it never set one)
         # Per UTC day (the last FEE_DAYS): the public trades' notional, and the account's as taker
         # and maker, in ticks x lots.
         self._day_exchange_ntl: dict[int, int] = {}
@@ -366,11 +393,15 @@ class LocalExchange:
         self.ground_truth.extend(("venue_fill", f) for f in news.fills)
         self.n_trades += len(news.trades)
         trades = []
+        live = self._live_candles
+        touched: dict[str, list[list[int]]] = {}  # per subscribed interval, the candles this news touched
         for tr in news.trades:
             self._day_trades.append((self.ms(tr.t), tr.px_ticks, tr.size_lots))
             self._day_lots += tr.size_lots
             self._day_ticks_x_lots += tr.px_ticks * tr.size_lots
             self._count_trade(self.ms(tr.t), tr.px_ticks, tr.size_lots)
+            if live:
+                self._candle_trade(tr.px_ticks, tr.size_lots, touched)
             trades.append(
                 {
                     "coin": coin,
@@ -386,6 +417,10 @@ class LocalExchange:
         if trades:
             self.outbox.append((("trades", coin), "trades", trades))
             self._forget_old_trades()  # the window stays a day long whether or not anyone asks
+        for interval, candles in touched.items():
+            for c in candles:
+                if c[0] >= self._candles_from_ms:  # never a candle that lost minutes (as candleSnapshot)
+                    self.outbox.append((("candle", f"{coin},{interval}"), "candle", self._candle_wire(interval, *c)))
         start_lots = self.position_lots  # before this news's fills
         fills = [self._record_fill(f) for f in news.fills]
         if fills:
@@ -409,6 +444,9 @@ class LocalExchange:
                 "fundingRate": dec_str(Decimal(repr(fund.rate))),
             }
             self.outbox.append((("userEvents", self.account), "user", {"funding": payment}))
+            self.outbox.append((("userFundings", self.account), "userFundings",
+                                {"user": self.account, "fundings": [payment]}))
+            self._account_changed = True
             self.funding_payments.append({"time": payment["time"], "hash": ZERO_HASH, "delta": {
                 "type": "funding", "coin": coin, "usdc": payment["usdc"], "szi": payment["szi"],
                 "fundingRate": payment["fundingRate"], "nSamples": None}})
@@ -437,6 +475,7 @@ class LocalExchange:
             if f.size_lots > abs(start):
                 self.entry_px = px
         self.position_lots = start + signed
+        self._account_changed = True
         if self.position_lots == 0:
             self.entry_px = Decimal(0)
         self.realized_usd += float(closed)
@@ -503,9 +542,48 @@ class LocalExchange:
             self._candles_from_ms = self._minutes[0][0] + MINUTE_MS  # the oldest minute goes
         self._minutes.append([minute, px, px, px, px, lots, 1])
 
+    def _candle_trade(self, px: int, lots: int, touched: dict[str, list[list[int]]]) -> None:
+        """A public trade (just counted in the latest minute) into the live candle of each subscribed
+        interval, noting the candles touched in ``touched``."""
+        minute = self._minutes[-1][0]  # the trade's minute (as _count_trade counted it)
+        for interval, c in self._live_candles.items():
+            if c is not None and c[0] <= minute <= c[1]:
+                c[3], c[4], c[5] = max(c[3], px), min(c[4], px), px
+                c[6] += lots
+                c[7] += 1
+            else:  # a new candle, or the first trade since the subscription: fold its minutes
+                c = self._live_candles[interval] = self._fold_candle(minute, interval)
+            got = touched.setdefault(interval, [])
+            if not got or got[-1] is not c:
+                got.append(c)
+
+    def _fold_candle(self, minute: int, interval: str) -> list[int]:
+        """The candle of ``interval`` holding ``minute`` (the latest minute), folded from the 1-minute
+        candles: [open ms, close ms, o, h, l, c, lots, n]."""
+        t0, t1 = (minute, minute + MINUTE_MS - 1) if interval == "1m" else candle_span(minute, interval)
+        c: list[int] = []
+        for t, o, h, lo, close, lots, n in reversed(self._minutes):
+            if t < t0:
+                break
+            if not c:
+                c = [t0, t1, o, h, lo, close, lots, n]
+            else:
+                c[2], c[3], c[4] = o, max(c[3], h), min(c[4], lo)
+                c[6] += lots
+                c[7] += n
+        return c
+
+    def _candle_wire(self, interval: str, t0: int, t1: int, o: int, h: int, lo: int, c: int, lots: int,
+                     n: int) -> dict[str, Any]:
+        """A candle as candleSnapshot and the candle channel write it."""
+        inst = self.instrument
+        return {"t": t0, "T": t1, "s": inst.coin, "i": interval, "o": inst.price_wire(o), "c": inst.price_wire(c),
+                "h": inst.price_wire(h), "l": inst.price_wire(lo), "v": inst.size_wire(lots), "n": n}
+
     def _finish(self, o: VenueOrder, status: str) -> None:
         o.status = status
         o.status_ms = self.now_ms
+        self._account_changed = True
         self.outbox.append((("orderUpdates", self.account), "orderUpdates", [self._order_update(o)]))
         # Only finished orders are forgotten (the oldest first, beyond ORDERS_KEPT): the engine
         # reports nothing more for them, and every lookup of self.orders / by_cloid is a .get.
@@ -559,6 +637,76 @@ class LocalExchange:
         if bbo != self._last_bbo:
             self._last_bbo = bbo
             self.outbox.append((("bbo", coin), "bbo", {"coin": coin, "time": book["time"], "bbo": bbo}))
+
+    # ------------------------------------------------------------------ websocket subscriptions
+    def watch(self, key: tuple[str, str]) -> None:
+        """A connection subscribed to ``key`` (a :func:`subscription_key`)."""
+        self.watchers[key] = self.watchers.get(key, 0) + 1
+        if key[0] == "candle":
+            coin, interval = key[1].rsplit(",", 1)
+            if coin == self.instrument.coin:
+                self._live_candles.setdefault(interval, None)
+
+    def unwatch(self, key: tuple[str, str]) -> None:
+        """A connection unsubscribed from ``key`` (or closed)."""
+        left = self.watchers.get(key, 0) - 1
+        if left > 0:
+            self.watchers[key] = left
+            return
+        self.watchers.pop(key, None)
+        if key[0] == "candle":
+            coin, interval = key[1].rsplit(",", 1)
+            if coin == self.instrument.coin:
+                self._live_candles.pop(interval, None)
+
+    def take_outbox(self) -> list[tuple[tuple[str, str], str, Any]]:
+        """The queued websocket messages, emptying the queue; an ``activeAssetData`` message ends
+        them when the account changed since the last one and someone listens."""
+        if self._account_changed:
+            self._account_changed = False
+            key = ("activeAssetData", f"{self.account},{self.instrument.coin}")
+            if key in self.watchers:
+                self.outbox.append((key, "activeAssetData", self.active_asset_data(self.account)))
+        out, self.outbox = self.outbox, []
+        return out
+
+    def user_fundings(self, user: str) -> dict[str, Any]:
+        """The ``userFundings`` subscription's first message: the address's most recent funding
+        payments (at most FUNDING_PER_REPLY), oldest first, in the channel's entry shape."""
+        user = user.lower()
+        kept = list(self.funding_payments)[-FUNDING_PER_REPLY:] if user == self.account else []
+        fundings = [{"time": p["time"], "coin": p["delta"]["coin"], "usdc": p["delta"]["usdc"],
+                     "szi": p["delta"]["szi"], "fundingRate": p["delta"]["fundingRate"]} for p in kept]
+        return {"isSnapshot": True, "user": user, "fundings": fundings}
+
+    def active_asset_data(self, user: str) -> dict[str, Any]:
+        """``activeAssetData`` for the address on our coin, from clearinghouseState's figures at the
+        mark (cross margin): ``availableToTrade`` is the USD margin an order on that side may use,
+        the withdrawable balance, plus the position's margin on the side that reduces it (closing
+        frees it); ``maxTradeSzs`` the size that margin carries at the leverage (floored to the lot),
+        plus the position on the side that reduces it. So from flat both are the margin cap
+        (:meth:`max_position_lots_margin`), and a long of p may buy cap - p, sell cap + p. Another
+        address has no balance: zeros at the venue's starting leverage."""
+        user = user.lower()
+        inst = self.instrument
+        mark_ticks = self.mark_ticks()
+        mark = Decimal(repr(mark_ticks)).scaleb(-inst.tick_decimals)
+        mine = user == self.account
+        avail = [Decimal(0), Decimal(0)]
+        sizes = [0, 0]
+        if mine and math.isfinite(mark_ticks) and mark_ticks > 0:
+            state = self._user_state()
+            withdrawable = Decimal(state["withdrawable"])
+            pos_margin = Decimal(state["assetPositions"][0]["position"]["marginUsed"]) if self.position_lots else Decimal(0)
+            for i, side in enumerate((1, -1)):
+                reduces = self.position_lots * side < 0
+                avail[i] = withdrawable + (pos_margin if reduces else 0)
+                opens = int((avail[i] * self.leverage / mark).scaleb(inst.sz_decimals))
+                sizes[i] = opens + (abs(self.position_lots) if reduces else 0)
+        return {"user": user, "coin": inst.coin,
+                "leverage": {"type": "cross", "value": self.leverage if mine else self._initial_leverage},
+                "maxTradeSzs": [inst.size_wire(n) for n in sizes], "availableToTrade": [dec_str(a) for a in avail],
+                "markPx": dec_str(mark)}
 
     # ------------------------------------------------------------------ /info
     def info(self, body: Any) -> Any:
@@ -707,10 +855,7 @@ class LocalExchange:
                 got[2], got[3], got[4] = max(got[2], h), min(got[3], lo), c
                 got[5] += lots
                 got[6] += n
-        inst = self.instrument
-        return [{"t": t0, "T": t1, "s": coin, "i": interval, "o": inst.price_wire(o), "c": inst.price_wire(c),
-                 "h": inst.price_wire(h), "l": inst.price_wire(lo), "v": inst.size_wire(lots), "n": n}
-                for t0, (t1, o, h, lo, c, lots, n) in list(candles.items())[-CANDLES_PER_REPLY:]]
+        return [self._candle_wire(interval, t0, *rest) for t0, rest in list(candles.items())[-CANDLES_PER_REPLY:]]
 
     def _info_user_fees(self, body: dict[str, Any]) -> dict[str, Any]:
         """``userFees``: the venue's flat fee schedule (no tiers, referral or staking discounts)
@@ -963,6 +1108,7 @@ class LocalExchange:
         o = VenueOrder(res.oid, cloid, side, px, int(Decimal(w["s"]).scaleb(self.instrument.sz_decimals)), lots,
                        reduce_only, tif, self.now_ms, "open", self.now_ms)
         self.orders[o.oid] = o
+        self._account_changed = True
         if cloid is not None:
             self.by_cloid[cloid] = o.oid
         filled_lots = sum(f.size_lots for f in res.fills)
@@ -1070,6 +1216,7 @@ class LocalExchange:
         if not isinstance(lev, int) or isinstance(lev, bool) or not 1 <= lev <= self.rules.max_leverage:
             return {"status": "err", "response": f"Invalid leverage value {lev!r}"}
         self.leverage = lev
+        self._account_changed = True
         return {"status": "ok", "response": {"type": "default"}}
 
     def _act_reserve(self, action: dict[str, Any]) -> dict[str, Any]:
@@ -1081,6 +1228,7 @@ class LocalExchange:
         if float(self._user_state()["withdrawable"]) < cost:
             return {"status": "err", "response": ERR_RESERVE_BALANCE}
         self.reserved_usd += cost
+        self._account_changed = True
         self.budgets.setdefault(self.account, RequestBudget()).surplus += weight
         return {"status": "ok", "response": {"type": "default"}}
 
