@@ -122,11 +122,15 @@ MAX_AHEAD_S = 3600.0
 
 
 class _NormalCloseFilter(logging.Filter):
-    """websocket-client logs a normal close (code 1000) at ERROR; the bridge closes its sockets on
-    purpose (shutdown, reconnect), so only that message is dropped: real socket errors still show."""
+    """websocket-client logs a normal close (code 1000) at ERROR, and so does a reader the bridge
+    is stopping on purpose that was mid-frame when its socket was shut down ("Broken pipe -
+    goodbye"). Those are dropped; real socket errors, on a reader nobody is stopping, still show."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "closed normally" not in record.getMessage()
+        if "closed normally" in record.getMessage():
+            return False
+        reader = threading.current_thread()
+        return not (isinstance(reader, WebsocketManager) and not reader.ws.keep_running)
 
 
 logging.getLogger("websocket").addFilter(_NormalCloseFilter())

@@ -202,6 +202,26 @@ def test_closing_ends_the_websocket_reader_even_while_messages_stream_in():
         srv.stop()
 
 
+def test_websocket_errors_of_a_reader_being_stopped_on_purpose_are_not_printed():
+    """A reader mid-frame when the bridge shuts its socket down logs "[Errno 32] Broken pipe -
+    goodbye" at ERROR (it showed in the middle of `hlmm stress --venue local`'s progress bar).
+    Dropped for a reader being stopped; the same error on a running reader still shows."""
+    import logging
+
+    from hyperliquid.websocket_manager import WebsocketManager
+
+    seen: list[bool] = []
+    record = logging.LogRecord("websocket", logging.ERROR, __file__, 0, "[Errno 32] Broken pipe - goodbye", None, None)
+    for stopping in (False, True):
+        manager = WebsocketManager("http://127.0.0.1:9")
+        manager.ws.keep_running = not stopping
+        manager.run = lambda: seen.append(logging.getLogger("websocket").filter(record))
+        manager.start()
+        manager.join(5.0)
+    assert seen == [True, False]
+    assert logging.getLogger("websocket").filter(record)  # any other thread: shown
+
+
 def test_websocket_drop_reconnects_and_resubscribes(bridged):
     srv, lv = bridged
     faults_now(srv, disconnects=((1.0, 1.0),))
