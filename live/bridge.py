@@ -121,16 +121,24 @@ MODIFY_GONE = "cannot modify canceled or filled order"  # Hyperliquid's refusal 
 MAX_AHEAD_S = 3600.0
 
 
+WS_ERROR = "ws_error"  # the inbox channel of a websocket reader's errors (not a venue channel)
+
+
+class _BridgeReader(WebsocketManager):
+    """The SDK's websocket thread as the bridge runs it: a daemon (a reader stuck in select()
+    must not keep the process alive), whose errors reach the session log through the bridge."""
+
+
 class _NormalCloseFilter(logging.Filter):
-    """websocket-client logs a normal close (code 1000) at ERROR, and so does a reader the bridge
-    is stopping on purpose that was mid-frame when its socket was shut down ("Broken pipe -
-    goodbye"). Those are dropped; real socket errors, on a reader nobody is stopping, still show."""
+    """websocket-client logs every socket error at ERROR on stderr: a normal close (code 1000),
+    each failed reconnection handshake (a 503 a second while a venue is down), a reader stopped
+    mid-frame. A bridge reader's errors go to the session log as ``ws_error`` alarms instead
+    (``on_error``), so they are dropped here; another reader's still show, bar the normal close."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if "closed normally" in record.getMessage():
             return False
-        reader = threading.current_thread()
-        return not (isinstance(reader, WebsocketManager) and not reader.ws.keep_running)
+        return not isinstance(threading.current_thread(), _BridgeReader)
 
 
 logging.getLogger("websocket").addFilter(_NormalCloseFilter())
@@ -245,7 +253,8 @@ class LiveVenue:
         self._received = 0
         self._handlers: dict[str, Callable[[Any], None]] = {
             "l2Book": self._on_book, "trades": self._on_trades, "userFills": self._on_user_fills,
-            "orderUpdates": self._on_order_updates, "user": self._on_user_events, "activeAssetCtx": self._on_asset_ctx}
+            "orderUpdates": self._on_order_updates, "user": self._on_user_events, "activeAssetCtx": self._on_asset_ctx,
+            WS_ERROR: self._on_ws_error}
         self._info: Info | None = None
         self._meta: Any = None
         self.exchange: NoncedExchange | None = None
@@ -342,10 +351,11 @@ class LiveVenue:
             # What Info(skip_ws=False) does, with daemon threads: websocket-client closed from this
             # thread can leave the SDK's reader blocked in select() on the closed socket for good
             # (epoll forgets a closed fd), and a non-daemon thread would then keep the process alive.
-            info.ws_manager = WebsocketManager(self.base_url)
-            info.ws_manager.daemon = True
-            info.ws_manager.ping_sender.daemon = True
-            info.ws_manager.start()
+            manager = info.ws_manager = _BridgeReader(self.base_url)
+            manager.daemon = True
+            manager.ping_sender.daemon = True
+            manager.ws.on_error = self._enqueue_ws_error
+            manager.start()
         except AMBIGUOUS as exc:
             self._alarm("connect_failed", repr(exc))
             return False
@@ -444,6 +454,18 @@ class LiveVenue:
                 self._inbox.append((channel, msg))
                 self._received += 1
         return enqueue
+
+    def _enqueue_ws_error(self, app: Any, exc: BaseException) -> None:
+        """websocket-client's ``on_error``, on the SDK's thread: queued, handled on the driver's.
+        A reader being stopped on purpose says nothing (it was told to stop)."""
+        if app.keep_running:
+            with self._lock:
+                self._inbox.append((WS_ERROR, {"data": f"{type(exc).__name__}: {exc}"}))
+
+    def _on_ws_error(self, data: Any) -> None:
+        """A websocket reader's error (a dropped connection, a refused reconnection): logged, not
+        trouble in itself (the bridge notices the dead reader and reconnects)."""
+        self._alarm(WS_ERROR, str(data), trouble=False)
 
     def _drain_inbox(self) -> None:
         """Handle, on the driver's thread and in arrival order, every message queued so far."""
