@@ -125,8 +125,15 @@ WS_ERROR = "ws_error"  # the inbox channel of a websocket reader's errors (not a
 
 
 class _BridgeReader(WebsocketManager):
-    """The SDK's websocket thread as the bridge runs it: a daemon (a reader stuck in select()
-    must not keep the process alive), whose errors reach the session log through the bridge."""
+    """The SDK's websocket thread (what ``Info(skip_ws=False)`` starts) as the bridge runs it:
+    daemon threads, so a reader stuck in select() cannot keep the process alive, and its errors
+    handed to ``on_error`` (the bridge logs them) instead of stderr."""
+
+    def __init__(self, base_url: str, on_error: Callable[[Any, BaseException], None]) -> None:
+        super().__init__(base_url)
+        self.daemon = True
+        self.ping_sender.daemon = True
+        self.ws.on_error = on_error
 
 
 class _NormalCloseFilter(logging.Filter):
@@ -348,14 +355,8 @@ class LiveVenue:
         try:
             info = self._tune(Info(self.base_url, skip_ws=True, meta=self._meta,
                                    spot_meta={"universe": [], "tokens": []}, timeout=self.timeout))
-            # What Info(skip_ws=False) does, with daemon threads: websocket-client closed from this
-            # thread can leave the SDK's reader blocked in select() on the closed socket for good
-            # (epoll forgets a closed fd), and a non-daemon thread would then keep the process alive.
-            manager = info.ws_manager = _BridgeReader(self.base_url)
-            manager.daemon = True
-            manager.ping_sender.daemon = True
-            manager.ws.on_error = self._enqueue_ws_error
-            manager.start()
+            info.ws_manager = _BridgeReader(self.base_url, self._enqueue_ws_error)
+            info.ws_manager.start()
         except AMBIGUOUS as exc:
             self._alarm("connect_failed", repr(exc))
             return False

@@ -215,7 +215,7 @@ def test_a_bridge_readers_websocket_errors_go_to_the_session_log_not_stderr():
 
     shown: list[bool] = []
     record = logging.LogRecord("websocket", logging.ERROR, __file__, 0, "Handshake status 503 - goodbye", None, None)
-    for manager in (live.bridge._BridgeReader("http://127.0.0.1:9"), WebsocketManager("http://127.0.0.1:9")):
+    for manager in (live.bridge._BridgeReader("http://127.0.0.1:9", lambda app, exc: None), WebsocketManager("http://127.0.0.1:9")):
         manager.run = lambda: shown.append(logging.getLogger("websocket").filter(record))
         manager.start()
         manager.join(5.0)
