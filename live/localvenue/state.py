@@ -560,7 +560,7 @@ class LocalExchange:
     def _fold_candle(self, minute: int, interval: str) -> list[int]:
         """The candle of ``interval`` holding ``minute`` (the latest minute), folded from the 1-minute
         candles: [open ms, close ms, o, h, l, c, lots, n]."""
-        t0, t1 = (minute, minute + MINUTE_MS - 1) if interval == "1m" else candle_span(minute, interval)
+        t0, t1 = candle_span(minute, interval)
         c: list[int] = []
         for t, o, h, lo, close, lots, n in reversed(self._minutes):
             if t < t0:
@@ -845,7 +845,7 @@ class LocalExchange:
             return []
         candles: dict[int, list[int]] = {}  # open ms -> [close ms, o, h, l, c, lots, n], in time order
         for t, o, h, lo, c, lots, n in self._minutes:
-            t0, t1 = (t, t + MINUTE_MS - 1) if interval == "1m" else candle_span(t, interval)
+            t0, t1 = candle_span(t, interval)
             if t1 < start or t0 > end or t0 < self._candles_from_ms:
                 continue
             got = candles.get(t0)
