@@ -4,8 +4,10 @@ the env costs training)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -206,34 +208,89 @@ class BusyEnv(ConstantEnv):
         return super().step(action)
 
 
+@dataclass(frozen=True)
+class RecordedEpisode:
+    """One episode of the training env: its scenario (randomized as the env drew it), the venue's
+    seed, the agent's commands event by event, the episode's steps and the venue's summary at its
+    end (:meth:`sim.venue.SimVenue.summary`, for checking a replay)."""
+
+    scenario: Any
+    sim_seed: int
+    recording: RecordingAgent
+    steps: int
+    summary: dict[str, Any]
+
+
+def record_env_traffic(env_config: dict[str, Any], episodes: int, seed: int,
+                       action_std: float = 1.0) -> list[RecordedEpisode]:
+    """``episodes`` episodes of the training env (``env_config``: the fields of a
+    :class:`sim.env.EnvConfig`), reset with seeds ``seed``, ``seed + 1``, ..., with the agent's
+    commands recorded. The actions are an untrained policy's: N(0, ``action_std``) clipped to the
+    action box, as SB3's PPO draws them before it has learned (``action_std`` = e^log_std_init).
+    This is the traffic the real env carries in the PPO figures: more than the production
+    agent's with its defaults (random adjustments move the quotes every step: ~2.4 commands and
+    ~4 replies a step against ~1.1 and ~1.7)."""
+    from sim.env import MarketMakingEnv
+
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes!r}: must be >= 1")
+    env = MarketMakingEnv(env_config)
+    rng = np.random.default_rng(seed)
+    box = env.action_space
+    assert isinstance(box, gym.spaces.Box), "the env's actions are a Box"
+    low, high = box.low, box.high
+    out = []
+    for k in range(episodes):
+        env.reset(seed=seed + k)
+        recording = RecordingAgent(env.mm)
+        env.venue.agent = recording  # it delivers to its agent attribute, read at each event
+        steps, done = 0, False
+        while not done:
+            action = np.clip(rng.normal(0.0, action_std, low.shape), low, high).astype(np.float32)
+            _, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+            steps += 1
+        assert env.scenario is not None  # set by reset
+        out.append(RecordedEpisode(env.scenario, env.venue.seed, recording, steps, env.venue.summary()))
+    return out
+
+
 class ReplayedMessagesEnv(ConstantEnv):
-    """:class:`ConstantEnv` whose every step also runs one simulated second of the venue carrying
-    a recorded production agent's messages (:class:`ReplayedMessagesAgent`, from the recording's
-    start at each reset): in PPO, the env of an agent that sends what the production agent sends
-    and costs nothing itself."""
+    """:class:`ConstantEnv` whose every step also runs one step of a recorded training-env episode
+    (:func:`record_env_traffic`): the same scenario and venue seed, carrying the recorded agent's
+    commands (:class:`ReplayedMessagesAgent`). Each reset starts the next episode of
+    ``episodes`` (from index ``first``, cycling), and an episode ends where its recording did. In
+    PPO, the env of an agent that sends what the real env's agent sends and costs nothing
+    itself."""
 
-    def __init__(self, like: gym.Env, recorded: RecordingAgent, seed: int) -> None:
-        from sim.scenario import load_scenario
-
+    def __init__(self, like: gym.Env, episodes: Sequence[RecordedEpisode], first: int = 0,
+                 step_s: float = 1.0) -> None:
         super().__init__(like)
-        self._recorded, self._sim_seed = recorded, seed
-        self._scenario = load_scenario(FLOOR_SCENARIO)
+        if not episodes:
+            raise ValueError("episodes: empty; record at least one (record_env_traffic)")
+        self._episodes, self._next, self._step_s = list(episodes), first, step_s
         self._venue: Any = None
         self._t = 0.0
+        self._steps_left = 0
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         from sim.venue import SimVenue
 
         out = super().reset(seed=seed)
-        self._venue = SimVenue(self._scenario, self._sim_seed, ReplayedMessagesAgent(self._recorded))
+        episode = self._episodes[self._next % len(self._episodes)]
+        self._next += 1
+        self._venue = SimVenue(episode.scenario, episode.sim_seed, ReplayedMessagesAgent(episode.recording))
         self._venue.start()
         self._t = 0.0
+        self._steps_left = episode.steps
         return out
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        self._t += 1.0
+        self._t += self._step_s
         self._venue.run_until(self._t)
-        return super().step(action)
+        self._steps_left -= 1
+        obs, reward, terminated, _, info = super().step(action)
+        return obs, reward, terminated, self._steps_left <= 0, info
 
 
 class StepClock(gym.Wrapper):
@@ -351,8 +408,9 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
     """``PPO.learn`` steps/s with ``hlmm train``'s own setup (:func:`hlmm.training.training_setup`
     with :data:`TRAINING_CONFIG`: its env mix, ``VecNormalize``, its ``[ppo]`` arguments, torch on
     one thread) on the real env, on a constant env with the same spaces and on the constant env
-    carrying the production agent's recorded messages through the venue
-    (:class:`ReplayedMessagesEnv`: the floor under a zero-cost agent), ``n_envs`` of each (1:
+    carrying the real env's recorded traffic through the venue (:class:`ReplayedMessagesEnv`,
+    episodes recorded by :func:`record_env_traffic` under an untrained policy's actions: the floor
+    under an agent that trades as the real one and costs nothing), ``n_envs`` of each (1:
     ``DummyVecEnv`` in this process; more: the config's ``vec_env``, as training runs them).
 
     With one env, and with env 0 in this process (``vec_env = "inline"``), it also times env 0's
@@ -378,8 +436,14 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
     cfg = cfg.model_copy(update={"ppo": ppo, "train": cfg.train.model_copy(update={"n_envs": n_envs})})
     real = env_factories(cfg, seed)
     constant = [lambda fn=fn: ConstantEnv(fn()) for fn in real]
-    recorded = record_production(CONSTANT_EPISODE_STEPS + 1.0, seed)
-    messages = [lambda fn=fn: ReplayedMessagesEnv(fn(), recorded, seed) for fn in real]
+    # the real env's traffic, recorded apart (the real run is timed bare), episodes enough for
+    # every env to step through its own (a rollout may run past the total: one more each)
+    episode_steps = math.ceil(cfg.env.episode_s / cfg.env.step_s)
+    per_env = math.ceil(math.ceil(n_steps / n_envs) / episode_steps) + 1
+    action_std = math.exp(cfg.train.log_std_init or 0.0)
+    episodes = record_env_traffic(cfg.env.model_dump(mode="json"), n_envs * per_env, seed, action_std)
+    messages = [lambda fn=fn, i=i: ReplayedMessagesEnv(fn(), episodes, i * per_env, cfg.env.step_s)
+                for i, fn in enumerate(real)]
     out: dict[str, Any] = {"n_envs": n_envs, "vec_env": cfg.train.vec_env if n_envs > 1 else "dummy", "n_steps": ppo.get("n_steps", 2048),
                              "batch_size": ppo.get("batch_size", 64), "n_epochs": ppo.get("n_epochs", 10)}
     clocks: list[StepClock] = []

@@ -342,6 +342,11 @@ class MarketMakingEnv(gym.Env[np.ndarray, np.ndarray]):
         }
         return build_observation(self.mm), float(reward), terminated, truncated, info
 
+    @property
+    def venue(self) -> Any:
+        """The current episode's :class:`sim.venue.SimVenue` (``None`` before the first reset)."""
+        return self._venue
+
     # ---------------------------------------------------------------- internals
     def _current_adjustment(self, _mm: Any) -> PolicyAdjustment:
         return self._adjustment

@@ -162,6 +162,29 @@ def test_replayed_messages_carry_the_recorded_agents_traffic() -> None:
         elsewhere.run_until(60.0)
 
 
+def test_replayed_env_traffic_is_the_real_envs() -> None:
+    """The PPO figures' 'agent's messages only' env carries the real env's traffic: each recorded
+    episode replayed step by step ends with the venue's summary of the real episode, and a reset
+    starts the next recording."""
+    from bench.env_speed import ReplayedMessagesEnv, record_env_traffic
+    from sim.env import MarketMakingEnv
+
+    config = {"scenarios": ["feb12_cascade", "calm"], "episode_s": 60.0}
+    episodes = record_env_traffic(config, 2, seed=4)
+    assert [e.steps for e in episodes] == [60, 60]
+    assert {e.scenario.name for e in episodes} <= {"feb12_cascade", "calm"}
+    assert all(e.summary["commands"] > 20 for e in episodes)  # the random adjustments move the quotes
+    env = ReplayedMessagesEnv(MarketMakingEnv(config), episodes, first=1)
+    for k in (1, 0):
+        env.reset()
+        truncated, steps = False, 0
+        while not truncated:
+            _, _, _, truncated, _ = env.step(env.action_space.sample())
+            steps += 1
+        assert steps == episodes[k].steps
+        assert env._venue.summary() == episodes[k].summary
+
+
 def test_training_split_as_trained_times_env_0_in_the_learner() -> None:
     from bench.env_speed import measure_training
 
