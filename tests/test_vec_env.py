@@ -138,3 +138,67 @@ def test_make_vec_env_and_its_errors() -> None:
     one.close()
     with pytest.raises(ValueError, match="vec_env='threads'"):
         make_vec_env([Counter, Counter], "threads")
+
+
+def test_a_shared_memory_link_carries_small_and_large_messages_and_sees_a_closed_end() -> None:
+    import multiprocessing as mp
+    import threading
+    import time
+
+    from hlmm.vec_env import LINK_BUFFER_BYTES, SharedMemoryConnection, _Mailbox
+
+    ctx = mp.get_context("fork")
+    pipe_a, pipe_b = ctx.Pipe()
+    a_to_b, b_to_a = _Mailbox(ctx, LINK_BUFFER_BYTES), _Mailbox(ctx, LINK_BUFFER_BYTES)
+    a = SharedMemoryConnection(pipe_a, a_to_b, b_to_a, spin_s=0.001)
+    b = SharedMemoryConnection(pipe_b, b_to_a, a_to_b, spin_s=0.001)
+    a.send(("step", np.array([0.5, -1.0], dtype=np.float32)))
+    cmd, action = b.recv()
+    assert cmd == "step" and action.dtype == np.float32 and action.tolist() == [0.5, -1.0]
+    big = np.arange(LINK_BUFFER_BYTES, dtype=np.float64)  # 8x the buffer: it takes the pipe
+    sender = threading.Thread(target=b.send, args=({"answer": big},))  # it waits for the pipe's reader
+    sender.start()
+    assert np.array_equal(a.recv()["answer"], big)
+    sender.join()
+    a.send("after the large one")  # the buffer is still in step with the pipe
+    assert b.recv() == "after the large one"
+    a.close()  # the other end exits or dies: a wait for its message ends, it does not hang
+    start = time.perf_counter()
+    with pytest.raises(EOFError):
+        b.recv()
+    assert time.perf_counter() - start < 5.0
+
+
+class DiesOnSecondStep(Counter):
+    """A worker's env whose process dies without a word on its second step."""
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if self.k == 1:
+            import os
+
+            os._exit(3)
+        return super().step(action)
+
+
+def test_a_worker_that_dies_mid_step_is_an_error_in_the_learner_not_a_hang() -> None:
+    v = InlineFirstVecEnv([Counter, DiesOnSecondStep], spin=True)
+    try:
+        v.reset()
+        actions = np.zeros((2, 1), dtype=np.float32)
+        v.step(actions)
+        with pytest.raises(EOFError):
+            v.step(actions)
+    finally:
+        v.workers.closed = True  # nothing left to close in the dead worker
+        v.env.close()
+
+
+def test_messages_larger_than_the_link_buffer_reach_the_learner_whole() -> None:
+    v = InlineFirstVecEnv([Counter, Counter], spin=True)
+    try:
+        v.reset()
+        v.set_attr("tag", "x" * (3 * 65536), indices=[1])  # a command larger than the buffer
+        assert v.get_attr("tag") == ["counter", "x" * (3 * 65536)]  # and an answer
+        assert v.env_method("bump", 2) == [2, 2]
+    finally:
+        v.close()
