@@ -221,6 +221,12 @@ class RecordedEpisode:
     summary: dict[str, Any]
 
 
+def untrained_action(rng: np.random.Generator, box: gym.spaces.Box, action_std: float) -> np.ndarray:
+    """One action as SB3's PPO draws it before it has learned: N(0, ``action_std``) per component
+    (``action_std`` = e^log_std_init), clipped to ``box``."""
+    return np.clip(rng.normal(0.0, action_std, box.shape), box.low, box.high).astype(np.float32)
+
+
 def record_env_traffic(env_config: dict[str, Any], episodes: int, seed: int,
                        action_std: float = 1.0) -> list[RecordedEpisode]:
     """``episodes`` episodes of the training env (``env_config``: the fields of a
@@ -238,7 +244,6 @@ def record_env_traffic(env_config: dict[str, Any], episodes: int, seed: int,
     rng = np.random.default_rng(seed)
     box = env.action_space
     assert isinstance(box, gym.spaces.Box), "the env's actions are a Box"
-    low, high = box.low, box.high
     out = []
     for k in range(episodes):
         env.reset(seed=seed + k)
@@ -246,7 +251,7 @@ def record_env_traffic(env_config: dict[str, Any], episodes: int, seed: int,
         env.venue.agent = recording  # it delivers to its agent attribute, read at each event
         steps, done = 0, False
         while not done:
-            action = np.clip(rng.normal(0.0, action_std, low.shape), low, high).astype(np.float32)
+            action = untrained_action(rng, box, action_std)
             _, _, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
             steps += 1
@@ -261,14 +266,17 @@ class ReplayedMessagesEnv(ConstantEnv):
     commands (:class:`ReplayedMessagesAgent`). Each reset starts the next episode of
     ``episodes`` (from index ``first``, cycling), and an episode ends where its recording did. In
     PPO, the env of an agent that sends what the real env's agent sends and costs nothing
-    itself."""
+    itself. ``agent`` builds the replaying agent from a recording (a subclass of
+    :class:`ReplayedMessagesAgent` may add work of its own per event)."""
 
     def __init__(self, like: gym.Env, episodes: Sequence[RecordedEpisode], first: int = 0,
-                 step_s: float = 1.0) -> None:
+                 step_s: float = 1.0,
+                 agent: Callable[[RecordingAgent], ReplayedMessagesAgent] = ReplayedMessagesAgent) -> None:
         super().__init__(like)
         if not episodes:
             raise ValueError("episodes: empty; record at least one (record_env_traffic)")
         self._episodes, self._next, self._step_s = list(episodes), first, step_s
+        self._agent = agent
         self._venue: Any = None
         self._t = 0.0
         self._steps_left = 0
@@ -279,7 +287,7 @@ class ReplayedMessagesEnv(ConstantEnv):
         out = super().reset(seed=seed)
         episode = self._episodes[self._next % len(self._episodes)]
         self._next += 1
-        self._venue = SimVenue(episode.scenario, episode.sim_seed, ReplayedMessagesAgent(episode.recording))
+        self._venue = SimVenue(episode.scenario, episode.sim_seed, self._agent(episode.recording))
         self._venue.start()
         self._t = 0.0
         self._steps_left = episode.steps
@@ -407,11 +415,14 @@ TRAINING_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "ppo_cas
 def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | None = None) -> dict:
     """``PPO.learn`` steps/s with ``hlmm train``'s own setup (:func:`hlmm.training.training_setup`
     with :data:`TRAINING_CONFIG`: its env mix, ``VecNormalize``, its ``[ppo]`` arguments, torch on
-    one thread) on the real env, on a constant env with the same spaces and on the constant env
+    one thread) on the real env, on a constant env with the same spaces, on the constant env
     carrying the real env's recorded traffic through the venue (:class:`ReplayedMessagesEnv`,
     episodes recorded by :func:`record_env_traffic` under an untrained policy's actions: the floor
-    under an agent that trades as the real one and costs nothing), ``n_envs`` of each (1:
-    ``DummyVecEnv`` in this process; more: the config's ``vec_env``, as training runs them).
+    under an agent that trades as the real one and costs nothing; ``messages``) and on that traffic
+    replayed by a stand-in for a perfectly compiled agent, which spends per event only what the
+    real agent's kernels take (:class:`bench.compiled_agent.CompiledAgentStandIn`; ``compiled``,
+    with the kernels' µs per event as ``kernel_*_us``), ``n_envs`` of each (1: ``DummyVecEnv`` in
+    this process; more: the config's ``vec_env``, as training runs them).
 
     With one env, and with env 0 in this process (``vec_env = "inline"``), it also times env 0's
     step inside ``learn`` (``*_step_us``, against the same env stepped alone:
@@ -425,6 +436,7 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
     preemption by other work on a shared machine does not enter them."""
     import torch
 
+    from bench.compiled_agent import CompiledAgentStandIn, measure_kernel_cost, spin_iterations
     from hlmm.training import env_factories, load_train_config, training_setup
 
     torch.set_num_threads(1)
@@ -444,8 +456,17 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
     episodes = record_env_traffic(cfg.env.model_dump(mode="json"), n_envs * per_env, seed, action_std)
     messages = [lambda fn=fn, i=i: ReplayedMessagesEnv(fn(), episodes, i * per_env, cfg.env.step_s)
                 for i, fn in enumerate(real)]
+    cost = measure_kernel_cost(cfg.env.model_dump(mode="json"), min(n_steps, 3_000), seed, action_std)
+    iterations = spin_iterations(cost.book_us), spin_iterations(cost.other_us)
+
+    def stand_in(recorded: RecordingAgent) -> ReplayedMessagesAgent:
+        return CompiledAgentStandIn(recorded, *iterations)
+
+    compiled = [lambda fn=fn, i=i: ReplayedMessagesEnv(fn(), episodes, i * per_env, cfg.env.step_s, stand_in)
+                for i, fn in enumerate(real)]
     out: dict[str, Any] = {"n_envs": n_envs, "vec_env": cfg.train.vec_env if n_envs > 1 else "dummy", "n_steps": ppo.get("n_steps", 2048),
-                             "batch_size": ppo.get("batch_size", 64), "n_epochs": ppo.get("n_epochs", 10)}
+                             "batch_size": ppo.get("batch_size", 64), "n_epochs": ppo.get("n_epochs", 10),
+                             "kernel_book_us": cost.book_us, "kernel_other_us": cost.other_us}
     clocks: list[StepClock] = []
 
     def clocked(fn: Callable[[], Any]) -> Callable[[], gym.Env]:
@@ -454,7 +475,8 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
             return clocks[-1]
         return make
 
-    kinds: list[tuple[str, Sequence[Callable[[], Any]]]] = [("real", real), ("constant", constant), ("messages", messages)]
+    kinds: list[tuple[str, Sequence[Callable[[], Any]]]] = [
+        ("real", real), ("constant", constant), ("messages", messages), ("compiled", compiled)]
     env0_here = n_envs == 1 or cfg.train.vec_env == "inline"  # env 0 steps in this process
     if env0_here:  # the same factory's env (the training mix) stepped alone
         alone_us = out["real_alone_step_us"] = _alone_step_us(real[0], min(n_steps, 2_000), seed)
@@ -484,13 +506,18 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
     return with_share(out)
 
 
+# the envs measure_training runs beside the constant env, and the key of each one's share
+_SHARES = (("real", "env_share_of_training"), ("messages", "messages_share_of_training"),
+           ("compiled", "compiled_share_of_training"), ("busy", "busy_share_of_training"))
+
+
 def with_share(out: dict[str, float]) -> dict[str, float]:
     """``out`` with ``env_share_of_training`` = (t_real - t_const) / t_real from its two rates
     (and ``env_share_of_training_cpu`` from the per-CPU-second rates when present), and
-    ``messages_share_of_training`` the same for the replayed-messages env when it was run."""
+    ``messages_share_of_training``, ``compiled_share_of_training`` and ``busy_share_of_training``
+    the same for the replayed-messages, compiled-agent stand-in and busy-loop envs when they ran."""
     # time per step = env + learner; the constant env's time is the learner's alone
-    for env, share in (("real", "env_share_of_training"), ("messages", "messages_share_of_training"),
-                       ("busy", "busy_share_of_training")):
+    for env, share in _SHARES:
         for suffix in ("", "_cpu"):
             if f"{env}_steps_per{suffix}_s" not in out:
                 continue
@@ -499,7 +526,7 @@ def with_share(out: dict[str, float]) -> dict[str, float]:
             out[f"{share}{suffix}"] = max(0.0, (t_env - t_const) / t_env)
     # a vectorized step's time less env 0's step: the learner's (policy, buffer, update), and with
     # workers the pipe to them and the wait for them
-    for env in ("real", "constant", "messages", "busy"):
+    for env in ("constant", *(env for env, _ in _SHARES)):
         if f"{env}_step_us" in out:
             out[f"{env}_learner_us"] = 1e6 * out.get("n_envs", 1) / out[f"{env}_steps_per_s"] - out[f"{env}_step_us"]
     return out

@@ -24,7 +24,8 @@ CADENCE_S = 0.1
 # sqrt(s), A 2 per s, kappa 0.5 per bps, 100-lot quotes, 2 000-lot cap)
 GLFT = GlftReplay()
 
-PPO_RATES = ("real_steps_per_s", "constant_steps_per_s", "messages_steps_per_s", "busy_steps_per_s")
+PPO_RATES = ("real_steps_per_s", "constant_steps_per_s", "messages_steps_per_s", "compiled_steps_per_s",
+             "busy_steps_per_s")
 PPO_CPU_RATES = tuple(rate.replace("_per_s", "_per_cpu_s") for rate in PPO_RATES)
 VEC_ENVS = 2  # envs in the vectorized figures (hlmm train's default n_envs)
 # run sizes; replay events are the tape length (>= 5 M in full mode, as issue 7 asks)
@@ -158,7 +159,8 @@ def _cpu_model() -> str:
 
 
 def _ppo_rows(name: str, d: dict, suffix: str = "", env: str = "real") -> list[tuple[str, str, str, str]]:
-    """``env``'s steps/s (``real``, or ``messages``: the production agent's messages replayed),
+    """``env``'s steps/s (``real``; ``messages``: the real env's traffic replayed; ``compiled``: that
+    traffic plus the agent's kernels' time, a perfectly compiled agent's stand-in),
     constant env steps/s (the peer column) and the env's share of the time; ``suffix="_cpu"``:
     the same per CPU second (no row when the figures are absent)."""
     if "na" not in d and f"{env}_steps_per{suffix}_s" not in d:
@@ -243,12 +245,15 @@ def table(res: dict) -> str:
         *_ppo_rows("PPO steps/s real env vs constant env", res["ppo"]),
         *_ppo_rows("PPO steps per CPU s (same runs)", res["ppo"], "_cpu"),
         *_ppo_rows("PPO steps/s agent's messages only vs constant", res["ppo"], env="messages"),
+        *_ppo_rows("PPO steps/s messages + agent's kernels only vs constant", res["ppo"], env="compiled"),
         *_split_rows(res["ppo"]),
         *_interference_rows(res.get("interference", {"na": "not run"})),
         *_ppo_rows(f"PPO steps/s, {VEC_ENVS} envs as trained ({res.get('ppo_vec', {}).get('vec_env', 'n/a')})",
                    res.get("ppo_vec", {"na": "not run"})),
         *_ppo_rows(f"PPO steps/s, {VEC_ENVS} envs, agent's messages only", res.get("ppo_vec", {"na": "not run"}),
                    env="messages"),
+        *_ppo_rows(f"PPO steps/s, {VEC_ENVS} envs, messages + agent's kernels only", res.get("ppo_vec", {"na": "not run"}),
+                   env="compiled"),
         *_split_rows(res.get("ppo_vec", {"na": "not run"}), vec=True),
         ("decision p50 / p99 us (wall)", "n/a" if "na" in res["decision"] else
          f"{res['decision']['p50_us']:.1f} / {res['decision']['p99_us']:.1f}", "", ""),

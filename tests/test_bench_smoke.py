@@ -100,6 +100,9 @@ def test_bench_command_quick_on_tiny_sizes(tmp_path, monkeypatch, capsys) -> Non
     assert 0.0 <= ppo["env_share_of_training"] < 1.0
     # and on the constant env carrying the production agent's recorded messages through the venue
     assert ppo["messages_steps_per_s"] > 0 and 0.0 <= ppo["messages_share_of_training"] < 1.0
+    # and that traffic replayed by the compiled-agent stand-in, spending what the agent's kernels took
+    assert ppo["compiled_steps_per_s"] > 0 and 0.0 <= ppo["compiled_share_of_training"] < 1.0
+    assert ppo["kernel_book_us"] > ppo["kernel_other_us"] > 0
     # the env's step inside learn, the same env alone, and the learner's time per step around them
     assert ppo["real_step_us"] > 0 and ppo["real_alone_step_us"] > 0 and ppo["constant_step_us"] > 0
     assert ppo["real_learner_us"] > 0 and ppo["constant_learner_us"] > 0
@@ -112,6 +115,7 @@ def test_bench_command_quick_on_tiny_sizes(tmp_path, monkeypatch, capsys) -> Non
     printed = capsys.readouterr().out
     assert "replay events/s" in printed and "env step us inside PPO vs alone" in printed
     assert "env step us after a policy forward vs alone" in printed
+    assert "PPO steps/s messages + agent's kernels only vs constant" in printed
     try:
         import hftbacktest  # noqa: F401
     except ImportError:  # without the bench extra the peer's row says why, and the run still succeeds
@@ -193,9 +197,47 @@ def test_training_split_as_trained_times_env_0_in_the_learner() -> None:
     assert (d["n_envs"], d["vec_env"], d["n_steps"]) == (2, "inline", 8)
     assert d["real_step_us"] > 0 and d["real_alone_step_us"] > 0 and d["constant_step_us"] > 0
     # the rest of a vectorized step: its time (two samples) less env 0's step
-    for env in ("real", "constant", "messages"):
+    for env in ("real", "constant", "messages", "compiled"):
         assert d[f"{env}_learner_us"] == pytest.approx(2e6 / d[f"{env}_steps_per_s"] - d[f"{env}_step_us"])
     rows = run._split_rows(d, vec=True)
     assert [r[0] for r in rows] == ["env 0 step us inside PPO as trained vs alone",
                                     "rest of a vec step us (learner, pipe, worker), real env vs constant"]
     assert rows[0][1:3] == (f"{d['real_step_us']:,.0f}", f"{d['real_alone_step_us']:,.0f}")
+
+
+def test_compiled_agent_stand_in_replays_the_traffic_and_updates_the_changepoint() -> None:
+    """The compiled-agent stand-in carries the recorded traffic unchanged (the venue ends where the
+    real episode did) and feeds its changepoint detector once per simulated second."""
+    from bench.compiled_agent import CompiledAgentStandIn
+    from bench.env_speed import RecordingAgent, ReplayedMessagesEnv, record_env_traffic
+    from sim.env import MarketMakingEnv
+
+    config = {"scenarios": ["feb12_cascade"], "episode_s": 40.0}
+    episode = record_env_traffic(config, 1, seed=6)[0]
+    agents: list[CompiledAgentStandIn] = []
+
+    def stand_in(recorded: RecordingAgent) -> CompiledAgentStandIn:
+        agents.append(CompiledAgentStandIn(recorded, book_iterations=50, other_iterations=5))
+        return agents[-1]
+
+    env = ReplayedMessagesEnv(MarketMakingEnv(config), [episode], agent=stand_in)
+    env.reset()
+    truncated = False
+    while not truncated:
+        _, _, _, truncated, _ = env.step(env.action_space.sample())
+    assert env._venue.summary() == episode.summary
+    assert len(agents) == 1 and 39 <= agents[0]._observations <= 41
+
+
+def test_compiled_agent_kernel_cost_splits_by_event_and_restores_the_kernels() -> None:
+    from numba.core.dispatcher import Dispatcher
+
+    from agent import decision_kernels, signal_kernels
+    from bench.compiled_agent import measure_kernel_cost
+
+    cost = measure_kernel_cost({"scenarios": ["feb12_cascade"], "episode_s": 120.0}, 60, seed=1, action_std=1.0)
+    # a book update every 0.5 s and a 1 s step: two a step, each running the decision kernels
+    assert cost.books_per_step == pytest.approx(2.0, abs=0.05)
+    assert cost.others_per_step > 1.0
+    assert cost.book_us > 0 and cost.other_us > 0
+    assert isinstance(signal_kernels.bank_compute, Dispatcher) and isinstance(decision_kernels.quote, Dispatcher)
