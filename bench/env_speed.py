@@ -189,7 +189,14 @@ def measure_venue_floor(seconds_simulated: float, seed: int) -> dict:
     null_us = _run_venue(scenario, seed, NullAgent(), seconds_simulated)
     return {"seconds_simulated": seconds_simulated, "null_agent_us_per_simulated_s": null_us,
             "messages_us_per_simulated_s": messages_us, "production_us_per_simulated_s": production_us,
-            "agent_compute_share": max(0.0, (production_us - messages_us) / production_us)}
+            "agent_compute_share": agent_compute_share({"production_us_per_simulated_s": production_us,
+                                                        "messages_us_per_simulated_s": messages_us})}
+
+
+def agent_compute_share(floor: dict[str, float]) -> float:
+    """The agent's own computation in a venue-floor run: (production − messages) / production."""
+    production_us = floor["production_us_per_simulated_s"]
+    return max(0.0, (production_us - floor["messages_us_per_simulated_s"]) / production_us)
 
 
 class BusyEnv(ConstantEnv):

@@ -52,19 +52,22 @@ SIZES = {
 
 
 def _best_of(fn: Callable[[], dict], repeats: int, rate_keys: tuple[str, ...]) -> dict:
-    """``fn`` run ``repeats`` times; each rate in ``rate_keys`` is its best run's (on a shared
-    machine the best run is the one least slowed by other work). PPO's real and constant env
+    """``fn`` run ``repeats`` times; each rate in ``rate_keys`` is its best run's and each time (per
+    step, per simulated second) its least (on a shared machine the best run is the one least
+    slowed by other work); the shares are recomputed from those. PPO's real and constant env
     alternate within each run, so both get the same chances."""
-    from bench.env_speed import with_share
+    from bench.env_speed import agent_compute_share, with_share
 
     runs = [fn() for _ in range(repeats)]
     best = {**runs[0], "repeats": repeats}
     for key in rate_keys:
         if key in best:
             best[key] = max(run[key] for run in runs)
-    for key in best:  # times per step: the least slowed run's too
-        if key.endswith("_step_us"):
+    for key in best:  # times per step or per simulated second: the least slowed run's too
+        if key.endswith(("_step_us", "_us_per_simulated_s")):
             best[key] = min(run[key] for run in runs)
+    if "production_us_per_simulated_s" in best:
+        best["agent_compute_share"] = agent_compute_share(best)
     return with_share(best) if "constant_steps_per_s" in best else best
 
 
@@ -131,7 +134,7 @@ def run_all(quick: bool, seed: int = 0) -> dict:
         "replay": _try(lambda: _replay_figures(n, seed, r)),
         "hftbacktest": _try(lambda: _hftbacktest(n, seed, r)),
         "engine": _try(lambda: measure_engine(z.engine_s, seed)),
-        "venue_floor": _try(lambda: measure_venue_floor(z.venue_s, seed)),
+        "venue_floor": _try(lambda: _best_of(lambda: measure_venue_floor(z.venue_s, seed), r, ())),
         "env": _try(lambda: _best_of(lambda: measure_env(z.env_steps, seed), r, ("steps_per_s", "steps_per_cpu_s"))),
         # twice the single env's steps per mode: its three modes share one run
         "interference": _try(lambda: measure_env_interference(2 * z.env_steps, seed)),

@@ -241,3 +241,15 @@ def test_compiled_agent_kernel_cost_splits_by_event_and_restores_the_kernels() -
     assert cost.others_per_step > 1.0
     assert cost.book_us > 0 and cost.other_us > 0
     assert isinstance(signal_kernels.bank_compute, Dispatcher) and isinstance(decision_kernels.quote, Dispatcher)
+
+
+def test_best_of_keeps_each_runs_least_time_and_recomputes_the_agents_share() -> None:
+    # the second run was slowed for the production agent only: its share must not be kept
+    runs = iter([{"null_agent_us_per_simulated_s": 45.0, "messages_us_per_simulated_s": 70.0,
+                  "production_us_per_simulated_s": 140.0, "agent_compute_share": 0.5},
+                 {"null_agent_us_per_simulated_s": 44.0, "messages_us_per_simulated_s": 66.0,
+                  "production_us_per_simulated_s": 210.0, "agent_compute_share": (210.0 - 66.0) / 210.0}])
+    best = run._best_of(lambda: next(runs), 2, ())
+    assert (best["null_agent_us_per_simulated_s"], best["messages_us_per_simulated_s"]) == (44.0, 66.0)
+    assert best["production_us_per_simulated_s"] == 140.0
+    assert best["agent_compute_share"] == pytest.approx((140.0 - 66.0) / 140.0)
