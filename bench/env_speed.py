@@ -189,14 +189,12 @@ def measure_venue_floor(seconds_simulated: float, seed: int) -> dict:
     null_us = _run_venue(scenario, seed, NullAgent(), seconds_simulated)
     return {"seconds_simulated": seconds_simulated, "null_agent_us_per_simulated_s": null_us,
             "messages_us_per_simulated_s": messages_us, "production_us_per_simulated_s": production_us,
-            "agent_compute_share": agent_compute_share({"production_us_per_simulated_s": production_us,
-                                                        "messages_us_per_simulated_s": messages_us})}
+            "agent_compute_share": agent_compute_share(production_us, messages_us)}
 
 
-def agent_compute_share(floor: dict[str, float]) -> float:
+def agent_compute_share(production_us: float, messages_us: float) -> float:
     """The agent's own computation in a venue-floor run: (production − messages) / production."""
-    production_us = floor["production_us_per_simulated_s"]
-    return max(0.0, (production_us - floor["messages_us_per_simulated_s"]) / production_us)
+    return max(0.0, (production_us - messages_us) / production_us)
 
 
 class BusyEnv(ConstantEnv):
@@ -460,10 +458,11 @@ def measure_training(n_steps: int, seed: int, n_envs: int, rollout_steps: int | 
     episode_steps = math.ceil(cfg.env.episode_s / cfg.env.step_s)
     per_env = math.ceil(math.ceil(n_steps / n_envs) / episode_steps) + 1
     action_std = math.exp(cfg.train.log_std_init or 0.0)
-    episodes = record_env_traffic(cfg.env.model_dump(mode="json"), n_envs * per_env, seed, action_std)
+    env_config = cfg.env.model_dump(mode="json")
+    episodes = record_env_traffic(env_config, n_envs * per_env, seed, action_std)
     messages = [lambda fn=fn, i=i: ReplayedMessagesEnv(fn(), episodes, i * per_env, cfg.env.step_s)
                 for i, fn in enumerate(real)]
-    cost = measure_kernel_cost(cfg.env.model_dump(mode="json"), min(n_steps, 3_000), seed, action_std)
+    cost = measure_kernel_cost(env_config, min(n_steps, 3_000), seed, action_std)
     iterations = spin_iterations(cost.book_us), spin_iterations(cost.other_us)
 
     def stand_in(recorded: RecordingAgent) -> ReplayedMessagesAgent:

@@ -67,7 +67,8 @@ def _best_of(fn: Callable[[], dict], repeats: int, rate_keys: tuple[str, ...]) -
         if key.endswith(("_step_us", "_us_per_simulated_s")):
             best[key] = min(run[key] for run in runs)
     if "production_us_per_simulated_s" in best:
-        best["agent_compute_share"] = agent_compute_share(best)
+        best["agent_compute_share"] = agent_compute_share(best["production_us_per_simulated_s"],
+                                                          best["messages_us_per_simulated_s"])
     return with_share(best) if "constant_steps_per_s" in best else best
 
 
